@@ -1,0 +1,190 @@
+//! The control API spoken over the Unix socket between `vswitchctl` and `vswitchd`.
+//!
+//! Framing: one JSON object per line in each direction; the client sends one `Request`, the
+//! daemon answers with one `Response` and closes. The `result` payloads are the types below;
+//! they are also what `vswitchctl show ... --json` prints, so fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    AttachNamespace {
+        network: String,
+        netns: String,
+        /// ADDR/PREFIX, e.g. 10.0.9.2/24
+        ip: String,
+        mac: Option<String>,
+        ifname: Option<String>,
+        name: Option<String>,
+    },
+    DetachNamespace {
+        network: String,
+        netns: String,
+        ifname: Option<String>,
+    },
+    AttachInterface {
+        network: String,
+        interface: String,
+        /// ADDR or ADDR/PREFIX of the station behind the interface, for proxy-ARP.
+        ip: Option<String>,
+        mac: Option<String>,
+    },
+    DetachInterface {
+        network: String,
+        interface: String,
+    },
+    Show {
+        what: ShowWhat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShowWhat {
+    Networks,
+    Ports,
+    Fdb,
+    Neigh,
+    Peers,
+    Stats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+impl Response {
+    pub fn ok(result: impl Serialize) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            result: Some(serde_json::to_value(result).unwrap_or(serde_json::Value::Null)),
+        }
+    }
+
+    pub fn err(msg: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(msg.into()),
+            result: None,
+        }
+    }
+}
+
+/// What attach-namespace / attach-interface made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortInfo {
+    pub id: u32,
+    /// Endpoint name (`--name`), or a generated one.
+    pub name: String,
+    /// "tap" or "af_packet".
+    pub kind: String,
+    pub network: String,
+    pub vni: u32,
+    /// Interface name as the container (or host) sees it.
+    pub ifname: String,
+    /// Namespace the interface lives in (`--netns`), absent for attach-interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// ADDR/PREFIX
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub mtu: u32,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames dropped, by reason (snake_case reason names, see `DropReason`).
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub vni: u32,
+    pub subnet: String,
+    pub mtu: u32,
+    pub peers: Vec<String>,
+    pub ports: u32,
+    pub fdb_entries: u32,
+    pub neigh_entries: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FdbEntryInfo {
+    pub network: String,
+    pub vni: u32,
+    pub mac: String,
+    /// "port" (a local port) or "vtep" (a remote host).
+    pub kind: String,
+    /// Port name for "port", underlay IP for "vtep".
+    pub location: String,
+    pub age_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NeighEntryInfo {
+    pub network: String,
+    pub ip: String,
+    pub mac: String,
+    /// Where the switch learned it: "attach", "arp", "decap".
+    pub source: String,
+    pub age_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerInfo {
+    pub name: String,
+    pub underlay_ip: String,
+    pub networks: Vec<String>,
+    pub counters: Counters,
+    /// Seconds since the last valid VXLAN packet from this peer; absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NetworkStats {
+    pub name: String,
+    pub vni: u32,
+    pub counters: Counters,
+    pub flooded: u64,
+    pub proxy_arp_replies: u64,
+    pub fdb_learned: u64,
+    pub fdb_moves: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UnderlayStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Datagrams dropped before they could be tied to a network (bad header, unknown VNI, not
+    /// from a peer...), by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Send errors from the kernel (e.g. no route, message too long), by errno name.
+    pub tx_errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub uptime_secs: u64,
+    pub ports: Vec<PortInfo>,
+    pub networks: Vec<NetworkStats>,
+    pub underlay: UnderlayStats,
+}

@@ -1,0 +1,2 @@
+//! Control plane: configuration, the Unix-socket API, attach/detach of ports.
+pub mod api;

@@ -1,0 +1,1 @@
+//! Worker event loop.

@@ -1,0 +1,1 @@
+//! I/O drivers: the only place with syscalls and `unsafe`.

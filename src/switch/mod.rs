@@ -1,0 +1,3 @@
+//! The sans-IO forwarding core.
+pub mod ids;
+pub use ids::{PortId, Timestamp, Vni, VtepAddr};

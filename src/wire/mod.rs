@@ -1,0 +1,10 @@
+//! Zero-copy views and builders for the protocols vswitch reads and writes.
+//!
+//! Each file is one protocol, in the smoltcp style: a `Packet<T: AsRef<[u8]>>` view whose
+//! `new_checked` validates the length once, after which no getter panics; setters when
+//! `T: AsMut<[u8]>`. Byte offsets live in a `field` module. Nothing here allocates, and nothing
+//! here knows about switching: that is `crate::switch`.
+
+pub mod mac;
+
+pub use mac::MacAddr;
