@@ -5,6 +5,11 @@
 //! `T: AsMut<[u8]>`. Byte offsets live in a `field` module. Nothing here allocates, and nothing
 //! here knows about switching: that is `crate::switch`.
 
+pub mod arp;
+pub mod ethernet;
+pub mod flow;
+pub mod ipv4;
 pub mod mac;
+pub mod vxlan;
 
 pub use mac::MacAddr;

@@ -1,0 +1,39 @@
+//! Packet/byte counters. Plain integers: each switch instance is owned by one worker thread.
+
+use super::drop_reason::{DropCounters, DropReason};
+use crate::control::api;
+
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: DropCounters,
+}
+
+impl Counters {
+    pub fn rx(&mut self, len: usize) {
+        self.rx_packets += 1;
+        self.rx_bytes += len as u64;
+    }
+
+    pub fn tx(&mut self, len: usize) {
+        self.tx_packets += 1;
+        self.tx_bytes += len as u64;
+    }
+
+    pub fn drop(&mut self, r: DropReason) {
+        self.drops.count(r);
+    }
+
+    pub fn to_api(&self) -> api::Counters {
+        api::Counters {
+            rx_packets: self.rx_packets,
+            rx_bytes: self.rx_bytes,
+            tx_packets: self.tx_packets,
+            tx_bytes: self.tx_bytes,
+            drops: self.drops.to_map(),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Why a frame or datagram was dropped. Every drop moves exactly one counter, listed by these
+//! names in `vswitchctl show stats` (VPP's `vxlan_error.def` in spirit).
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $help:literal;)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason { $($variant,)* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = DropReason::ALL.len();
+
+            /// snake_case name used in `show stats` and its JSON.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+
+            /// One line for an operator reading the counters.
+            pub fn help(self) -> &'static str {
+                match self { $(DropReason::$variant => $help,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    VxlanTruncated => "vxlan_truncated", "underlay datagram shorter than a VXLAN header";
+    VxlanNoVniFlag => "vxlan_no_vni_flag", "VXLAN I flag clear (RFC 7348 §5): VNI not valid";
+    UnknownPeer => "unknown_peer", "VXLAN from an address that is not a configured [[peer]]";
+    UnknownVni => "unknown_vni", "VXLAN with a VNI no [[network]] uses: check vni on both hosts";
+    PeerNotInNetwork => "peer_not_in_network", "VXLAN from a peer that is not in this network's peers";
+    FrameTruncated => "frame_truncated", "frame shorter than an Ethernet header";
+    BadSourceMac => "bad_source_mac", "source MAC is multicast or zero";
+    FrameTooBig => "frame_too_big", "frame larger than the network MTU: check MTUs on both ends";
+    Hairpin => "hairpin", "destination is behind the port the frame came from";
+    SplitHorizon => "split_horizon", "frame from the underlay addressed to another remote host";
+    NoRoute => "no_route", "no local port or peer to send to";
+    UnknownPort => "unknown_port", "frame from a port that is no longer attached";
+    TxFailed => "tx_failed", "the kernel refused to send (see underlay tx_errors)";
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters([u64; DropReason::COUNT]);
+
+impl DropCounters {
+    pub fn count(&mut self, r: DropReason) {
+        self.0[r as usize] += 1;
+    }
+
+    pub fn get(&self, r: DropReason) -> u64 {
+        self.0[r as usize]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Non-zero counters by name, for the control API.
+    pub fn to_map(&self) -> std::collections::BTreeMap<String, u64> {
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.get(**r) > 0)
+            .map(|r| (r.name().to_string(), self.get(*r)))
+            .collect()
+    }
+}

@@ -1,0 +1,119 @@
+//! Forwarding database of one network: MAC → where it lives (a local port or a remote VTEP).
+//!
+//! Learned entries age out after `aging_ms` without traffic; entries made by attach are static.
+//! The table has a hard cap: when full, new MACs are not learned (their frames are still
+//! flooded), so a container sending from random MACs cannot exhaust memory or push out the
+//! stations already known. Capacity is reserved up front, so learning never allocates.
+
+use super::{PortId, Timestamp, VtepAddr};
+use crate::wire::MacAddr;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Port(PortId),
+    Vtep(VtepAddr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub location: Location,
+    pub updated: Timestamp,
+    pub is_static: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    Refreshed,
+    New,
+    Moved,
+    /// Table full: not learned.
+    Full,
+    /// A static entry holds this MAC elsewhere: not overwritten.
+    StaticConflict,
+}
+
+#[derive(Debug)]
+pub struct Fdb {
+    entries: HashMap<MacAddr, Entry>,
+    max_entries: usize,
+}
+
+impl Fdb {
+    pub fn new(max_entries: usize) -> Fdb {
+        Fdb {
+            entries: HashMap::with_capacity(max_entries),
+            max_entries,
+        }
+    }
+
+    pub fn lookup(&self, mac: MacAddr) -> Option<Location> {
+        self.entries.get(&mac).map(|e| e.location)
+    }
+
+    pub fn learn(&mut self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
+        if let Some(e) = self.entries.get_mut(&mac) {
+            if e.location == location {
+                e.updated = now;
+                return Learned::Refreshed;
+            }
+            if e.is_static {
+                return Learned::StaticConflict;
+            }
+            e.location = location;
+            e.updated = now;
+            return Learned::Moved;
+        }
+        if self.entries.len() >= self.max_entries {
+            return Learned::Full;
+        }
+        self.entries.insert(
+            mac,
+            Entry {
+                location,
+                updated: now,
+                is_static: false,
+            },
+        );
+        Learned::New
+    }
+
+    /// An entry that never ages (a container attached by us). Not subject to the cap, since
+    /// attachments are bounded by the operator, not by traffic.
+    pub fn insert_static(&mut self, mac: MacAddr, port: PortId, now: Timestamp) {
+        self.entries.insert(
+            mac,
+            Entry {
+                location: Location::Port(port),
+                updated: now,
+                is_static: true,
+            },
+        );
+    }
+
+    /// Forgets everything behind `port` (detach).
+    pub fn remove_port(&mut self, port: PortId) {
+        self.entries
+            .retain(|_, e| e.location != Location::Port(port));
+    }
+
+    /// Removes learned entries idle for longer than `aging_ms`; returns how many.
+    pub fn expire(&mut self, now: Timestamp, aging_ms: u64) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| e.is_static || now.millis_since(e.updated) < aging_ms);
+        before - self.entries.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&MacAddr, &Entry)> {
+        self.entries.iter()
+    }
+}

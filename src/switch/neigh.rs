@@ -1,0 +1,111 @@
+//! Neighbour table of one network: IPv4 → MAC, the knowledge behind proxy-ARP.
+//!
+//! Filled from attachments (static), ARP seen in either direction, and the source addresses of
+//! decapsulated IPv4 traffic. Only addresses inside the network's subnet are kept, so a
+//! router's MAC is never recorded as the owner of a remote host's address. Capped like the FDB.
+
+use super::Timestamp;
+use crate::wire::MacAddr;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Attach,
+    Arp,
+    Decap,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Attach => "attach",
+            Source::Arp => "arp",
+            Source::Decap => "decap",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub mac: MacAddr,
+    pub source: Source,
+    pub updated: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct NeighTable {
+    entries: HashMap<Ipv4Addr, Entry>,
+    max_entries: usize,
+}
+
+impl NeighTable {
+    pub fn new(max_entries: usize) -> NeighTable {
+        NeighTable {
+            entries: HashMap::with_capacity(max_entries),
+            max_entries,
+        }
+    }
+
+    pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.entries.get(&ip).map(|e| e.mac)
+    }
+
+    /// Records ip → mac. An attachment's entry is only replaced by another attachment.
+    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, source: Source, now: Timestamp) {
+        if let Some(e) = self.entries.get_mut(&ip) {
+            if e.source == Source::Attach && source != Source::Attach {
+                if e.mac == mac {
+                    e.updated = now;
+                }
+                return;
+            }
+            *e = Entry {
+                mac,
+                source,
+                updated: now,
+            };
+            return;
+        }
+        if self.entries.len() >= self.max_entries && source != Source::Attach {
+            return;
+        }
+        self.entries.insert(
+            ip,
+            Entry {
+                mac,
+                source,
+                updated: now,
+            },
+        );
+    }
+
+    pub fn remove_attached(&mut self, ip: Ipv4Addr) {
+        if self
+            .entries
+            .get(&ip)
+            .is_some_and(|e| e.source == Source::Attach)
+        {
+            self.entries.remove(&ip);
+        }
+    }
+
+    pub fn expire(&mut self, now: Timestamp, aging_ms: u64) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| e.source == Source::Attach || now.millis_since(e.updated) < aging_ms);
+        before - self.entries.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Ipv4Addr, &Entry)> {
+        self.entries.iter()
+    }
+}

@@ -1,0 +1,142 @@
+//! IPv4 headers (RFC 791): only what the switch reads — addresses for neighbour snooping and the
+//! 5-tuple for the VXLAN source-port hash. The switch never rewrites IPv4.
+
+use std::net::Ipv4Addr;
+
+pub type Field = core::ops::Range<usize>;
+
+mod field {
+    use super::Field;
+    pub const VER_IHL: usize = 0;
+    pub const TOTAL_LEN: Field = 2..4;
+    pub const FLAGS_FRAG: Field = 6..8;
+    pub const PROTOCOL: usize = 9;
+    pub const SRC: Field = 12..16;
+    pub const DST: Field = 16..20;
+}
+
+pub const MIN_HEADER_LEN: usize = 20;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMP: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    Truncated,
+    NotIpv4,
+}
+
+#[derive(Debug)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Checks version 4 and that the header (IHL) fits in the buffer.
+    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
+        let b = buffer.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        if b[field::VER_IHL] >> 4 != 4 {
+            return Err(Error::NotIpv4);
+        }
+        let hl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+        if hl < MIN_HEADER_LEN || b.len() < hl {
+            return Err(Error::Truncated);
+        }
+        Ok(Packet { buffer })
+    }
+
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    pub fn total_len(&self) -> u16 {
+        let b = &self.buffer.as_ref()[field::TOTAL_LEN];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
+    }
+
+    pub fn src(&self) -> Ipv4Addr {
+        let b = &self.buffer.as_ref()[field::SRC];
+        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+
+    pub fn dst(&self) -> Ipv4Addr {
+        let b = &self.buffer.as_ref()[field::DST];
+        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+
+    /// Fragment offset is non-zero: no L4 header in this packet.
+    pub fn is_later_fragment(&self) -> bool {
+        let b = &self.buffer.as_ref()[field::FLAGS_FRAG];
+        u16::from_be_bytes([b[0], b[1]]) & 0x1fff != 0
+    }
+
+    /// TCP/UDP source and destination ports when this packet carries them.
+    pub fn l4_ports(&self) -> Option<(u16, u16)> {
+        let p = self.protocol();
+        if (p != PROTO_TCP && p != PROTO_UDP) || self.is_later_fragment() {
+            return None;
+        }
+        let l4 = self
+            .buffer
+            .as_ref()
+            .get(self.header_len()..self.header_len() + 4)?;
+        Some((
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // IPv4 + TCP SYN header start: 10.0.9.2:40000 -> 10.0.9.3:5201
+    static TCP: [u8; 24] = [
+        0x45, 0x00, 0x00, 0x3c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0x0a, 0x00, 0x09,
+        0x02, 0x0a, 0x00, 0x09, 0x03, 0x9c, 0x40, 0x14, 0x51,
+    ];
+
+    #[test]
+    fn deconstruct() {
+        let p = Packet::new_checked(&TCP[..]).unwrap();
+        assert_eq!(p.src(), Ipv4Addr::new(10, 0, 9, 2));
+        assert_eq!(p.dst(), Ipv4Addr::new(10, 0, 9, 3));
+        assert_eq!(p.protocol(), PROTO_TCP);
+        assert_eq!(p.total_len(), 60);
+        assert_eq!(p.l4_ports(), Some((40000, 5201)));
+    }
+
+    #[test]
+    fn rejects_bad() {
+        assert_eq!(
+            Packet::new_checked(&TCP[..19]).unwrap_err(),
+            Error::Truncated
+        );
+        let mut v6 = TCP;
+        v6[0] = 0x65;
+        assert_eq!(Packet::new_checked(&v6[..]).unwrap_err(), Error::NotIpv4);
+        let mut long_ihl = TCP;
+        long_ihl[0] = 0x4f;
+        assert_eq!(
+            Packet::new_checked(&long_ihl[..]).unwrap_err(),
+            Error::Truncated
+        );
+    }
+
+    #[test]
+    fn ports_absent_for_fragments_and_short_l4() {
+        let p = Packet::new_checked(&TCP[..22]).unwrap();
+        assert_eq!(p.l4_ports(), None);
+        let mut frag = TCP;
+        frag[7] = 0x10;
+        assert_eq!(Packet::new_checked(&frag[..]).unwrap().l4_ports(), None);
+    }
+}
