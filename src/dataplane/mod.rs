@@ -1,1 +1,6 @@
-//! Worker event loop.
+//! The data plane: worker threads that move frames between the I/O drivers and the switch core.
+pub mod port;
+pub mod worker;
+
+pub use port::{PortDevice, PortMeta};
+pub use worker::{Command, Worker, WorkerHandle};

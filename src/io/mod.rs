@@ -1,1 +1,2 @@
 //! I/O drivers: the only place with syscalls and `unsafe`.
+pub mod underlay;

@@ -355,6 +355,13 @@ impl Switch {
         }
     }
 
+    pub fn note_port_tx_failed(&mut self, port: PortId) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.counters.drop(DropReason::TxFailed);
+            self.networks[p.network.0].counters.traffic.drop(DropReason::TxFailed);
+        }
+    }
+
     pub fn note_vtep_tx(&mut self, vni: Vni, vtep: VtepAddr, len: usize) {
         self.underlay.tx(len);
         if let Some(&i) = self.peer_by_addr.get(&vtep.0) {

@@ -1,0 +1,339 @@
+//! The control thread: serves the Unix-socket API (`api.rs`) that `vswitchctl` speaks.
+//!
+//! It does the slow, fallible work of attach/detach (namespaces, netlink, TAP creation) itself,
+//! then hands finished ports to the worker over its command channel, so the data plane never
+//! waits on the kernel's control paths. Requests are handled one at a time: attach is rare and
+//! serialising it keeps port ids and interface names free of races.
+//!
+//! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
+
+use super::api::{self, Request, Response};
+use crate::control::attach::{create_namespace_port, NamespacePortSpec};
+use crate::dataplane::{Command, PortDevice, PortMeta, WorkerHandle};
+use crate::io::af_packet::PacketSocket;
+use crate::switch::{NetIdx, PortId};
+use crate::wire::MacAddr;
+use crossbeam_channel::bounded;
+use ipnet::Ipv4Net;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("another vswitchd is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("cannot create the control socket {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+}
+
+/// Binds the control socket, replacing a stale one left by a daemon that died.
+pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+    let err = |source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ServerError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+pub struct Server {
+    worker: WorkerHandle,
+    next_port: u32,
+}
+
+impl Server {
+    pub fn new(worker: WorkerHandle) -> Server {
+        Server { worker, next_port: 1 }
+    }
+
+    /// Serves connections until the listener fails. Runs on its own thread.
+    pub fn serve(mut self, listener: UnixListener) {
+        for conn in listener.incoming() {
+            match conn {
+                Ok(stream) => {
+                    if let Err(e) = self.serve_one(stream) {
+                        tracing::debug!("control connection ended: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("control socket accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve_one(&mut self, stream: UnixStream) -> io::Result<()> {
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => self.handle(req),
+            Err(e) => Response::err(format!("malformed request: {e}")),
+        };
+        let mut out = serde_json::to_vec(&response).unwrap_or_default();
+        out.push(b'\n');
+        (&stream).write_all(&out)
+    }
+
+    pub fn handle(&mut self, req: Request) -> Response {
+        let result = match req {
+            Request::AttachNamespace { network, netns, ip, mac, ifname, name } => {
+                self.attach_namespace(&network, &netns, &ip, mac.as_deref(), ifname.as_deref(), name.as_deref())
+            }
+            Request::DetachNamespace { network, netns, ifname } => {
+                self.detach_namespace(&network, &netns, ifname.as_deref().unwrap_or("eth0"))
+            }
+            Request::AttachInterface { network, interface, ip, mac } => {
+                self.attach_interface(&network, &interface, ip.as_deref(), mac.as_deref())
+            }
+            Request::DetachInterface { network, interface } => self.detach_interface(&network, &interface),
+            Request::Show { what } => {
+                let (tx, rx) = bounded(1);
+                self.worker.send(Command::Show { what, reply: tx });
+                rx.recv_timeout(Duration::from_secs(5))
+                    .map_err(|_| "the data plane did not answer".to_string())
+            }
+        };
+        match result {
+            Ok(v) => Response {
+                ok: true,
+                error: None,
+                result: Some(v),
+            },
+            Err(e) => Response::err(e),
+        }
+    }
+
+    fn check_endpoint(&self, network: &str, ip: Option<Ipv4Addr>) -> Result<(NetIdx, u32, u32), String> {
+        let (tx, rx) = bounded(1);
+        self.worker.send(Command::CheckEndpoint {
+            network: network.to_string(),
+            ip,
+            reply: tx,
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "the data plane did not answer".to_string())?
+    }
+
+    fn add_port(
+        &mut self,
+        device: Box<dyn PortDevice>,
+        meta: PortMeta,
+        network: NetIdx,
+        endpoint: Option<(MacAddr, Ipv4Addr)>,
+        id: PortId,
+    ) -> Result<serde_json::Value, String> {
+        let (tx, rx) = bounded(1);
+        self.worker.send(Command::AddPort {
+            id,
+            device,
+            meta,
+            network,
+            endpoint,
+            reply: tx,
+        });
+        let info = rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "the data plane did not answer".to_string())??;
+        tracing::info!(
+            port = info.id, name = %info.name, network = %info.network, ifname = %info.ifname,
+            netns = info.netns.as_deref().unwrap_or("-"), mac = info.mac.as_deref().unwrap_or("-"),
+            ip = info.ip.as_deref().unwrap_or("-"), "port attached"
+        );
+        serde_json::to_value(info).map_err(|e| e.to_string())
+    }
+
+    fn remove_port(&self, select: Box<dyn Fn(&PortMeta) -> bool + Send>, what: String) -> Result<serde_json::Value, String> {
+        let (tx, rx) = bounded(1);
+        self.worker.send(Command::RemovePort { select, reply: tx });
+        let info = rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "the data plane did not answer".to_string())?
+            .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
+        serde_json::to_value(info).map_err(|e| e.to_string())
+    }
+
+    fn attach_namespace(
+        &mut self,
+        network: &str,
+        netns: &str,
+        ip: &str,
+        mac: Option<&str>,
+        ifname: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<serde_json::Value, String> {
+        let ifname = ifname.unwrap_or("eth0");
+        let addr = parse_ip_prefix(ip)?;
+        let (idx, mtu, vni) = self.check_endpoint(network, Some(addr.addr()))?;
+        let mac = match mac {
+            Some(m) => parse_station_mac(m)?,
+            None => generated_mac(vni, addr.addr()),
+        };
+        let id = PortId(self.next_port);
+        self.next_port += 1;
+        let spec = NamespacePortSpec {
+            netns: netns.to_string(),
+            ifname: ifname.to_string(),
+            mac,
+            addr: addr.addr(),
+            prefix: addr.prefix_len(),
+            mtu,
+            tap_name: format!("vsw{}", id.0),
+        };
+        let tap = create_namespace_port(&spec).map_err(|e| e.to_string())?;
+        let meta = PortMeta {
+            name: name.map_or_else(|| format!("{}/{}", netns_label(netns), ifname), str::to_string),
+            kind: "tap",
+            network: network.to_string(),
+            vni,
+            ifname: ifname.to_string(),
+            netns: Some(netns.to_string()),
+            netns_id: netns_identity(netns),
+            mac: Some(mac),
+            ip: Some(addr),
+            mtu,
+        };
+        self.add_port(Box::new(tap), meta, idx, Some((mac, addr.addr())), id)
+    }
+
+    fn detach_namespace(&mut self, network: &str, netns: &str, ifname: &str) -> Result<serde_json::Value, String> {
+        let (network_s, ifname_s, netns_s) = (network.to_string(), ifname.to_string(), netns.to_string());
+        let id = netns_identity(netns);
+        self.remove_port(
+            Box::new(move |m: &PortMeta| {
+                m.kind == "tap"
+                    && m.network == network_s
+                    && m.ifname == ifname_s
+                    && (m.netns.as_deref() == Some(netns_s.as_str()) || (id.is_some() && m.netns_id == id))
+            }),
+            format!("{ifname} in netns {netns} on network {network}"),
+        )
+    }
+
+    fn attach_interface(
+        &mut self,
+        network: &str,
+        interface: &str,
+        ip: Option<&str>,
+        mac: Option<&str>,
+    ) -> Result<serde_json::Value, String> {
+        let addr = ip.map(parse_ip_or_prefix).transpose()?;
+        let (idx, mtu, vni) = self.check_endpoint(network, addr.map(|a| a.addr()))?;
+        let mac = mac.map(parse_station_mac).transpose()?;
+        let socket = PacketSocket::open(interface).map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
+        let id = PortId(self.next_port);
+        self.next_port += 1;
+        let meta = PortMeta {
+            name: interface.to_string(),
+            kind: "af_packet",
+            network: network.to_string(),
+            vni,
+            ifname: interface.to_string(),
+            netns: None,
+            netns_id: None,
+            mac,
+            ip: addr,
+            mtu,
+        };
+        let endpoint = mac.zip(addr.map(|a| a.addr()));
+        self.add_port(Box::new(socket), meta, idx, endpoint, id)
+    }
+
+    fn detach_interface(&mut self, network: &str, interface: &str) -> Result<serde_json::Value, String> {
+        let (network_s, interface_s) = (network.to_string(), interface.to_string());
+        self.remove_port(
+            Box::new(move |m: &PortMeta| m.kind == "af_packet" && m.network == network_s && m.ifname == interface_s),
+            format!("interface {interface} on network {network}"),
+        )
+    }
+}
+
+fn parse_ip_prefix(s: &str) -> Result<Ipv4Net, String> {
+    s.parse::<Ipv4Net>()
+        .map_err(|_| format!("invalid --ip {s:?}: expected ADDR/PREFIX such as 10.0.9.2/24"))
+}
+
+/// ADDR or ADDR/PREFIX; a bare address is taken as a /32.
+fn parse_ip_or_prefix(s: &str) -> Result<Ipv4Net, String> {
+    if s.contains('/') {
+        return parse_ip_prefix(s);
+    }
+    s.parse::<Ipv4Addr>()
+        .map(|a| Ipv4Net::new(a, 32).expect("32 is a valid prefix"))
+        .map_err(|_| format!("invalid --ip {s:?}: expected ADDR or ADDR/PREFIX such as 10.0.9.2/24"))
+}
+
+fn parse_station_mac(s: &str) -> Result<MacAddr, String> {
+    let mac: MacAddr = s.parse().map_err(|e: crate::wire::mac::ParseMacError| e.to_string())?;
+    if !mac.is_unicast_source() {
+        return Err(format!("--mac {mac} is not a unicast address (the first octet must be even, and not all zero)"));
+    }
+    Ok(mac)
+}
+
+/// A stable, locally administered unicast MAC for an endpoint: 02 + 5 bytes of a hash of the
+/// VNI and address, so the same container gets the same MAC after a re-attach.
+pub fn generated_mac(vni: u32, ip: Ipv4Addr) -> MacAddr {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in vni.to_be_bytes().iter().chain(ip.octets().iter()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
+fn netns_path(spec: &str) -> PathBuf {
+    if spec.contains('/') {
+        PathBuf::from(spec)
+    } else {
+        Path::new("/var/run/netns").join(spec)
+    }
+}
+
+fn netns_label(spec: &str) -> String {
+    if spec.contains('/') {
+        spec.trim_start_matches("/proc/").replace('/', "-")
+    } else {
+        spec.to_string()
+    }
+}
+
+fn netns_identity(spec: &str) -> Option<(u64, u64)> {
+    std::fs::metadata(netns_path(spec)).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_macs_are_local_unicast_and_stable() {
+        let a = generated_mac(42, Ipv4Addr::new(10, 0, 9, 2));
+        assert_eq!(a, generated_mac(42, Ipv4Addr::new(10, 0, 9, 2)));
+        assert_ne!(a, generated_mac(43, Ipv4Addr::new(10, 0, 9, 2)));
+        assert!(a.is_locally_administered() && a.is_unicast_source());
+    }
+
+    #[test]
+    fn ip_parsing_errors_say_what_is_expected() {
+        assert!(parse_ip_prefix("10.0.9.2").unwrap_err().contains("ADDR/PREFIX"));
+        assert_eq!(parse_ip_or_prefix("10.0.9.2").unwrap().prefix_len(), 32);
+        assert!(parse_station_mac("01:00:5e:00:00:01").unwrap_err().contains("unicast"));
+    }
+}

@@ -1,0 +1,425 @@
+//! The worker: one thread running an event loop (mio, level of one poll per batch) over the
+//! underlay socket and every local port. It owns the `Switch` and carries out the `Action`s
+//! the core returns. Commands from the control thread (attach, detach, show, stop) arrive on a
+//! channel with a waker.
+//!
+//! Per packet there is no allocation, no lock and no log: frames are read into one
+//! preallocated buffer that keeps `underlay::HEADROOM` bytes in front, so encapsulation writes
+//! the UDP and VXLAN headers in front of the frame instead of copying it. `now` is read once
+//! per loop iteration.
+
+use super::port::{PortDevice, PortMeta};
+use crate::control::api;
+use crate::io::underlay::{Underlay, HEADROOM};
+use crate::switch::{garp, Action, NetIdx, PortId, Switch, Timestamp, Vni, VtepAddr};
+use crate::wire::{flow, vxlan, MacAddr};
+use crossbeam_channel::{Receiver, Sender};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(0);
+const UNDERLAY: Token = Token(1);
+const PORT_TOKEN_BASE: usize = 2;
+/// Frames taken from one source before the others get a turn.
+const BUDGET: usize = 64;
+/// Large enough for any frame a TAP or AF_PACKET socket hands over.
+const BUF_LEN: usize = HEADROOM + 65536;
+
+pub enum Command {
+    /// Check that `ip` may join `network`; answers the network's index and MTU.
+    CheckEndpoint {
+        network: String,
+        ip: Option<Ipv4Addr>,
+        reply: Sender<Result<(NetIdx, u32, u32), String>>,
+    },
+    AddPort {
+        id: PortId,
+        device: Box<dyn PortDevice>,
+        meta: PortMeta,
+        network: NetIdx,
+        endpoint: Option<(MacAddr, Ipv4Addr)>,
+        reply: Sender<Result<api::PortInfo, String>>,
+    },
+    RemovePort {
+        select: Box<dyn Fn(&PortMeta) -> bool + Send>,
+        reply: Sender<Result<api::PortInfo, String>>,
+    },
+    Show {
+        what: api::ShowWhat,
+        reply: Sender<serde_json::Value>,
+    },
+    Stop,
+}
+
+/// Handle the control thread uses to talk to a worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: Sender<Command>,
+    waker: std::sync::Arc<Waker>,
+}
+
+impl WorkerHandle {
+    pub fn send(&self, cmd: Command) {
+        if self.tx.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct Port {
+    device: Box<dyn PortDevice>,
+    meta: PortMeta,
+}
+
+/// Kernel refusals on the underlay, by errno, without allocating on the packet path.
+#[derive(Default)]
+struct TxErrors {
+    msgsize: u64,
+    nobufs: u64,
+    unreachable: u64,
+    other: u64,
+}
+
+impl TxErrors {
+    fn count(&mut self, e: &io::Error) {
+        match e.raw_os_error() {
+            Some(libc::EMSGSIZE) => self.msgsize += 1,
+            Some(libc::ENOBUFS) | Some(libc::EAGAIN) => self.nobufs += 1,
+            Some(libc::EHOSTUNREACH) | Some(libc::ENETUNREACH) | Some(libc::EHOSTDOWN) => {
+                self.unreachable += 1
+            }
+            _ => self.other += 1,
+        }
+    }
+
+    fn to_map(&self) -> std::collections::BTreeMap<String, u64> {
+        [
+            ("message_too_long", self.msgsize),
+            ("no_buffer_space", self.nobufs),
+            ("unreachable", self.unreachable),
+            ("other", self.other),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+pub struct Worker {
+    poll: Poll,
+    switch: Switch,
+    underlay: Underlay,
+    ports: HashMap<PortId, Port>,
+    commands: Receiver<Command>,
+    started: Instant,
+    buf: Vec<u8>,
+    flood_ports: Vec<PortId>,
+    flood_vteps: Vec<VtepAddr>,
+    tx_errors: TxErrors,
+    /// Sources that still had frames when their budget ran out.
+    pending: Vec<Token>,
+}
+
+impl Worker {
+    pub fn new(switch: Switch, underlay: Underlay) -> io::Result<(Worker, WorkerHandle)> {
+        let poll = Poll::new()?;
+        let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
+        poll.registry()
+            .register(&mut SourceFd(&underlay.recv_fd()), UNDERLAY, Interest::READABLE)?;
+        let (tx, commands) = crossbeam_channel::unbounded();
+        let worker = Worker {
+            poll,
+            switch,
+            underlay,
+            ports: HashMap::new(),
+            commands,
+            started: Instant::now(),
+            buf: vec![0u8; BUF_LEN],
+            flood_ports: Vec::with_capacity(256),
+            flood_vteps: Vec::with_capacity(256),
+            tx_errors: TxErrors::default(),
+            pending: Vec::with_capacity(256),
+        };
+        Ok((worker, WorkerHandle { tx, waker }))
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// Runs until `Command::Stop`. Dropping the worker afterwards closes every port, which
+    /// removes the TAP devices it made.
+    pub fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut last_expire = self.now();
+        let mut ready: Vec<Token> = Vec::with_capacity(256);
+        loop {
+            let timeout = if self.pending.is_empty() { Duration::from_millis(1000) } else { Duration::ZERO };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("poll failed: {e}");
+                    return;
+                }
+            }
+            let now = self.now();
+            ready.clear();
+            ready.append(&mut self.pending);
+            ready.extend(events.iter().map(|e| e.token()));
+            for &token in &ready {
+                match token {
+                    WAKER => {
+                        if !self.handle_commands(now) {
+                            return;
+                        }
+                    }
+                    UNDERLAY => self.drain_underlay(now),
+                    Token(t) => self.drain_port(now, PortId((t - PORT_TOKEN_BASE) as u32)),
+                }
+            }
+            if now.millis_since(last_expire) >= 1000 {
+                self.switch.expire(now);
+                last_expire = now;
+            }
+        }
+    }
+
+    fn drain_underlay(&mut self, now: Timestamp) {
+        for _ in 0..BUDGET {
+            let (n, src) = match self.underlay.recv(&mut self.buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("underlay receive failed: {e}");
+                    return;
+                }
+            };
+            let action = self.switch.process_from_underlay(now, VtepAddr(src), &self.buf[..n]);
+            let frame = vxlan::HEADER_LEN..n;
+            match action {
+                Action::Drop(_) => {}
+                Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
+                Action::Flood { network, except, .. } => {
+                    // Split horizon: the core never asks to flood decapsulated frames to peers.
+                    self.flood_local(network, except, frame);
+                }
+                Action::ToVtep { .. } => {}
+            }
+        }
+        self.pending.push(UNDERLAY);
+    }
+
+    fn drain_port(&mut self, now: Timestamp, id: PortId) {
+        for _ in 0..BUDGET {
+            let Some(port) = self.ports.get_mut(&id) else { return };
+            let n = match port.device.recv(&mut self.buf[HEADROOM..]) {
+                Ok(Some(n)) => n,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(port = %port.meta.name, "port failed ({e}); detaching it (was its namespace deleted?)");
+                    self.remove_port(id);
+                    return;
+                }
+            };
+            self.forward_local_frame(now, id, n);
+        }
+        self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
+    }
+
+    /// Carries out the core's decision for the frame at `buf[HEADROOM..HEADROOM + len]` that
+    /// came from local port `id`.
+    fn forward_local_frame(&mut self, now: Timestamp, id: PortId, len: usize) {
+        let frame = HEADROOM..HEADROOM + len;
+        match self.switch.process_from_port(now, id, &mut self.buf[frame.clone()]) {
+            Action::Drop(_) => {}
+            Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
+            Action::ToVtep { vtep, vni } => {
+                self.encap_headers(len, vni);
+                self.send_to_vtep(vtep, vni, len);
+            }
+            Action::Flood { network, except, to_peers } => {
+                self.flood_local(network, except, frame);
+                if to_peers {
+                    let (_, vteps, vni) = self.switch.flood_targets(network);
+                    self.flood_vteps.clear();
+                    self.flood_vteps.extend_from_slice(vteps);
+                    if !self.flood_vteps.is_empty() {
+                        self.encap_headers(len, vni);
+                        for i in 0..self.flood_vteps.len() {
+                            self.send_to_vtep(self.flood_vteps[i], vni, len);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn encap_headers(&mut self, len: usize, vni: Vni) {
+        let src_port = flow::source_port(&self.buf[HEADROOM..HEADROOM + len]);
+        self.underlay.write_headers(&mut self.buf, len, vni.get(), src_port);
+    }
+
+    fn send_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
+        match self.underlay.send(&self.buf, len, vtep.0) {
+            Ok(()) => self.switch.note_vtep_tx(vni, vtep, HEADROOM + len),
+            Err(e) => {
+                self.tx_errors.count(&e);
+                self.switch.note_tx_failed(vni);
+            }
+        }
+    }
+
+    fn send_to_port(&mut self, id: PortId, frame: std::ops::Range<usize>) {
+        let Some(port) = self.ports.get_mut(&id) else { return };
+        let len = frame.len();
+        match port.device.send(&self.buf[frame]) {
+            Ok(()) => self.switch.note_port_tx(id, len),
+            Err(_) => self.switch.note_port_tx_failed(id),
+        }
+    }
+
+    fn flood_local(&mut self, network: NetIdx, except: Option<PortId>, frame: std::ops::Range<usize>) {
+        let (ports, _, _) = self.switch.flood_targets(network);
+        self.flood_ports.clear();
+        self.flood_ports.extend(ports.iter().filter(|p| Some(**p) != except));
+        for i in 0..self.flood_ports.len() {
+            self.send_to_port(self.flood_ports[i], frame.clone());
+        }
+    }
+
+    // ----- control commands -----
+
+    /// Returns false on Stop.
+    fn handle_commands(&mut self, now: Timestamp) -> bool {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Stop => return false,
+                Command::CheckEndpoint { network, ip, reply } => {
+                    let r = match ip {
+                        Some(ip) => self.switch.check_endpoint_ip(&network, ip).map_err(|e| e.to_string()),
+                        None => self
+                            .switch
+                            .network_by_name(&network)
+                            .ok_or_else(|| format!("no network named {network:?}")),
+                    }
+                    .map(|idx| {
+                        let n = self.switch.network(idx);
+                        (idx, n.spec.mtu, n.spec.vni.get())
+                    });
+                    let _ = reply.send(r);
+                }
+                Command::AddPort { id, device, meta, network, endpoint, reply } => {
+                    let _ = reply.send(self.add_port(now, id, device, meta, network, endpoint));
+                }
+                Command::RemovePort { select, reply } => {
+                    let found = self.ports.iter().find(|(_, p)| select(&p.meta)).map(|(id, _)| *id);
+                    let r = match found {
+                        Some(id) => self.remove_port(id).ok_or_else(|| "port vanished".to_string()),
+                        None => Err("no such port".to_string()),
+                    };
+                    let _ = reply.send(r);
+                }
+                Command::Show { what, reply } => {
+                    let _ = reply.send(self.show(what, now));
+                }
+            }
+        }
+        true
+    }
+
+    fn add_port(
+        &mut self,
+        now: Timestamp,
+        id: PortId,
+        device: Box<dyn PortDevice>,
+        meta: PortMeta,
+        network: NetIdx,
+        endpoint: Option<(MacAddr, Ipv4Addr)>,
+    ) -> Result<api::PortInfo, String> {
+        self.switch
+            .add_port(id, &meta.name, network, endpoint, now)
+            .map_err(|e| e.to_string())?;
+        let token = Token(id.0 as usize + PORT_TOKEN_BASE);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&device.fd()), token, Interest::READABLE)
+        {
+            let _ = self.switch.remove_port(id);
+            return Err(format!("cannot poll the port: {e}"));
+        }
+        self.ports.insert(id, Port { device, meta });
+        // Frames may already wait (edge-triggered poll): look once.
+        self.pending.push(token);
+        if let Some((mac, ip)) = endpoint {
+            // Announce the endpoint as if it had sent a gratuitous ARP itself, so the peers'
+            // tables (and their containers' ARP caches) learn it at once.
+            let len = garp::build(&mut self.buf[HEADROOM..], mac, ip);
+            self.forward_local_frame(now, id, len);
+        }
+        Ok(self.port_info(id).expect("port was just added"))
+    }
+
+    fn remove_port(&mut self, id: PortId) -> Option<api::PortInfo> {
+        let info = self.port_info(id);
+        let port = self.ports.remove(&id)?;
+        let _ = self.poll.registry().deregister(&mut SourceFd(&port.device.fd()));
+        let _ = self.switch.remove_port(id);
+        tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
+        drop(port);
+        info
+    }
+
+    fn port_info(&self, id: PortId) -> Option<api::PortInfo> {
+        let p = self.ports.get(&id)?;
+        let counters = self.switch.port(id).map(|s| s.counters.to_api()).unwrap_or_default();
+        Some(api::PortInfo {
+            id: id.0,
+            name: p.meta.name.clone(),
+            kind: p.meta.kind.to_string(),
+            network: p.meta.network.clone(),
+            vni: p.meta.vni,
+            ifname: p.meta.ifname.clone(),
+            netns: p.meta.netns.clone(),
+            mac: p.meta.mac.map(|m| m.to_string()),
+            ip: p.meta.ip.map(|n| n.to_string()),
+            mtu: p.meta.mtu,
+            counters,
+        })
+    }
+
+    fn ports_info(&self) -> Vec<api::PortInfo> {
+        let mut ids: Vec<PortId> = self.ports.keys().copied().collect();
+        ids.sort();
+        ids.into_iter().filter_map(|id| self.port_info(id)).collect()
+    }
+
+    fn show(&self, what: api::ShowWhat, now: Timestamp) -> serde_json::Value {
+        use api::ShowWhat::*;
+        let v = match what {
+            Networks => serde_json::to_value(self.switch.networks_info()),
+            Ports => serde_json::to_value(self.ports_info()),
+            Fdb => serde_json::to_value(self.switch.fdb_info(now)),
+            Neigh => serde_json::to_value(self.switch.neigh_info(now)),
+            Peers => serde_json::to_value(self.switch.peers_info(now)),
+            Stats => serde_json::to_value(api::Stats {
+                uptime_secs: now.0 / 1000,
+                ports: self.ports_info(),
+                networks: self.switch.network_stats(),
+                underlay: api::UnderlayStats {
+                    rx_packets: self.switch.underlay.rx_packets,
+                    rx_bytes: self.switch.underlay.rx_bytes,
+                    tx_packets: self.switch.underlay.tx_packets,
+                    tx_bytes: self.switch.underlay.tx_bytes,
+                    drops: self.switch.underlay_drops().to_map(),
+                    tx_errors: self.tx_errors.to_map(),
+                },
+            }),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -1,0 +1,380 @@
+//! A namespace testbed: simulated hosts on one machine.
+//!
+//! Two (or more) "host" network namespaces joined by a veth underlay (192.0.2.0/24,
+//! TEST-NET-1), a `vswitchd` in each, and "container" namespaces attached with `vswitchctl`.
+//! Shared by the integration tests and `examples/two-hosts.rs`.
+//!
+//! Rules it keeps (TESTING.md): every name carries a unique prefix (test name + pid); nothing is
+//! configured in or sent from the root namespace; every namespace and daemon is removed by a
+//! guard's `Drop`, also when a test fails; daemons are stopped by their own pid.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Runs a command, returning its output; Err with stderr when it fails.
+pub fn run(args: &[&str]) -> Result<Output> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", args[0]))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    Ok(out)
+}
+
+/// A network namespace that is deleted (with everything in it) when dropped.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Result<Netns> {
+        let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
+        run(&["ip", "netns", "add", name])?;
+        let ns = Netns { name: name.to_string() };
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Result<Output> {
+        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Like `exec` but returns the output whatever the exit status.
+    pub fn try_exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", self.name.as_str()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip netns exec")
+    }
+
+    pub fn spawn(&self, args: &[&str], log: &Path) -> Result<Child> {
+        let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        Command::new("ip")
+            .args(["netns", "exec", self.name.as_str()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", args[0]))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+    }
+}
+
+/// A child process stopped by its own pid when dropped (SIGTERM, then SIGKILL after 5 s).
+pub struct Process {
+    pub child: Child,
+    pub what: String,
+}
+
+impl Process {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            return Some(st);
+        }
+        // SAFETY: kill(2) on the pid of a child we started and have not yet reaped.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where the vswitchd and vswitchctl binaries are.
+#[derive(Clone)]
+pub struct Binaries {
+    pub vswitchd: PathBuf,
+    pub vswitchctl: PathBuf,
+}
+
+/// One simulated host: its namespace, config, and daemon.
+pub struct Host {
+    pub name: String,
+    pub underlay_ip: String,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub daemon: Option<Process>,
+    pub ns: Netns,
+}
+
+impl Host {
+    /// Runs vswitchctl against this host's daemon; Err carries its stderr.
+    pub fn ctl(&self, bins: &Binaries, args: &[&str]) -> Result<String> {
+        let mut full = vec![bins.vswitchctl.to_str().unwrap(), "--socket", self.socket.to_str().unwrap()];
+        full.extend_from_slice(args);
+        run(&full).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    pub fn show_json(&self, bins: &Binaries, what: &str) -> Result<serde_json::Value> {
+        let out = self.ctl(bins, &["show", what, "--json"])?;
+        serde_json::from_str(&out).map_err(|e| format!("show {what} --json is not JSON ({e}): {out}"))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A network as written into each host's node.toml.
+#[derive(Clone)]
+pub struct NetDef {
+    pub name: &'static str,
+    pub vni: u32,
+    pub subnet: &'static str,
+}
+
+pub const BLUE: NetDef = NetDef { name: "blue", vni: 42, subnet: "10.0.9.0/24" };
+pub const RED: NetDef = NetDef { name: "red", vni: 43, subnet: "10.0.9.0/24" };
+
+pub struct Testbed {
+    pub prefix: String,
+    pub dir: PathBuf,
+    pub bins: Binaries,
+    // Containers before hosts: dropped first.
+    pub containers: Vec<Netns>,
+    pub hosts: Vec<Host>,
+}
+
+impl Testbed {
+    /// `prefix` must be unique per test run (e.g. test name + pid). Keep it short: it is part
+    /// of namespace names only, never of interface names.
+    pub fn new(prefix: &str, bins: Binaries) -> Result<Testbed> {
+        let dir = std::env::temp_dir().join(format!("vswitch-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok(Testbed {
+            prefix: prefix.to_string(),
+            dir,
+            bins,
+            containers: Vec::new(),
+            hosts: Vec::new(),
+        })
+    }
+
+    /// Makes host namespaces h0..hN-1 joined by one underlay segment: a bridge in h0 is
+    /// avoided by making the underlay a chain of veths through a switch namespace, so any
+    /// host reaches any other.
+    pub fn add_hosts(&mut self, n: usize) -> Result<()> {
+        let sw = Netns::new(&format!("{}-ul", self.prefix))?;
+        sw.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        sw.exec(&["ip", "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let ns = Netns::new(&format!("{}-h{i}", self.prefix))?;
+            let ip = format!("192.0.2.{}", i + 1);
+            run(&[
+                "ip", "link", "add", "ul0", "netns", &ns.name, "type", "veth", "peer", "name", &format!("p{i}"), "netns", &sw.name,
+            ])?;
+            sw.exec(&["ip", "link", "set", &format!("p{i}"), "master", "br0", "up"])?;
+            ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
+            ns.exec(&["ip", "link", "set", "ul0", "up"])?;
+            self.hosts.push(Host {
+                name: format!("node-{}", (b'a' + i as u8) as char),
+                underlay_ip: ip,
+                socket: self.dir.join(format!("h{i}.sock")),
+                config: self.dir.join(format!("h{i}.toml")),
+                log: self.dir.join(format!("h{i}.log")),
+                daemon: None,
+                ns,
+            });
+        }
+        // The switch namespace lives as long as the testbed: keep it with the containers so it
+        // is removed too.
+        self.containers.push(sw);
+        Ok(())
+    }
+
+    /// Writes node.toml for host `i` with these networks (every other host is a peer).
+    pub fn write_config(&self, i: usize, networks: &[NetDef], extra_node: &str) -> Result<()> {
+        let h = &self.hosts[i];
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "[node]\nname = \"{}\"\nunderlay_ip = \"{}\"\ncontrol_socket = \"{}\"\n{extra_node}",
+            h.name,
+            h.underlay_ip,
+            h.socket.display()
+        );
+        for (j, p) in self.hosts.iter().enumerate() {
+            if j != i {
+                let _ = writeln!(s, "[[peer]]\nname = \"{}\"\nunderlay_ip = \"{}\"\n", p.name, p.underlay_ip);
+            }
+        }
+        for n in networks {
+            let _ = writeln!(s, "[[network]]\nname = \"{}\"\nvni = {}\nsubnet = \"{}\"\n", n.name, n.vni, n.subnet);
+        }
+        std::fs::write(&h.config, s).map_err(|e| e.to_string())
+    }
+
+    /// Starts vswitchd on host `i` and waits until its control socket answers.
+    pub fn start_daemon(&mut self, i: usize) -> Result<()> {
+        let bins = self.bins.clone();
+        let h = &mut self.hosts[i];
+        let child = h.ns.spawn(
+            &[bins.vswitchd.to_str().unwrap(), "--config", h.config.to_str().unwrap()],
+            &h.log,
+        )?;
+        let mut proc_ = Process { child, what: format!("vswitchd on {}", h.name) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = proc_.child.try_wait() {
+                return Err(format!("vswitchd on {} exited ({st}):\n{}", h.name, h.log_text()));
+            }
+            if h.ctl(&bins, &["show", "networks"]).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("vswitchd on {} did not come up:\n{}", h.name, h.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        h.daemon = Some(proc_);
+        Ok(())
+    }
+
+    /// Two hosts with these networks, daemons running.
+    pub fn two_hosts(prefix: &str, bins: Binaries, networks: &[NetDef]) -> Result<Testbed> {
+        let mut tb = Testbed::new(prefix, bins)?;
+        tb.add_hosts(2)?;
+        for i in 0..2 {
+            tb.write_config(i, networks, "")?;
+            tb.start_daemon(i)?;
+        }
+        Ok(tb)
+    }
+
+    /// A container namespace attached to `network` on host `host` with `ip` (ADDR/PREFIX).
+    /// Returns the index into `containers`.
+    pub fn add_container(&mut self, host: usize, tag: &str, network: &str, ip: &str) -> Result<usize> {
+        let ns = Netns::new(&format!("{}-{tag}", self.prefix))?;
+        self.hosts[host].ctl(&self.bins, &["attach-namespace", "--network", network, "--netns", &ns.name, "--ip", ip])?;
+        self.containers.push(ns);
+        Ok(self.containers.len() - 1)
+    }
+
+    pub fn container(&self, idx: usize) -> &Netns {
+        &self.containers[idx]
+    }
+
+    /// Everything the daemons logged, for a failure message.
+    pub fn logs(&self) -> String {
+        self.hosts
+            .iter()
+            .map(|h| format!("--- {} ({}) ---\n{}", h.name, h.log.display(), h.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            if let Some(mut d) = h.daemon.take() {
+                d.stop();
+            }
+        }
+        self.containers.clear();
+        self.hosts.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `bytes` of data from container `from` to `to_ip`:`port` over TCP and returns the
+/// sha256 of what was sent and of what arrived.
+pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, port: u16, bytes: usize, dir: &Path) -> Result<(String, String)> {
+    let src = dir.join(format!("payload-{port}"));
+    let dst = dir.join(format!("received-{port}"));
+    run(&["dd", "if=/dev/urandom", &format!("of={}", src.display()), "bs=1M", &format!("count={}", bytes >> 20), "status=none"])?;
+    let py_recv = format!(
+        "import socket,hashlib\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('{to_ip}',{port}));s.listen(1);s.settimeout(60)\nc,_=s.accept();c.settimeout(60);f=open('{}','wb')\nwhile True:\n  d=c.recv(1<<16)\n  if not d: break\n  f.write(d)\nf.close()",
+        dst.display()
+    );
+    let mut server = Process {
+        child: Command::new("ip")
+            .args(["netns", "exec", &to.name, "python3", "-c", &py_recv])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?,
+        what: "tcp receiver".into(),
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let py_send = format!(
+        "import socket\ns=socket.create_connection(('{to_ip}',{port}),timeout=60)\nf=open('{}','rb')\nwhile True:\n  d=f.read(1<<16)\n  if not d: break\n  s.sendall(d)\ns.shutdown(socket.SHUT_WR);s.recv(1);s.close()",
+        src.display()
+    );
+    from.exec(&["timeout", "120", "python3", "-c", &py_send])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+    let sum = |p: &Path| -> Result<String> {
+        let out = run(&["sha256sum", p.to_str().unwrap()])?;
+        Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
+    };
+    let r = (sum(&src)?, sum(&dst).unwrap_or_else(|e| e));
+    let _ = std::fs::remove_file(&src);
+    let _ = std::fs::remove_file(&dst);
+    Ok(r)
+}
+
+/// `ping` from a container; returns (transmitted, received).
+pub fn ping(from: &Netns, ip: &str, count: u32, extra: &[&str]) -> (u32, u32) {
+    let c = count.to_string();
+    let mut args = vec!["ping", "-n", "-c", c.as_str(), "-i", "0.2", "-W", "2"];
+    args.extend_from_slice(extra);
+    args.push(ip);
+    let out = from.try_exec(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        if let Some((tx, rest)) = line.split_once(" packets transmitted, ") {
+            let rx = rest.split_whitespace().next().and_then(|r| r.parse().ok()).unwrap_or(0);
+            return (tx.trim().parse().unwrap_or(0), rx);
+        }
+    }
+    (0, 0)
+}
