@@ -1,0 +1,1 @@
+//! Underlay UDP socket (written elsewhere).
