@@ -39,7 +39,7 @@ pub enum IoError {
     #[error("{op}: {source}")]
     Sys { op: String, source: io::Error },
     /// The kernel refused a netlink request; `detail` is its extended-ack message, if any.
-    #[error("netlink: {op}: {source}{}", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error("netlink: {op}: {source}{}", .detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
     Netlink {
         op: String,
         source: io::Error,
