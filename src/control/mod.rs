@@ -1,3 +1,4 @@
 //! Control plane: configuration, the Unix-socket API, attach/detach of ports.
 pub mod api;
+pub mod attach;
 pub mod server;

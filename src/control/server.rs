@@ -7,7 +7,7 @@
 //!
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
-use super::api::{self, Request, Response};
+use super::api::{Request, Response};
 use crate::control::attach::{create_namespace_port, NamespacePortSpec};
 use crate::dataplane::{Command, PortDevice, PortMeta, WorkerHandle};
 use crate::io::af_packet::PacketSocket;

@@ -28,3 +28,45 @@ pub struct PortMeta {
     pub ip: Option<ipnet::Ipv4Net>,
     pub mtu: u32,
 }
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted
+}
+
+impl PortDevice for crate::io::TapDevice {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if would_block(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.write(frame).map(|_| ())
+    }
+
+    fn fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+impl PortDevice for crate::io::PacketSocket {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        // A GSO super-frame (the peer has TSO on) is handed on whole; the core drops it as
+        // larger than the MTU and counts it, which points the operator at the peer's offloads.
+        match crate::io::PacketSocket::recv(self, buf) {
+            Ok(info) => Ok(Some(info.len)),
+            Err(e) if would_block(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        crate::io::PacketSocket::send(self, frame).map(|_| ())
+    }
+
+    fn fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}

@@ -1,2 +1,148 @@
 //! I/O drivers: the only place with syscalls and `unsafe`.
+//!
+//! - `netns`: open network namespaces and run code inside one without moving the caller.
+//! - `netlink`: a small synchronous rtnetlink client (links and IPv4 addresses).
+//! - `tap`: TAP devices (`/dev/net/tun`).
+//! - `af_packet`: AF_PACKET sockets bound to an existing interface.
+//! - `underlay`: the underlay UDP socket.
+//!
+//! Packet-path calls (`TapDevice::read`, `PacketSocket::recv`, ...) return `std::io::Result` so a
+//! worker can match `WouldBlock` cheaply; setup calls return [`IoError`], which names the operation.
+
+pub mod af_packet;
+pub mod netlink;
+pub mod netns;
+pub mod tap;
 pub mod underlay;
+
+pub use af_packet::{PacketSocket, RecvInfo};
+pub use netlink::{LinkInfo, Netlink};
+pub use netns::{open_netns, run_in_netns};
+pub use tap::{TapDevice, TapOptions};
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("network namespace '{name}' not found: no {} (create it with `ip netns add {name}`)", .path.display())]
+    NetnsNotFound { name: String, path: PathBuf },
+    #[error("{} is not a network namespace", .path.display())]
+    NotANetns { path: PathBuf },
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// A failed system call; `op` says what we were doing ("creating TAP device vsw1").
+    #[error("{op}: {source}")]
+    Sys { op: String, source: io::Error },
+    /// The kernel refused a netlink request; `detail` is its extended-ack message, if any.
+    #[error("netlink: {op}: {source}{}", .detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Netlink {
+        op: String,
+        source: io::Error,
+        detail: Option<String>,
+    },
+}
+
+impl IoError {
+    pub(crate) fn sys(op: impl Into<String>, source: io::Error) -> IoError {
+        IoError::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// `IoError::sys` with `errno` of the call that just failed.
+    pub(crate) fn last_os(op: impl Into<String>) -> IoError {
+        IoError::sys(op, io::Error::last_os_error())
+    }
+
+    /// The errno behind this error, if it came from the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            IoError::Sys { source, .. } | IoError::Netlink { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Interface names are at most IFNAMSIZ-1 bytes, and the kernel's `dev_valid_name` refuses
+/// ".", "..", '/', ':' and whitespace.
+pub fn check_ifname(name: &str) -> Result<(), IoError> {
+    let invalid = |reason| IoError::Invalid {
+        what: "interface name",
+        value: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(invalid("longer than 15 bytes"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("reserved name"));
+    }
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+    {
+        return Err(invalid("contains '/', ':', NUL or whitespace"));
+    }
+    Ok(())
+}
+
+/// Copies `name` into a NUL-terminated `ifr_name`-style buffer; the caller checked the length.
+pub(crate) fn ifname_bytes(name: &str) -> [libc::c_char; libc::IFNAMSIZ] {
+    let mut out = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (o, b) in out.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        *o = b as libc::c_char;
+    }
+    out
+}
+
+/// `if_nametoindex` in the calling thread's namespace; `Ok(None)` when there is no such interface.
+pub fn ifindex_of(name: &str) -> Result<Option<u32>, IoError> {
+    check_ifname(name)?;
+    let c = std::ffi::CString::new(name).expect("checked: no NUL");
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENODEV) {
+            return Ok(None);
+        }
+        return Err(IoError::sys(format!("looking up interface {name}"), e));
+    }
+    Ok(Some(idx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_rules() {
+        for ok in ["eth0", "vsw3a9f0c", "a", "abcdefghijklmno"] {
+            check_ifname(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "abcdefghijklmnop"] {
+            assert!(check_ifname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn netns_not_found_message() {
+        let e = IoError::NetnsNotFound {
+            name: "foo".into(),
+            path: "/var/run/netns/foo".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "network namespace 'foo' not found: no /var/run/netns/foo (create it with `ip netns add foo`)"
+        );
+    }
+}

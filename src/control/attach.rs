@@ -1,0 +1,220 @@
+//! Attaching ports: the system side of `vswitchctl attach-namespace` (and helpers for
+//! `attach-interface`).
+//!
+//! [`create_namespace_port`] makes the container's interface: a TAP device created in our own
+//! namespace, given its MAC, moved into the container's namespace and configured there (name,
+//! MTU, address, up). The returned [`TapDevice`] is the port's data path; dropping it removes the
+//! interface from the container. Runs on the control thread; it blocks on netlink.
+
+use crate::io::netlink::Netlink;
+use crate::io::{check_ifname, open_netns, run_in_netns, IoError, TapDevice};
+use crate::wire::MacAddr;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+
+/// What the container's interface should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespacePortSpec {
+    /// A name under /var/run/netns or a path such as /proc/PID/ns/net.
+    pub netns: String,
+    /// The interface name inside the namespace, e.g. "eth0".
+    pub ifname: String,
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub mtu: u32,
+    /// A name for the TAP while it is still in our namespace; unique there (e.g. "vsw3a9f0c").
+    pub tap_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("invalid attach request: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Netns(#[source] IoError),
+    #[error("interface {ifname} already exists in netns {netns}")]
+    IfnameExists { ifname: String, netns: String },
+    /// A step failed; `step` says which, for which interface and namespace.
+    #[error("{step}: {source}")]
+    Step { step: String, source: IoError },
+    #[error("interface {0} not found")]
+    NoSuchInterface(String),
+}
+
+fn step(what: impl Into<String>) -> impl FnOnce(IoError) -> AttachError {
+    let step = what.into();
+    move |source| AttachError::Step { step, source }
+}
+
+/// Creates the interface described by `req` inside its network namespace and returns the TAP
+/// that carries its frames. On failure nothing is left behind.
+pub fn create_namespace_port(req: &NamespacePortSpec) -> Result<TapDevice, AttachError> {
+    check_ifname(&req.ifname).map_err(|e| AttachError::Invalid(e.to_string()))?;
+    check_ifname(&req.tap_name).map_err(|e| AttachError::Invalid(e.to_string()))?;
+    if req.prefix > 32 {
+        return Err(AttachError::Invalid(format!(
+            "prefix length /{} is more than 32",
+            req.prefix
+        )));
+    }
+    // 68: the least MTU IPv4 allows (RFC 791); the kernel refuses less on an inet device anyway.
+    if req.mtu < 68 {
+        return Err(AttachError::Invalid(format!(
+            "MTU {} is below the IPv4 minimum of 68",
+            req.mtu
+        )));
+    }
+    if !req.mac.is_unicast_source() {
+        return Err(AttachError::Invalid(format!(
+            "MAC {} is not a unicast address",
+            req.mac
+        )));
+    }
+    let ns = open_netns(&req.netns).map_err(AttachError::Netns)?;
+    let netns = &req.netns;
+
+    // A socket opened inside the namespace acts there, from this thread too.
+    let mut nl_ns = run_in_netns(&ns, Netlink::open)
+        .and_then(|r| r)
+        .map_err(step(format!("opening netlink in netns {netns}")))?;
+    let exists = nl_ns
+        .link_index(&req.ifname)
+        .map_err(step(format!("looking up {} in netns {netns}", req.ifname)))?;
+    if exists.is_some() {
+        return Err(AttachError::IfnameExists {
+            ifname: req.ifname.clone(),
+            netns: netns.clone(),
+        });
+    }
+
+    let mut nl_here = Netlink::open().map_err(step("opening netlink"))?;
+    let tap = TapDevice::create(&req.tap_name).map_err(step("creating the port"))?;
+    // From here on, returning early drops `tap`, which removes the device wherever it is.
+    let tap_name = &req.tap_name;
+    let index = nl_here
+        .link_index(tap_name)
+        .map_err(step(format!("looking up new TAP {tap_name}")))?
+        .ok_or_else(|| AttachError::NoSuchInterface(tap_name.clone()))?;
+    nl_here
+        .set_link_mac(index, req.mac)
+        .map_err(step(format!("setting MAC {} on {tap_name}", req.mac)))?;
+    nl_here
+        .set_link_netns(index, ns.as_fd())
+        .map_err(step(format!("moving {tap_name} into netns {netns}")))?;
+
+    let in_ns = |what: &str| step(format!("{what} in netns {netns}"));
+    // The index may have changed in the move (if taken there); the name has not.
+    let index = nl_ns
+        .link_index(tap_name)
+        .map_err(in_ns(&format!("looking up moved TAP {tap_name}")))?
+        .ok_or_else(|| {
+            AttachError::NoSuchInterface(format!("{tap_name} in netns {netns} after the move"))
+        })?;
+    let ifname = &req.ifname;
+    nl_ns
+        .set_link_name(index, ifname)
+        .map_err(in_ns(&format!("renaming {tap_name} to {ifname}")))?;
+    nl_ns
+        .set_link_mtu(index, req.mtu)
+        .map_err(in_ns(&format!("setting MTU {} on {ifname}", req.mtu)))?;
+    nl_ns
+        .add_ipv4_addr(index, req.addr, req.prefix)
+        .map_err(in_ns(&format!(
+            "adding {}/{} to {ifname}",
+            req.addr, req.prefix
+        )))?;
+    nl_ns
+        .set_link_up(index, true)
+        .map_err(in_ns(&format!("bringing {ifname} up")))?;
+    // Containers expect loopback; `ip netns add` leaves it down.
+    if let Some(lo) = nl_ns.link_by_name("lo").map_err(in_ns("looking up lo"))? {
+        if !lo.up {
+            nl_ns
+                .set_link_up(lo.index, true)
+                .map_err(in_ns("bringing lo up"))?;
+        }
+    }
+    Ok(tap)
+}
+
+/// The MAC of `ifname` in our network namespace.
+pub fn interface_mac(ifname: &str) -> Result<MacAddr, AttachError> {
+    let mut nl = Netlink::open().map_err(step("opening netlink"))?;
+    let link = nl
+        .link_by_name(ifname)
+        .map_err(step(format!("looking up {ifname}")))?
+        .ok_or_else(|| AttachError::NoSuchInterface(ifname.to_string()))?;
+    link.mac
+        .ok_or_else(|| AttachError::Invalid(format!("interface {ifname} has no Ethernet address")))
+}
+
+/// The MTU of `ifname` in our network namespace.
+pub fn interface_mtu(ifname: &str) -> Result<u32, AttachError> {
+    let mut nl = Netlink::open().map_err(step("opening netlink"))?;
+    nl.link_by_name(ifname)
+        .map_err(step(format!("looking up {ifname}")))?
+        .map(|l| l.mtu)
+        .ok_or_else(|| AttachError::NoSuchInterface(ifname.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> NamespacePortSpec {
+        NamespacePortSpec {
+            netns: "vswitch-test-no-such-ns".into(),
+            ifname: "eth0".into(),
+            mac: "02:42:0a:00:09:02".parse().unwrap(),
+            addr: Ipv4Addr::new(10, 0, 9, 2),
+            prefix: 24,
+            mtu: 1450,
+            tap_name: "vswtest0".into(),
+        }
+    }
+
+    #[test]
+    fn missing_netns_fails_before_creating_anything() {
+        let e = create_namespace_port(&spec()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("network namespace 'vswitch-test-no-such-ns' not found"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validates_request() {
+        for bad in [
+            NamespacePortSpec {
+                prefix: 33,
+                ..spec()
+            },
+            NamespacePortSpec { mtu: 20, ..spec() },
+            NamespacePortSpec {
+                ifname: "a/b".into(),
+                ..spec()
+            },
+            NamespacePortSpec {
+                mac: MacAddr::BROADCAST,
+                ..spec()
+            },
+        ] {
+            assert!(matches!(
+                create_namespace_port(&bad),
+                Err(AttachError::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn loopback_helpers() {
+        assert_eq!(interface_mac("lo").unwrap(), MacAddr::ZERO);
+        assert!(interface_mtu("lo").unwrap() >= 1500);
+        assert!(matches!(
+            interface_mtu("vsw-none0"),
+            Err(AttachError::NoSuchInterface(_))
+        ));
+    }
+}

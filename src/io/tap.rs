@@ -1,0 +1,197 @@
+//! TAP devices: an Ethernet interface whose frames are read and written through a file
+//! descriptor on `/dev/net/tun` (Documentation/networking/tuntap.rst).
+//!
+//! The device is not persistent: it exists while the [`TapDevice`] (its fd) lives, and closing
+//! the fd removes it from whichever network namespace it was moved to. The device is created in
+//! the namespace of the thread that calls [`TapDevice::create`]. `read`/`write` are nonblocking,
+//! take `&self` and may be called from any thread; each call moves exactly one frame.
+
+use super::{check_ifname, ifname_bytes, IoError};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Creation options beyond the defaults (`IFF_TAP | IFF_NO_PI`, one queue, no vnet header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TapOptions {
+    /// `IFF_MULTI_QUEUE`: further queues attach by opening the same name again.
+    pub multi_queue: bool,
+    /// `IFF_VNET_HDR`: every frame read or written is preceded by a `virtio_net_hdr`.
+    pub vnet_hdr: bool,
+}
+
+/// `struct ifreq` as TUNSETIFF reads and writes it: the name, then `ifr_flags` in the union.
+#[repr(C)]
+struct IfReqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22], // the rest of the 24-byte union
+}
+
+#[derive(Debug)]
+pub struct TapDevice {
+    fd: OwnedFd,
+    name: String,
+    options: TapOptions,
+}
+
+impl TapDevice {
+    /// Creates a TAP device called `name` (at most 15 bytes) in the calling thread's namespace.
+    pub fn create(name: &str) -> Result<TapDevice, IoError> {
+        TapDevice::create_with(name, TapOptions::default())
+    }
+
+    pub fn create_with(name: &str, options: TapOptions) -> Result<TapDevice, IoError> {
+        check_ifname(name)?;
+        let op = || format!("creating TAP device {name}");
+        // SAFETY: NUL-terminated path literal; the fd is owned right after.
+        let fd = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(IoError::sys(format!("{}: opening /dev/net/tun", op()), e));
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+        if options.multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        if options.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        let mut req = IfReqFlags {
+            name: ifname_bytes(name),
+            flags: flags as libc::c_short,
+            _pad: [0; 22],
+        };
+        // SAFETY: TUNSETIFF reads and writes a struct ifreq, which `req` lays out.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) } < 0 {
+            let e = io::Error::last_os_error();
+            // EBUSY: a tun device of that name is in use; EINVAL: a non-tun device has the name.
+            return Err(IoError::sys(op(), e));
+        }
+        Ok(TapDevice {
+            fd,
+            name: name.to_string(),
+            options,
+        })
+    }
+
+    /// The name the device was created with; renames made later through netlink are not seen.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn options(&self) -> TapOptions {
+        self.options
+    }
+
+    /// Reads one frame; `WouldBlock` when none is queued. A frame longer than `buf` is truncated.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Writes one frame, which the kernel receives as if it had arrived on the device's wire.
+    /// Fails with EIO while the device is down.
+    pub fn write(&self, frame: &[u8]) -> io::Result<usize> {
+        // SAFETY: `frame` is valid for reads of its length.
+        let n = unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+impl AsRawFd for TapDevice {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for TapDevice {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{netlink::Netlink, open_netns, run_in_netns};
+    use std::process::Command;
+
+    /// A scratch namespace for one test, deleted on drop.
+    struct TempNetns(String);
+
+    impl TempNetns {
+        fn new(tag: &str) -> TempNetns {
+            let name = format!("vswt-tap-{}-{tag}", std::process::id());
+            let ok = Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "ip netns add {name}");
+            TempNetns(name)
+        }
+    }
+
+    impl Drop for TempNetns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    #[test]
+    fn create_read_write_in_netns() {
+        let ns = TempNetns::new("rw");
+        let fd = open_netns(&ns.0).unwrap();
+        let tap = run_in_netns(&fd, || TapDevice::create("vswtap0"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(tap.name(), "vswtap0");
+        let mut buf = [0u8; 2048];
+        let e = tap.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        // Name taken by another TAP we own: refused (EBUSY), not attached as a second queue.
+        let dup = run_in_netns(&fd, || TapDevice::create("vswtap0")).unwrap();
+        assert!(dup
+            .unwrap_err()
+            .to_string()
+            .contains("creating TAP device vswtap0"));
+        let mut nl = run_in_netns(&fd, Netlink::open).unwrap().unwrap();
+        let idx = nl.link_index("vswtap0").unwrap().unwrap();
+        nl.set_link_up(idx, true).unwrap();
+        let frame = [0xffu8; 60];
+        assert_eq!(tap.write(&frame).unwrap(), 60);
+        drop(tap);
+        assert_eq!(nl.link_index("vswtap0").unwrap(), None);
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(TapDevice::create("this-name-is-too-long").is_err());
+        assert!(TapDevice::create("").is_err());
+    }
+}
