@@ -1,2 +1,3 @@
 //! Control plane: configuration, the Unix-socket API, attach/detach of ports.
 pub mod api;
+pub mod config;
