@@ -1,4 +1,5 @@
 //! Control plane: configuration, the Unix-socket API, attach/detach of ports.
 pub mod api;
 pub mod attach;
+pub mod config;
 pub mod server;
