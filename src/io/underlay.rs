@@ -45,6 +45,8 @@ impl Underlay {
         let addr = SocketAddrV4::new(local, port);
         let recv = UdpSocket::bind(addr).map_err(|source| UnderlayError::Bind { addr, source })?;
         recv.set_nonblocking(true).map_err(|source| UnderlayError::Bind { addr, source })?;
+        // Room for bursts while the worker is busy elsewhere; the kernel caps it at rmem_max.
+        setsockopt(recv.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &(4i32 << 20), "SO_RCVBUF")?;
         let send = raw_udp_socket(local)?;
         Ok(Underlay { recv, send, port })
     }
