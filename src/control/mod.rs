@@ -1,3 +1,5 @@
 //! Control plane: configuration, the Unix-socket API, attach/detach of ports.
 pub mod api;
+pub mod client;
 pub mod config;
+pub mod render;
