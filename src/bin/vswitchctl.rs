@@ -1,1 +1,463 @@
-fn main() {}
+//! `vswitchctl`: the command-line client of vswitchd's control socket (DESIGN.md §3).
+//!
+//! Validates arguments before sending anything (exit 2 on bad usage, as clap does), sends one
+//! request, and prints the answer as text or, with `--json`, as the daemon's JSON. Exit 1 when the
+//! daemon cannot be reached or refuses the request.
+
+use clap::{Parser, Subcommand};
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vswitch::control::api::{
+    FdbEntryInfo, NeighEntryInfo, NetworkInfo, PeerInfo, PortInfo, Request, Response, ShowWhat,
+    Stats,
+};
+use vswitch::control::config::DEFAULT_CONTROL_SOCKET;
+use vswitch::control::{client, render};
+use vswitch::wire::MacAddr;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Give the container in network namespace c1 (made by `ip netns add c1`) an eth0 on network blue
+  vswitchctl attach-namespace --network blue --netns c1 --ip 10.0.9.2/24
+
+  # The same for a running container found by its PID, with a chosen MAC and endpoint name
+  vswitchctl attach-namespace --network blue --netns /proc/4242/ns/net --ip 10.0.9.3/24 \\
+      --mac 02:42:0a:00:09:03 --name web-1
+
+  # Unplug it again (removes the interface)
+  vswitchctl detach-namespace --network blue --netns c1
+
+  # Switch an existing interface (e.g. the host end of a veth pair) into network blue
+  vswitchctl attach-interface --network blue --interface veth-c2 --ip 10.0.9.4/24
+
+  # Look at the switch
+  vswitchctl show networks
+  vswitchctl show fdb
+  vswitchctl show stats --json
+
+The daemon's socket is --socket PATH, else $VSWITCH_SOCKET, else /run/vswitch/vswitchd.sock.
+Exit status: 0 done; 1 vswitchd unreachable or it refused the request; 2 bad usage.";
+
+const SHOW_HELP: &str = "\
+What each view shows:
+  networks  each network: VNI, subnet, container MTU, peers, and how many ports, FDB and
+            neighbour entries it has
+  ports     each local port (container interface or attached interface) with its counters
+  fdb       learned MAC addresses: on which local port or behind which peer VTEP, and their age
+  neigh     IP -> MAC entries used to answer ARP locally (proxy-ARP), and where they came from
+  peers     the other hosts (VTEPs), their networks, traffic and when they were last heard from
+  stats     packet, byte and drop counters (with drop reasons) for the underlay, each network
+            and each port
+
+Examples:
+  vswitchctl show networks
+  vswitchctl show fdb --json | jq '.[] | select(.network == \"blue\")'";
+
+#[derive(Parser)]
+#[command(
+    name = "vswitchctl",
+    version,
+    about = "Control vswitchd, the userspace VXLAN switch: plug containers into overlay networks \
+             and inspect the switch",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    /// Unix socket of vswitchd [env: VSWITCH_SOCKET] [default: /run/vswitch/vswitchd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an interface in a network namespace, plug it into a network, and bring it up
+    #[command(after_help = "\
+The interface gets the MAC (random locally administered if not given), the address, the network's
+MTU, and is brought up; vswitchd answers ARP for it from then on.
+
+Example:
+  vswitchctl attach-namespace --network blue --netns c1 --ip 10.0.9.2/24 --mac 02:42:0a:00:09:02")]
+    AttachNamespace {
+        /// Network to plug into, as named in node.toml ([[network]] name)
+        #[arg(long, value_name = "NAME", value_parser = parse_name)]
+        network: String,
+        /// Namespace name under /var/run/netns (as `ip netns add` makes) or a path such as
+        /// /proc/PID/ns/net
+        #[arg(long, value_name = "NETNS", value_parser = parse_name)]
+        netns: String,
+        /// Address and prefix length of the container, e.g. 10.0.9.2/24
+        #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_host_cidr)]
+        ip: String,
+        /// MAC address of the interface, e.g. 02:42:0a:00:09:02 [default: random, locally administered]
+        #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+        mac: Option<String>,
+        /// Interface name inside the namespace [default: eth0]
+        #[arg(long, value_name = "IFNAME", value_parser = parse_ifname)]
+        ifname: Option<String>,
+        /// Endpoint name shown by `show ports` [default: generated]
+        #[arg(long, value_name = "ENDPOINT", value_parser = parse_name)]
+        name: Option<String>,
+        /// Print what was made as JSON (the PortInfo) instead of a sentence
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Remove a container's interface made by attach-namespace and forget what was learned on it
+    #[command(after_help = "Example:\n  vswitchctl detach-namespace --network blue --netns c1")]
+    DetachNamespace {
+        /// Network the interface is plugged into
+        #[arg(long, value_name = "NAME", value_parser = parse_name)]
+        network: String,
+        /// Namespace name or path, as given to attach-namespace
+        #[arg(long, value_name = "NETNS", value_parser = parse_name)]
+        netns: String,
+        /// Interface name inside the namespace [default: eth0]
+        #[arg(long, value_name = "IFNAME", value_parser = parse_ifname)]
+        ifname: Option<String>,
+        /// Print the daemon's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Switch frames of an existing host interface (AF_PACKET) into a network
+    #[command(after_help = "\
+The interface stays where it is and keeps its configuration; vswitchd sends and receives the
+frames on it. --ip and --mac describe the station behind it, so vswitchd can answer ARP for it.
+
+Example:
+  vswitchctl attach-interface --network blue --interface veth-c2 --ip 10.0.9.4/24")]
+    AttachInterface {
+        /// Network to plug into, as named in node.toml
+        #[arg(long, value_name = "NAME", value_parser = parse_name)]
+        network: String,
+        /// Name of the existing interface, e.g. veth-c2
+        #[arg(long, value_name = "IFNAME", value_parser = parse_ifname)]
+        interface: String,
+        /// Address of the station behind the interface, ADDR or ADDR/PREFIX
+        #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_host_addr)]
+        ip: Option<String>,
+        /// MAC of the station behind the interface
+        #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+        mac: Option<String>,
+        /// Print what was made as JSON (the PortInfo) instead of a sentence
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Stop switching an interface attached by attach-interface (the interface itself stays)
+    #[command(
+        after_help = "Example:\n  vswitchctl detach-interface --network blue --interface veth-c2"
+    )]
+    DetachInterface {
+        /// Network the interface is plugged into
+        #[arg(long, value_name = "NAME", value_parser = parse_name)]
+        network: String,
+        /// Name of the interface
+        #[arg(long, value_name = "IFNAME", value_parser = parse_ifname)]
+        interface: String,
+        /// Print the daemon's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show the switch's networks, ports, tables, peers or counters
+    #[command(after_help = SHOW_HELP)]
+    Show {
+        /// What to show
+        #[arg(value_enum)]
+        what: ShowWhat,
+        /// Print the result as JSON (stable: fields are only ever added)
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// Linux's own rule (dev_valid_name): 1..=15 bytes, not "." or "..", no '/', ':' or whitespace.
+fn parse_ifname(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 15 {
+        return Err(format!(
+            "{s:?} is {} bytes long; Linux interface names have at most 15",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." || s.contains(['/', ':']) || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{s:?} is not a valid interface name (no '/', ':', spaces, \".\" or \"..\")"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    let ip: Ipv4Addr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address (expected e.g. 10.0.9.2)"))?;
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!(
+            "{ip} is not a unicast address; give the container's own address"
+        ));
+    }
+    Ok(ip)
+}
+
+/// ADDR/PREFIX of a host: the prefix is required and the address may not be the subnet's network
+/// or broadcast address.
+fn parse_host_cidr(s: &str) -> Result<String, String> {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return Err(format!(
+            "{s:?} has no prefix length: give ADDR/PREFIX, e.g. {s}/24"
+        ));
+    };
+    let ip = parse_ipv4(addr)?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| format!("prefix length {prefix:?} is not a number from 0 to 32"))?;
+    let net = Ipv4Net::new(ip, prefix).map_err(|e| e.to_string())?;
+    if prefix <= 30 {
+        if ip == net.network() {
+            return Err(format!(
+                "{ip} is the network address of {}; pick a host address such as {}/{prefix}",
+                net.trunc(),
+                Ipv4Addr::from(u32::from(ip) + 1)
+            ));
+        }
+        if ip == net.broadcast() {
+            return Err(format!(
+                "{ip} is the broadcast address of {}; pick a host address",
+                net.trunc()
+            ));
+        }
+    }
+    Ok(format!("{ip}/{prefix}"))
+}
+
+/// ADDR or ADDR/PREFIX.
+fn parse_host_addr(s: &str) -> Result<String, String> {
+    if s.contains('/') {
+        parse_host_cidr(s)
+    } else {
+        parse_ipv4(s).map(|ip| ip.to_string())
+    }
+}
+
+fn parse_mac(s: &str) -> Result<String, String> {
+    let mac: MacAddr = s.parse().map_err(|e| format!("{e}"))?;
+    if mac.is_multicast() {
+        return Err(format!(
+            "{mac} is a multicast address (lowest bit of the first octet set); an interface \
+             needs a unicast MAC such as 02:42:0a:00:09:02"
+        ));
+    }
+    if mac == MacAddr::ZERO {
+        return Err("00:00:00:00:00:00 is not a usable MAC".into());
+    }
+    Ok(mac.to_string())
+}
+
+/// How to print the daemon's answer.
+enum Output {
+    Attached { json: bool },
+    Detached { what: String, json: bool },
+    Show { what: ShowWhat, json: bool },
+}
+
+fn request(cmd: Command) -> (Request, Output) {
+    match cmd {
+        Command::AttachNamespace {
+            network,
+            netns,
+            ip,
+            mac,
+            ifname,
+            name,
+            json,
+        } => (
+            Request::AttachNamespace {
+                network,
+                netns,
+                ip,
+                mac,
+                ifname,
+                name,
+            },
+            Output::Attached { json },
+        ),
+        Command::DetachNamespace {
+            network,
+            netns,
+            ifname,
+            json,
+        } => {
+            let what = format!(
+                "{} in netns {netns} from network {network}",
+                ifname.as_deref().unwrap_or("eth0")
+            );
+            (
+                Request::DetachNamespace {
+                    network,
+                    netns,
+                    ifname,
+                },
+                Output::Detached { what, json },
+            )
+        }
+        Command::AttachInterface {
+            network,
+            interface,
+            ip,
+            mac,
+            json,
+        } => (
+            Request::AttachInterface {
+                network,
+                interface,
+                ip,
+                mac,
+            },
+            Output::Attached { json },
+        ),
+        Command::DetachInterface {
+            network,
+            interface,
+            json,
+        } => {
+            let what = format!("interface {interface} from network {network}");
+            (
+                Request::DetachInterface { network, interface },
+                Output::Detached { what, json },
+            )
+        }
+        Command::Show { what, json } => (Request::Show { what }, Output::Show { what, json }),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(v)
+        .map_err(|e| format!("vswitchd sent a result this vswitchctl does not understand: {e}"))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    // Printing a Value cannot fail; keys come out sorted, so the output is stable.
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn print(resp: Response, out: Output) -> Result<String, String> {
+    let result = resp.result.unwrap_or(serde_json::Value::Null);
+    Ok(match out {
+        Output::Attached { json: true }
+        | Output::Detached { json: true, .. }
+        | Output::Show { json: true, .. } => pretty(&result),
+        Output::Attached { json: false } => render::render_attached(&typed::<PortInfo>(result)?),
+        Output::Detached { what, json: false } => format!("detached {what}\n"),
+        Output::Show { what, json: false } => match what {
+            ShowWhat::Networks => render::render_networks(&typed::<Vec<NetworkInfo>>(result)?),
+            ShowWhat::Ports => render::render_ports(&typed::<Vec<PortInfo>>(result)?),
+            ShowWhat::Fdb => render::render_fdb(&typed::<Vec<FdbEntryInfo>>(result)?),
+            ShowWhat::Neigh => render::render_neigh(&typed::<Vec<NeighEntryInfo>>(result)?),
+            ShowWhat::Peers => render::render_peers(&typed::<Vec<PeerInfo>>(result)?),
+            ShowWhat::Stats => render::render_stats(&typed::<Stats>(result)?),
+        },
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let socket = cli
+        .socket
+        .or_else(|| {
+            std::env::var_os("VSWITCH_SOCKET")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    let (req, out) = request(cli.command);
+    let resp = match client::call(&socket, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if !resp.ok {
+        eprintln!(
+            "error: {}",
+            resp.error
+                .as_deref()
+                .unwrap_or("vswitchd refused the request without saying why")
+        );
+        return ExitCode::from(1);
+    }
+    match print(resp, out) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn host_cidr() {
+        assert_eq!(parse_host_cidr("10.0.9.2/24").unwrap(), "10.0.9.2/24");
+        assert_eq!(parse_host_cidr("10.0.9.0/31").unwrap(), "10.0.9.0/31");
+        assert!(parse_host_cidr("10.0.9.2")
+            .unwrap_err()
+            .contains("no prefix length"));
+        assert!(parse_host_cidr("10.0.9.2/33")
+            .unwrap_err()
+            .contains("0 to 32"));
+        assert!(parse_host_cidr("10.0.9.300/24")
+            .unwrap_err()
+            .contains("not an IPv4 address"));
+        assert!(parse_host_cidr("10.0.9.0/24")
+            .unwrap_err()
+            .contains("network address of 10.0.9.0/24; pick a host address such as 10.0.9.1/24"));
+        assert!(parse_host_cidr("10.0.9.255/24")
+            .unwrap_err()
+            .contains("broadcast address"));
+        assert_eq!(parse_host_addr("10.0.9.4").unwrap(), "10.0.9.4");
+    }
+
+    #[test]
+    fn macs_and_names() {
+        assert_eq!(parse_mac("02:42:0A:00:09:02").unwrap(), "02:42:0a:00:09:02");
+        assert!(parse_mac("03:42:0a:00:09:02")
+            .unwrap_err()
+            .contains("multicast"));
+        assert!(parse_mac("02:42").is_err());
+        assert!(parse_ifname("eth0").is_ok());
+        assert!(parse_ifname("a-very-long-name0").is_err());
+        assert!(parse_ifname("a/b").is_err());
+        assert!(parse_name(" ").is_err());
+    }
+}

@@ -1,5 +1,7 @@
 //! Control plane: configuration, the Unix-socket API, attach/detach of ports.
 pub mod api;
 pub mod attach;
+pub mod client;
 pub mod config;
+pub mod render;
 pub mod server;
