@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::testbed::{self, ping, run, tcp_transfer, Binaries, Netns, Process, Testbed, BLUE, RED};
+use common::testbed::{
+    self, ping, run, tcp_transfer, Binaries, Netns, Process, Testbed, BLUE, RED,
+};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,23 +54,66 @@ fn containers_on_two_hosts_ping_and_transfer_100mb_intact() {
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
 
-    assert_eq!(ping(tb.container(a), "10.0.9.3", 5, &[]), (5, 5), "a -> b\n{}", tb.logs());
-    assert_eq!(ping(tb.container(b), "10.0.9.2", 5, &[]), (5, 5), "b -> a\n{}", tb.logs());
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 5, &[]),
+        (5, 5),
+        "a -> b\n{}",
+        tb.logs()
+    );
+    assert_eq!(
+        ping(tb.container(b), "10.0.9.2", 5, &[]),
+        (5, 5),
+        "b -> a\n{}",
+        tb.logs()
+    );
     // Full-size: 1422 bytes of ICMP payload + 28 of headers = 1450, the network MTU, with DF.
-    assert_eq!(ping(tb.container(a), "10.0.9.3", 3, &["-M", "do", "-s", "1422"]), (3, 3), "full-size DF ping");
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 3, &["-M", "do", "-s", "1422"]),
+        (3, 3),
+        "full-size DF ping"
+    );
     // One byte more must not fit: the container's own MTU refuses it.
-    assert_eq!(ping(tb.container(a), "10.0.9.3", 1, &["-M", "do", "-s", "1423"]).1, 0);
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 1, &["-M", "do", "-s", "1423"]).1,
+        0
+    );
 
-    let (sent, got) = step!(tb, tcp_transfer(tb.container(a), tb.container(b), "10.0.9.3", 5001, 100 << 20, &tb.dir));
-    assert_eq!(sent, got, "100 MB TCP transfer arrived changed\n{}", tb.logs());
+    let (sent, got) = step!(
+        tb,
+        tcp_transfer(
+            tb.container(a),
+            tb.container(b),
+            "10.0.9.3",
+            5001,
+            100 << 20,
+            &tb.dir
+        )
+    );
+    assert_eq!(
+        sent,
+        got,
+        "100 MB TCP transfer arrived changed\n{}",
+        tb.logs()
+    );
 
     // The tables show what happened: each host learned the other's container behind its VTEP.
     let fdb = step!(tb, tb.hosts[0].show_json(&tb.bins, "fdb"));
-    let remote: Vec<&Value> = fdb.as_array().unwrap().iter().filter(|e| e["kind"] == "vtep").collect();
-    assert!(remote.iter().any(|e| e["location"] == "192.0.2.2"), "no entry behind 192.0.2.2: {fdb}");
+    let remote: Vec<&Value> = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "vtep")
+        .collect();
+    assert!(
+        remote.iter().any(|e| e["location"] == "192.0.2.2"),
+        "no entry behind 192.0.2.2: {fdb}"
+    );
     let stats = step!(tb, tb.hosts[1].show_json(&tb.bins, "stats"));
     assert!(counter(network(&stats, "blue"), &["counters", "rx_bytes"]) > 100 << 20);
-    assert!(stats["underlay"]["drops"].as_object().unwrap().is_empty(), "unexpected drops: {stats}");
+    assert!(
+        stats["underlay"]["drops"].as_object().unwrap().is_empty(),
+        "unexpected drops: {stats}"
+    );
 }
 
 #[test]
@@ -92,19 +137,68 @@ fn interoperates_with_the_kernel_vxlan_device() {
         step!(tb, h1.exec(&cmd.split(' ').collect::<Vec<_>>()));
     }
     let c = step!(tb, Netns::new(&format!("{}-k", tb.prefix)));
-    step!(tb, run(&["ip", "link", "add", "eth0", "netns", &c.name, "type", "veth", "peer", "name", "vc", "netns", &h1.name]));
-    step!(tb, h1.exec(&["ip", "link", "set", "vc", "master", "br0", "up"]));
-    step!(tb, c.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"]));
-    step!(tb, c.exec(&["ip", "addr", "add", "10.0.9.3/24", "dev", "eth0"]));
+    step!(
+        tb,
+        run(&[
+            "ip", "link", "add", "eth0", "netns", &c.name, "type", "veth", "peer", "name", "vc",
+            "netns", &h1.name
+        ])
+    );
+    step!(
+        tb,
+        h1.exec(&["ip", "link", "set", "vc", "master", "br0", "up"])
+    );
+    step!(
+        tb,
+        c.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"])
+    );
+    step!(
+        tb,
+        c.exec(&["ip", "addr", "add", "10.0.9.3/24", "dev", "eth0"])
+    );
     tb.containers.push(c);
     let k = tb.containers.len() - 1;
 
-    assert_eq!(ping(tb.container(a), "10.0.9.3", 5, &[]), (5, 5), "vswitch -> kernel\n{}", tb.logs());
-    assert_eq!(ping(tb.container(k), "10.0.9.2", 5, &[]), (5, 5), "kernel -> vswitch\n{}", tb.logs());
-    assert_eq!(ping(tb.container(a), "10.0.9.3", 2, &["-M", "do", "-s", "1422"]), (2, 2), "full-size DF ping to kernel");
-    let (s1, r1) = step!(tb, tcp_transfer(tb.container(a), tb.container(k), "10.0.9.3", 5002, 20 << 20, &tb.dir));
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 5, &[]),
+        (5, 5),
+        "vswitch -> kernel\n{}",
+        tb.logs()
+    );
+    assert_eq!(
+        ping(tb.container(k), "10.0.9.2", 5, &[]),
+        (5, 5),
+        "kernel -> vswitch\n{}",
+        tb.logs()
+    );
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 2, &["-M", "do", "-s", "1422"]),
+        (2, 2),
+        "full-size DF ping to kernel"
+    );
+    let (s1, r1) = step!(
+        tb,
+        tcp_transfer(
+            tb.container(a),
+            tb.container(k),
+            "10.0.9.3",
+            5002,
+            20 << 20,
+            &tb.dir
+        )
+    );
     assert_eq!(s1, r1, "vswitch -> kernel TCP");
-    let (s2, r2) = step!(tb, tcp_transfer(tb.container(k), tb.container(a), "10.0.9.2", 5003, 20 << 20, &tb.dir));
+    let (s2, r2) = step!(
+        tb,
+        tcp_transfer(
+            tb.container(k),
+            tb.container(a),
+            "10.0.9.2",
+            5003,
+            20 << 20,
+            &tb.dir
+        )
+    );
     assert_eq!(s2, r2, "kernel -> vswitch TCP");
 }
 
@@ -117,10 +211,28 @@ fn networks_with_the_same_subnet_never_cross() {
     let b_blue = step!(tb, tb.add_container(1, "bb", "blue", "10.0.9.3/24"));
     let b_red = step!(tb, tb.add_container(1, "br", "red", "10.0.9.4/24"));
 
-    assert_eq!(ping(tb.container(a_blue), "10.0.9.3", 3, &[]), (3, 3), "blue to blue\n{}", tb.logs());
-    assert_eq!(ping(tb.container(a_red), "10.0.9.4", 3, &[]), (3, 3), "red to red\n{}", tb.logs());
-    assert_eq!(ping(tb.container(a_blue), "10.0.9.4", 2, &[]).1, 0, "blue reached red's address");
-    assert_eq!(ping(tb.container(a_red), "10.0.9.3", 2, &[]).1, 0, "red reached blue's address");
+    assert_eq!(
+        ping(tb.container(a_blue), "10.0.9.3", 3, &[]),
+        (3, 3),
+        "blue to blue\n{}",
+        tb.logs()
+    );
+    assert_eq!(
+        ping(tb.container(a_red), "10.0.9.4", 3, &[]),
+        (3, 3),
+        "red to red\n{}",
+        tb.logs()
+    );
+    assert_eq!(
+        ping(tb.container(a_blue), "10.0.9.4", 2, &[]).1,
+        0,
+        "blue reached red's address"
+    );
+    assert_eq!(
+        ping(tb.container(a_red), "10.0.9.3", 2, &[]).1,
+        0,
+        "red reached blue's address"
+    );
 
     // The overlapping address resolves, on each network, to that network's container.
     let mac_of = |ns: &Netns| -> String {
@@ -134,8 +246,14 @@ fn networks_with_the_same_subnet_never_cross() {
     };
     assert_eq!(ping(tb.container(b_blue), "10.0.9.2", 2, &[]), (2, 2));
     assert_eq!(ping(tb.container(b_red), "10.0.9.2", 2, &[]), (2, 2));
-    assert_eq!(neigh_of(tb.container(b_blue), "10.0.9.2"), mac_of(tb.container(a_blue)));
-    assert_eq!(neigh_of(tb.container(b_red), "10.0.9.2"), mac_of(tb.container(a_red)));
+    assert_eq!(
+        neigh_of(tb.container(b_blue), "10.0.9.2"),
+        mac_of(tb.container(a_blue))
+    );
+    assert_eq!(
+        neigh_of(tb.container(b_red), "10.0.9.2"),
+        mac_of(tb.container(a_red))
+    );
     assert_ne!(mac_of(tb.container(a_blue)), mac_of(tb.container(a_red)));
 }
 
@@ -145,7 +263,9 @@ fn count_arp_on_underlay(ns: &Netns, dir: &std::path::Path, f: impl FnOnce()) ->
     // UDP header (8) + VXLAN header (8) + Ethernet addresses (12) = offset 28 of the EtherType.
     let mut cap = Process {
         child: Command::new("ip")
-            .args(["netns", "exec", &ns.name, "tcpdump", "-i", "ul0", "-n", "-U", "-w"])
+            .args([
+                "netns", "exec", &ns.name, "tcpdump", "-i", "ul0", "-n", "-U", "-w",
+            ])
             .arg(&pcap)
             .args(["udp port 4789 and udp[28:2] = 0x0806"])
             .stdin(Stdio::null())
@@ -163,7 +283,12 @@ fn count_arp_on_underlay(ns: &Netns, dir: &std::path::Path, f: impl FnOnce()) ->
     f();
     std::thread::sleep(Duration::from_millis(500));
     cap.stop();
-    let out = Command::new("tcpdump").args(["-n", "-r"]).arg(&pcap).stderr(Stdio::null()).output().unwrap();
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
@@ -172,7 +297,12 @@ fn proxy_arp_answers_locally_and_no_arp_crosses_the_underlay() {
     let mut tb = Testbed::two_hosts(&prefix("parp"), bins(), &[BLUE]).unwrap();
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
-    assert_eq!(ping(tb.container(a), "10.0.9.3", 2, &[]), (2, 2), "first exchange\n{}", tb.logs());
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 2, &[]),
+        (2, 2),
+        "first exchange\n{}",
+        tb.logs()
+    );
 
     let before = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
     let ca = tb.container(a);
@@ -182,14 +312,24 @@ fn proxy_arp_answers_locally_and_no_arp_crosses_the_underlay() {
             assert_eq!(ping(ca, "10.0.9.3", 1, &[]), (1, 1));
         }
     });
-    assert_eq!(arps, 0, "ARP crossed the underlay although the switch knew the answer");
+    assert_eq!(
+        arps, 0,
+        "ARP crossed the underlay although the switch knew the answer"
+    );
     let after = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
     let replies = |s: &Value| counter(network(s, "blue"), &["proxy_arp_replies"]);
-    assert!(replies(&after) >= replies(&before) + 3, "proxy_arp_replies did not move: {after}");
-    let out = ca.exec(&["ip", "-j", "neigh", "show", "10.0.9.3"]).unwrap();
-    let mac_b = tb.container(b).exec(&["cat", "/sys/class/net/eth0/address"]).unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(String::from_utf8_lossy(&mac_b.stdout).trim()),
+        replies(&after) >= replies(&before) + 3,
+        "proxy_arp_replies did not move: {after}"
+    );
+    let out = ca.exec(&["ip", "-j", "neigh", "show", "10.0.9.3"]).unwrap();
+    let mac_b = tb
+        .container(b)
+        .exec(&["cat", "/sys/class/net/eth0/address"])
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(String::from_utf8_lossy(&mac_b.stdout).trim()),
         "container a resolved 10.0.9.3 to the wrong MAC"
     );
 
@@ -198,7 +338,10 @@ fn proxy_arp_answers_locally_and_no_arp_crosses_the_underlay() {
     let arps = count_arp_on_underlay(&tb.hosts[0].ns, &tb.dir, || {
         let _ = ping(ca, "10.0.9.77", 1, &[]);
     });
-    assert!(arps >= 1, "the capture saw no flooded ARP for an unknown address");
+    assert!(
+        arps >= 1,
+        "the capture saw no flooded ARP for an unknown address"
+    );
 }
 
 #[test]
@@ -212,7 +355,10 @@ fn malformed_underlay_traffic_is_dropped_and_counted_and_traffic_still_flows() {
     // From host 1 (a configured peer), and from an extra address on its underlay that is not
     // a peer. 1000 of each kind, paced so the kernel's socket buffer never overflows.
     let h1 = &tb.hosts[1].ns;
-    step!(tb, h1.exec(&["ip", "addr", "add", "192.0.2.99/24", "dev", "ul0"]));
+    step!(
+        tb,
+        h1.exec(&["ip", "addr", "add", "192.0.2.99/24", "dev", "ul0"])
+    );
     let script = r#"
 import socket, random, time
 random.seed(7)
@@ -238,14 +384,48 @@ for s, make in kinds:
     let after = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
     let d = |s: &Value, k: &str| counter(s, &["underlay", "drops", k]);
     let nd = |s: &Value, k: &str| counter(network(s, "blue"), &["counters", "drops", k]);
-    assert_eq!(d(&after, "vxlan_truncated") - d(&before, "vxlan_truncated"), 1000, "{after}");
-    assert_eq!(d(&after, "vxlan_no_vni_flag") - d(&before, "vxlan_no_vni_flag"), 1000, "{after}");
-    assert_eq!(d(&after, "unknown_vni") - d(&before, "unknown_vni"), 1000, "{after}");
-    assert_eq!(nd(&after, "frame_truncated") - nd(&before, "frame_truncated"), 1000, "{after}");
-    assert_eq!(d(&after, "unknown_peer") - d(&before, "unknown_peer"), 1000, "{after}");
+    assert_eq!(
+        d(&after, "vxlan_truncated") - d(&before, "vxlan_truncated"),
+        1000,
+        "{after}"
+    );
+    assert_eq!(
+        d(&after, "vxlan_no_vni_flag") - d(&before, "vxlan_no_vni_flag"),
+        1000,
+        "{after}"
+    );
+    assert_eq!(
+        d(&after, "unknown_vni") - d(&before, "unknown_vni"),
+        1000,
+        "{after}"
+    );
+    assert_eq!(
+        nd(&after, "frame_truncated") - nd(&before, "frame_truncated"),
+        1000,
+        "{after}"
+    );
+    assert_eq!(
+        d(&after, "unknown_peer") - d(&before, "unknown_peer"),
+        1000,
+        "{after}"
+    );
 
-    assert!(tb.hosts[0].daemon.as_mut().unwrap().child.try_wait().unwrap().is_none(), "vswitchd died");
-    assert_eq!(ping(tb.container(a), "10.0.9.3", 3, &[]), (3, 3), "traffic stopped after bad input");
+    assert!(
+        tb.hosts[0]
+            .daemon
+            .as_mut()
+            .unwrap()
+            .child
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "vswitchd died"
+    );
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 3, &[]),
+        (3, 3),
+        "traffic stopped after bad input"
+    );
 }
 
 #[test]
@@ -255,23 +435,87 @@ fn af_packet_port_reaches_a_tap_container_on_the_other_host() {
     // Another runtime made this veth: container end eth0, host end "ext0" in host 0.
     let c = step!(tb, Netns::new(&format!("{}-x", tb.prefix)));
     let h0 = tb.hosts[0].ns.name.clone();
-    step!(tb, run(&["ip", "link", "add", "eth0", "netns", &c.name, "type", "veth", "peer", "name", "ext0", "netns", &h0]));
-    step!(tb, c.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"]));
-    step!(tb, c.exec(&["ip", "addr", "add", "10.0.9.5/24", "dev", "eth0"]));
-    step!(tb, tb.hosts[0].ns.exec(&["ip", "link", "set", "ext0", "up"]));
+    step!(
+        tb,
+        run(&[
+            "ip", "link", "add", "eth0", "netns", &c.name, "type", "veth", "peer", "name", "ext0",
+            "netns", &h0
+        ])
+    );
+    step!(
+        tb,
+        c.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"])
+    );
+    step!(
+        tb,
+        c.exec(&["ip", "addr", "add", "10.0.9.5/24", "dev", "eth0"])
+    );
+    step!(
+        tb,
+        tb.hosts[0].ns.exec(&["ip", "link", "set", "ext0", "up"])
+    );
     tb.containers.push(c);
     let x = tb.containers.len() - 1;
-    let out = step!(tb, tb.hosts[0].ctl(&tb.bins, &["attach-interface", "--network", "blue", "--interface", "ext0", "--ip", "10.0.9.5/24"]));
+    let out = step!(
+        tb,
+        tb.hosts[0].ctl(
+            &tb.bins,
+            &[
+                "attach-interface",
+                "--network",
+                "blue",
+                "--interface",
+                "ext0",
+                "--ip",
+                "10.0.9.5/24"
+            ]
+        )
+    );
     assert!(out.contains("ext0"), "attach-interface said: {out}");
 
-    assert_eq!(ping(tb.container(x), "10.0.9.3", 3, &[]), (3, 3), "af_packet -> tap\n{}", tb.logs());
-    assert_eq!(ping(tb.container(b), "10.0.9.5", 3, &[]), (3, 3), "tap -> af_packet\n{}", tb.logs());
+    assert_eq!(
+        ping(tb.container(x), "10.0.9.3", 3, &[]),
+        (3, 3),
+        "af_packet -> tap\n{}",
+        tb.logs()
+    );
+    assert_eq!(
+        ping(tb.container(b), "10.0.9.5", 3, &[]),
+        (3, 3),
+        "tap -> af_packet\n{}",
+        tb.logs()
+    );
     let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
-    let p = ports.as_array().unwrap().iter().find(|p| p["kind"] == "af_packet").expect("af_packet port listed");
-    assert!(counter(p, &["counters", "rx_packets"]) >= 3 && counter(p, &["counters", "tx_packets"]) >= 3, "{p}");
+    let p = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "af_packet")
+        .expect("af_packet port listed");
+    assert!(
+        counter(p, &["counters", "rx_packets"]) >= 3
+            && counter(p, &["counters", "tx_packets"]) >= 3,
+        "{p}"
+    );
 
-    step!(tb, tb.hosts[0].ctl(&tb.bins, &["detach-interface", "--network", "blue", "--interface", "ext0"]));
-    assert_eq!(ping(tb.container(x), "10.0.9.3", 1, &[]).1, 0, "still forwarding after detach");
+    step!(
+        tb,
+        tb.hosts[0].ctl(
+            &tb.bins,
+            &[
+                "detach-interface",
+                "--network",
+                "blue",
+                "--interface",
+                "ext0"
+            ]
+        )
+    );
+    assert_eq!(
+        ping(tb.container(x), "10.0.9.3", 1, &[]).1,
+        0,
+        "still forwarding after detach"
+    );
 }
 
 #[test]
@@ -279,18 +523,40 @@ fn detach_and_shutdown_remove_the_interfaces_they_made() {
     let mut tb = Testbed::two_hosts(&prefix("det"), bins(), &[BLUE]).unwrap();
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(0, "b", "blue", "10.0.9.4/24"));
-    let has_eth0 = |ns: &Netns| ns.try_exec(&["ip", "link", "show", "eth0"]).status.success();
+    let has_eth0 = |ns: &Netns| {
+        ns.try_exec(&["ip", "link", "show", "eth0"])
+            .status
+            .success()
+    };
     assert!(has_eth0(tb.container(a)));
     let ns_a = tb.container(a).name.clone();
-    step!(tb, tb.hosts[0].ctl(&tb.bins, &["detach-namespace", "--network", "blue", "--netns", &ns_a]));
-    assert!(!has_eth0(tb.container(a)), "eth0 still in the namespace after detach");
+    step!(
+        tb,
+        tb.hosts[0].ctl(
+            &tb.bins,
+            &["detach-namespace", "--network", "blue", "--netns", &ns_a]
+        )
+    );
+    assert!(
+        !has_eth0(tb.container(a)),
+        "eth0 still in the namespace after detach"
+    );
     // Detaching twice is an error that says so.
-    let err = tb.hosts[0].ctl(&tb.bins, &["detach-namespace", "--network", "blue", "--netns", &ns_a]).unwrap_err();
+    let err = tb.hosts[0]
+        .ctl(
+            &tb.bins,
+            &["detach-namespace", "--network", "blue", "--netns", &ns_a],
+        )
+        .unwrap_err();
     assert!(err.contains("not attached"), "{err}");
 
     // SIGTERM: the daemon exits cleanly and the container's interface is gone with it.
     let status = tb.hosts[0].daemon.as_mut().unwrap().stop().unwrap();
-    assert!(status.success(), "vswitchd exited with {status}\n{}", tb.logs());
+    assert!(
+        status.success(),
+        "vswitchd exited with {status}\n{}",
+        tb.logs()
+    );
     assert!(!has_eth0(tb.container(b)), "eth0 survived the daemon");
     assert!(!tb.hosts[0].socket.exists(), "control socket left behind");
 }
@@ -302,18 +568,74 @@ fn bad_attach_requests_fail_with_clear_errors() {
     let other = step!(tb, Netns::new(&format!("{}-o", tb.prefix)));
     let h = &tb.hosts[0];
     let cases: &[(&[&str], &str)] = &[
-        (&["attach-namespace", "--network", "green", "--netns", &other.name, "--ip", "10.0.9.9/24"], "green"),
-        (&["attach-namespace", "--network", "blue", "--netns", "no-such-ns-x", "--ip", "10.0.9.9/24"], "no-such-ns-x"),
-        (&["attach-namespace", "--network", "blue", "--netns", &other.name, "--ip", "10.0.8.9/24"], "subnet"),
-        (&["attach-namespace", "--network", "blue", "--netns", &other.name, "--ip", "10.0.9.2/24"], "already used"),
-        (&["attach-interface", "--network", "blue", "--interface", "nosuchif0"], "nosuchif0"),
+        (
+            &[
+                "attach-namespace",
+                "--network",
+                "green",
+                "--netns",
+                &other.name,
+                "--ip",
+                "10.0.9.9/24",
+            ],
+            "green",
+        ),
+        (
+            &[
+                "attach-namespace",
+                "--network",
+                "blue",
+                "--netns",
+                "no-such-ns-x",
+                "--ip",
+                "10.0.9.9/24",
+            ],
+            "no-such-ns-x",
+        ),
+        (
+            &[
+                "attach-namespace",
+                "--network",
+                "blue",
+                "--netns",
+                &other.name,
+                "--ip",
+                "10.0.8.9/24",
+            ],
+            "subnet",
+        ),
+        (
+            &[
+                "attach-namespace",
+                "--network",
+                "blue",
+                "--netns",
+                &other.name,
+                "--ip",
+                "10.0.9.2/24",
+            ],
+            "already used",
+        ),
+        (
+            &[
+                "attach-interface",
+                "--network",
+                "blue",
+                "--interface",
+                "nosuchif0",
+            ],
+            "nosuchif0",
+        ),
     ];
     for (args, expect) in cases {
         let err = h.ctl(&tb.bins, args).unwrap_err();
         assert!(err.contains(expect), "`{}` said: {err}", args.join(" "));
     }
     // Nothing was left half-made in the namespace.
-    assert!(!other.try_exec(&["ip", "link", "show", "eth0"]).status.success());
+    assert!(!other
+        .try_exec(&["ip", "link", "show", "eth0"])
+        .status
+        .success());
     drop(other);
     let _ = testbed::run(&["true"]);
 }

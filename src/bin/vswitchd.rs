@@ -36,7 +36,9 @@ struct Args {
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -76,17 +78,30 @@ fn run(args: Args) -> Result<()> {
             cfg.node.name,
             cfg.node.underlay_ip,
             mtu,
-            if found.is_some() { "" } else { ", address not on this host" },
+            if found.is_some() {
+                ""
+            } else {
+                ", address not on this host"
+            },
             cfg.peers.len(),
             cfg.networks.len()
         );
         for n in &cfg.networks {
-            println!("  network {} vni {} subnet {} mtu {}", n.name, n.vni, n.subnet, n.effective_mtu(mtu));
+            println!(
+                "  network {} vni {} subnet {} mtu {}",
+                n.name,
+                n.vni,
+                n.subnet,
+                n.effective_mtu(mtu)
+            );
         }
         return Ok(());
     }
     if cfg.node.workers > 1 {
-        tracing::warn!(workers = cfg.node.workers, "several workers are not implemented yet; running one");
+        tracing::warn!(
+            workers = cfg.node.workers,
+            "several workers are not implemented yet; running one"
+        );
     }
 
     let peer_addr = |name: &str| {
@@ -107,19 +122,29 @@ fn run(args: Args) -> Result<()> {
                 peers: n.peers.iter().filter_map(|p| peer_addr(p)).collect(),
             })
             .collect(),
-        peers: cfg.peers.iter().map(|p| (p.name.clone(), VtepAddr(p.underlay_ip))).collect(),
+        peers: cfg
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
+            .collect(),
         fdb_max_entries: cfg.node.fdb_max_entries,
         aging_ms: cfg.node.fdb_aging.as_millis() as u64,
     };
     for n in &spec.networks {
-        let peers: Vec<String> = n.peers.iter().map(|(name, a)| format!("{name}@{a}")).collect();
+        let peers: Vec<String> = n
+            .peers
+            .iter()
+            .map(|(name, a)| format!("{name}@{a}"))
+            .collect();
         tracing::info!(network = %n.name, vni = %n.vni, subnet = %n.subnet, mtu = n.mtu, peers = ?peers, "network");
     }
 
     let underlay = Underlay::bind(cfg.node.underlay_ip, cfg.node.vxlan_port)?;
-    let (mut worker, handle) = Worker::new(Switch::new(spec), underlay).context("cannot start the worker")?;
+    let (mut worker, handle) =
+        Worker::new(Switch::new(spec), underlay).context("cannot start the worker")?;
     let listener = server::bind(&cfg.node.control_socket)?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
 
     let worker_thread = std::thread::Builder::new()
         .name("vswitch-worker".into())
@@ -140,7 +165,10 @@ fn run(args: Args) -> Result<()> {
     );
 
     let signal = signals.forever().next();
-    tracing::info!(?signal, "shutting down: removing the interfaces this daemon made");
+    tracing::info!(
+        ?signal,
+        "shutting down: removing the interfaces this daemon made"
+    );
     handle.send(Command::Stop);
     let _ = worker_thread.join();
     let _ = std::fs::remove_file(&cfg.node.control_socket);

@@ -57,7 +57,10 @@ pub struct Server {
 
 impl Server {
     pub fn new(worker: WorkerHandle) -> Server {
-        Server { worker, next_port: 1 }
+        Server {
+            worker,
+            next_port: 1,
+        }
     }
 
     /// Serves connections until the listener fails. Runs on its own thread.
@@ -92,16 +95,35 @@ impl Server {
 
     pub fn handle(&mut self, req: Request) -> Response {
         let result = match req {
-            Request::AttachNamespace { network, netns, ip, mac, ifname, name } => {
-                self.attach_namespace(&network, &netns, &ip, mac.as_deref(), ifname.as_deref(), name.as_deref())
+            Request::AttachNamespace {
+                network,
+                netns,
+                ip,
+                mac,
+                ifname,
+                name,
+            } => self.attach_namespace(
+                &network,
+                &netns,
+                &ip,
+                mac.as_deref(),
+                ifname.as_deref(),
+                name.as_deref(),
+            ),
+            Request::DetachNamespace {
+                network,
+                netns,
+                ifname,
+            } => self.detach_namespace(&network, &netns, ifname.as_deref().unwrap_or("eth0")),
+            Request::AttachInterface {
+                network,
+                interface,
+                ip,
+                mac,
+            } => self.attach_interface(&network, &interface, ip.as_deref(), mac.as_deref()),
+            Request::DetachInterface { network, interface } => {
+                self.detach_interface(&network, &interface)
             }
-            Request::DetachNamespace { network, netns, ifname } => {
-                self.detach_namespace(&network, &netns, ifname.as_deref().unwrap_or("eth0"))
-            }
-            Request::AttachInterface { network, interface, ip, mac } => {
-                self.attach_interface(&network, &interface, ip.as_deref(), mac.as_deref())
-            }
-            Request::DetachInterface { network, interface } => self.detach_interface(&network, &interface),
             Request::Show { what } => {
                 let (tx, rx) = bounded(1);
                 self.worker.send(Command::Show { what, reply: tx });
@@ -119,7 +141,11 @@ impl Server {
         }
     }
 
-    fn check_endpoint(&self, network: &str, ip: Option<Ipv4Addr>) -> Result<(NetIdx, u32, u32), String> {
+    fn check_endpoint(
+        &self,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<(NetIdx, u32, u32), String> {
         let (tx, rx) = bounded(1);
         self.worker.send(Command::CheckEndpoint {
             network: network.to_string(),
@@ -158,7 +184,11 @@ impl Server {
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
 
-    fn remove_port(&self, select: Box<dyn Fn(&PortMeta) -> bool + Send>, what: String) -> Result<serde_json::Value, String> {
+    fn remove_port(
+        &self,
+        select: Box<dyn Fn(&PortMeta) -> bool + Send>,
+        what: String,
+    ) -> Result<serde_json::Value, String> {
         let (tx, rx) = bounded(1);
         self.worker.send(Command::RemovePort { select, reply: tx });
         let info = rx
@@ -197,7 +227,10 @@ impl Server {
         };
         let tap = create_namespace_port(&spec).map_err(|e| e.to_string())?;
         let meta = PortMeta {
-            name: name.map_or_else(|| format!("{}/{}", netns_label(netns), ifname), str::to_string),
+            name: name.map_or_else(
+                || format!("{}/{}", netns_label(netns), ifname),
+                str::to_string,
+            ),
             kind: "tap",
             network: network.to_string(),
             vni,
@@ -211,15 +244,22 @@ impl Server {
         self.add_port(Box::new(tap), meta, idx, Some((mac, addr.addr())), id)
     }
 
-    fn detach_namespace(&mut self, network: &str, netns: &str, ifname: &str) -> Result<serde_json::Value, String> {
-        let (network_s, ifname_s, netns_s) = (network.to_string(), ifname.to_string(), netns.to_string());
+    fn detach_namespace(
+        &mut self,
+        network: &str,
+        netns: &str,
+        ifname: &str,
+    ) -> Result<serde_json::Value, String> {
+        let (network_s, ifname_s, netns_s) =
+            (network.to_string(), ifname.to_string(), netns.to_string());
         let id = netns_identity(netns);
         self.remove_port(
             Box::new(move |m: &PortMeta| {
                 m.kind == "tap"
                     && m.network == network_s
                     && m.ifname == ifname_s
-                    && (m.netns.as_deref() == Some(netns_s.as_str()) || (id.is_some() && m.netns_id == id))
+                    && (m.netns.as_deref() == Some(netns_s.as_str())
+                        || (id.is_some() && m.netns_id == id))
             }),
             format!("{ifname} in netns {netns} on network {network}"),
         )
@@ -235,7 +275,8 @@ impl Server {
         let addr = ip.map(parse_ip_or_prefix).transpose()?;
         let (idx, mtu, vni) = self.check_endpoint(network, addr.map(|a| a.addr()))?;
         let mac = mac.map(parse_station_mac).transpose()?;
-        let socket = PacketSocket::open(interface).map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
+        let socket = PacketSocket::open(interface)
+            .map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
         let id = PortId(self.next_port);
         self.next_port += 1;
         let meta = PortMeta {
@@ -254,10 +295,16 @@ impl Server {
         self.add_port(Box::new(socket), meta, idx, endpoint, id)
     }
 
-    fn detach_interface(&mut self, network: &str, interface: &str) -> Result<serde_json::Value, String> {
+    fn detach_interface(
+        &mut self,
+        network: &str,
+        interface: &str,
+    ) -> Result<serde_json::Value, String> {
         let (network_s, interface_s) = (network.to_string(), interface.to_string());
         self.remove_port(
-            Box::new(move |m: &PortMeta| m.kind == "af_packet" && m.network == network_s && m.ifname == interface_s),
+            Box::new(move |m: &PortMeta| {
+                m.kind == "af_packet" && m.network == network_s && m.ifname == interface_s
+            }),
             format!("interface {interface} on network {network}"),
         )
     }
@@ -275,13 +322,19 @@ fn parse_ip_or_prefix(s: &str) -> Result<Ipv4Net, String> {
     }
     s.parse::<Ipv4Addr>()
         .map(|a| Ipv4Net::new(a, 32).expect("32 is a valid prefix"))
-        .map_err(|_| format!("invalid --ip {s:?}: expected ADDR or ADDR/PREFIX such as 10.0.9.2/24"))
+        .map_err(|_| {
+            format!("invalid --ip {s:?}: expected ADDR or ADDR/PREFIX such as 10.0.9.2/24")
+        })
 }
 
 fn parse_station_mac(s: &str) -> Result<MacAddr, String> {
-    let mac: MacAddr = s.parse().map_err(|e: crate::wire::mac::ParseMacError| e.to_string())?;
+    let mac: MacAddr = s
+        .parse()
+        .map_err(|e: crate::wire::mac::ParseMacError| e.to_string())?;
     if !mac.is_unicast_source() {
-        return Err(format!("--mac {mac} is not a unicast address (the first octet must be even, and not all zero)"));
+        return Err(format!(
+            "--mac {mac} is not a unicast address (the first octet must be even, and not all zero)"
+        ));
     }
     Ok(mac)
 }
@@ -315,7 +368,9 @@ fn netns_label(spec: &str) -> String {
 }
 
 fn netns_identity(spec: &str) -> Option<(u64, u64)> {
-    std::fs::metadata(netns_path(spec)).ok().map(|m| (m.dev(), m.ino()))
+    std::fs::metadata(netns_path(spec))
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(test)]
@@ -332,8 +387,12 @@ mod tests {
 
     #[test]
     fn ip_parsing_errors_say_what_is_expected() {
-        assert!(parse_ip_prefix("10.0.9.2").unwrap_err().contains("ADDR/PREFIX"));
+        assert!(parse_ip_prefix("10.0.9.2")
+            .unwrap_err()
+            .contains("ADDR/PREFIX"));
         assert_eq!(parse_ip_or_prefix("10.0.9.2").unwrap().prefix_len(), 32);
-        assert!(parse_station_mac("01:00:5e:00:00:01").unwrap_err().contains("unicast"));
+        assert!(parse_station_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .contains("unicast"));
     }
 }

@@ -129,8 +129,11 @@ impl Worker {
     pub fn new(switch: Switch, underlay: Underlay) -> io::Result<(Worker, WorkerHandle)> {
         let poll = Poll::new()?;
         let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
-        poll.registry()
-            .register(&mut SourceFd(&underlay.recv_fd()), UNDERLAY, Interest::READABLE)?;
+        poll.registry().register(
+            &mut SourceFd(&underlay.recv_fd()),
+            UNDERLAY,
+            Interest::READABLE,
+        )?;
         let (tx, commands) = crossbeam_channel::unbounded();
         let worker = Worker {
             poll,
@@ -159,7 +162,11 @@ impl Worker {
         let mut last_expire = self.now();
         let mut ready: Vec<Token> = Vec::with_capacity(256);
         loop {
-            let timeout = if self.pending.is_empty() { Duration::from_millis(1000) } else { Duration::ZERO };
+            let timeout = if self.pending.is_empty() {
+                Duration::from_millis(1000)
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("poll failed: {e}");
@@ -198,12 +205,16 @@ impl Worker {
                     return;
                 }
             };
-            let action = self.switch.process_from_underlay(now, VtepAddr(src), &self.buf[..n]);
+            let action = self
+                .switch
+                .process_from_underlay(now, VtepAddr(src), &self.buf[..n]);
             let frame = vxlan::HEADER_LEN..n;
             match action {
                 Action::Drop(_) => {}
                 Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
-                Action::Flood { network, except, .. } => {
+                Action::Flood {
+                    network, except, ..
+                } => {
                     // Split horizon: the core never asks to flood decapsulated frames to peers.
                     self.flood_local(network, except, frame);
                 }
@@ -215,7 +226,9 @@ impl Worker {
 
     fn drain_port(&mut self, now: Timestamp, id: PortId) {
         for _ in 0..BUDGET {
-            let Some(port) = self.ports.get_mut(&id) else { return };
+            let Some(port) = self.ports.get_mut(&id) else {
+                return;
+            };
             let n = match port.device.recv(&mut self.buf[HEADROOM..]) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
@@ -234,14 +247,21 @@ impl Worker {
     /// came from local port `id`.
     fn forward_local_frame(&mut self, now: Timestamp, id: PortId, len: usize) {
         let frame = HEADROOM..HEADROOM + len;
-        match self.switch.process_from_port(now, id, &mut self.buf[frame.clone()]) {
+        match self
+            .switch
+            .process_from_port(now, id, &mut self.buf[frame.clone()])
+        {
             Action::Drop(_) => {}
             Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
             Action::ToVtep { vtep, vni } => {
                 self.encap_headers(len, vni);
                 self.send_to_vtep(vtep, vni, len);
             }
-            Action::Flood { network, except, to_peers } => {
+            Action::Flood {
+                network,
+                except,
+                to_peers,
+            } => {
                 self.flood_local(network, except, frame);
                 if to_peers {
                     let (_, vteps, vni) = self.switch.flood_targets(network);
@@ -260,7 +280,8 @@ impl Worker {
 
     fn encap_headers(&mut self, len: usize, vni: Vni) {
         let src_port = flow::source_port(&self.buf[HEADROOM..HEADROOM + len]);
-        self.underlay.write_headers(&mut self.buf, len, vni.get(), src_port);
+        self.underlay
+            .write_headers(&mut self.buf, len, vni.get(), src_port);
     }
 
     fn send_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
@@ -274,7 +295,9 @@ impl Worker {
     }
 
     fn send_to_port(&mut self, id: PortId, frame: std::ops::Range<usize>) {
-        let Some(port) = self.ports.get_mut(&id) else { return };
+        let Some(port) = self.ports.get_mut(&id) else {
+            return;
+        };
         let len = frame.len();
         match port.device.send(&self.buf[frame]) {
             Ok(()) => self.switch.note_port_tx(id, len),
@@ -282,10 +305,16 @@ impl Worker {
         }
     }
 
-    fn flood_local(&mut self, network: NetIdx, except: Option<PortId>, frame: std::ops::Range<usize>) {
+    fn flood_local(
+        &mut self,
+        network: NetIdx,
+        except: Option<PortId>,
+        frame: std::ops::Range<usize>,
+    ) {
         let (ports, _, _) = self.switch.flood_targets(network);
         self.flood_ports.clear();
-        self.flood_ports.extend(ports.iter().filter(|p| Some(**p) != except));
+        self.flood_ports
+            .extend(ports.iter().filter(|p| Some(**p) != except));
         for i in 0..self.flood_ports.len() {
             self.send_to_port(self.flood_ports[i], frame.clone());
         }
@@ -300,7 +329,10 @@ impl Worker {
                 Command::Stop => return false,
                 Command::CheckEndpoint { network, ip, reply } => {
                     let r = match ip {
-                        Some(ip) => self.switch.check_endpoint_ip(&network, ip).map_err(|e| e.to_string()),
+                        Some(ip) => self
+                            .switch
+                            .check_endpoint_ip(&network, ip)
+                            .map_err(|e| e.to_string()),
                         None => self
                             .switch
                             .network_by_name(&network)
@@ -312,13 +344,26 @@ impl Worker {
                     });
                     let _ = reply.send(r);
                 }
-                Command::AddPort { id, device, meta, network, endpoint, reply } => {
+                Command::AddPort {
+                    id,
+                    device,
+                    meta,
+                    network,
+                    endpoint,
+                    reply,
+                } => {
                     let _ = reply.send(self.add_port(now, id, device, meta, network, endpoint));
                 }
                 Command::RemovePort { select, reply } => {
-                    let found = self.ports.iter().find(|(_, p)| select(&p.meta)).map(|(id, _)| *id);
+                    let found = self
+                        .ports
+                        .iter()
+                        .find(|(_, p)| select(&p.meta))
+                        .map(|(id, _)| *id);
                     let r = match found {
-                        Some(id) => self.remove_port(id).ok_or_else(|| "port vanished".to_string()),
+                        Some(id) => self
+                            .remove_port(id)
+                            .ok_or_else(|| "port vanished".to_string()),
                         None => Err("no such port".to_string()),
                     };
                     let _ = reply.send(r);
@@ -344,10 +389,10 @@ impl Worker {
             .add_port(id, &meta.name, network, endpoint, now)
             .map_err(|e| e.to_string())?;
         let token = Token(id.0 as usize + PORT_TOKEN_BASE);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&device.fd()), token, Interest::READABLE)
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&device.fd()), token, Interest::READABLE)
         {
             let _ = self.switch.remove_port(id);
             return Err(format!("cannot poll the port: {e}"));
@@ -367,7 +412,10 @@ impl Worker {
     fn remove_port(&mut self, id: PortId) -> Option<api::PortInfo> {
         let info = self.port_info(id);
         let port = self.ports.remove(&id)?;
-        let _ = self.poll.registry().deregister(&mut SourceFd(&port.device.fd()));
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&port.device.fd()));
         let _ = self.switch.remove_port(id);
         tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
         drop(port);
@@ -376,7 +424,11 @@ impl Worker {
 
     fn port_info(&self, id: PortId) -> Option<api::PortInfo> {
         let p = self.ports.get(&id)?;
-        let counters = self.switch.port(id).map(|s| s.counters.to_api()).unwrap_or_default();
+        let counters = self
+            .switch
+            .port(id)
+            .map(|s| s.counters.to_api())
+            .unwrap_or_default();
         Some(api::PortInfo {
             id: id.0,
             name: p.meta.name.clone(),
@@ -395,7 +447,9 @@ impl Worker {
     fn ports_info(&self) -> Vec<api::PortInfo> {
         let mut ids: Vec<PortId> = self.ports.keys().copied().collect();
         ids.sort();
-        ids.into_iter().filter_map(|id| self.port_info(id)).collect()
+        ids.into_iter()
+            .filter_map(|id| self.port_info(id))
+            .collect()
     }
 
     fn show(&self, what: api::ShowWhat, now: Timestamp) -> serde_json::Value {

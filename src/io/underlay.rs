@@ -27,11 +27,17 @@ const UDP_HEADER_LEN: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum UnderlayError {
     #[error("cannot bind UDP {addr}: {source} (is another vswitchd or a kernel vxlan device using the port? is {ip} assigned here?)", ip = addr.ip())]
-    Bind { addr: SocketAddrV4, source: io::Error },
+    Bind {
+        addr: SocketAddrV4,
+        source: io::Error,
+    },
     #[error("cannot open the raw send socket: {0} (vswitchd needs CAP_NET_RAW)")]
     Raw(io::Error),
     #[error("cannot set {what} on the send socket: {source}")]
-    SockOpt { what: &'static str, source: io::Error },
+    SockOpt {
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
 pub struct Underlay {
@@ -44,9 +50,16 @@ impl Underlay {
     pub fn bind(local: Ipv4Addr, port: u16) -> Result<Underlay, UnderlayError> {
         let addr = SocketAddrV4::new(local, port);
         let recv = UdpSocket::bind(addr).map_err(|source| UnderlayError::Bind { addr, source })?;
-        recv.set_nonblocking(true).map_err(|source| UnderlayError::Bind { addr, source })?;
+        recv.set_nonblocking(true)
+            .map_err(|source| UnderlayError::Bind { addr, source })?;
         // Room for bursts while the worker is busy elsewhere; the kernel caps it at rmem_max.
-        setsockopt(recv.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &(4i32 << 20), "SO_RCVBUF")?;
+        setsockopt(
+            recv.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &(4i32 << 20),
+            "SO_RCVBUF",
+        )?;
         let send = raw_udp_socket(local)?;
         Ok(Underlay { recv, send, port })
     }
@@ -110,10 +123,22 @@ fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     }
 }
 
-fn setsockopt<T>(fd: RawFd, level: i32, name: i32, value: &T, what: &'static str) -> Result<(), UnderlayError> {
+fn setsockopt<T>(
+    fd: RawFd,
+    level: i32,
+    name: i32,
+    value: &T,
+    what: &'static str,
+) -> Result<(), UnderlayError> {
     // SAFETY: value points to a T that lives across the call; the kernel copies size_of::<T>().
     let rc = unsafe {
-        libc::setsockopt(fd, level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
     };
     if rc < 0 {
         return Err(UnderlayError::SockOpt {
@@ -151,8 +176,20 @@ fn raw_udp_socket(local: Ipv4Addr) -> Result<OwnedFd, UnderlayError> {
         len: 1,
         filter: drop_all.as_ptr() as *mut libc::sock_filter,
     };
-    setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog, "SO_ATTACH_FILTER")?;
-    setsockopt(raw, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &libc::IP_PMTUDISC_DO, "IP_MTU_DISCOVER")?;
+    setsockopt(
+        raw,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &prog,
+        "SO_ATTACH_FILTER",
+    )?;
+    setsockopt(
+        raw,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        &libc::IP_PMTUDISC_DO,
+        "IP_MTU_DISCOVER",
+    )?;
     let sndbuf: libc::c_int = 4 << 20;
     setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf, "SO_SNDBUF")?;
 

@@ -358,7 +358,10 @@ impl Switch {
     pub fn note_port_tx_failed(&mut self, port: PortId) {
         if let Some(p) = self.ports.get_mut(&port) {
             p.counters.drop(DropReason::TxFailed);
-            self.networks[p.network.0].counters.traffic.drop(DropReason::TxFailed);
+            self.networks[p.network.0]
+                .counters
+                .traffic
+                .drop(DropReason::TxFailed);
         }
     }
 

@@ -43,9 +43,14 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(name: &str) -> Result<Netns> {
-        let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
         run(&["ip", "netns", "add", name])?;
-        let ns = Netns { name: name.to_string() };
+        let ns = Netns {
+            name: name.to_string(),
+        };
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -81,7 +86,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -141,14 +149,19 @@ pub struct Host {
 impl Host {
     /// Runs vswitchctl against this host's daemon; Err carries its stderr.
     pub fn ctl(&self, bins: &Binaries, args: &[&str]) -> Result<String> {
-        let mut full = vec![bins.vswitchctl.to_str().unwrap(), "--socket", self.socket.to_str().unwrap()];
+        let mut full = vec![
+            bins.vswitchctl.to_str().unwrap(),
+            "--socket",
+            self.socket.to_str().unwrap(),
+        ];
         full.extend_from_slice(args);
         run(&full).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
     pub fn show_json(&self, bins: &Binaries, what: &str) -> Result<serde_json::Value> {
         let out = self.ctl(bins, &["show", what, "--json"])?;
-        serde_json::from_str(&out).map_err(|e| format!("show {what} --json is not JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .map_err(|e| format!("show {what} --json is not JSON ({e}): {out}"))
     }
 
     pub fn log_text(&self) -> String {
@@ -164,8 +177,16 @@ pub struct NetDef {
     pub subnet: &'static str,
 }
 
-pub const BLUE: NetDef = NetDef { name: "blue", vni: 42, subnet: "10.0.9.0/24" };
-pub const RED: NetDef = NetDef { name: "red", vni: 43, subnet: "10.0.9.0/24" };
+pub const BLUE: NetDef = NetDef {
+    name: "blue",
+    vni: 42,
+    subnet: "10.0.9.0/24",
+};
+pub const RED: NetDef = NetDef {
+    name: "red",
+    vni: 43,
+    subnet: "10.0.9.0/24",
+};
 
 pub struct Testbed {
     pub prefix: String,
@@ -203,11 +224,28 @@ impl Testbed {
             let ns = Netns::new(&format!("{}-h{i}", self.prefix))?;
             let ip = format!("192.0.2.{}", i + 1);
             run(&[
-                "ip", "link", "add", "ul0", "netns", &ns.name, "type", "veth", "peer", "name", &format!("p{i}"), "netns", &sw.name,
+                "ip",
+                "link",
+                "add",
+                "ul0",
+                "netns",
+                &ns.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("p{i}"),
+                "netns",
+                &sw.name,
             ])?;
             sw.exec(&["ip", "link", "set", &format!("p{i}"), "master", "br0", "up"])?;
             ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
             ns.exec(&["ip", "link", "set", "ul0", "up"])?;
+            // A real NIC fills in checksums the stack left partial; a veth never does, it only
+            // tells the receiving kernel to trust them. A kernel VXLAN peer would then hand us
+            // inner TCP segments with partial checksums that no container accepts. Make the
+            // underlay behave like a NIC.
+            ns.exec(&["ethtool", "-K", "ul0", "tx", "off"])?;
             self.hosts.push(Host {
                 name: format!("node-{}", (b'a' + i as u8) as char),
                 underlay_ip: ip,
@@ -237,11 +275,19 @@ impl Testbed {
         );
         for (j, p) in self.hosts.iter().enumerate() {
             if j != i {
-                let _ = writeln!(s, "[[peer]]\nname = \"{}\"\nunderlay_ip = \"{}\"\n", p.name, p.underlay_ip);
+                let _ = writeln!(
+                    s,
+                    "[[peer]]\nname = \"{}\"\nunderlay_ip = \"{}\"\n",
+                    p.name, p.underlay_ip
+                );
             }
         }
         for n in networks {
-            let _ = writeln!(s, "[[network]]\nname = \"{}\"\nvni = {}\nsubnet = \"{}\"\n", n.name, n.vni, n.subnet);
+            let _ = writeln!(
+                s,
+                "[[network]]\nname = \"{}\"\nvni = {}\nsubnet = \"{}\"\n",
+                n.name, n.vni, n.subnet
+            );
         }
         std::fs::write(&h.config, s).map_err(|e| e.to_string())
     }
@@ -251,20 +297,35 @@ impl Testbed {
         let bins = self.bins.clone();
         let h = &mut self.hosts[i];
         let child = h.ns.spawn(
-            &[bins.vswitchd.to_str().unwrap(), "--config", h.config.to_str().unwrap()],
+            &[
+                bins.vswitchd.to_str().unwrap(),
+                "--config",
+                h.config.to_str().unwrap(),
+            ],
             &h.log,
         )?;
-        let mut proc_ = Process { child, what: format!("vswitchd on {}", h.name) };
+        let mut proc_ = Process {
+            child,
+            what: format!("vswitchd on {}", h.name),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(st)) = proc_.child.try_wait() {
-                return Err(format!("vswitchd on {} exited ({st}):\n{}", h.name, h.log_text()));
+                return Err(format!(
+                    "vswitchd on {} exited ({st}):\n{}",
+                    h.name,
+                    h.log_text()
+                ));
             }
             if h.ctl(&bins, &["show", "networks"]).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(format!("vswitchd on {} did not come up:\n{}", h.name, h.log_text()));
+                return Err(format!(
+                    "vswitchd on {} did not come up:\n{}",
+                    h.name,
+                    h.log_text()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -285,9 +346,26 @@ impl Testbed {
 
     /// A container namespace attached to `network` on host `host` with `ip` (ADDR/PREFIX).
     /// Returns the index into `containers`.
-    pub fn add_container(&mut self, host: usize, tag: &str, network: &str, ip: &str) -> Result<usize> {
+    pub fn add_container(
+        &mut self,
+        host: usize,
+        tag: &str,
+        network: &str,
+        ip: &str,
+    ) -> Result<usize> {
         let ns = Netns::new(&format!("{}-{tag}", self.prefix))?;
-        self.hosts[host].ctl(&self.bins, &["attach-namespace", "--network", network, "--netns", &ns.name, "--ip", ip])?;
+        self.hosts[host].ctl(
+            &self.bins,
+            &[
+                "attach-namespace",
+                "--network",
+                network,
+                "--netns",
+                &ns.name,
+                "--ip",
+                ip,
+            ],
+        )?;
         self.containers.push(ns);
         Ok(self.containers.len() - 1)
     }
@@ -321,10 +399,24 @@ impl Drop for Testbed {
 
 /// Sends `bytes` of data from container `from` to `to_ip`:`port` over TCP and returns the
 /// sha256 of what was sent and of what arrived.
-pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, port: u16, bytes: usize, dir: &Path) -> Result<(String, String)> {
+pub fn tcp_transfer(
+    from: &Netns,
+    to: &Netns,
+    to_ip: &str,
+    port: u16,
+    bytes: usize,
+    dir: &Path,
+) -> Result<(String, String)> {
     let src = dir.join(format!("payload-{port}"));
     let dst = dir.join(format!("received-{port}"));
-    run(&["dd", "if=/dev/urandom", &format!("of={}", src.display()), "bs=1M", &format!("count={}", bytes >> 20), "status=none"])?;
+    run(&[
+        "dd",
+        "if=/dev/urandom",
+        &format!("of={}", src.display()),
+        "bs=1M",
+        &format!("count={}", bytes >> 20),
+        "status=none",
+    ])?;
     let py_recv = format!(
         "import socket,hashlib\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('{to_ip}',{port}));s.listen(1);s.settimeout(60)\nc,_=s.accept();c.settimeout(60);f=open('{}','wb')\nwhile True:\n  d=c.recv(1<<16)\n  if not d: break\n  f.write(d)\nf.close()",
         dst.display()
@@ -354,7 +446,11 @@ pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, port: u16, bytes: usi
     server.stop();
     let sum = |p: &Path| -> Result<String> {
         let out = run(&["sha256sum", p.to_str().unwrap()])?;
-        Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string())
     };
     let r = (sum(&src)?, sum(&dst).unwrap_or_else(|e| e));
     let _ = std::fs::remove_file(&src);
@@ -372,7 +468,11 @@ pub fn ping(from: &Netns, ip: &str, count: u32, extra: &[&str]) -> (u32, u32) {
     let text = String::from_utf8_lossy(&out.stdout);
     for line in text.lines() {
         if let Some((tx, rest)) = line.split_once(" packets transmitted, ") {
-            let rx = rest.split_whitespace().next().and_then(|r| r.parse().ok()).unwrap_or(0);
+            let rx = rest
+                .split_whitespace()
+                .next()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
             return (tx.trim().parse().unwrap_or(0), rx);
         }
     }
