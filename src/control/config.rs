@@ -30,6 +30,14 @@ pub const DEFAULT_FDB_AGING: Duration = Duration::from_secs(300);
 /// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8) headers: what a container frame loses
 /// to the encapsulation on an IPv4 underlay (RFC 7348 §5).
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// What an encrypted network's frame loses on an IPv4 underlay: outer IPv4 (20) + UDP (8) + ESP
+/// header (8) + IV (8) + inner UDP (8) + VXLAN (8) + inner Ethernet (14) + ESP trailer (2) +
+/// ICV (16), plus up to 3 bytes of padding that `effective_mtu` avoids by keeping the MTU a
+/// multiple of 4 (RFC 4303 §2.4 aligns the trailer to 4 bytes).
+pub const ESP_OVERHEAD: u32 = 92;
+pub const DEFAULT_ESP_PORT: u16 = 4500;
+pub const DEFAULT_REKEY_INTERVAL: Duration = Duration::from_secs(12 * 3600);
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vswitch";
 /// The smallest MTU we let a network have: the IPv4 minimum datagram size every host must accept
 /// (RFC 791).
 pub const MIN_MTU: u32 = 576;
@@ -65,6 +73,9 @@ pub struct NodeConfig {
     pub fdb_max_entries: usize,
     /// A learned MAC not seen for this long is forgotten.
     pub fdb_aging: Duration,
+    /// Where the daemon keeps state that must survive restarts (the boot counter that keeps
+    /// encryption nonces unique).
+    pub state_dir: PathBuf,
 }
 
 /// `[[peer]]`: another VTEP.
@@ -85,14 +96,45 @@ pub struct NetworkConfig {
     pub mtu: Option<u32>,
     /// Names of the peers that carry this network; every `[[peer]]` when the file says nothing.
     pub peers: Vec<String>,
+    /// `Some` when `encrypted = true`.
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// An encrypted network's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptionConfig {
+    /// The network secret (32 bytes, raw or hex), mode 0600.
+    pub key_file: PathBuf,
+    /// How often the keys of every SA are replaced.
+    pub rekey_interval: Duration,
+    /// UDP port of the ESP-in-UDP packets (RFC 3948).
+    pub esp_port: u16,
 }
 
 impl NetworkConfig {
-    /// The MTU containers on this network get: the configured one, or the underlay MTU less the
-    /// VXLAN overhead.
+    /// Bytes of encapsulation this network's frames carry on the underlay.
+    pub fn overhead(&self) -> u32 {
+        if self.encryption.is_some() {
+            ESP_OVERHEAD
+        } else {
+            VXLAN_OVERHEAD
+        }
+    }
+
+    /// The largest MTU that fits in the underlay once encapsulated.
+    pub fn max_mtu(&self, underlay_mtu: u32) -> u32 {
+        let max = underlay_mtu.saturating_sub(self.overhead());
+        if self.encryption.is_some() {
+            max & !3
+        } else {
+            max
+        }
+    }
+
+    /// The MTU containers on this network get: the configured one, or the largest that fits
+    /// (1450 on a 1500 underlay; 1408 when encrypted).
     pub fn effective_mtu(&self, underlay_mtu: u32) -> u32 {
-        self.mtu
-            .unwrap_or_else(|| underlay_mtu.saturating_sub(VXLAN_OVERHEAD))
+        self.mtu.unwrap_or_else(|| self.max_mtu(underlay_mtu))
     }
 }
 
@@ -162,6 +204,7 @@ struct RawNode {
     underlay_mtu: Option<i64>,
     fdb_max_entries: Option<i64>,
     fdb_aging: Option<String>,
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -180,9 +223,9 @@ struct RawNetwork {
     mtu: Option<i64>,
     peers: Option<Vec<String>>,
     encrypted: Option<bool>,
-    // Accepted so files written for the encryption issue already parse; unused until then.
-    #[allow(dead_code)]
     key_file: Option<PathBuf>,
+    rekey_interval: Option<String>,
+    esp_port: Option<i64>,
 }
 
 #[derive(Default)]
@@ -350,15 +393,21 @@ impl Config {
     }
 
     fn mtu_problems(&self, underlay_mtu: u32, source: &str, p: &mut Problems) {
-        let max = underlay_mtu.saturating_sub(VXLAN_OVERHEAD);
         for (i, n) in self.networks.iter().enumerate() {
+            let max = n.max_mtu(underlay_mtu);
+            let overhead = n.overhead();
+            let what = if n.encryption.is_some() {
+                "ESP+VXLAN"
+            } else {
+                "VXLAN"
+            };
             let key = network_key(i, &n.name, "mtu");
             match n.mtu {
                 Some(mtu) if mtu > max => p.add(
                     key,
                     format!(
                         "{mtu} does not fit in the underlay: underlay MTU {underlay_mtu} ({source}) \
-                         minus {VXLAN_OVERHEAD} bytes of VXLAN overhead leaves at most {max}"
+                         minus {overhead} bytes of {what} overhead leaves at most {max}"
                     ),
                 ),
                 Some(mtu) if mtu < MIN_MTU => {
@@ -368,7 +417,7 @@ impl Config {
                     key,
                     format!(
                         "the derived MTU {max} (underlay MTU {underlay_mtu} ({source}) minus \
-                         {VXLAN_OVERHEAD}) is below the minimum {MIN_MTU}; the underlay is too small"
+                         {overhead}) is below the minimum {MIN_MTU}; the underlay is too small"
                     ),
                 ),
                 _ => {}
@@ -499,6 +548,14 @@ fn validate_node(raw: RawNode, p: &mut Problems) -> NodeConfig {
             DEFAULT_FDB_AGING
         }
     };
+    let state_dir = match raw.state_dir {
+        Some(d) if d.as_os_str().is_empty() => {
+            p.add("node.state_dir", "must not be empty");
+            PathBuf::from(DEFAULT_STATE_DIR)
+        }
+        Some(d) => d,
+        None => PathBuf::from(DEFAULT_STATE_DIR),
+    };
     NodeConfig {
         name: raw.name,
         underlay_ip,
@@ -508,6 +565,7 @@ fn validate_node(raw: RawNode, p: &mut Problems) -> NodeConfig {
         underlay_mtu,
         fdb_max_entries,
         fdb_aging,
+        state_dir,
     }
 }
 
@@ -591,8 +649,9 @@ fn validate_networks(
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut vnis: HashMap<i64, (usize, String)> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
-        let key = |field: &str| network_key(i, &r.name, field);
+    for (i, mut r) in raw.into_iter().enumerate() {
+        let name = r.name.clone();
+        let key = |field: &str| network_key(i, &name, field);
         if r.name.trim().is_empty() {
             p.add(key("name"), "must not be empty");
         } else if let Some(first) = names.get(&r.name) {
@@ -661,7 +720,7 @@ fn validate_networks(
             )
         });
 
-        let peer_names = match r.peers {
+        let peer_names = match r.peers.take() {
             None => peers.iter().map(|x| x.name.clone()).collect(),
             Some(list) => {
                 let mut seen: Vec<String> = Vec::new();
@@ -681,12 +740,7 @@ fn validate_networks(
             }
         };
 
-        if r.encrypted == Some(true) {
-            p.add(
-                key("encrypted"),
-                "encryption is not supported yet; remove `encrypted = true` (or set it to false)",
-            );
-        }
+        let encryption = validate_encryption(&r, &key, p);
 
         out.push(NetworkConfig {
             name: r.name,
@@ -694,9 +748,96 @@ fn validate_networks(
             subnet,
             mtu,
             peers: peer_names,
+            encryption,
         });
     }
+    encryption_conflicts(&out, p);
     out
+}
+
+fn validate_encryption(
+    r: &RawNetwork,
+    key: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> Option<EncryptionConfig> {
+    if r.encrypted != Some(true) {
+        // Settings that only mean something when encrypted are refused rather than ignored:
+        // an operator who wrote a key_file believes the network is encrypted.
+        for (field, set) in [
+            ("key_file", r.key_file.is_some()),
+            ("rekey_interval", r.rekey_interval.is_some()),
+            ("esp_port", r.esp_port.is_some()),
+        ] {
+            if set {
+                p.add(
+                    key(field),
+                    format!("is set but the network is not encrypted; add `encrypted = true` or remove {field}"),
+                );
+            }
+        }
+        return None;
+    }
+    let key_file = match &r.key_file {
+        Some(f) if !f.as_os_str().is_empty() => f.clone(),
+        _ => {
+            p.add(
+                key("key_file"),
+                "an encrypted network needs key_file (make one with `vswitchctl gen-key --out FILE`)",
+            );
+            PathBuf::new()
+        }
+    };
+    let rekey_interval = match r.rekey_interval.as_deref().map(parse_duration) {
+        None => DEFAULT_REKEY_INTERVAL,
+        Some(Ok(d)) if d.is_zero() => {
+            p.add(key("rekey_interval"), "must be at least 1s");
+            DEFAULT_REKEY_INTERVAL
+        }
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            p.add(key("rekey_interval"), e);
+            DEFAULT_REKEY_INTERVAL
+        }
+    };
+    let esp_port = match r.esp_port {
+        None => DEFAULT_ESP_PORT,
+        Some(v) => {
+            int_in(v, 1, 65535, &key("esp_port"), "a UDP port", p).unwrap_or(DEFAULT_ESP_PORT)
+        }
+    };
+    Some(EncryptionConfig {
+        key_file,
+        rekey_interval,
+        esp_port,
+    })
+}
+
+/// Encrypted networks share one ESP socket, and the SPI carries `vni mod 4096` to tell them
+/// apart (see crate::crypto): refuse what would make either ambiguous.
+fn encryption_conflicts(networks: &[NetworkConfig], p: &mut Problems) {
+    let mut port: Option<(u16, &str)> = None;
+    let mut ids: HashMap<u32, &str> = HashMap::new();
+    for (i, n) in networks.iter().enumerate() {
+        let Some(e) = &n.encryption else { continue };
+        match port {
+            Some((q, other)) if q != e.esp_port => p.add(
+                network_key(i, &n.name, "esp_port"),
+                format!("{} differs from network {other:?}'s {q}: encrypted networks share one esp_port", e.esp_port),
+            ),
+            _ => port = Some((e.esp_port, &n.name)),
+        }
+        let id = n.vni.get() % 4096;
+        if let Some(other) = ids.insert(id, &n.name) {
+            p.add(
+                network_key(i, &n.name, "vni"),
+                format!(
+                    "encrypted networks {other:?} and {:?} have VNIs equal modulo 4096, which the \
+                     ESP SPI cannot tell apart; change one VNI",
+                    n.name
+                ),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -791,6 +932,7 @@ workers = 4
 underlay_mtu = 9000
 fdb_max_entries = 100
 fdb_aging = "5m"
+state_dir = "/tmp/vs-state"
 
 [[peer]]
 name = "node-b"
@@ -804,10 +946,12 @@ underlay_ip = "192.0.2.3"
 name = "blue"
 vni = 42
 subnet = "10.0.9.0/24"
-mtu = 8950
+mtu = 8900
 peers = ["node-c"]
-encrypted = false
+encrypted = true
 key_file = "/etc/vswitch/blue.key"
+rekey_interval = "1h"
+esp_port = 4501
 "#;
         let c = parse(text).unwrap();
         assert_eq!(c.node.vxlan_port, 8472);
@@ -816,8 +960,14 @@ key_file = "/etc/vswitch/blue.key"
         assert_eq!(c.node.underlay_mtu, Some(9000));
         assert_eq!(c.node.fdb_max_entries, 100);
         assert_eq!(c.node.fdb_aging, Duration::from_secs(300));
-        assert_eq!(c.networks[0].mtu, Some(8950));
-        assert_eq!(c.networks[0].effective_mtu(1500), 8950);
+        assert_eq!(c.networks[0].mtu, Some(8900));
+        assert_eq!(c.node.state_dir, PathBuf::from("/tmp/vs-state"));
+        let e = c.networks[0].encryption.as_ref().unwrap();
+        assert_eq!(
+            (e.rekey_interval, e.esp_port),
+            (Duration::from_secs(3600), 4501)
+        );
+        assert_eq!(c.networks[0].effective_mtu(1500), 8900);
         assert_eq!(c.networks[0].peers, vec!["node-c".to_string()]);
     }
 
@@ -1120,17 +1270,58 @@ key_file = "/etc/vswitch/blue.key"
     }
 
     #[test]
-    fn encryption_refused_for_now() {
-        refused(
-            &good_with(
+    fn encrypted_network_settings_and_mtu() {
+        let c = parse(&good_with(
+            "subnet = \"10.0.9.0/24\"",
+            "subnet = \"10.0.9.0/24\"\nencrypted = true\nkey_file = \"/k\"\nrekey_interval = \"5s\"",
+        ))
+        .unwrap();
+        let e = c.networks[0].encryption.as_ref().unwrap();
+        assert_eq!(e.key_file, PathBuf::from("/k"));
+        assert_eq!(e.rekey_interval, Duration::from_secs(5));
+        assert_eq!(e.esp_port, 4500);
+        // 1500 - 92 = 1408, a multiple of 4, so no frame ever needs ESP padding past it.
+        assert_eq!(c.networks[0].effective_mtu(1500), 1408);
+        assert_eq!(c.networks[0].effective_mtu(1501), 1408);
+        assert_eq!(parse(GOOD).unwrap().networks[0].effective_mtu(1500), 1450);
+    }
+
+    #[test]
+    fn encryption_settings_are_checked() {
+        let enc = |extra: &str| {
+            good_with(
                 "subnet = \"10.0.9.0/24\"",
-                "subnet = \"10.0.9.0/24\"\nencrypted = true\nkey_file = \"/k\"",
-            ),
-            &[
-                "network \"blue\" (network[0]).encrypted",
-                "encryption is not supported yet",
-            ],
+                &format!("subnet = \"10.0.9.0/24\"\n{extra}"),
+            )
+        };
+        refused(
+            &enc("encrypted = true"),
+            &["(network[0]).key_file", "needs key_file"],
         );
+        refused(
+            &enc("key_file = \"/k\""),
+            &["(network[0]).key_file", "not encrypted"],
+        );
+        refused(
+            &enc("encrypted = true\nkey_file = \"/k\"\nrekey_interval = \"0s\""),
+            &["rekey_interval", "at least 1s"],
+        );
+        refused(
+            &enc("encrypted = true\nkey_file = \"/k\"\nesp_port = 0"),
+            &["esp_port"],
+        );
+        let big = parse(&enc("encrypted = true\nkey_file = \"/k\"\nmtu = 1450")).unwrap();
+        let msg = big.validate_mtus(1500).unwrap_err().to_string();
+        assert!(
+            msg.contains("(network[0]).mtu") && msg.contains("ESP+VXLAN") && msg.contains("1408"),
+            "{msg}"
+        );
+        let two = format!(
+            "{}\n[[network]]\nname = \"red\"\nvni = {}\nsubnet = \"10.0.8.0/24\"\nencrypted = true\nkey_file = \"/k2\"\n",
+            enc("encrypted = true\nkey_file = \"/k\"\nunderlay = 1").replace("\nunderlay = 1", ""),
+            42 + 4096
+        );
+        refused(&two, &["modulo 4096"]);
     }
 
     #[test]
