@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let bins = match find_binaries() {
+        Ok(_) if interrupted() => {
+            eprintln!("interrupted before anything was set up");
+            return ExitCode::from(130);
+        }
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -72,8 +76,10 @@ fn main() -> ExitCode {
         Err(e) if interrupted() => {
             // The step that was running usually failed from the same Ctrl-C: its first line is
             // enough.
-            let during = e.lines().next().unwrap_or_default();
-            eprintln!("\ninterrupted (the step in progress ended with: {during})");
+            match e.lines().next().unwrap_or_default() {
+                "interrupted" => eprintln!("\ninterrupted"),
+                during => eprintln!("\ninterrupted (the step in progress ended with: {during})"),
+            }
             code = ExitCode::from(130);
         }
         Err(e) => {

@@ -10,7 +10,7 @@
 
 use super::port::{PortDevice, PortMeta};
 use crate::control::api;
-use crate::io::underlay::{Underlay, HEADROOM};
+use crate::io::underlay::{Underlay, VXLAN_HEADERS_LEN};
 use crate::switch::{garp, Action, NetIdx, PortId, Switch, Timestamp, Vni, VtepAddr};
 use crate::wire::{flow, vxlan, MacAddr};
 use crossbeam_channel::{Receiver, Sender};
@@ -24,6 +24,12 @@ use std::time::{Duration, Instant};
 const WAKER: Token = Token(0);
 const UNDERLAY: Token = Token(1);
 const PORT_TOKEN_BASE: usize = 2;
+/// Where a frame from a local port is read into the buffer: room in front for the outer UDP
+/// header, ESP header and IV, inner UDP header and VXLAN header, so encapsulation (plain or
+/// encrypted) writes in front of the frame and never moves it.
+pub const HEADROOM: usize = 40;
+/// Plain VXLAN starts here: UDP + VXLAN headers right before the frame.
+const VXLAN_START: usize = HEADROOM - VXLAN_HEADERS_LEN;
 /// Frames taken from one source before the others get a turn.
 const BUDGET: usize = 64;
 /// Large enough for any frame a TAP or AF_PACKET socket hands over.
@@ -280,13 +286,20 @@ impl Worker {
 
     fn encap_headers(&mut self, len: usize, vni: Vni) {
         let src_port = flow::source_port(&self.buf[HEADROOM..HEADROOM + len]);
-        self.underlay
-            .write_headers(&mut self.buf, len, vni.get(), src_port);
+        self.underlay.write_vxlan_headers(
+            &mut self.buf[VXLAN_START..HEADROOM],
+            len,
+            vni.get(),
+            src_port,
+        );
     }
 
     fn send_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
-        match self.underlay.send(&self.buf, len, vtep.0) {
-            Ok(()) => self.switch.note_vtep_tx(vni, vtep, HEADROOM + len),
+        match self
+            .underlay
+            .send(&self.buf[VXLAN_START..HEADROOM + len], vtep.0)
+        {
+            Ok(()) => self.switch.note_vtep_tx(vni, vtep, VXLAN_HEADERS_LEN + len),
             Err(e) => {
                 self.tx_errors.count(&e);
                 self.switch.note_tx_failed(vni);

@@ -20,9 +20,9 @@ use std::mem::size_of;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// Bytes in front of a frame in a send buffer: UDP header + VXLAN header.
-pub const HEADROOM: usize = UDP_HEADER_LEN + vxlan::HEADER_LEN;
-const UDP_HEADER_LEN: usize = 8;
+/// UDP header + VXLAN header: what a plaintext VXLAN datagram carries in front of the frame.
+pub const VXLAN_HEADERS_LEN: usize = UDP_HEADER_LEN + vxlan::HEADER_LEN;
+pub const UDP_HEADER_LEN: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnderlayError {
@@ -42,6 +42,8 @@ pub enum UnderlayError {
 
 pub struct Underlay {
     recv: UdpSocket,
+    /// ESP-in-UDP (RFC 3948) receive socket, when a network is encrypted.
+    esp_recv: Option<UdpSocket>,
     send: OwnedFd,
     port: u16,
 }
@@ -61,7 +63,45 @@ impl Underlay {
             "SO_RCVBUF",
         )?;
         let send = raw_udp_socket(local)?;
-        Ok(Underlay { recv, send, port })
+        Ok(Underlay {
+            recv,
+            esp_recv: None,
+            send,
+            port,
+        })
+    }
+
+    /// Also receive ESP-in-UDP on `local:esp_port`.
+    pub fn bind_esp(&mut self, local: Ipv4Addr, esp_port: u16) -> Result<(), UnderlayError> {
+        let addr = SocketAddrV4::new(local, esp_port);
+        let sock = UdpSocket::bind(addr).map_err(|source| UnderlayError::Bind { addr, source })?;
+        sock.set_nonblocking(true)
+            .map_err(|source| UnderlayError::Bind { addr, source })?;
+        setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &(4i32 << 20),
+            "SO_RCVBUF",
+        )?;
+        self.esp_recv = Some(sock);
+        Ok(())
+    }
+
+    pub fn esp_recv_fd(&self) -> Option<RawFd> {
+        self.esp_recv.as_ref().map(|s| s.as_raw_fd())
+    }
+
+    pub fn vxlan_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Receives one ESP-in-UDP payload (ESP header onwards). `Ok(None)` when none waits.
+    pub fn recv_esp(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
+        let Some(sock) = &self.esp_recv else {
+            return Ok(None);
+        };
+        recv_v4(sock, buf)
     }
 
     /// The socket to register with the event loop (readable when datagrams wait).
@@ -71,35 +111,25 @@ impl Underlay {
 
     /// Receives one datagram (VXLAN header + inner frame) into `buf`. `Ok(None)` when none waits.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
-        match self.recv.recv_from(buf) {
-            Ok((n, SocketAddr::V4(a))) => Ok(Some((n, *a.ip()))),
-            Ok((_, SocketAddr::V6(_))) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        recv_v4(&self.recv, buf)
     }
 
-    /// Writes the UDP and VXLAN headers into `buf[..HEADROOM]` for the frame that follows them
-    /// (`buf[HEADROOM..HEADROOM + frame_len]`). The same headers serve every peer of a flood.
-    pub fn write_headers(&self, buf: &mut [u8], frame_len: usize, vni: u32, src_port: u16) {
-        let udp_len = (UDP_HEADER_LEN + vxlan::HEADER_LEN + frame_len) as u16;
-        buf[0..2].copy_from_slice(&src_port.to_be_bytes());
-        buf[2..4].copy_from_slice(&self.port.to_be_bytes());
-        buf[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        buf[6..8].copy_from_slice(&[0, 0]);
-        vxlan::emit(&mut buf[UDP_HEADER_LEN..HEADROOM], vni);
+    /// Writes the UDP and VXLAN headers into `hdrs` (`VXLAN_HEADERS_LEN` bytes) for a frame of
+    /// `frame_len` bytes that follows them. The same headers serve every peer of a flood.
+    pub fn write_vxlan_headers(&self, hdrs: &mut [u8], frame_len: usize, vni: u32, src_port: u16) {
+        write_udp_header(hdrs, src_port, self.port, vxlan::HEADER_LEN + frame_len);
+        vxlan::emit(&mut hdrs[UDP_HEADER_LEN..VXLAN_HEADERS_LEN], vni);
     }
 
-    /// Sends `buf[..HEADROOM + frame_len]` (headers already written) to `dst`.
-    pub fn send(&self, buf: &[u8], frame_len: usize, dst: Ipv4Addr) -> io::Result<()> {
+    /// Sends one UDP datagram (its UDP header already written at the start) to `dst`.
+    pub fn send(&self, datagram: &[u8], dst: Ipv4Addr) -> io::Result<()> {
         let sa = sockaddr_in(dst, 0);
-        let len = HEADROOM + frame_len;
-        // SAFETY: buf[..len] is valid for reads (slicing checks it); sa is a sockaddr_in.
+        // SAFETY: datagram is valid for reads of its length; sa is a sockaddr_in.
         let rc = unsafe {
             libc::sendto(
                 self.send.as_raw_fd(),
-                buf[..len].as_ptr().cast(),
-                len,
+                datagram.as_ptr().cast(),
+                datagram.len(),
                 0,
                 (&sa as *const libc::sockaddr_in).cast(),
                 size_of::<libc::sockaddr_in>() as libc::socklen_t,
@@ -109,6 +139,25 @@ impl Underlay {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// Writes an 8-byte UDP header for `payload_len` bytes of payload, checksum 0 (RFC 768 "no
+/// checksum"; allowed for IPv4, RFC 7348 §5).
+pub fn write_udp_header(hdr: &mut [u8], src_port: u16, dst_port: u16, payload_len: usize) {
+    let len = (UDP_HEADER_LEN + payload_len) as u16;
+    hdr[0..2].copy_from_slice(&src_port.to_be_bytes());
+    hdr[2..4].copy_from_slice(&dst_port.to_be_bytes());
+    hdr[4..6].copy_from_slice(&len.to_be_bytes());
+    hdr[6..8].copy_from_slice(&[0, 0]);
+}
+
+fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
+    match sock.recv_from(buf) {
+        Ok((n, SocketAddr::V4(a))) => Ok(Some((n, *a.ip()))),
+        Ok((_, SocketAddr::V6(_))) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
