@@ -1,0 +1,272 @@
+//! Bodies of the fuzz targets, shared by `fuzz/fuzz_targets/*.rs` (libFuzzer, nightly) and
+//! `tests/fuzz_corpus.rs` (which replays every file of `fuzz/corpus/<target>/` on stable, so CI
+//! covers the corpora). Included by path (`#[path = ...] mod harness;`), not a crate of its own.
+//!
+//! Each function builds a fresh switch, feeds it the input and checks what must hold for *any*
+//! input: no panic, every packet counted, no action that crosses networks or sends underlay
+//! traffic back to the underlay, and a rewritten frame only when it is a well-formed ARP reply.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use vswitch::control::config::Config;
+use vswitch::switch::{
+    Action, DropReason, NetIdx, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
+};
+use vswitch::wire::ethernet::{EtherType, Frame};
+use vswitch::wire::{arp, vxlan, MacAddr};
+
+/// A peer of both networks.
+pub const PEER: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 2));
+/// A peer of network "red" only.
+pub const RED_PEER: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 3));
+pub const NOT_A_PEER: VtepAddr = VtepAddr(Ipv4Addr::new(198, 51, 100, 7));
+
+pub const BLUE: NetIdx = NetIdx(0);
+pub const RED: NetIdx = NetIdx(1);
+pub const BLUE_VNI: u32 = 42;
+pub const RED_VNI: u32 = 43;
+pub const MTU: u32 = 1450;
+
+/// Blue port 1: container 10.0.9.2 at `endpoint_mac(2)`; the port the port_frame target writes.
+pub const PORT_IN: PortId = PortId(1);
+/// Blue port 2: container 10.0.9.3 at `endpoint_mac(3)`: what an ARP request can resolve.
+pub const PORT_OTHER: PortId = PortId(2);
+/// Red port 11: the same address 10.0.9.2 as blue's port 1, another MAC.
+pub const RED_PORT: PortId = PortId(11);
+
+pub fn endpoint_mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0x42, 0x0a, 0x00, 0x09, n])
+}
+
+pub fn red_mac() -> MacAddr {
+    MacAddr([0x02, 0x42, 0x0a, 0x00, 0x2b, 0x02])
+}
+
+pub const NOW: Timestamp = Timestamp(1_000);
+
+/// Two networks on the same subnet ("blue" VNI 42 with peer PEER, "red" VNI 43 with PEER and
+/// RED_PEER) and three attached containers.
+pub fn switch() -> Switch {
+    let vni = |v| Vni::new(v).unwrap();
+    let net = |name: &str, v, peers: Vec<(String, VtepAddr)>| NetworkSpec {
+        name: name.into(),
+        vni: vni(v),
+        subnet: "10.0.9.0/24".parse().unwrap(),
+        mtu: MTU,
+        peers,
+    };
+    let b = ("b".to_string(), PEER);
+    let c = ("c".to_string(), RED_PEER);
+    let mut sw = Switch::new(SwitchSpec {
+        networks: vec![
+            net("blue", BLUE_VNI, vec![b.clone()]),
+            net("red", RED_VNI, vec![b.clone(), c.clone()]),
+        ],
+        peers: vec![b, c],
+        fdb_max_entries: 64,
+        aging_ms: 300_000,
+    });
+    let ep = |n| Some((endpoint_mac(n), Ipv4Addr::new(10, 0, 9, n)));
+    sw.add_port(PORT_IN, "c2", BLUE, ep(2), NOW).unwrap();
+    sw.add_port(PORT_OTHER, "c3", BLUE, ep(3), NOW).unwrap();
+    let red_ep = Some((red_mac(), Ipv4Addr::new(10, 0, 9, 2)));
+    sw.add_port(RED_PORT, "r2", RED, red_ep, NOW).unwrap();
+    sw
+}
+
+fn net_of_vni(vni: u32) -> Option<NetIdx> {
+    match vni {
+        BLUE_VNI => Some(BLUE),
+        RED_VNI => Some(RED),
+        _ => None,
+    }
+}
+
+/// Target `underlay_datagram`: `data` is a UDP payload arriving on the VXLAN port.
+pub fn underlay_datagram(data: &[u8]) {
+    let mut sw = switch();
+    // Twice: the second pass meets what the first one taught the tables.
+    for _ in 0..2 {
+        let action = sw.process_from_underlay(NOW, PEER, data);
+        check_underlay_action(&sw, data, action);
+    }
+    let mut fed = 2;
+    if data.first().is_some_and(|b| b & 1 == 1) {
+        let action = sw.process_from_underlay(NOW, NOT_A_PEER, data);
+        assert_eq!(action, Action::Drop(DropReason::UnknownPeer));
+        fed += 1;
+    }
+    assert_eq!(sw.underlay.rx_packets, fed, "every datagram counted");
+    let _ = (sw.fdb_info(NOW), sw.neigh_info(NOW), sw.peers_info(NOW));
+    let _ = (sw.network_stats(), sw.networks_info());
+}
+
+fn check_underlay_action(sw: &Switch, data: &[u8], action: Action) {
+    if let Action::Drop(_) = action {
+        return;
+    }
+    let vx = vxlan::Packet::new_checked(data).expect("forwarded only valid VXLAN");
+    let net = net_of_vni(vx.vni()).expect("forwarded only a configured VNI");
+    let frame = vx.payload();
+    assert!(Frame::new_checked(frame).is_ok(), "forwarded a runt");
+    assert!(frame.len() <= MTU as usize + 14 + 4, "forwarded a giant");
+    match action {
+        Action::ToPort(p) => {
+            assert_eq!(sw.port(p).expect("an attached port").network, net);
+        }
+        Action::Flood {
+            network,
+            except,
+            to_peers,
+        } => {
+            assert_eq!(network, net, "flooded into another network");
+            assert_eq!((except, to_peers), (None, false), "split horizon");
+        }
+        other => panic!("underlay traffic must not go to {other:?}"),
+    }
+}
+
+/// Target `port_frame`: `data` is a frame written by the container behind `PORT_IN`.
+pub fn port_frame(data: &[u8]) {
+    let mut sw = switch();
+    for _ in 0..2 {
+        let mut frame = data.to_vec();
+        let action = sw.process_from_port(NOW, PORT_IN, &mut frame);
+        check_port_action(&sw, data, &frame, action);
+    }
+    let rx = sw.port(PORT_IN).unwrap().counters.rx_packets;
+    assert_eq!(rx, 2, "every frame counted");
+    let _ = (sw.fdb_info(NOW), sw.neigh_info(NOW), sw.network_stats());
+}
+
+fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action) {
+    if let Action::Reply(p) = action {
+        assert_eq!(p, PORT_IN, "a reply goes back where the request came from");
+        check_arp_reply(original, frame);
+        return;
+    }
+    assert_eq!(frame, original, "only a proxy-ARP reply rewrites the frame");
+    match action {
+        Action::ToPort(p) => {
+            assert_ne!(p, PORT_IN, "hairpin");
+            assert_eq!(sw.port(p).unwrap().network, BLUE, "crossed networks");
+        }
+        Action::ToVtep { vtep, vni } => {
+            assert_eq!(vni.get(), BLUE_VNI);
+            assert_eq!(vtep, PEER, "only blue's peer");
+        }
+        Action::Flood {
+            network,
+            except,
+            to_peers,
+        } => {
+            assert_eq!(network, BLUE);
+            assert_eq!((except, to_peers), (Some(PORT_IN), true));
+        }
+        Action::Drop(_) | Action::Reply(_) => {}
+    }
+}
+
+/// `reply` must be the proxy-ARP answer to `request`: still Ethernet/IPv4 ARP, same length,
+/// addressed back to the requester, and answering the question asked.
+fn check_arp_reply(request: &[u8], reply: &[u8]) {
+    assert_eq!(reply.len(), request.len());
+    let req_eth = Frame::new_checked(request).expect("answered a runt");
+    let req = arp::Packet::new_checked(req_eth.payload()).expect("answered a non-ARP frame");
+    assert_eq!(req.operation(), arp::Operation::Request);
+
+    let eth = Frame::new_checked(reply).expect("reply parses as Ethernet");
+    assert_eq!(eth.ethertype(), EtherType::Arp);
+    let p = arp::Packet::new_checked(eth.payload()).expect("reply parses as ARP");
+    assert_eq!(p.operation(), arp::Operation::Reply);
+    assert_eq!(eth.dst(), req_eth.src());
+    assert_eq!(eth.src(), p.sender_mac());
+    assert_eq!(p.sender_ip(), req.target_ip());
+    assert_eq!(
+        (p.target_mac(), p.target_ip()),
+        (req.sender_mac(), req.sender_ip())
+    );
+    assert!(p.sender_mac().is_unicast_source());
+    assert_ne!(
+        p.sender_mac(),
+        req.sender_mac(),
+        "answered its own question"
+    );
+}
+
+/// Target `config`: `data` is the text of a `node.toml`.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let cfg = match Config::from_str(text, "fuzz.toml") {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with("fuzz.toml"), "error names the file: {msg}");
+            return;
+        }
+    };
+    // What `Config`'s contract promises about a loaded file.
+    let mut vnis: Vec<u32> = cfg.networks.iter().map(|n| n.vni.get()).collect();
+    vnis.sort_unstable();
+    vnis.dedup();
+    assert_eq!(vnis.len(), cfg.networks.len(), "VNIs unique");
+    assert!(vnis.iter().all(|v| (1..=Vni::MAX).contains(v)));
+    let mut names: Vec<&str> = cfg.networks.iter().map(|n| n.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), cfg.networks.len(), "network names unique");
+    for n in &cfg.networks {
+        assert!(!n.name.is_empty());
+        assert_eq!(n.subnet, n.subnet.trunc(), "subnet canonical");
+        for p in &n.peers {
+            assert!(cfg.peer(p).is_some(), "peer {p:?} of {:?} resolves", n.name);
+        }
+    }
+    for mtu in [0, 575, 626, 1500, 9000, 65535, u32::MAX] {
+        let _ = cfg.validate_mtus(mtu).map_err(|e| e.to_string());
+        for n in &cfg.networks {
+            let _ = n.effective_mtu(mtu);
+        }
+    }
+    // The switch vswitchd would build from it (bounded, so a huge fdb_max_entries does not make
+    // the fuzzer run out of memory on the preallocated tables).
+    if cfg.node.fdb_max_entries <= 4096 && cfg.networks.len() <= 64 {
+        let mut sw = Switch::new(switch_spec(&cfg, 1500));
+        for (i, n) in cfg.networks.iter().enumerate() {
+            assert_eq!(sw.network_by_name(&n.name), Some(NetIdx(i)));
+        }
+        let _ = sw.process_from_underlay(NOW, NOT_A_PEER, &[0x08; 60]);
+        sw.expire(NOW);
+        let _ = (sw.networks_info(), sw.peers_info(NOW));
+    }
+}
+
+/// `SwitchSpec` from a `Config`, as `vswitchd` makes it.
+pub fn switch_spec(cfg: &Config, underlay_mtu: u32) -> SwitchSpec {
+    let peer_addr = |name: &str| {
+        cfg.peer(name)
+            .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
+    };
+    SwitchSpec {
+        networks: cfg
+            .networks
+            .iter()
+            .map(|n| NetworkSpec {
+                name: n.name.clone(),
+                vni: n.vni,
+                subnet: n.subnet,
+                mtu: n.effective_mtu(underlay_mtu),
+                peers: n.peers.iter().filter_map(|p| peer_addr(p)).collect(),
+            })
+            .collect(),
+        peers: cfg
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
+            .collect(),
+        fdb_max_entries: cfg.node.fdb_max_entries,
+        aging_ms: cfg.node.fdb_aging.as_millis() as u64,
+    }
+}
