@@ -395,6 +395,19 @@ fn preflight() -> Result<()> {
                 .into(),
         );
     }
+    let tools = ["ip", "ethtool", "ping", "python3", "iperf3"];
+    if tools.iter().any(|t| !on_path(t)) {
+        // A fresh machine lacks some of them: install them as the test script does.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-deps.sh");
+        println!("some tools the demo drives are missing; installing them:\n  $ {script}");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .status()
+            .map_err(|e| format!("cannot run {script}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{script} failed ({status})"));
+        }
+    }
     for tool in ["ip", "ethtool", "ping", "python3"] {
         if !on_path(tool) {
             return Err(format!(

@@ -1443,12 +1443,9 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
 }
 
 #[test]
-#[ignore = "BUG: ARP snooping records the subnet's network/broadcast address as a neighbour"]
 fn snooped_arp_for_the_subnet_broadcast_address_does_not_teach_a_neighbour() {
-    // BUG: `Network::snoop_arp` (src/switch/core.rs) keeps any sender IP inside the subnet,
-    // including 10.0.9.0 and 10.0.9.255, while the decapsulated-IPv4 path excludes both. A
-    // peer's ARP claiming 10.0.9.255 is then answered by proxy-ARP on every local port.
-    // Fix: apply the same `a != subnet.network() && a != subnet.broadcast()` test in snoop_arp.
+    // A peer's ARP claiming the network or broadcast address must not be recorded: proxy-ARP
+    // would then answer for 10.0.9.255 on every local port.
     let mut sw = switch_with_endpoint();
     for claimed in [ip(255), ip(0)] {
         let garp = arp_request(mac(66), claimed, claimed);

@@ -166,6 +166,9 @@ pub struct NetworkStats {
     pub proxy_arp_replies: u64,
     pub fdb_learned: u64,
     pub fdb_moves: u64,
+    /// New MACs not learned because the network's table was full (fdb_max_entries).
+    #[serde(default)]
+    pub fdb_full: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

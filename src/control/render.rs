@@ -292,6 +292,7 @@ fn render_network_stats(nets: &[NetworkStats], out: &mut String) {
         ("PROXY_ARP", R),
         ("LEARNED", R),
         ("MOVES", R),
+        ("FDB_FULL", R),
         ("DROPS", R),
         ("BY REASON", L),
     ]);
@@ -308,6 +309,7 @@ fn render_network_stats(nets: &[NetworkStats], out: &mut String) {
             n.proxy_arp_replies.to_string(),
             n.fdb_learned.to_string(),
             n.fdb_moves.to_string(),
+            n.fdb_full.to_string(),
             total_drops(c).to_string(),
             drops_inline(&c.drops),
         ]);
@@ -546,6 +548,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                 proxy_arp_replies: 2,
                 fdb_learned: 3,
                 fdb_moves: 0,
+                fdb_full: 0,
             }],
             underlay: UnderlayStats {
                 rx_packets: 100,

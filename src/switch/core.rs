@@ -496,6 +496,7 @@ impl Switch {
                 proxy_arp_replies: n.counters.proxy_arp_replies,
                 fdb_learned: n.counters.fdb_learned,
                 fdb_moves: n.counters.fdb_moves,
+                fdb_full: n.counters.fdb_full,
             })
             .collect()
     }
@@ -528,11 +529,17 @@ impl Network {
 
     /// Records what an ARP packet tells about its sender (requests, replies and GARP alike).
     fn snoop_arp(&mut self, p: &arp::Packet<&[u8]>, now: Timestamp) {
-        let ip = p.sender_ip();
-        let mac = p.sender_mac();
-        if !ip.is_unspecified() && self.spec.subnet.contains(&ip) && mac.is_unicast_source() {
+        let (ip, mac) = (p.sender_ip(), p.sender_mac());
+        if self.is_station_address(ip) && mac.is_unicast_source() {
             self.neigh.learn(ip, mac, Source::Arp, now);
         }
+    }
+
+    /// An address a station of this network can own: inside the subnet, and neither its
+    /// network nor its broadcast address (nor 0.0.0.0, which ARP probes use).
+    fn is_station_address(&self, ip: Ipv4Addr) -> bool {
+        let s = &self.spec.subnet;
+        s.contains(&ip) && ip != s.network() && ip != s.broadcast() && !ip.is_unspecified()
     }
 
     fn forward_from_port(&mut self, now: Timestamp, port: PortId, frame: &mut [u8]) -> Action {
@@ -622,10 +629,7 @@ impl Network {
             EtherType::Ipv4 => {
                 if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
                     let a = ip.src();
-                    if self.spec.subnet.contains(&a)
-                        && a != self.spec.subnet.network()
-                        && a != self.spec.subnet.broadcast()
-                    {
+                    if self.is_station_address(a) {
                         self.neigh.learn(a, src, Source::Decap, now);
                     }
                 }

@@ -3,11 +3,16 @@
 //! Learned entries age out after `aging_ms` without traffic; entries made by attach are static.
 //! The table has a hard cap: when full, new MACs are not learned (their frames are still
 //! flooded), so a container sending from random MACs cannot exhaust memory or push out the
-//! stations already known. Capacity is reserved up front, so learning never allocates.
+//! stations already known. Capacity is reserved up front (up to `RESERVE_MAX`), so learning
+//! does not allocate in the common case.
 
 use super::{PortId, Timestamp, VtepAddr};
 use crate::wire::MacAddr;
 use std::collections::HashMap;
+
+/// Capacity reserved up front. Tables capped above this grow (rarely, by doubling) as stations
+/// appear, instead of reserving memory for a cap that is a limit, not an expectation.
+pub const RESERVE_MAX: usize = 65536;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
@@ -42,7 +47,7 @@ pub struct Fdb {
 impl Fdb {
     pub fn new(max_entries: usize) -> Fdb {
         Fdb {
-            entries: HashMap::with_capacity(max_entries),
+            entries: HashMap::with_capacity(max_entries.min(RESERVE_MAX)),
             max_entries,
         }
     }

@@ -1,0 +1,521 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: vswitch against the Linux kernel's own VXLAN device, in the same run.
+#
+# Usage (as root, from anywhere):
+#
+#   bash benches/iperf.sh [--rounds N] [--time S] [--no-build] [--only kernel|vswitch]
+#                         [--vswitch-env "K=V K2=V2 ..."] [--network-config 'key = value' ...]
+#
+#   --rounds N            rounds of every measurement; the median is reported (default 3)
+#   --time S              seconds per iperf3 run (default 5)
+#   --no-build            use the binaries already in target/release (default: cargo build
+#                         --release --bins first)
+#   --only kernel|vswitch build and measure only one testbed (no ratios then)
+#   --vswitch-env "..."   environment for both vswitchd processes, space-separated K=V words
+#                         (e.g. RUST_LOG=vswitch=debug, or a future offload switch)
+#   --network-config STR  TOML lines appended to the [[network]] table of both vswitchd
+#                         configs, verbatim; repeat it, or pass several lines in one string
+#                         ($'encrypted = true\nkey_file = "/root/blue.key"')
+#
+# What it builds (everything inside namespaces named vb<PID>-*; the root namespace gets no
+# address and sends nothing):
+#
+#   Testbed "kernel" (the reference)        Testbed "vswitch"
+#   vb<PID>-kca  10.0.9.2 (veth eth0)       vb<PID>-vca  10.0.9.2 (TAP eth0, attach-namespace)
+#     vb<PID>-kh1: br0 + vx0 (VNI 42)         vb<PID>-vh1: vswitchd (network blue, VNI 42)
+#       ul0 192.0.2.1 ==veth== ul0 192.0.2.2    ul0 192.0.2.1 ==veth== ul0 192.0.2.2
+#     vb<PID>-kh2: br0 + vx0 (VNI 42)         vb<PID>-vh2: vswitchd
+#   vb<PID>-kcb  10.0.9.3                   vb<PID>-vcb  10.0.9.3
+#
+# Both testbeds are built up front; every metric is then measured alternately on one and the
+# other (the order flips each round), so that whatever else the machine is doing falls on both.
+# An absolute figure on a shared machine means little: read the ratio (TESTING.md).
+#
+# Metrics, container a -> container b (iperf3 server persistent in b):
+#   TCP 1 stream and 4 streams (-P 4): end.sum_received.bits_per_second
+#   UDP 64-byte payloads at unlimited rate (-u -l 64 -b 0): received packets per second
+#     ((packets - lost_packets) / seconds) and the loss in %
+#   ping RTT (200 pings, 10 ms apart): average and 99th percentile of the per-packet times
+#   vswitchd CPU: utime+stime of both vswitchd processes during the TCP 1-stream runs, as % of
+#     one core over the wall time of the run (the kernel's datapath runs in softirq context and
+#     cannot be attributed the same way, so there is no kernel figure)
+#
+# Output: a table (metric | kernel | vswitch | vswitch/kernel), the machine (nproc, CPU model,
+# kernel), the vswitchd counters, and one JSON line starting with "RESULT ".
+#
+# Cleanup: on exit, failure, Ctrl-C or SIGTERM it stops the processes it started (by their pid,
+# checking they are still its own children) and deletes the namespaces it made (vb<PID>-*), and
+# its temporary directory. When it fails it prints the end of the vswitchd logs first.
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+die() {
+	echo "iperf.sh: $*" >&2
+	exit 1
+}
+
+ROUNDS=3
+TIME=5
+BUILD=1
+ONLY=""
+VSWITCH_ENV_STR=""
+NETWORK_CONFIG=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
+	--time) TIME=${2:?--time needs seconds}; shift 2 ;;
+	--no-build) BUILD=0; shift ;;
+	--only) ONLY=${2:?--only needs kernel or vswitch}; shift 2 ;;
+	--vswitch-env) VSWITCH_ENV_STR=${2?--vswitch-env needs \"K=V ...\"}; shift 2 ;;
+	--network-config) NETWORK_CONFIG+=("${2?--network-config needs TOML lines}"); shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown argument '$1' (--help lists the options)" ;;
+	esac
+done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds: '$ROUNDS' is not a positive whole number"
+[[ "$TIME" =~ ^[1-9][0-9]*$ ]] || die "--time: '$TIME' is not a positive whole number of seconds"
+case "$ONLY" in
+"") TESTBEDS=(kernel vswitch) ;;
+kernel | vswitch) TESTBEDS=("$ONLY") ;;
+*) die "--only: '$ONLY' is neither kernel nor vswitch" ;;
+esac
+read -r -a VSWITCH_ENV <<<"$VSWITCH_ENV_STR"
+for kv in "${VSWITCH_ENV[@]}"; do
+	[[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--vswitch-env: '$kv' is not K=V"
+done
+uses_vswitch() { [ "$ONLY" != kernel ]; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+VSWITCHD=$BIN/vswitchd
+VSWITCHCTL=$BIN/vswitchctl
+PFX="vb$$"
+WORK=""
+NAMESPACES=() # every namespace this run made, in creation order
+PIDS=()       # every background process this run started and has not yet seen end
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup
+# ---------------------------------------------------------------------------------------------
+
+# True while $1 is a live (not zombie) child of this script: a pid we started, never a reused
+# one that now belongs to someone else.
+is_our_child() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) } # drop "pid (comm) ": comm may hold spaces and parentheses
+	set -- $stat     # state ppid ...
+	[ "$1" != Z ] && [ "$2" = "$$" ]
+}
+
+stop_pid() {
+	local pid=$1 i
+	is_our_child "$pid" || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 50); do
+		is_our_child "$pid" || break
+		sleep 0.1
+	done
+	if is_our_child "$pid"; then
+		echo "iperf.sh: pid $pid ignored SIGTERM for 5 s, sending SIGKILL" >&2
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+forget_pid() {
+	local keep=() p
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+
+CLEANED=0
+cleanup() {
+	local rc=$? i log
+	[ "$CLEANED" = 1 ] && return
+	CLEANED=1
+	trap - EXIT INT TERM
+	set +e
+	if [ "$rc" -ne 0 ] && [ -n "$WORK" ]; then
+		for log in "$WORK"/*.log; do
+			[ -s "$log" ] || continue
+			echo "--- last lines of $(basename "$log") ---" >&2
+			tail -n 20 "$log" >&2
+		done
+	fi
+	# Processes first (newest first): vswitchd removes its TAPs on SIGTERM, and a namespace
+	# with a process still in it would outlive `ip netns del`.
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+	for ((i = ${#NAMESPACES[@]} - 1; i >= 0; i--)); do
+		ip netns del "${NAMESPACES[i]}" 2>/dev/null
+	done
+	[ -n "$WORK" ] && rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------------
+# Checks and build
+# ---------------------------------------------------------------------------------------------
+
+[ "$(id -u)" -eq 0 ] || die "needs root (it creates network namespaces)"
+for tool in ip bridge ethtool iperf3 ping python3 ss timeout; do
+	command -v "$tool" >/dev/null || die "needs $tool (scripts/install-deps.sh installs it)"
+done
+if uses_vswitch; then
+	if [ "$BUILD" = 1 ]; then
+		echo "== cargo build --release --bins" >&2
+		(cd "$ROOT" && cargo build --release --bins)
+	fi
+	[ -x "$VSWITCHD" ] && [ -x "$VSWITCHCTL" ] ||
+		die "no $VSWITCHD or $VSWITCHCTL (run without --no-build)"
+fi
+WORK=$(mktemp -d "/tmp/$PFX-XXXXXX")
+
+# ---------------------------------------------------------------------------------------------
+# Testbeds
+# ---------------------------------------------------------------------------------------------
+
+nsx() {
+	local ns=$1
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+ns_add() {
+	ip netns add "$1"
+	NAMESPACES+=("$1")
+	nsx "$1" ip link set lo up
+}
+
+# Two host namespaces $1 (192.0.2.1) and $2 (192.0.2.2) joined by a veth pair, ul0 in each.
+make_underlay() {
+	ns_add "$1"
+	ns_add "$2"
+	ip link add ul0 netns "$1" type veth peer name ul0 netns "$2"
+	local ns ip
+	for ns in "$1" "$2"; do
+		[ "$ns" = "$1" ] && ip=192.0.2.1 || ip=192.0.2.2
+		nsx "$ns" ip addr add "$ip/24" dev ul0
+		nsx "$ns" ip link set ul0 up
+		# A real NIC fills in the checksums the stack left partial; a veth never does, it
+		# only tells the receiving kernel to trust them. The kernel VXLAN device would then
+		# carry inner TCP segments with partial checksums, which vswitch (reading the UDP
+		# payload from a socket) passes on as they are and no container accepts. Turning tx
+		# checksum offload off makes the veth behave like a NIC, as tests/common/testbed.rs
+		# does. Both testbeds get the same underlay, so the kernel reference pays the same
+		# software checksums (and loses the same veth TSO) as vswitch: the ratio stays fair.
+		nsx "$ns" ethtool -K ul0 tx off >/dev/null
+	done
+}
+
+declare -A CA CB # testbed -> container namespace of a (client, 10.0.9.2) and b (server)
+declare -A VSW_PID VSW_SOCK
+VSW_HOSTS=()
+
+build_kernel() {
+	local h1=$PFX-kh1 h2=$PFX-kh2
+	make_underlay "$h1" "$h2"
+	local h local_ip remote_ip c ip
+	for h in "$h1" "$h2"; do
+		if [ "$h" = "$h1" ]; then
+			local_ip=192.0.2.1 remote_ip=192.0.2.2 c=$PFX-kca ip=10.0.9.2
+		else
+			local_ip=192.0.2.2 remote_ip=192.0.2.1 c=$PFX-kcb ip=10.0.9.3
+		fi
+		nsx "$h" ip link add vx0 type vxlan id 42 dstport 4789 local "$local_ip" nolearning
+		nsx "$h" bridge fdb append 00:00:00:00:00:00 dev vx0 dst "$remote_ip"
+		nsx "$h" ip link add br0 type bridge
+		nsx "$h" ip link set vx0 master br0
+		nsx "$h" ip link set vx0 up
+		nsx "$h" ip link set br0 up
+		ns_add "$c"
+		ip link add eth0 netns "$c" type veth peer name vc netns "$h"
+		nsx "$h" ip link set vc master br0 up
+		nsx "$c" ip link set eth0 mtu 1450 up
+		nsx "$c" ip addr add "$ip/24" dev eth0
+	done
+	CA[kernel]=$PFX-kca
+	CB[kernel]=$PFX-kcb
+}
+
+# node.toml for vswitch host $1 (1 or 2).
+write_config() {
+	local i=$1 me peer name peer_name line
+	if [ "$i" = 1 ]; then
+		me=192.0.2.1 peer=192.0.2.2 name=node-a peer_name=node-b
+	else
+		me=192.0.2.2 peer=192.0.2.1 name=node-b peer_name=node-a
+	fi
+	{
+		printf '[node]\nname = "%s"\nunderlay_ip = "%s"\ncontrol_socket = "%s"\n\n' \
+			"$name" "$me" "$WORK/vh$i.sock"
+		printf '[[peer]]\nname = "%s"\nunderlay_ip = "%s"\n\n' "$peer_name" "$peer"
+		printf '[[network]]\nname = "blue"\nvni = 42\nsubnet = "10.0.9.0/24"\n'
+		for line in "${NETWORK_CONFIG[@]}"; do printf '%s\n' "$line"; done
+	} >"$WORK/vh$i.toml"
+}
+
+ctl() {
+	local sock=$1
+	shift
+	"$VSWITCHCTL" --socket "$sock" "$@"
+}
+
+build_vswitch() {
+	local h1=$PFX-vh1 h2=$PFX-vh2 i h sock pid t
+	make_underlay "$h1" "$h2"
+	for i in 1 2; do
+		[ "$i" = 1 ] && h=$h1 || h=$h2
+		sock=$WORK/vh$i.sock
+		write_config "$i"
+		nsx "$h" "$VSWITCHD" --config "$WORK/vh$i.toml" --check >/dev/null ||
+			die "vswitchd refuses the config $WORK/vh$i.toml (see above; --network-config?)"
+		env "${VSWITCH_ENV[@]}" ip netns exec "$h" "$VSWITCHD" --config "$WORK/vh$i.toml" \
+			>"$WORK/vswitchd-vh$i.log" 2>&1 </dev/null &
+		pid=$!
+		PIDS+=("$pid")
+		for t in $(seq 200); do
+			is_our_child "$pid" || die "vswitchd on $h exited at start"
+			ctl "$sock" show networks >/dev/null 2>&1 && break
+			[ "$t" = 200 ] && die "vswitchd on $h did not answer on $sock within 10 s"
+			sleep 0.05
+		done
+		VSW_PID[$i]=$pid
+		VSW_SOCK[$i]=$sock
+		VSW_HOSTS+=("$i")
+	done
+	ns_add "$PFX-vca"
+	ns_add "$PFX-vcb"
+	ctl "${VSW_SOCK[1]}" attach-namespace --network blue --netns "$PFX-vca" --ip 10.0.9.2/24 \
+		>/dev/null
+	ctl "${VSW_SOCK[2]}" attach-namespace --network blue --netns "$PFX-vcb" --ip 10.0.9.3/24 \
+		>/dev/null
+	CA[vswitch]=$PFX-vca
+	CB[vswitch]=$PFX-vcb
+}
+
+# The iperf3 server in container b, persistent for the whole run; waits until it listens.
+start_server() {
+	local tb=$1 pid t
+	ip netns exec "${CB[$tb]}" iperf3 -s -B 10.0.9.3 -p 5201 \
+		>"$WORK/iperf3-server-$tb.log" 2>&1 </dev/null &
+	pid=$!
+	PIDS+=("$pid")
+	for t in $(seq 100); do
+		is_our_child "$pid" || die "iperf3 server in ${CB[$tb]} exited at start"
+		[ -n "$(nsx "${CB[$tb]}" ss -Hltn 'sport = :5201')" ] && return 0
+		sleep 0.05
+	done
+	die "iperf3 server in ${CB[$tb]} does not listen after 5 s"
+}
+
+# Runs a command in the background and waits for it, so a signal interrupts the wait and the
+# cleanup stops the command by pid. stdout to $1, stderr to $1.err.
+run_tracked() {
+	local out=$1 pid rc=0
+	shift
+	"$@" >"$out" 2>"$out.err" </dev/null &
+	pid=$!
+	PIDS+=("$pid")
+	wait "$pid" || rc=$?
+	forget_pid "$pid"
+	return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------------
+
+SAMPLES=$WORK/samples.tsv # metric \t testbed \t value
+: >"$SAMPLES"
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$SAMPLES"; }
+
+# iperf3 from container a of testbed $1 to b, JSON into $2; retries while the persistent
+# server is still finishing the previous test.
+iperf() {
+	local tb=$1 out=$2 try
+	shift 2
+	for try in 1 2 3 4 5; do
+		if run_tracked "$out" timeout $((TIME + 30)) \
+			ip netns exec "${CA[$tb]}" iperf3 -c 10.0.9.3 -p 5201 -t "$TIME" -J "$@"; then
+			return 0
+		fi
+		grep -q "server is busy" "$out" 2>/dev/null || break
+		sleep 1
+	done
+	echo "iperf.sh: iperf3 $* on the $tb testbed failed:" >&2
+	cat "$out" "$out.err" >&2
+	return 1
+}
+
+# Reads fields from iperf3 JSON $1: python expression over d, printed.
+json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# utime+stime, in clock ticks, of every vswitchd (all threads: /proc/PID/stat sums them).
+vswitchd_ticks() {
+	local total=0 i stat
+	for i in "${VSW_HOSTS[@]}"; do
+		stat=$(cat "/proc/${VSW_PID[$i]}/stat") || die "vswitchd ${VSW_PID[$i]} is gone"
+		stat=${stat##*) }
+		set -- $stat # field 3 of stat is $1 here, so utime (14) is $12, stime (15) is $13
+		total=$((total + ${12} + ${13}))
+	done
+	echo "$total"
+}
+
+now_ns() { date +%s%N; }
+
+measure_tcp() { # testbed streams
+	local tb=$1 n=$2 out=$WORK/tcp$2-$1.json t0 t1 c0 c1 bps metric=tcp$2
+	if [ "$tb" = vswitch ] && [ "$n" = 1 ]; then
+		c0=$(vswitchd_ticks)
+		t0=$(now_ns)
+	fi
+	iperf "$tb" "$out" -P "$n"
+	if [ "$tb" = vswitch ] && [ "$n" = 1 ]; then
+		t1=$(now_ns)
+		c1=$(vswitchd_ticks)
+		record cpu vswitch "$(python3 -c 'import sys; c,hz,ns=map(int,sys.argv[1:]); print(f"{c/hz/(ns/1e9)*100:.1f}")' \
+			$((c1 - c0)) "$(getconf CLK_TCK)" $((t1 - t0)))"
+	fi
+	bps=$(json "$out" 'd["end"]["sum_received"]["bits_per_second"]')
+	record "$metric" "$tb" "$(python3 -c "print(f'{$bps/1e9:.3f}')")"
+	printf '    %-7s TCP x%s  %8.3f Gbit/s\n' "$tb" "$n" "$(python3 -c "print($bps/1e9)")" >&2
+}
+
+measure_udp() {
+	local tb=$1 out=$WORK/udp-$1.json line
+	iperf "$tb" "$out" -u -l 64 -b 0
+	# end.sum: packets is what the client sent, lost_packets what the server did not see.
+	line=$(json "$out" '"%.1f %.2f" % ((d["end"]["sum"]["packets"] - d["end"]["sum"]["lost_packets"]) / d["end"]["sum"]["seconds"] / 1e3, d["end"]["sum"]["lost_percent"])')
+	record udp_kpps "$tb" "${line% *}"
+	record udp_loss "$tb" "${line#* }"
+	printf '    %-7s UDP 64B  %8s kpps received, %s%% lost\n' "$tb" "${line% *}" "${line#* }" >&2
+}
+
+measure_ping() {
+	local tb=$1 out=$WORK/ping-$1.txt line
+	run_tracked "$out" ip netns exec "${CA[$tb]}" ping -n -c 200 -i 0.01 -W 1 10.0.9.3 || {
+		echo "iperf.sh: ping on the $tb testbed failed:" >&2
+		tail -n 5 "$out" "$out.err" >&2
+		return 1
+	}
+	line=$(grep -o 'time=[0-9.]*' "$out" | cut -d= -f2 | sort -g |
+		awk '{t[NR]=$1; s+=$1} END {i=int(NR*0.99); if (i<NR*0.99) i++; printf "%.3f %.3f %d", s/NR, t[i], NR}')
+	set -- $line
+	record rtt_avg "$tb" "$1"
+	record rtt_p99 "$tb" "$2"
+	printf '    %-7s ping     avg %s ms, p99 %s ms (%s/200 replies)\n' "$tb" "$1" "$2" "$3" >&2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------
+
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for tb in "${TESTBEDS[@]}"; do
+	echo "== building the $tb testbed ($PFX-*)" >&2
+	"build_$tb"
+	start_server "$tb"
+	# Connectivity, ARP and (vswitch) MAC learning before anything is timed.
+	nsx "${CA[$tb]}" ping -n -q -c 3 -i 0.2 -W 2 10.0.9.3 >/dev/null ||
+		die "$tb testbed: 10.0.9.2 cannot ping 10.0.9.3"
+done
+
+for r in $(seq "$ROUNDS"); do
+	if [ $((r % 2)) = 1 ]; then order=("${TESTBEDS[@]}"); else
+		order=()
+		for ((i = ${#TESTBEDS[@]} - 1; i >= 0; i--)); do order+=("${TESTBEDS[i]}"); done
+	fi
+	echo "== round $r/$ROUNDS (${order[*]})" >&2
+	for metric in "tcp 1" "tcp 4" udp ping; do
+		for tb in "${order[@]}"; do
+			# shellcheck disable=SC2086 # "tcp 1" -> measure_tcp TB 1
+			set -- $metric
+			"measure_$1" "$tb" "${@:2}"
+			sleep 1 # let queues drain so one run does not spill into the next
+		done
+	done
+done
+
+echo >&2
+if uses_vswitch; then
+	for i in "${VSW_HOSTS[@]}"; do
+		echo "== vswitchctl show stats on vswitch host $i (after the run)"
+		ctl "${VSW_SOCK[$i]}" show stats
+		echo
+	done
+fi
+
+CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+NPROC=$(nproc)
+KERNEL=$(uname -r)
+LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
+	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${NETWORK_CONFIG[@]}" <<'EOF'
+import json, statistics, sys
+
+path, rounds, secs, nproc, cpu, kernel, load0, load1, venv, *netcfg = sys.argv[1:]
+samples = {}
+for line in open(path):
+    metric, tb, value = line.rstrip("\n").split("\t")
+    samples.setdefault(metric, {}).setdefault(tb, []).append(float(value))
+
+# (key, label, unit, better) -- better: "higher", "lower" or None (no ratio)
+METRICS = [
+    ("tcp1", "TCP, 1 stream", "Gbit/s", "higher"),
+    ("tcp4", "TCP, 4 streams", "Gbit/s", "higher"),
+    ("udp_kpps", "UDP 64 B, received", "kpps", "higher"),
+    ("udp_loss", "UDP 64 B, loss", "%", None),
+    ("rtt_avg", "ping RTT, average", "ms", "lower"),
+    ("rtt_p99", "ping RTT, p99", "ms", "lower"),
+    ("cpu", "vswitchd CPU, TCP 1 stream", "% of a core", None),
+]
+
+def fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+
+result = {
+    "bench": "iperf",
+    "machine": {"nproc": int(nproc), "cpu": cpu, "kernel": kernel,
+                "loadavg_start": load0, "loadavg_end": load1},
+    "rounds": int(rounds), "time_s": int(secs),
+    "vswitch_env": venv, "network_config": netcfg,
+    "metrics": {},
+}
+rows = []
+for key, label, unit, better in METRICS:
+    s = samples.get(key, {})
+    k = statistics.median(s["kernel"]) if "kernel" in s else None
+    v = statistics.median(s["vswitch"]) if "vswitch" in s else None
+    ratio = v / k if better and k and v is not None else None
+    if k is None and v is None:
+        continue
+    result["metrics"][key] = {"unit": unit, "kernel": k, "vswitch": v,
+                              "ratio": None if ratio is None else round(ratio, 4),
+                              "better": better, "samples": s}
+    note = {"higher": "higher is better", "lower": "lower is better"}.get(better, "")
+    rows.append((f"{label} ({unit})", fmt(k), fmt(v),
+                 "-" if ratio is None else f"{ratio:.3f}", note))
+
+head = ("metric", "kernel", "vswitch", "vswitch/kernel", "")
+w = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+print(f"vswitch vs kernel VXLAN: median of {rounds} round(s), {secs} s per iperf3 run")
+print(f"machine: {nproc} CPU(s), {cpu}, kernel {kernel}; load average {load0} at start, {load1} at end")
+if venv:
+    print(f"vswitchd environment: {venv}")
+for line in netcfg:
+    print(f"extra [[network]] config: {line!r}")
+print()
+for r in [head] + rows:
+    print(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}  {r[4]}".rstrip())
+print()
+print("ratio = vswitch / kernel: above 1 is vswitch ahead for throughput, behind for RTT")
+print("RESULT " + json.dumps(result, separators=(",", ":")))
+EOF
