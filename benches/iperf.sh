@@ -136,7 +136,9 @@ cleanup() {
 	CLEANED=1
 	trap - EXIT INT TERM
 	set +e
-	if [ "$rc" -ne 0 ] && [ -n "$WORK" ]; then
+	if [ "$rc" = 130 ] || [ "$rc" = 143 ]; then
+		echo "iperf.sh: interrupted; stopping what it started and removing $PFX-*" >&2
+	elif [ "$rc" -ne 0 ] && [ -n "$WORK" ]; then
 		for log in "$WORK"/*.log; do
 			[ -s "$log" ] || continue
 			echo "--- last lines of $(basename "$log") ---" >&2
@@ -497,6 +499,8 @@ for key, label, unit, better in METRICS:
     ratio = v / k if better and k and v is not None else None
     if k is None and v is None:
         continue
+    k = None if k is None else round(k, 4)
+    v = None if v is None else round(v, 4)
     result["metrics"][key] = {"unit": unit, "kernel": k, "vswitch": v,
                               "ratio": None if ratio is None else round(ratio, 4),
                               "better": better, "samples": s}

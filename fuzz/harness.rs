@@ -54,6 +54,7 @@ pub fn switch() -> Switch {
         subnet: "10.0.9.0/24".parse().unwrap(),
         mtu: MTU,
         peers,
+        encrypted: false,
     };
     let b = ("b".to_string(), PEER);
     let c = ("c".to_string(), RED_PEER);
@@ -245,28 +246,5 @@ pub fn config(data: &[u8]) {
 
 /// `SwitchSpec` from a `Config`, as `vswitchd` makes it.
 pub fn switch_spec(cfg: &Config, underlay_mtu: u32) -> SwitchSpec {
-    let peer_addr = |name: &str| {
-        cfg.peer(name)
-            .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
-    };
-    SwitchSpec {
-        networks: cfg
-            .networks
-            .iter()
-            .map(|n| NetworkSpec {
-                name: n.name.clone(),
-                vni: n.vni,
-                subnet: n.subnet,
-                mtu: n.effective_mtu(underlay_mtu),
-                peers: n.peers.iter().filter_map(|p| peer_addr(p)).collect(),
-            })
-            .collect(),
-        peers: cfg
-            .peers
-            .iter()
-            .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
-            .collect(),
-        fdb_max_entries: cfg.node.fdb_max_entries,
-        aging_ms: cfg.node.fdb_aging.as_millis() as u64,
-    }
+    cfg.switch_spec(underlay_mtu)
 }

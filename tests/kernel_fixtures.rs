@@ -112,6 +112,7 @@ fn the_switch_core_learns_from_kernel_packets() {
             subnet: "10.0.9.0/24".parse().unwrap(),
             mtu: 1450,
             peers: vec![("kernel".into(), VtepAddr(Ipv4Addr::new(192, 0, 2, 1)))],
+            encrypted: false,
         }],
         peers: vec![("kernel".into(), VtepAddr(Ipv4Addr::new(192, 0, 2, 1)))],
         fdb_max_entries: 64,

@@ -64,6 +64,7 @@ fn spec(fdb_max_entries: usize, aging_ms: u64) -> SwitchSpec {
         subnet: "10.0.9.0/24".parse().unwrap(),
         mtu: MTU as u32,
         peers: peers.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+        encrypted: false,
     };
     SwitchSpec {
         networks: vec![
@@ -802,6 +803,7 @@ fn garp_floods_to_peers_and_teaches_the_receiving_switch() {
             subnet: "10.0.9.0/24".parse().unwrap(),
             mtu: MTU as u32,
             peers: vec![("a".into(), here_addr)],
+            encrypted: false,
         }],
         peers: vec![("a".into(), here_addr)],
         fdb_max_entries: 1024,
@@ -1147,6 +1149,7 @@ impl Testbed {
                             subnet: "10.0.9.0/24".parse().unwrap(),
                             mtu: network_mtu,
                             peers: vec![peer.clone()],
+                            encrypted: false,
                         }],
                         peers: vec![peer],
                         fdb_max_entries: 1024,
@@ -1460,4 +1463,53 @@ fn snooped_arp_for_the_subnet_broadcast_address_does_not_teach_a_neighbour() {
         sw.process_from_port(T0, P2, &mut req),
         Action::Flood { .. }
     ));
+}
+
+// ----- encrypted networks: no downgrade -----
+
+/// The standard switch with green (VNI 43) encrypted.
+fn switch_with_encrypted_green() -> Switch {
+    let mut s = spec(1024, AGING_MS);
+    s.networks[1].encrypted = true;
+    switch_with(s)
+}
+
+#[test]
+fn plaintext_vxlan_for_an_encrypted_network_is_dropped_and_counted() {
+    let mut sw = switch_with_encrypted_green();
+    let frame = ipv4_frame(mac(99), mac(11), ip(9), ip(11), 32);
+    let a = sw.process_from_underlay(T0, VTEP_B, &vxlan_datagram(43, &frame));
+    assert_eq!(a, Action::Drop(DropReason::PlaintextOnEncrypted));
+    assert_eq!(all_drops(&sw), one_drop("plaintext_on_encrypted"));
+    assert!(
+        fdb_entry(&sw, "green", mac(99)).is_none(),
+        "learned from a plaintext packet"
+    );
+    // The plaintext network next to it is unaffected.
+    let frame = ipv4_frame(mac(98), mac(1), ip(9), ip(1), 32);
+    assert!(!matches!(
+        sw.process_from_underlay(T0, VTEP_B, &vxlan_datagram(42, &frame)),
+        Action::Drop(_)
+    ));
+    assert!(sw.is_encrypted(vni(43)) && !sw.is_encrypted(vni(42)));
+}
+
+#[test]
+fn decrypted_vxlan_must_name_the_network_of_its_sa() {
+    let mut sw = switch_with_encrypted_green();
+    let frame = ipv4_frame(mac(99), MacAddr::BROADCAST, ip(9), ip(11), 32);
+    let ok = sw.process_decrypted(T0, VTEP_B, &vxlan_datagram(43, &frame), vni(43));
+    assert!(
+        matches!(
+            ok,
+            Action::Flood {
+                to_peers: false,
+                ..
+            }
+        ),
+        "{ok:?}"
+    );
+    let wrong = sw.process_decrypted(T0, VTEP_B, &vxlan_datagram(42, &frame), vni(43));
+    assert_eq!(wrong, Action::Drop(DropReason::EspVniMismatch));
+    assert_eq!(all_drops(&sw), one_drop("esp_vni_mismatch"));
 }

@@ -12,7 +12,7 @@ use vswitch::control::server::{self, Server};
 use vswitch::dataplane::{Command, Worker};
 use vswitch::io::netlink::Netlink;
 use vswitch::io::underlay::Underlay;
-use vswitch::switch::{NetworkSpec, Switch, SwitchSpec, VtepAddr};
+use vswitch::switch::Switch;
 
 #[derive(Parser)]
 #[command(
@@ -104,32 +104,7 @@ fn run(args: Args) -> Result<()> {
         );
     }
 
-    let peer_addr = |name: &str| {
-        cfg.peers
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
-    };
-    let spec = SwitchSpec {
-        networks: cfg
-            .networks
-            .iter()
-            .map(|n| NetworkSpec {
-                name: n.name.clone(),
-                vni: n.vni,
-                subnet: n.subnet,
-                mtu: n.effective_mtu(mtu),
-                peers: n.peers.iter().filter_map(|p| peer_addr(p)).collect(),
-            })
-            .collect(),
-        peers: cfg
-            .peers
-            .iter()
-            .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
-            .collect(),
-        fdb_max_entries: cfg.node.fdb_max_entries,
-        aging_ms: cfg.node.fdb_aging.as_millis() as u64,
-    };
+    let spec = cfg.switch_spec(mtu);
     for n in &spec.networks {
         let peers: Vec<String> = n
             .peers

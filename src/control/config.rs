@@ -14,7 +14,7 @@
 //! Thread-safety: plain data, no I/O but the one `read_to_string` in `load`. Called by the
 //! control thread at start (and by `vswitchd --check`).
 
-use crate::switch::Vni;
+use crate::switch::{NetworkSpec, SwitchSpec, Vni, VtepAddr};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -422,6 +422,35 @@ impl Config {
                 ),
                 _ => {}
             }
+        }
+    }
+
+    /// What the switch core needs from this file, with MTUs derived from `underlay_mtu`.
+    pub fn switch_spec(&self, underlay_mtu: u32) -> SwitchSpec {
+        let peer = |name: &String| {
+            self.peer(name)
+                .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
+        };
+        SwitchSpec {
+            networks: self
+                .networks
+                .iter()
+                .map(|n| NetworkSpec {
+                    name: n.name.clone(),
+                    vni: n.vni,
+                    subnet: n.subnet,
+                    mtu: n.effective_mtu(underlay_mtu),
+                    peers: n.peers.iter().filter_map(peer).collect(),
+                    encrypted: n.encryption.is_some(),
+                })
+                .collect(),
+            peers: self
+                .peers
+                .iter()
+                .map(|p| (p.name.clone(), VtepAddr(p.underlay_ip)))
+                .collect(),
+            fdb_max_entries: self.node.fdb_max_entries,
+            aging_ms: self.node.fdb_aging.as_millis() as u64,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct NetworkSpec {
     pub mtu: u32,
     /// Names and addresses of the hosts this network spans.
     pub peers: Vec<(String, VtepAddr)>,
+    /// Frames travel between hosts only inside ESP; plaintext VXLAN for it is dropped.
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +307,36 @@ impl Switch {
         datagram: &[u8],
     ) -> Action {
         self.underlay.rx(datagram.len());
+        self.from_underlay(now, src, datagram, None)
+    }
+
+    /// A VXLAN datagram that arrived inside ESP whose ICV verified, under an SA of the network
+    /// with VNI `sa_vni` (the caller already counted the underlay packet). The VXLAN header must
+    /// name that same network: an SA of one network cannot carry another's frames. When the
+    /// action is not a drop, the inner frame is `datagram[vxlan::HEADER_LEN..]`.
+    pub fn process_decrypted(
+        &mut self,
+        now: Timestamp,
+        src: VtepAddr,
+        datagram: &[u8],
+        sa_vni: Vni,
+    ) -> Action {
+        self.from_underlay(now, src, datagram, Some(sa_vni))
+    }
+
+    /// Counts an underlay datagram the driver refused before it reached the core (ESP checks).
+    pub fn count_underlay_drop(&mut self, len: usize, r: DropReason) {
+        self.underlay.rx(len);
+        self.underlay.drop(r);
+    }
+
+    fn from_underlay(
+        &mut self,
+        now: Timestamp,
+        src: VtepAddr,
+        datagram: &[u8],
+        sealed: Option<Vni>,
+    ) -> Action {
         let Some(&peer_idx) = self.peer_by_addr.get(&src.0) else {
             return self.underlay_drop(DropReason::UnknownPeer);
         };
@@ -319,6 +351,14 @@ impl Switch {
         let net = &mut self.networks[idx.0];
         if !net.vteps.contains(&src) {
             return self.underlay_drop(DropReason::PeerNotInNetwork);
+        }
+        match sealed {
+            // No downgrade: an encrypted network takes nothing that did not come through ESP.
+            None if net.spec.encrypted => {
+                return self.underlay_drop(DropReason::PlaintextOnEncrypted)
+            }
+            Some(v) if v != net.spec.vni => return self.underlay_drop(DropReason::EspVniMismatch),
+            _ => {}
         }
         let peer = &mut self.peers[peer_idx];
         peer.counters.rx(datagram.len());
@@ -341,6 +381,13 @@ impl Switch {
 
     /// Where a flood goes: the network's local ports and its peer VTEPs. The driver skips
     /// `except` and uses the VTEPs only when the action says `to_peers`.
+    /// Whether the network with this VNI is encrypted (the driver must seal what it sends).
+    pub fn is_encrypted(&self, vni: Vni) -> bool {
+        self.by_vni
+            .get(&vni.get())
+            .is_some_and(|i| self.networks[i.0].spec.encrypted)
+    }
+
     pub fn flood_targets(&self, network: NetIdx) -> (&[PortId], &[VtepAddr], Vni) {
         let n = &self.networks[network.0];
         (&n.ports, &n.vteps, n.spec.vni)
