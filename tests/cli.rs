@@ -143,6 +143,7 @@ fn show_networks_through_a_fake_daemon() {
         &sock,
         Request::Show {
             what: ShowWhat::Networks,
+            secrets: false,
         },
         Response::ok(vec![blue()]),
     );
@@ -174,6 +175,7 @@ fn show_json_is_the_result() {
         &sock,
         Request::Show {
             what: ShowWhat::Networks,
+            secrets: false,
         },
         Response::ok(vec![blue()]),
     );

@@ -10,12 +10,13 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vswitch::control::api::{
-    FdbEntryInfo, NeighEntryInfo, NetworkInfo, PeerInfo, PortInfo, Request, Response, ShowWhat,
+    FdbEntryInfo, NeighEntryInfo, NetworkInfo, PeerInfo, PortInfo, Request, Response, SaInfo, ShowWhat,
     Stats,
 };
 use vswitch::control::config::DEFAULT_CONTROL_SOCKET;
 use vswitch::control::{client, render};
 use vswitch::wire::MacAddr;
+use vswitch::crypto::{keyfile, wireshark};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -173,6 +174,19 @@ Example:
         /// Print the result as JSON (stable: fields are only ever added)
         #[arg(long)]
         json: bool,
+        /// With `sa`: print one Wireshark `esp_sa` UAT line per SA, keys included, for
+        /// `tshark -o esp.enable_encryption_decode:TRUE -o 'uat:esp_sa:LINE'`
+        #[arg(long, conflicts_with = "json")]
+        wireshark: bool,
+    },
+
+    /// Make a network secret for an encrypted network's key_file (32 random bytes, as hex)
+    #[command(after_help = "Examples:\n  vswitchctl gen-key --out /etc/vswitch/blue.key   # written mode 0600\n  \
+(umask 077; vswitchctl gen-key > blue.key)\n\nCopy the same file to every host of the network.")]
+    GenKey {
+        /// Write it to this file (created with mode 0600; an existing file is not overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -276,6 +290,7 @@ enum Output {
     Attached { json: bool },
     Detached { what: String, json: bool },
     Show { what: ShowWhat, json: bool },
+    Wireshark,
 }
 
 fn request(cmd: Command) -> (Request, Output) {
@@ -344,7 +359,22 @@ fn request(cmd: Command) -> (Request, Output) {
                 Output::Detached { what, json },
             )
         }
-        Command::Show { what, json } => (Request::Show { what }, Output::Show { what, json }),
+        Command::Show {
+            what,
+            json,
+            wireshark,
+        } => (
+            Request::Show {
+                what,
+                secrets: wireshark,
+            },
+            if wireshark {
+                Output::Wireshark
+            } else {
+                Output::Show { what, json }
+            },
+        ),
+        Command::GenKey { .. } => unreachable!("gen-key is answered locally"),
     }
 }
 
@@ -364,6 +394,17 @@ fn print(resp: Response, out: Output) -> Result<String, String> {
         Output::Attached { json: true }
         | Output::Detached { json: true, .. }
         | Output::Show { json: true, .. } => pretty(&result),
+        Output::Wireshark => typed::<Vec<SaInfo>>(result)?
+            .iter()
+            .filter_map(|sa| {
+                let material = hex_bytes(sa.key.as_deref()?)?;
+                let key: [u8; 32] = material.get(..32)?.try_into().ok()?;
+                let salt: [u8; 4] = material.get(32..36)?.try_into().ok()?;
+                let src = sa.src.parse().ok()?;
+                let dst = sa.dst.parse().ok()?;
+                Some(wireshark::uat_line(src, dst, sa.spi, &key, &salt) + "\n")
+            })
+            .collect(),
         Output::Attached { json: false } => render::render_attached(&typed::<PortInfo>(result)?),
         Output::Detached { what, json: false } => format!("detached {what}\n"),
         Output::Show { what, json: false } => match what {
@@ -373,12 +414,50 @@ fn print(resp: Response, out: Output) -> Result<String, String> {
             ShowWhat::Neigh => render::render_neigh(&typed::<Vec<NeighEntryInfo>>(result)?),
             ShowWhat::Peers => render::render_peers(&typed::<Vec<PeerInfo>>(result)?),
             ShowWhat::Stats => render::render_stats(&typed::<Stats>(result)?),
+            ShowWhat::Sa => render::render_sa(&typed::<Vec<SaInfo>>(result)?),
         },
     })
 }
 
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `gen-key`: needs no daemon.
+fn gen_key(out: Option<PathBuf>) -> ExitCode {
+    let key = keyfile::generate_key_hex() + "\n";
+    let Some(path) = out else {
+        print!("{key}");
+        return ExitCode::SUCCESS;
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(key.as_bytes()));
+    match written {
+        Ok(()) => {
+            eprintln!("wrote a new network secret to {} (mode 0600); copy it to every host of the network", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot create {}: {e}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::GenKey { out } = cli.command {
+        return gen_key(out);
+    }
     let socket = cli
         .socket
         .or_else(|| {

@@ -37,6 +37,10 @@ pub enum Request {
     },
     Show {
         what: ShowWhat,
+        /// With `sa`: include key material (for `--wireshark`). Only ever sent over the
+        /// root-only control socket; never logged.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        secrets: bool,
     },
 }
 
@@ -49,6 +53,8 @@ pub enum ShowWhat {
     Neigh,
     Peers,
     Stats,
+    /// Security associations of encrypted networks.
+    Sa,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,4 +196,29 @@ pub struct Stats {
     pub ports: Vec<PortInfo>,
     pub networks: Vec<NetworkStats>,
     pub underlay: UnderlayStats,
+}
+
+/// One ESP security association (`show sa`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SaInfo {
+    pub network: String,
+    pub vni: u32,
+    /// The peer's name.
+    pub peer: String,
+    /// "out" (we encrypt with it) or "in" (we decrypt with it).
+    pub direction: String,
+    /// Outer source and destination of the packets it protects.
+    pub src: String,
+    pub dst: String,
+    pub spi: u32,
+    /// Out: the last sequence number used. In: the highest accepted.
+    pub seq: u64,
+    pub age_secs: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets refused under this SA (in: replay, bad ICV, ...; see `show stats` for reasons).
+    pub drops: u64,
+    /// AES key followed by the 4-byte salt, hex: only with `secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }

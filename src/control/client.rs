@@ -125,6 +125,7 @@ mod tests {
             &path,
             &Request::Show {
                 what: ShowWhat::Peers,
+                secrets: false,
             },
         )
         .unwrap();
@@ -141,6 +142,7 @@ mod tests {
             &path,
             &Request::Show {
                 what: ShowWhat::Stats,
+                secrets: false,
             },
         )
         .unwrap_err();
@@ -162,6 +164,7 @@ mod tests {
             &path,
             &Request::Show {
                 what: ShowWhat::Fdb,
+                secrets: false,
             },
             Duration::from_millis(100),
         )

@@ -5,7 +5,7 @@
 //! change, the JSON only grows.
 
 use super::api::{
-    Counters, FdbEntryInfo, NeighEntryInfo, NetworkInfo, NetworkStats, PeerInfo, PortInfo, Stats,
+    Counters, FdbEntryInfo, NeighEntryInfo, NetworkInfo, NetworkStats, PeerInfo, PortInfo, SaInfo, Stats,
     UnderlayStats,
 };
 use std::collections::BTreeMap;
@@ -233,6 +233,42 @@ pub fn render_peers(peers: &[PeerInfo]) -> String {
                 Some(s) => format!("{} ago", format_age(s)),
                 None => "never".to_string(),
             },
+        ]);
+    }
+    t.render("")
+}
+
+/// `show sa`: one row per security association. Keys are never printed here.
+pub fn render_sa(sas: &[SaInfo]) -> String {
+    if sas.is_empty() {
+        return "no security associations (no encrypted network, or no traffic yet)\n".to_string();
+    }
+    let mut t = Table::new(&[
+        ("NETWORK", L),
+        ("PEER", L),
+        ("DIR", L),
+        ("SRC", L),
+        ("DST", L),
+        ("SPI", L),
+        ("SEQ", R),
+        ("AGE", R),
+        ("PACKETS", R),
+        ("BYTES", R),
+        ("DROPS", R),
+    ]);
+    for sa in sas {
+        t.row(vec![
+            sa.network.clone(),
+            sa.peer.clone(),
+            sa.direction.clone(),
+            sa.src.clone(),
+            sa.dst.clone(),
+            format!("0x{:08x}", sa.spi),
+            sa.seq.to_string(),
+            format_age(sa.age_secs),
+            sa.packets.to_string(),
+            sa.bytes.to_string(),
+            sa.drops.to_string(),
         ]);
     }
     t.render("")

@@ -124,9 +124,13 @@ impl Server {
             Request::DetachInterface { network, interface } => {
                 self.detach_interface(&network, &interface)
             }
-            Request::Show { what } => {
+            Request::Show { what, secrets } => {
                 let (tx, rx) = bounded(1);
-                self.worker.send(Command::Show { what, reply: tx });
+                self.worker.send(Command::Show {
+                    what,
+                    secrets,
+                    reply: tx,
+                });
                 rx.recv_timeout(Duration::from_secs(5))
                     .map_err(|_| "the data plane did not answer".to_string())
             }

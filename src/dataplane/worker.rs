@@ -10,7 +10,10 @@
 
 use super::port::{PortDevice, PortMeta};
 use crate::control::api;
-use crate::io::underlay::{Underlay, VXLAN_HEADERS_LEN};
+use crate::crypto::{EspDrop, EspTable};
+use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
+use crate::switch::DropReason;
+use crate::wire::esp;
 use crate::switch::{garp, Action, NetIdx, PortId, Switch, Timestamp, Vni, VtepAddr};
 use crate::wire::{flow, vxlan, MacAddr};
 use crossbeam_channel::{Receiver, Sender};
@@ -23,13 +26,20 @@ use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(0);
 const UNDERLAY: Token = Token(1);
-const PORT_TOKEN_BASE: usize = 2;
+const UNDERLAY_ESP: Token = Token(2);
+const PORT_TOKEN_BASE: usize = 3;
 /// Where a frame from a local port is read into the buffer: room in front for the outer UDP
 /// header, ESP header and IV, inner UDP header and VXLAN header, so encapsulation (plain or
 /// encrypted) writes in front of the frame and never moves it.
 pub const HEADROOM: usize = 40;
-/// Plain VXLAN starts here: UDP + VXLAN headers right before the frame.
+/// Plain VXLAN starts here: UDP + VXLAN headers right before the frame. When encrypted, the
+/// same bytes are the inner UDP and VXLAN headers that ESP protects.
 const VXLAN_START: usize = HEADROOM - VXLAN_HEADERS_LEN;
+/// ESP header and IV go right before the protected datagram; the outer UDP header before that.
+const ESP_START: usize = VXLAN_START - esp::PREFIX_LEN;
+const OUTER_UDP_START: usize = ESP_START - UDP_HEADER_LEN;
+/// Room kept after the largest frame we read, for the ESP trailer and ICV.
+const TAILROOM: usize = 64;
 /// Frames taken from one source before the others get a turn.
 const BUDGET: usize = 64;
 /// Large enough for any frame a TAP or AF_PACKET socket hands over.
@@ -56,6 +66,8 @@ pub enum Command {
     },
     Show {
         what: api::ShowWhat,
+        /// Include key material (show sa --wireshark).
+        secrets: bool,
         reply: Sender<serde_json::Value>,
     },
     Stop,
@@ -74,6 +86,34 @@ impl WorkerHandle {
             let _ = self.waker.wake();
         }
     }
+}
+
+/// Encryption state: the SAs, and the counters of ESP packets refused before they reached the
+/// switch core.
+pub struct Esp {
+    table: EspTable,
+    port: u16,
+    drops: [u64; EspDrop::ALL.len()],
+    /// A flood to several peers seals one copy per peer here, keeping the plaintext intact.
+    scratch: Vec<u8>,
+}
+
+impl Esp {
+    pub fn new(table: EspTable, port: u16) -> Esp {
+        Esp {
+            table,
+            port,
+            drops: [0; EspDrop::ALL.len()],
+            scratch: vec![0u8; BUF_LEN],
+        }
+    }
+}
+
+/// Seconds since the Unix epoch: SA epochs are wall-clock based so that hosts agree on them.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 struct Port {
@@ -129,10 +169,17 @@ pub struct Worker {
     tx_errors: TxErrors,
     /// Sources that still had frames when their budget ran out.
     pending: Vec<Token>,
+    esp: Option<Esp>,
+    /// Wall-clock seconds, read once per loop iteration like `now`.
+    unix: u64,
 }
 
 impl Worker {
-    pub fn new(switch: Switch, underlay: Underlay) -> io::Result<(Worker, WorkerHandle)> {
+    pub fn new(
+        switch: Switch,
+        underlay: Underlay,
+        esp: Option<Esp>,
+    ) -> io::Result<(Worker, WorkerHandle)> {
         let poll = Poll::new()?;
         let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
         poll.registry().register(
@@ -140,6 +187,10 @@ impl Worker {
             UNDERLAY,
             Interest::READABLE,
         )?;
+        if let Some(fd) = underlay.esp_recv_fd() {
+            poll.registry()
+                .register(&mut SourceFd(&fd), UNDERLAY_ESP, Interest::READABLE)?;
+        }
         let (tx, commands) = crossbeam_channel::unbounded();
         let worker = Worker {
             poll,
@@ -153,6 +204,8 @@ impl Worker {
             flood_vteps: Vec::with_capacity(256),
             tx_errors: TxErrors::default(),
             pending: Vec::with_capacity(256),
+            esp,
+            unix: unix_now(),
         };
         Ok((worker, WorkerHandle { tx, waker }))
     }
@@ -180,6 +233,7 @@ impl Worker {
                 }
             }
             let now = self.now();
+            self.unix = unix_now();
             ready.clear();
             ready.append(&mut self.pending);
             ready.extend(events.iter().map(|e| e.token()));
@@ -191,11 +245,15 @@ impl Worker {
                         }
                     }
                     UNDERLAY => self.drain_underlay(now),
+                    UNDERLAY_ESP => self.drain_esp(now),
                     Token(t) => self.drain_port(now, PortId((t - PORT_TOKEN_BASE) as u32)),
                 }
             }
             if now.millis_since(last_expire) >= 1000 {
                 self.switch.expire(now);
+                if let Some(esp) = &mut self.esp {
+                    esp.table.expire(self.unix);
+                }
                 last_expire = now;
             }
         }
@@ -230,12 +288,48 @@ impl Worker {
         self.pending.push(UNDERLAY);
     }
 
+    /// ESP-in-UDP from peers: verify, decrypt and replay-check in place, then hand the VXLAN
+    /// datagram inside to the core, which checks it names the SA's network.
+    fn drain_esp(&mut self, now: Timestamp) {
+        for _ in 0..BUDGET {
+            let (n, src) = match self.underlay.recv_esp(&mut self.buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("ESP receive failed: {e}");
+                    return;
+                }
+            };
+            let Some(esp) = &mut self.esp else { return };
+            self.switch.note_underlay_rx(n);
+            let opened = esp.table.open(self.unix, now.0, src, &mut self.buf[..n]);
+            let (vni, plain) = match opened {
+                Ok(r) => r,
+                Err(d) => {
+                    esp.drops[d as usize] += 1;
+                    continue;
+                }
+            };
+            // plain = inner UDP header, VXLAN header, frame.
+            let datagram = plain.start + UDP_HEADER_LEN..plain.end;
+            let Some(vni) = Vni::new(vni) else { continue };
+            let action = self.switch.process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
+            let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
+            match action {
+                Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
+                Action::Flood { network, except, .. } => self.flood_local(network, except, frame),
+                Action::Drop(_) | Action::ToVtep { .. } => {}
+            }
+        }
+        self.pending.push(UNDERLAY_ESP);
+    }
+
     fn drain_port(&mut self, now: Timestamp, id: PortId) {
         for _ in 0..BUDGET {
             let Some(port) = self.ports.get_mut(&id) else {
                 return;
             };
-            let n = match port.device.recv(&mut self.buf[HEADROOM..]) {
+            let n = match port.device.recv(&mut self.buf[HEADROOM..BUF_LEN - TAILROOM]) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
                 Err(e) => {
@@ -261,7 +355,11 @@ impl Worker {
             Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
             Action::ToVtep { vtep, vni } => {
                 self.encap_headers(len, vni);
-                self.send_to_vtep(vtep, vni, len);
+                if self.switch.is_encrypted(vni) {
+                    self.seal_to_vtep(vtep, vni, len);
+                } else {
+                    self.send_to_vtep(vtep, vni, len);
+                }
             }
             Action::Flood {
                 network,
@@ -275,8 +373,14 @@ impl Worker {
                     self.flood_vteps.extend_from_slice(vteps);
                     if !self.flood_vteps.is_empty() {
                         self.encap_headers(len, vni);
+                        let encrypted = self.switch.is_encrypted(vni);
                         for i in 0..self.flood_vteps.len() {
-                            self.send_to_vtep(self.flood_vteps[i], vni, len);
+                            let vtep = self.flood_vteps[i];
+                            if encrypted {
+                                self.seal_copy_to_vtep(vtep, vni, len);
+                            } else {
+                                self.send_to_vtep(vtep, vni, len);
+                            }
                         }
                     }
                 }
@@ -300,6 +404,55 @@ impl Worker {
             .send(&self.buf[VXLAN_START..HEADROOM + len], vtep.0)
         {
             Ok(()) => self.switch.note_vtep_tx(vni, vtep, VXLAN_HEADERS_LEN + len),
+            Err(e) => {
+                self.tx_errors.count(&e);
+                self.switch.note_tx_failed(vni);
+            }
+        }
+    }
+
+    /// Encrypts the VXLAN datagram at `buf[VXLAN_START..HEADROOM + len]` in place for `vtep` and
+    /// sends it. Whatever fails, nothing goes out in plaintext.
+    fn seal_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
+        let Some(esp) = &mut self.esp else {
+            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            return;
+        };
+        let plain_len = VXLAN_HEADERS_LEN + len;
+        let sealed = esp.table.seal(self.unix, vni.get(), vtep.0, &mut self.buf, ESP_START, plain_len);
+        let Ok(esp_len) = sealed else {
+            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            return;
+        };
+        let src_port = u16::from_be_bytes([self.buf[VXLAN_START], self.buf[VXLAN_START + 1]]);
+        let end = ESP_START + esp_len;
+        underlay::write_udp_header(&mut self.buf[OUTER_UDP_START..ESP_START], src_port, esp.port, esp_len);
+        match self.underlay.send(&self.buf[OUTER_UDP_START..end], vtep.0) {
+            Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - OUTER_UDP_START),
+            Err(e) => {
+                self.tx_errors.count(&e);
+                self.switch.note_tx_failed(vni);
+            }
+        }
+    }
+
+    /// Like `seal_to_vtep`, but seals a copy, so the plaintext stays for the next peer of a flood.
+    fn seal_copy_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
+        let Some(esp) = &mut self.esp else {
+            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            return;
+        };
+        let plain = &self.buf[VXLAN_START..HEADROOM + len];
+        let sealed = esp.table.seal_from(self.unix, vni.get(), vtep.0, plain, &mut esp.scratch, ESP_START);
+        let Ok(esp_len) = sealed else {
+            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            return;
+        };
+        let src_port = u16::from_be_bytes([plain[0], plain[1]]);
+        let end = ESP_START + esp_len;
+        underlay::write_udp_header(&mut esp.scratch[OUTER_UDP_START..ESP_START], src_port, esp.port, esp_len);
+        match self.underlay.send(&esp.scratch[OUTER_UDP_START..end], vtep.0) {
+            Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - OUTER_UDP_START),
             Err(e) => {
                 self.tx_errors.count(&e);
                 self.switch.note_tx_failed(vni);
@@ -381,8 +534,12 @@ impl Worker {
                     };
                     let _ = reply.send(r);
                 }
-                Command::Show { what, reply } => {
-                    let _ = reply.send(self.show(what, now));
+                Command::Show {
+                    what,
+                    secrets,
+                    reply,
+                } => {
+                    let _ = reply.send(self.show(what, secrets, now));
                 }
             }
         }
@@ -465,7 +622,47 @@ impl Worker {
             .collect()
     }
 
-    fn show(&self, what: api::ShowWhat, now: Timestamp) -> serde_json::Value {
+    fn sa_info(&self, secrets: bool) -> Vec<api::SaInfo> {
+        let Some(esp) = &self.esp else { return Vec::new() };
+        esp.table
+            .sa_list(self.unix)
+            .into_iter()
+            .map(|sa| api::SaInfo {
+                network: self.switch.network_name(sa.vni).unwrap_or("?").to_string(),
+                vni: sa.vni,
+                peer: self
+                    .switch
+                    .peer_name(VtepAddr(sa.peer))
+                    .map_or_else(|| sa.peer.to_string(), str::to_string),
+                direction: sa.direction.to_string(),
+                src: sa.src.to_string(),
+                dst: sa.dst.to_string(),
+                spi: sa.spi,
+                seq: sa.seq,
+                age_secs: sa.age_secs,
+                packets: sa.packets,
+                bytes: sa.bytes,
+                drops: sa.drops,
+                key: secrets.then(|| sa.key_hex.clone()),
+            })
+            .collect()
+    }
+
+    /// Underlay drops by reason: the core's, and ESP packets refused before the core.
+    fn underlay_drops(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut m = self.switch.underlay_drops().to_map();
+        if let Some(esp) = &self.esp {
+            for d in EspDrop::ALL {
+                let n = esp.drops[*d as usize];
+                if n > 0 {
+                    m.insert(d.name().to_string(), n);
+                }
+            }
+        }
+        m
+    }
+
+    fn show(&self, what: api::ShowWhat, secrets: bool, now: Timestamp) -> serde_json::Value {
         use api::ShowWhat::*;
         let v = match what {
             Networks => serde_json::to_value(self.switch.networks_info()),
@@ -473,6 +670,7 @@ impl Worker {
             Fdb => serde_json::to_value(self.switch.fdb_info(now)),
             Neigh => serde_json::to_value(self.switch.neigh_info(now)),
             Peers => serde_json::to_value(self.switch.peers_info(now)),
+            Sa => serde_json::to_value(self.sa_info(secrets)),
             Stats => serde_json::to_value(api::Stats {
                 uptime_secs: now.0 / 1000,
                 ports: self.ports_info(),
@@ -482,7 +680,7 @@ impl Worker {
                     rx_bytes: self.switch.underlay.rx_bytes,
                     tx_packets: self.switch.underlay.tx_packets,
                     tx_bytes: self.switch.underlay.tx_bytes,
-                    drops: self.switch.underlay_drops().to_map(),
+                    drops: self.underlay_drops(),
                     tx_errors: self.tx_errors.to_map(),
                 },
             }),

@@ -311,7 +311,7 @@ impl Switch {
     }
 
     /// A VXLAN datagram that arrived inside ESP whose ICV verified, under an SA of the network
-    /// with VNI `sa_vni` (the caller already counted the underlay packet). The VXLAN header must
+    /// with VNI `sa_vni` (the caller already counted it with `note_underlay_rx`). The VXLAN header must
     /// name that same network: an SA of one network cannot carry another's frames. When the
     /// action is not a drop, the inner frame is `datagram[vxlan::HEADER_LEN..]`.
     pub fn process_decrypted(
@@ -324,10 +324,10 @@ impl Switch {
         self.from_underlay(now, src, datagram, Some(sa_vni))
     }
 
-    /// Counts an underlay datagram the driver refused before it reached the core (ESP checks).
-    pub fn count_underlay_drop(&mut self, len: usize, r: DropReason) {
+    /// Counts an underlay datagram that reaches the core, if at all, through
+    /// `process_decrypted` (ESP); the driver counts its own refusals.
+    pub fn note_underlay_rx(&mut self, len: usize) {
         self.underlay.rx(len);
-        self.underlay.drop(r);
     }
 
     fn from_underlay(

@@ -39,11 +39,6 @@ drop_reasons! {
     TxFailed => "tx_failed", "the kernel refused to send (see underlay tx_errors)";
     PlaintextOnEncrypted => "plaintext_on_encrypted", "plaintext VXLAN for an encrypted network: the peer is not encrypting (check encrypted/key_file there) or someone tries a downgrade";
     EspVniMismatch => "esp_vni_mismatch", "ESP of one network carried another network's VXLAN";
-    EspTruncated => "esp_truncated", "ESP packet shorter than its header, IV and ICV";
-    EspUnknownSpi => "esp_unknown_spi", "ESP with an SPI no SA matches: not from a peer with our key, or clocks too far apart";
-    EspBadIcv => "esp_bad_icv", "ESP whose integrity check failed: corrupted, forged, or a different key_file";
-    EspReplay => "esp_replay", "ESP sequence number already seen or too old (anti-replay, RFC 4303 §3.4.3)";
-    EspMalformed => "esp_malformed", "ESP that decrypted to something other than UDP to the VXLAN port";
     EspSealFailed => "esp_seal_failed", "could not encrypt (no key yet, or sequence exhausted): dropped, never sent in plaintext";
 }
 
