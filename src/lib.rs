@@ -10,6 +10,7 @@
 //! - `control`: config file, Unix-socket API, attach/detach.
 
 pub mod control;
+pub mod crypto;
 pub mod dataplane;
 pub mod io;
 pub mod switch;
