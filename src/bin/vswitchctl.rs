@@ -10,13 +10,13 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vswitch::control::api::{
-    FdbEntryInfo, NeighEntryInfo, NetworkInfo, PeerInfo, PortInfo, Request, Response, SaInfo, ShowWhat,
-    Stats,
+    FdbEntryInfo, NeighEntryInfo, NetworkInfo, PeerInfo, PortInfo, Request, Response, SaInfo,
+    ShowWhat, Stats,
 };
 use vswitch::control::config::DEFAULT_CONTROL_SOCKET;
 use vswitch::control::{client, render};
-use vswitch::wire::MacAddr;
 use vswitch::crypto::{keyfile, wireshark};
+use vswitch::wire::MacAddr;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -181,8 +181,10 @@ Example:
     },
 
     /// Make a network secret for an encrypted network's key_file (32 random bytes, as hex)
-    #[command(after_help = "Examples:\n  vswitchctl gen-key --out /etc/vswitch/blue.key   # written mode 0600\n  \
-(umask 077; vswitchctl gen-key > blue.key)\n\nCopy the same file to every host of the network.")]
+    #[command(
+        after_help = "Examples:\n  vswitchctl gen-key --out /etc/vswitch/blue.key   # written mode 0600\n  \
+(umask 077; vswitchctl gen-key > blue.key)\n\nCopy the same file to every host of the network."
+    )]
     GenKey {
         /// Write it to this file (created with mode 0600; an existing file is not overwritten)
         #[arg(long, value_name = "FILE")]

@@ -5,11 +5,12 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 use vswitch::control::config::Config;
 use vswitch::control::server::{self, Server};
-use vswitch::dataplane::{Command, Worker};
+use vswitch::crypto::{load_key_file, EspConfig, EspNetwork, EspTable};
+use vswitch::dataplane::{Command, Esp, Worker};
 use vswitch::io::netlink::Netlink;
 use vswitch::io::underlay::Underlay;
 use vswitch::switch::Switch;
@@ -57,6 +58,94 @@ fn underlay_mtu(cfg: &Config) -> Result<Option<(String, u32)>> {
         .map(|(_, name, mtu)| (name, mtu)))
 }
 
+/// Each encrypted network's secret, read from its key_file (refused if group/world-readable).
+fn load_secrets(cfg: &Config) -> Result<Vec<(u32, [u8; 32])>> {
+    let mut out = Vec::new();
+    for n in &cfg.networks {
+        if let Some(e) = &n.encryption {
+            let secret = load_key_file(&e.key_file).with_context(|| {
+                format!("{}: network {:?}: key_file", cfg.path.display(), n.name)
+            })?;
+            out.push((n.vni.get(), secret));
+        }
+    }
+    Ok(out)
+}
+
+/// Counts this start in `state_dir/boot` and returns the new count (1 on the first start).
+/// Written to a temporary file, synced and renamed, so a crash never leaves a count that a
+/// later start could repeat: the count goes into every SPI and key, and repeating one with the
+/// sequence numbers starting again at 1 would reuse AES-GCM nonces.
+fn next_boot(state_dir: &Path) -> Result<u32> {
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .with_context(|| format!("cannot create state_dir {}", state_dir.display()))?;
+    let path = state_dir.join("boot");
+    let previous: u32 = match std::fs::read_to_string(&path) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .with_context(|| format!("{} is corrupt: {s:?}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let boot = previous
+        .checked_add(1)
+        .with_context(|| format!("{} is exhausted", path.display()))?;
+    let tmp = state_dir.join("boot.tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(format!("{boot}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(state_dir)?.sync_all()?;
+    Ok(boot)
+}
+
+/// The ESP table for the encrypted networks, and their UDP port; `None` when none is encrypted.
+fn encryption(cfg: &Config, secrets: Vec<(u32, [u8; 32])>) -> Result<Option<(EspTable, u16)>> {
+    let Some(first) = cfg.networks.iter().find_map(|n| n.encryption.as_ref()) else {
+        return Ok(None);
+    };
+    let boot = next_boot(&cfg.node.state_dir)?;
+    let networks = secrets
+        .into_iter()
+        .map(|(vni, secret)| {
+            let n = cfg
+                .networks
+                .iter()
+                .find(|n| n.vni.get() == vni)
+                .expect("secret of a network");
+            EspNetwork {
+                vni,
+                secret,
+                peers: n
+                    .peers
+                    .iter()
+                    .filter_map(|p| cfg.peer(p).map(|p| p.underlay_ip))
+                    .collect(),
+            }
+        })
+        .collect();
+    let table = EspTable::new(EspConfig {
+        local_ip: cfg.node.underlay_ip,
+        boot,
+        rekey_interval_secs: first.rekey_interval.as_secs(),
+        networks,
+    })?;
+    tracing::info!(
+        boot,
+        esp_port = first.esp_port,
+        rekey_interval_secs = first.rekey_interval.as_secs(),
+        "encryption on (ESP, AES-256-GCM)"
+    );
+    Ok(Some((table, first.esp_port)))
+}
+
 fn run(args: Args) -> Result<()> {
     let cfg = Config::load(&args.config)?;
     let found = underlay_mtu(&cfg)?;
@@ -71,6 +160,8 @@ fn run(args: Args) -> Result<()> {
         ),
     };
     cfg.validate_mtus(mtu)?;
+    // Key files are checked in --check too: a world-readable key is a reason not to start.
+    let secrets = load_secrets(&cfg)?;
     if args.check {
         println!(
             "{}: ok — node {}, underlay {} (mtu {}{}), {} peer(s), {} network(s)",
@@ -88,11 +179,16 @@ fn run(args: Args) -> Result<()> {
         );
         for n in &cfg.networks {
             println!(
-                "  network {} vni {} subnet {} mtu {}",
+                "  network {} vni {} subnet {} mtu {}{}",
                 n.name,
                 n.vni,
                 n.subnet,
-                n.effective_mtu(mtu)
+                n.effective_mtu(mtu),
+                if n.encryption.is_some() {
+                    " encrypted"
+                } else {
+                    ""
+                }
             );
         }
         return Ok(());
@@ -114,9 +210,16 @@ fn run(args: Args) -> Result<()> {
         tracing::info!(network = %n.name, vni = %n.vni, subnet = %n.subnet, mtu = n.mtu, peers = ?peers, "network");
     }
 
-    let underlay = Underlay::bind(cfg.node.underlay_ip, cfg.node.vxlan_port)?;
+    let mut underlay = Underlay::bind(cfg.node.underlay_ip, cfg.node.vxlan_port)?;
+    let esp = match encryption(&cfg, secrets)? {
+        Some((table, port)) => {
+            underlay.bind_esp(cfg.node.underlay_ip, port)?;
+            Some(Esp::new(table, port))
+        }
+        None => None,
+    };
     let (mut worker, handle) =
-        Worker::new(Switch::new(spec), underlay).context("cannot start the worker")?;
+        Worker::new(Switch::new(spec), underlay, esp).context("cannot start the worker")?;
     let listener = server::bind(&cfg.node.control_socket)?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install signal handlers")?;

@@ -845,9 +845,21 @@ fn validate_encryption(
 /// apart (see crate::crypto): refuse what would make either ambiguous.
 fn encryption_conflicts(networks: &[NetworkConfig], p: &mut Problems) {
     let mut port: Option<(u16, &str)> = None;
+    let mut interval: Option<(Duration, &str)> = None;
     let mut ids: HashMap<u32, &str> = HashMap::new();
     for (i, n) in networks.iter().enumerate() {
         let Some(e) = &n.encryption else { continue };
+        match interval {
+            Some((d, other)) if d != e.rekey_interval => p.add(
+                network_key(i, &n.name, "rekey_interval"),
+                format!(
+                    "{}s differs from network {other:?}'s {}s: encrypted networks share one rekey_interval",
+                    e.rekey_interval.as_secs(),
+                    d.as_secs()
+                ),
+            ),
+            _ => interval = Some((e.rekey_interval, &n.name)),
+        }
         match port {
             Some((q, other)) if q != e.esp_port => p.add(
                 network_key(i, &n.name, "esp_port"),

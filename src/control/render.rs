@@ -5,8 +5,8 @@
 //! change, the JSON only grows.
 
 use super::api::{
-    Counters, FdbEntryInfo, NeighEntryInfo, NetworkInfo, NetworkStats, PeerInfo, PortInfo, SaInfo, Stats,
-    UnderlayStats,
+    Counters, FdbEntryInfo, NeighEntryInfo, NetworkInfo, NetworkStats, PeerInfo, PortInfo, SaInfo,
+    Stats, UnderlayStats,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write;

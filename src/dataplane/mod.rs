@@ -3,4 +3,4 @@ pub mod port;
 pub mod worker;
 
 pub use port::{PortDevice, PortMeta};
-pub use worker::{Command, Worker, WorkerHandle};
+pub use worker::{Command, Esp, Worker, WorkerHandle};

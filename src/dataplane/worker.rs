@@ -13,8 +13,8 @@ use crate::control::api;
 use crate::crypto::{EspDrop, EspTable};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use crate::switch::DropReason;
-use crate::wire::esp;
 use crate::switch::{garp, Action, NetIdx, PortId, Switch, Timestamp, Vni, VtepAddr};
+use crate::wire::esp;
 use crate::wire::{flow, vxlan, MacAddr};
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
@@ -313,11 +313,15 @@ impl Worker {
             // plain = inner UDP header, VXLAN header, frame.
             let datagram = plain.start + UDP_HEADER_LEN..plain.end;
             let Some(vni) = Vni::new(vni) else { continue };
-            let action = self.switch.process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
+            let action =
+                self.switch
+                    .process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
             let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
             match action {
                 Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
-                Action::Flood { network, except, .. } => self.flood_local(network, except, frame),
+                Action::Flood {
+                    network, except, ..
+                } => self.flood_local(network, except, frame),
                 Action::Drop(_) | Action::ToVtep { .. } => {}
             }
         }
@@ -329,7 +333,10 @@ impl Worker {
             let Some(port) = self.ports.get_mut(&id) else {
                 return;
             };
-            let n = match port.device.recv(&mut self.buf[HEADROOM..BUF_LEN - TAILROOM]) {
+            let n = match port
+                .device
+                .recv(&mut self.buf[HEADROOM..BUF_LEN - TAILROOM])
+            {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
                 Err(e) => {
@@ -415,18 +422,32 @@ impl Worker {
     /// sends it. Whatever fails, nothing goes out in plaintext.
     fn seal_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
         let Some(esp) = &mut self.esp else {
-            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            self.switch
+                .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
         let plain_len = VXLAN_HEADERS_LEN + len;
-        let sealed = esp.table.seal(self.unix, vni.get(), vtep.0, &mut self.buf, ESP_START, plain_len);
+        let sealed = esp.table.seal(
+            self.unix,
+            vni.get(),
+            vtep.0,
+            &mut self.buf,
+            ESP_START,
+            plain_len,
+        );
         let Ok(esp_len) = sealed else {
-            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            self.switch
+                .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
         let src_port = u16::from_be_bytes([self.buf[VXLAN_START], self.buf[VXLAN_START + 1]]);
         let end = ESP_START + esp_len;
-        underlay::write_udp_header(&mut self.buf[OUTER_UDP_START..ESP_START], src_port, esp.port, esp_len);
+        underlay::write_udp_header(
+            &mut self.buf[OUTER_UDP_START..ESP_START],
+            src_port,
+            esp.port,
+            esp_len,
+        );
         match self.underlay.send(&self.buf[OUTER_UDP_START..end], vtep.0) {
             Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - OUTER_UDP_START),
             Err(e) => {
@@ -439,19 +460,36 @@ impl Worker {
     /// Like `seal_to_vtep`, but seals a copy, so the plaintext stays for the next peer of a flood.
     fn seal_copy_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
         let Some(esp) = &mut self.esp else {
-            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            self.switch
+                .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
         let plain = &self.buf[VXLAN_START..HEADROOM + len];
-        let sealed = esp.table.seal_from(self.unix, vni.get(), vtep.0, plain, &mut esp.scratch, ESP_START);
+        let sealed = esp.table.seal_from(
+            self.unix,
+            vni.get(),
+            vtep.0,
+            plain,
+            &mut esp.scratch,
+            ESP_START,
+        );
         let Ok(esp_len) = sealed else {
-            self.switch.note_network_drop(vni, DropReason::EspSealFailed);
+            self.switch
+                .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
         let src_port = u16::from_be_bytes([plain[0], plain[1]]);
         let end = ESP_START + esp_len;
-        underlay::write_udp_header(&mut esp.scratch[OUTER_UDP_START..ESP_START], src_port, esp.port, esp_len);
-        match self.underlay.send(&esp.scratch[OUTER_UDP_START..end], vtep.0) {
+        underlay::write_udp_header(
+            &mut esp.scratch[OUTER_UDP_START..ESP_START],
+            src_port,
+            esp.port,
+            esp_len,
+        );
+        match self
+            .underlay
+            .send(&esp.scratch[OUTER_UDP_START..end], vtep.0)
+        {
             Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - OUTER_UDP_START),
             Err(e) => {
                 self.tx_errors.count(&e);
@@ -623,7 +661,9 @@ impl Worker {
     }
 
     fn sa_info(&self, secrets: bool) -> Vec<api::SaInfo> {
-        let Some(esp) = &self.esp else { return Vec::new() };
+        let Some(esp) = &self.esp else {
+            return Vec::new();
+        };
         esp.table
             .sa_list(self.unix)
             .into_iter()

@@ -424,12 +424,28 @@ impl Switch {
 
     /// A send the kernel refused, counted against the network the frame belonged to.
     pub fn note_tx_failed(&mut self, vni: Vni) {
+        self.note_network_drop(vni, DropReason::TxFailed);
+    }
+
+    /// A frame the driver dropped on its way out (e.g. it could not be encrypted).
+    pub fn note_network_drop(&mut self, vni: Vni, r: DropReason) {
         if let Some(&idx) = self.by_vni.get(&vni.get()) {
-            self.networks[idx.0]
-                .counters
-                .traffic
-                .drop(DropReason::TxFailed);
+            self.networks[idx.0].counters.traffic.drop(r);
         }
+    }
+
+    /// The name of the peer at `addr`, for views.
+    pub fn peer_name(&self, addr: VtepAddr) -> Option<&str> {
+        self.peer_by_addr
+            .get(&addr.0)
+            .map(|&i| self.peers[i].name.as_str())
+    }
+
+    /// The name of the network with `vni`, for views.
+    pub fn network_name(&self, vni: u32) -> Option<&str> {
+        self.by_vni
+            .get(&vni)
+            .map(|i| self.networks[i.0].spec.name.as_str())
     }
 
     /// Ages out idle FDB and neighbour entries. Called by the owner about once a second.
