@@ -9,6 +9,7 @@ command -v ping >/dev/null     || need+=(iputils-ping)
 command -v tcpdump >/dev/null  || need+=(tcpdump)
 command -v ethtool >/dev/null  || need+=(ethtool)
 command -v iperf3 >/dev/null   || need+=(iperf3)
+command -v tshark >/dev/null   || need+=(tshark)
 command -v python3 >/dev/null  || need+=(python3)
 command -v sha256sum >/dev/null || need+=(coreutils)
 

@@ -114,7 +114,8 @@ mod tests {
             assert_eq!(
                 req,
                 Request::Show {
-                    what: ShowWhat::Peers
+                    what: ShowWhat::Peers,
+                    secrets: false,
                 }
             );
             let mut out = serde_json::to_vec(&Response::err("nope")).unwrap();

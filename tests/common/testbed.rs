@@ -172,17 +172,22 @@ impl Host {
 /// A network as written into each host's node.toml.
 #[derive(Clone)]
 pub struct NetDef {
+    /// More lines for this [[network]] (e.g. `encrypted = true`); may name `{dir}`, replaced
+    /// by the testbed's directory.
+    pub extra: &'static str,
     pub name: &'static str,
     pub vni: u32,
     pub subnet: &'static str,
 }
 
 pub const BLUE: NetDef = NetDef {
+    extra: "",
     name: "blue",
     vni: 42,
     subnet: "10.0.9.0/24",
 };
 pub const RED: NetDef = NetDef {
+    extra: "",
     name: "red",
     vni: 43,
     subnet: "10.0.9.0/24",
@@ -268,10 +273,11 @@ impl Testbed {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "[node]\nname = \"{}\"\nunderlay_ip = \"{}\"\ncontrol_socket = \"{}\"\n{extra_node}",
+            "[node]\nname = \"{}\"\nunderlay_ip = \"{}\"\ncontrol_socket = \"{}\"\nstate_dir = \"{}\"\n{extra_node}",
             h.name,
             h.underlay_ip,
-            h.socket.display()
+            h.socket.display(),
+            self.dir.join(format!("state-h{i}")).display()
         );
         for (j, p) in self.hosts.iter().enumerate() {
             if j != i {
@@ -285,8 +291,11 @@ impl Testbed {
         for n in networks {
             let _ = writeln!(
                 s,
-                "[[network]]\nname = \"{}\"\nvni = {}\nsubnet = \"{}\"\n",
-                n.name, n.vni, n.subnet
+                "[[network]]\nname = \"{}\"\nvni = {}\nsubnet = \"{}\"\n{}\n",
+                n.name,
+                n.vni,
+                n.subnet,
+                n.extra.replace("{dir}", &self.dir.display().to_string())
             );
         }
         std::fs::write(&h.config, s).map_err(|e| e.to_string())
