@@ -49,6 +49,8 @@ pub mod keys;
 pub mod replay;
 pub mod sa;
 pub mod table;
+#[cfg(test)]
+mod vectors;
 pub mod wireshark;
 
 pub use keyfile::{generate_key_hex, load_key_file, KeyFileError};
