@@ -43,6 +43,10 @@ pub fn load_key_file(path: &Path) -> Result<[u8; SECRET_LEN], KeyFileError> {
             }
         }
     };
+    // Checked before opening too: opening a FIFO would block until someone writes to it.
+    if !std::fs::metadata(path).map_err(io_err)?.is_file() {
+        return Err(KeyFileError::NotRegular(path.to_path_buf()));
+    }
     let mut file = File::open(path).map_err(io_err)?;
     // Checked on the open file, so what we check is what we read.
     let meta = file.metadata().map_err(io_err)?;
@@ -201,6 +205,15 @@ mod tests {
         let e = load_key_file(&sub).unwrap_err();
         assert!(matches!(e, KeyFileError::NotRegular(_)), "{e}");
         assert!(e.to_string().contains("dir.key"));
+        let fifo = d.0.join("fifo.key");
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = load_key_file(&fifo).unwrap_err();
+        assert!(matches!(e, KeyFileError::NotRegular(_)), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Encryption of VXLAN between hosts: ESP (RFC 4303) with AES-256-GCM (RFC 4106) in transport
 //! mode over the VXLAN UDP datagram, UDP-encapsulated on port 4500 (RFC 3948), so that Wireshark
-//! and scapy decode it and, given the keys (`vswitchctl show sa --wireshark`), decrypt it.
+//! and scapy decode it and, given the keys (`EspTable::sa_list` → `SaInfo::wireshark_uat`),
+//! decrypt it.
 //!
 //! # Overview
 //!
@@ -49,10 +50,12 @@ pub mod keys;
 pub mod replay;
 pub mod sa;
 pub mod table;
+#[cfg(test)]
+mod vectors;
 pub mod wireshark;
 
 pub use keyfile::{generate_key_hex, load_key_file, KeyFileError};
-pub use table::{EspConfig, EspDrop, EspNetwork, EspTable, SaInfo, SealDrop};
+pub use table::{EspConfig, EspConfigError, EspDrop, EspNetwork, EspTable, SaInfo, SealDrop};
 
 /// Lower-case hex, for keys shown to operators.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
