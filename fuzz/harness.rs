@@ -248,3 +248,107 @@ pub fn config(data: &[u8]) {
 pub fn switch_spec(cfg: &Config, underlay_mtu: u32) -> SwitchSpec {
     cfg.switch_spec(underlay_mtu)
 }
+
+// ----- ESP receive -----
+
+use vswitch::crypto::{EspConfig, EspDrop, EspNetwork, EspTable};
+
+pub const ESP_NOW: u64 = 1_700_000_000;
+const HOST_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const HOST_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const SECRET: [u8; 32] = [7; 32];
+
+fn esp_table(local: Ipv4Addr, peer: Ipv4Addr) -> EspTable {
+    EspTable::new(EspConfig {
+        local_ip: local,
+        boot: 1,
+        rekey_interval_secs: 3600,
+        networks: vec![EspNetwork {
+            vni: BLUE_VNI,
+            secret: SECRET,
+            peers: vec![peer],
+        }],
+    })
+    .expect("valid ESP config")
+}
+
+/// What B seals for A: inner UDP header, VXLAN header for blue, a small frame.
+pub fn esp_plaintext() -> Vec<u8> {
+    let frame = [0xffu8; 6]
+        .into_iter()
+        .chain(endpoint_mac(9).0)
+        .chain([0x08, 0x06])
+        .chain([0u8; 28])
+        .collect::<Vec<u8>>();
+    let mut p = vec![0u8; 16];
+    vswitch::io::underlay::write_udp_header(&mut p[..8], 50000, 4789, 8 + frame.len());
+    vxlan::emit(&mut p[8..16], BLUE_VNI);
+    p.extend_from_slice(&frame);
+    p
+}
+
+/// A genuine ESP packet from B to A (SPI to ICV).
+pub fn esp_genuine(seals: usize) -> Vec<Vec<u8>> {
+    let mut b = esp_table(HOST_B, HOST_A);
+    let plain = esp_plaintext();
+    (0..seals)
+        .map(|_| {
+            let mut buf = vec![0u8; 256];
+            let n = b
+                .seal_from(ESP_NOW, BLUE_VNI, HOST_A, &plain, &mut buf, 0)
+                .expect("seal");
+            buf.truncate(n);
+            buf
+        })
+        .collect()
+}
+
+/// Any ESP-in-UDP payload from a peer. The first byte picks a mode: raw bytes (must never
+/// open, nor leave an SA behind); a genuine packet XORed with the rest (must open, to the same
+/// plaintext, only if unchanged: anything else accepted would be a forgery); a genuine packet
+/// twice (the second is a replay), then the rest as raw bytes.
+pub fn esp_receive(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut a = esp_table(HOST_A, HOST_B);
+    match mode % 3 {
+        0 => {
+            let mut buf = rest.to_vec();
+            assert!(
+                a.open(ESP_NOW, 0, HOST_B, &mut buf).is_err(),
+                "raw bytes opened"
+            );
+            assert!(a.sa_list(ESP_NOW).is_empty(), "raw bytes installed an SA");
+        }
+        1 => {
+            let original = esp_genuine(1).remove(0);
+            let mut pkt = original.clone();
+            if !rest.is_empty() {
+                for (i, b) in pkt.iter_mut().enumerate() {
+                    *b ^= rest[i % rest.len()];
+                }
+            }
+            let changed = pkt != original;
+            match a.open(ESP_NOW, 0, HOST_B, &mut pkt) {
+                Ok((vni, range)) => {
+                    assert!(!changed, "a modified ESP packet was accepted");
+                    assert_eq!(vni, BLUE_VNI);
+                    assert_eq!(&pkt[range], &esp_plaintext()[..]);
+                }
+                Err(_) => assert!(changed, "a genuine packet was refused"),
+            }
+        }
+        _ => {
+            let mut p = esp_genuine(1).remove(0);
+            let mut again = p.clone();
+            assert!(
+                a.open(ESP_NOW, 0, HOST_B, &mut p).is_ok(),
+                "genuine packet refused"
+            );
+            assert_eq!(a.open(ESP_NOW, 0, HOST_B, &mut again), Err(EspDrop::Replay));
+            let mut buf = rest.to_vec();
+            let _ = a.open(ESP_NOW, 0, HOST_B, &mut buf);
+        }
+    }
+}

@@ -23,6 +23,7 @@ const TARGETS: &[Target] = &[
     ("underlay_datagram", harness::underlay_datagram),
     ("port_frame", harness::port_frame),
     ("config", harness::config),
+    ("esp_receive", harness::esp_receive),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -84,6 +85,11 @@ fn port_frame_corpus_replays_clean() {
 #[test]
 fn config_corpus_replays_clean() {
     replay("config");
+}
+
+#[test]
+fn esp_receive_corpus_replays_clean() {
+    replay("esp_receive");
 }
 
 #[test]
@@ -196,10 +202,23 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut vlan = ipv4(remote_mac(), local, ip(20), ip(2), 17);
     vlan.splice(12..12, [0x81, 0x00, 0x00, 0x2a]);
 
+    let genuine = harness::esp_genuine(1).remove(0);
+    let mut flipped_icv = vec![1u8];
+    flipped_icv.extend(std::iter::repeat(0).take(genuine.len() - 1));
+    flipped_icv.push(0x80); // XOR lands on the last ICV byte
+    let mut spi_like = vec![0u8];
+    spi_like.extend_from_slice(&genuine[..8]);
+    spi_like.extend(std::iter::repeat(0x5a).take(60));
+    let e = "esp_receive";
     let u = "underlay_datagram";
     let p = "port_frame";
     let c = "config";
     vec![
+        (e, "genuine_unchanged.bin", vec![1u8]),
+        (e, "genuine_icv_flipped.bin", flipped_icv),
+        (e, "raw_with_genuine_spi.bin", spi_like),
+        (e, "raw_short.bin", vec![0, 0, 0, 0x10, 0x2a, 0, 0, 0, 1]),
+        (e, "replay_then_raw.bin", vec![2, 1, 2, 3]),
         (
             u,
             "vxlan_arp_request.bin",
