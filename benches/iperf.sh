@@ -4,18 +4,24 @@
 # Usage (as root, from anywhere):
 #
 #   bash benches/iperf.sh [--rounds N] [--time S] [--no-build] [--only kernel|vswitch]
-#                         [--vswitch-env "K=V K2=V2 ..."] [--network-config 'key = value' ...]
+#                         [--encrypted] [--vswitch-env "K=V K2=V2 ..."]
+#                         [--network-config 'key = value' ...]
 #
 #   --rounds N            rounds of every measurement; the median is reported (default 3)
 #   --time S              seconds per iperf3 run (default 5)
 #   --no-build            use the binaries already in target/release (default: cargo build
 #                         --release --bins first)
-#   --only kernel|vswitch build and measure only one testbed (no ratios then)
-#   --vswitch-env "..."   environment for both vswitchd processes, space-separated K=V words
+#   --only kernel|vswitch build and measure only one testbed (no ratios then); with
+#                         --encrypted, --only vswitch keeps the ESP testbed (not --only kernel)
+#   --encrypted           also build a third testbed, "esp": vswitch with network blue
+#                         encrypted (ESP, AES-256-GCM, in UDP 4500), and report it against
+#                         plaintext vswitch
+#   --vswitch-env "..."   environment for every vswitchd process, space-separated K=V words
 #                         (e.g. RUST_LOG=vswitch=debug, or a future offload switch)
-#   --network-config STR  TOML lines appended to the [[network]] table of both vswitchd
-#                         configs, verbatim; repeat it, or pass several lines in one string
-#                         ($'encrypted = true\nkey_file = "/root/blue.key"')
+#   --network-config STR  TOML lines appended to the [[network]] table of every vswitchd
+#                         config (with --encrypted the esp testbed's too, after its encryption
+#                         lines), verbatim; repeat it, or pass several lines in one string
+#                         (e.g. 'mtu = 1400')
 #
 # What it builds (everything inside namespaces named vb<PID>-*; the root namespace gets no
 # address and sends nothing):
@@ -27,21 +33,28 @@
 #     vb<PID>-kh2: br0 + vx0 (VNI 42)         vb<PID>-vh2: vswitchd
 #   vb<PID>-kcb  10.0.9.3                   vb<PID>-vcb  10.0.9.3
 #
-# Both testbeds are built up front; every metric is then measured alternately on one and the
-# other (the order flips each round), so that whatever else the machine is doing falls on both.
-# An absolute figure on a shared machine means little: read the ratio (TESTING.md).
+# With --encrypted, testbed "esp" (vswitch+ESP) is the vswitch one again in vb<PID>-e* (eca,
+# eh1, eh2, ecb), its network blue with `encrypted = true`, one key file made by `vswitchctl
+# gen-key` for both hosts, and a state_dir per host, all in the temporary directory. Its
+# containers get the encrypted network's MTU (1408 on the 1500 underlay, not 1450).
+#
+# All testbeds are built up front; every metric is then measured alternately on one and the
+# other(s) (the order flips each round), so that whatever else the machine is doing falls on
+# all of them. An absolute figure on a shared machine means little: read the ratio (TESTING.md).
 #
 # Metrics, container a -> container b (iperf3 server persistent in b):
 #   TCP 1 stream and 4 streams (-P 4): end.sum_received.bits_per_second
 #   UDP 64-byte payloads at unlimited rate (-u -l 64 -b 0): received packets per second
 #     ((packets - lost_packets) / seconds) and the loss in %
 #   ping RTT (200 pings, 10 ms apart): average and 99th percentile of the per-packet times
-#   vswitchd CPU: utime+stime of both vswitchd processes during the TCP 1-stream runs, as % of
-#     one core over the wall time of the run (the kernel's datapath runs in softirq context and
-#     cannot be attributed the same way, so there is no kernel figure)
+#   vswitchd CPU: utime+stime of the testbed's two vswitchd processes during the TCP 1-stream
+#     runs, as % of one core over the wall time of the run (the kernel's datapath runs in
+#     softirq context and cannot be attributed the same way, so there is no kernel figure)
 #
-# Output: a table (metric | kernel | vswitch | vswitch/kernel), the machine (nproc, CPU model,
-# kernel), the vswitchd counters, and one JSON line starting with "RESULT ".
+# Output: a table (metric | kernel | vswitch | vswitch/kernel; with --encrypted metric | kernel
+# | vswitch | vswitch+ESP | vswitch/kernel | ESP/vswitch), the machine (nproc, CPU model,
+# kernel), the vswitchd counters (and `show sa` of the esp testbed's host 1), and one JSON line
+# starting with "RESULT ".
 #
 # Cleanup: on exit, failure, Ctrl-C or SIGTERM it stops the processes it started (by their pid,
 # checking they are still its own children) and deletes the namespaces it made (vb<PID>-*), and
@@ -58,6 +71,7 @@ ROUNDS=3
 TIME=5
 BUILD=1
 ONLY=""
+ENCRYPTED=0
 VSWITCH_ENV_STR=""
 NETWORK_CONFIG=()
 while [ $# -gt 0 ]; do
@@ -66,6 +80,7 @@ while [ $# -gt 0 ]; do
 	--time) TIME=${2:?--time needs seconds}; shift 2 ;;
 	--no-build) BUILD=0; shift ;;
 	--only) ONLY=${2:?--only needs kernel or vswitch}; shift 2 ;;
+	--encrypted) ENCRYPTED=1; shift ;;
 	--vswitch-env) VSWITCH_ENV_STR=${2?--vswitch-env needs \"K=V ...\"}; shift 2 ;;
 	--network-config) NETWORK_CONFIG+=("${2?--network-config needs TOML lines}"); shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -79,6 +94,15 @@ case "$ONLY" in
 kernel | vswitch) TESTBEDS=("$ONLY") ;;
 *) die "--only: '$ONLY' is neither kernel nor vswitch" ;;
 esac
+if [ "$ENCRYPTED" = 1 ]; then
+	[ "$ONLY" != kernel ] || die "--encrypted compares vswitch+ESP with vswitch: not with --only kernel"
+	TESTBEDS+=(esp)
+fi
+# Testbed names as printed, and the width of the name column in the progress lines.
+declare -A LABEL=([kernel]=kernel [vswitch]=vswitch [esp]=vswitch+ESP)
+declare -A LETTER=([vswitch]=v [esp]=e) # namespaces $PFX-<letter>*, keys of VSW_PID
+LW=7
+[ "$ENCRYPTED" = 1 ] && LW=11
 read -r -a VSWITCH_ENV <<<"$VSWITCH_ENV_STR"
 for kv in "${VSWITCH_ENV[@]}"; do
 	[[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--vswitch-env: '$kv' is not K=V"
@@ -214,8 +238,8 @@ make_underlay() {
 }
 
 declare -A CA CB # testbed -> container namespace of a (client, 10.0.9.2) and b (server)
-declare -A VSW_PID VSW_SOCK
-VSW_HOSTS=()
+declare -A VSW_PID VSW_SOCK # v1 v2 (testbed vswitch), e1 e2 (esp) -> pid, control socket
+VSW_HOSTS=()                # those keys, in start order
 
 build_kernel() {
 	local h1=$PFX-kh1 h2=$PFX-kh2
@@ -243,21 +267,23 @@ build_kernel() {
 	CB[kernel]=$PFX-kcb
 }
 
-# node.toml for vswitch host $1 (1 or 2).
+# node.toml for host $1 (1 or 2) of testbed letter $2 (v: vswitch, e: esp), as $WORK/$2h$1.toml.
 write_config() {
-	local i=$1 me peer name peer_name line
+	local i=$1 l=$2 me peer name peer_name line
 	if [ "$i" = 1 ]; then
 		me=192.0.2.1 peer=192.0.2.2 name=node-a peer_name=node-b
 	else
 		me=192.0.2.2 peer=192.0.2.1 name=node-b peer_name=node-a
 	fi
 	{
-		printf '[node]\nname = "%s"\nunderlay_ip = "%s"\ncontrol_socket = "%s"\n\n' \
-			"$name" "$me" "$WORK/vh$i.sock"
-		printf '[[peer]]\nname = "%s"\nunderlay_ip = "%s"\n\n' "$peer_name" "$peer"
+		printf '[node]\nname = "%s"\nunderlay_ip = "%s"\ncontrol_socket = "%s"\n' \
+			"$name" "$me" "$WORK/${l}h$i.sock"
+		[ "$l" = e ] && printf 'state_dir = "%s"\n' "$WORK/state-eh$i"
+		printf '\n[[peer]]\nname = "%s"\nunderlay_ip = "%s"\n\n' "$peer_name" "$peer"
 		printf '[[network]]\nname = "blue"\nvni = 42\nsubnet = "10.0.9.0/24"\n'
+		[ "$l" = e ] && printf 'encrypted = true\nkey_file = "%s"\n' "$WORK/blue.key"
 		for line in "${NETWORK_CONFIG[@]}"; do printf '%s\n' "$line"; done
-	} >"$WORK/vh$i.toml"
+	} >"$WORK/${l}h$i.toml"
 }
 
 ctl() {
@@ -266,17 +292,25 @@ ctl() {
 	"$VSWITCHCTL" --socket "$sock" "$@"
 }
 
-build_vswitch() {
-	local h1=$PFX-vh1 h2=$PFX-vh2 i h sock pid t
+# MTU of network blue on vswitchd $1 (v1, e1, ...): what its containers got.
+blue_mtu() {
+	ctl "${VSW_SOCK[$1]}" show networks --json | python3 -c \
+		'import json,sys; print(next(n["mtu"] for n in json.load(sys.stdin) if n["name"] == "blue"))'
+}
+
+# The vswitch layout for testbed $1 with letter $2: namespaces $PFX-$2h1/2 running vswitchd,
+# containers $PFX-$2ca/$2cb attached by attach-namespace.
+build_vswitchd_testbed() {
+	local tb=$1 l=$2 h1=$PFX-$2h1 h2=$PFX-$2h2 i h sock pid t
 	make_underlay "$h1" "$h2"
 	for i in 1 2; do
 		[ "$i" = 1 ] && h=$h1 || h=$h2
-		sock=$WORK/vh$i.sock
-		write_config "$i"
-		nsx "$h" "$VSWITCHD" --config "$WORK/vh$i.toml" --check >/dev/null ||
-			die "vswitchd refuses the config $WORK/vh$i.toml (see above; --network-config?)"
-		env "${VSWITCH_ENV[@]}" ip netns exec "$h" "$VSWITCHD" --config "$WORK/vh$i.toml" \
-			>"$WORK/vswitchd-vh$i.log" 2>&1 </dev/null &
+		sock=$WORK/${l}h$i.sock
+		write_config "$i" "$l"
+		nsx "$h" "$VSWITCHD" --config "$WORK/${l}h$i.toml" --check >/dev/null ||
+			die "vswitchd refuses the config $WORK/${l}h$i.toml (see above; --network-config?)"
+		env "${VSWITCH_ENV[@]}" ip netns exec "$h" "$VSWITCHD" --config "$WORK/${l}h$i.toml" \
+			>"$WORK/vswitchd-${l}h$i.log" 2>&1 </dev/null &
 		pid=$!
 		PIDS+=("$pid")
 		for t in $(seq 200); do
@@ -285,18 +319,27 @@ build_vswitch() {
 			[ "$t" = 200 ] && die "vswitchd on $h did not answer on $sock within 10 s"
 			sleep 0.05
 		done
-		VSW_PID[$i]=$pid
-		VSW_SOCK[$i]=$sock
-		VSW_HOSTS+=("$i")
+		VSW_PID[$l$i]=$pid
+		VSW_SOCK[$l$i]=$sock
+		VSW_HOSTS+=("$l$i")
 	done
-	ns_add "$PFX-vca"
-	ns_add "$PFX-vcb"
-	ctl "${VSW_SOCK[1]}" attach-namespace --network blue --netns "$PFX-vca" --ip 10.0.9.2/24 \
-		>/dev/null
-	ctl "${VSW_SOCK[2]}" attach-namespace --network blue --netns "$PFX-vcb" --ip 10.0.9.3/24 \
-		>/dev/null
-	CA[vswitch]=$PFX-vca
-	CB[vswitch]=$PFX-vcb
+	ns_add "$PFX-${l}ca"
+	ns_add "$PFX-${l}cb"
+	ctl "${VSW_SOCK[${l}1]}" attach-namespace --network blue --netns "$PFX-${l}ca" \
+		--ip 10.0.9.2/24 >/dev/null
+	ctl "${VSW_SOCK[${l}2]}" attach-namespace --network blue --netns "$PFX-${l}cb" \
+		--ip 10.0.9.3/24 >/dev/null
+	CA[$tb]=$PFX-${l}ca
+	CB[$tb]=$PFX-${l}cb
+}
+
+build_vswitch() { build_vswitchd_testbed vswitch v; }
+
+# The same with network blue encrypted: one key for both hosts (mode 0600, in $WORK).
+build_esp() {
+	"$VSWITCHCTL" gen-key --out "$WORK/blue.key" 2>/dev/null ||
+		die "vswitchctl gen-key --out $WORK/blue.key failed"
+	build_vswitchd_testbed esp e
 }
 
 # The iperf3 server in container b, persistent for the whole run; waits until it listens.
@@ -356,10 +399,11 @@ iperf() {
 # Reads fields from iperf3 JSON $1: python expression over d, printed.
 json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
-# utime+stime, in clock ticks, of every vswitchd (all threads: /proc/PID/stat sums them).
+# utime+stime, in clock ticks, of both vswitchd of testbed letter $1 (all threads:
+# /proc/PID/stat sums them).
 vswitchd_ticks() {
 	local total=0 i stat
-	for i in "${VSW_HOSTS[@]}"; do
+	for i in "$1"1 "$1"2; do
 		stat=$(cat "/proc/${VSW_PID[$i]}/stat") || die "vswitchd ${VSW_PID[$i]} is gone"
 		stat=${stat##*) }
 		set -- $stat # field 3 of stat is $1 here, so utime (14) is $12, stime (15) is $13
@@ -371,21 +415,22 @@ vswitchd_ticks() {
 now_ns() { date +%s%N; }
 
 measure_tcp() { # testbed streams
-	local tb=$1 n=$2 out=$WORK/tcp$2-$1.json t0 t1 c0 c1 bps metric=tcp$2
-	if [ "$tb" = vswitch ] && [ "$n" = 1 ]; then
-		c0=$(vswitchd_ticks)
+	local tb=$1 n=$2 out=$WORK/tcp$2-$1.json t0 t1 c0 c1 bps metric=tcp$2 l=${LETTER[$1]:-}
+	if [ "$tb" != kernel ] && [ "$n" = 1 ]; then
+		c0=$(vswitchd_ticks "$l")
 		t0=$(now_ns)
 	fi
 	iperf "$tb" "$out" -P "$n"
-	if [ "$tb" = vswitch ] && [ "$n" = 1 ]; then
+	if [ "$tb" != kernel ] && [ "$n" = 1 ]; then
 		t1=$(now_ns)
-		c1=$(vswitchd_ticks)
-		record cpu vswitch "$(python3 -c 'import sys; c,hz,ns=map(int,sys.argv[1:]); print(f"{c/hz/(ns/1e9)*100:.1f}")' \
+		c1=$(vswitchd_ticks "$l")
+		record cpu "$tb" "$(python3 -c 'import sys; c,hz,ns=map(int,sys.argv[1:]); print(f"{c/hz/(ns/1e9)*100:.1f}")' \
 			$((c1 - c0)) "$(getconf CLK_TCK)" $((t1 - t0)))"
 	fi
 	bps=$(json "$out" 'd["end"]["sum_received"]["bits_per_second"]')
 	record "$metric" "$tb" "$(python3 -c "print(f'{$bps/1e9:.3f}')")"
-	printf '    %-7s TCP x%s  %8.3f Gbit/s\n' "$tb" "$n" "$(python3 -c "print($bps/1e9)")" >&2
+	printf '    %-*s TCP x%s  %8.3f Gbit/s\n' "$LW" "${LABEL[$tb]}" "$n" \
+		"$(python3 -c "print($bps/1e9)")" >&2
 }
 
 measure_udp() {
@@ -395,7 +440,8 @@ measure_udp() {
 	line=$(json "$out" '"%.1f %.2f" % ((d["end"]["sum"]["packets"] - d["end"]["sum"]["lost_packets"]) / d["end"]["sum"]["seconds"] / 1e3, d["end"]["sum"]["lost_percent"])')
 	record udp_kpps "$tb" "${line% *}"
 	record udp_loss "$tb" "${line#* }"
-	printf '    %-7s UDP 64B  %8s kpps received, %s%% lost\n' "$tb" "${line% *}" "${line#* }" >&2
+	printf '    %-*s UDP 64B  %8s kpps received, %s%% lost\n' "$LW" "${LABEL[$tb]}" "${line% *}" \
+		"${line#* }" >&2
 }
 
 measure_ping() {
@@ -410,7 +456,8 @@ measure_ping() {
 	set -- $line
 	record rtt_avg "$tb" "$1"
 	record rtt_p99 "$tb" "$2"
-	printf '    %-7s ping     avg %s ms, p99 %s ms (%s/200 replies)\n' "$tb" "$1" "$2" "$3" >&2
+	printf '    %-*s ping     avg %s ms, p99 %s ms (%s/200 replies)\n' "$LW" "${LABEL[$tb]}" \
+		"$1" "$2" "$3" >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -426,6 +473,15 @@ for tb in "${TESTBEDS[@]}"; do
 	nsx "${CA[$tb]}" ping -n -q -c 3 -i 0.2 -W 2 10.0.9.3 >/dev/null ||
 		die "$tb testbed: 10.0.9.2 cannot ping 10.0.9.3"
 done
+if [ "$ENCRYPTED" = 1 ]; then
+	# That ping must have gone through security associations, or the esp testbed is plaintext.
+	ctl "${VSW_SOCK[e1]}" show sa --json | python3 -c '
+import json, sys
+sas = json.load(sys.stdin)
+sys.exit(0 if any(sa["direction"] == "out" and sa["packets"] > 0 for sa in sas) else 1)' ||
+		die "esp testbed: no outbound SA carried the ping (vswitchctl show sa); not encrypted?"
+	MTUS="$([ "$ONLY" = vswitch ] || echo "kernel=1450 ")vswitch=$(blue_mtu v1) esp=$(blue_mtu e1)"
+fi
 
 for r in $(seq "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then order=("${TESTBEDS[@]}"); else
@@ -445,11 +501,17 @@ done
 
 echo >&2
 if uses_vswitch; then
-	for i in "${VSW_HOSTS[@]}"; do
-		echo "== vswitchctl show stats on vswitch host $i (after the run)"
-		ctl "${VSW_SOCK[$i]}" show stats
+	for key in "${VSW_HOSTS[@]}"; do
+		[ "${key:0:1}" = e ] && tb=esp || tb=vswitch
+		echo "== vswitchctl show stats on ${LABEL[$tb]} host ${key:1} (after the run)"
+		ctl "${VSW_SOCK[$key]}" show stats
 		echo
 	done
+fi
+if [ "$ENCRYPTED" = 1 ]; then
+	echo "== vswitchctl show sa on vswitch+ESP host 1 (after the run)"
+	ctl "${VSW_SOCK[e1]}" show sa
+	echo
 fi
 
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -458,10 +520,12 @@ KERNEL=$(uname -r)
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
-	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${NETWORK_CONFIG[@]}" <<'EOF'
+	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${MTUS:-}" "${NETWORK_CONFIG[@]}" <<'EOF'
 import json, statistics, sys
 
-path, rounds, secs, nproc, cpu, kernel, load0, load1, venv, *netcfg = sys.argv[1:]
+path, rounds, secs, nproc, cpu, kernel, load0, load1, venv, mtus, *netcfg = sys.argv[1:]
+enc = mtus != ""  # --encrypted: a third testbed, "esp"; mtus is "kernel=1450 vswitch=... esp=..."
+mtus = {tb: int(m) for tb, m in (w.split("=") for w in mtus.split())}
 samples = {}
 for line in open(path):
     metric, tb, value = line.rstrip("\n").split("\t")
@@ -491,35 +555,63 @@ result = {
     "vswitch_env": venv, "network_config": netcfg,
     "metrics": {},
 }
+if enc:
+    result["encrypted"] = True
+    result["container_mtu"] = mtus
+def median(s, tb):
+    return statistics.median(s[tb]) if tb in s else None
+def r4(x):
+    return None if x is None else round(x, 4)
 rows = []
 for key, label, unit, better in METRICS:
     s = samples.get(key, {})
-    k = statistics.median(s["kernel"]) if "kernel" in s else None
-    v = statistics.median(s["vswitch"]) if "vswitch" in s else None
+    k, v, e = median(s, "kernel"), median(s, "vswitch"), median(s, "esp")
     ratio = v / k if better and k and v is not None else None
-    if k is None and v is None:
+    eratio = e / v if better and v and e is not None else None
+    if k is None and v is None and e is None:
         continue
-    k = None if k is None else round(k, 4)
-    v = None if v is None else round(v, 4)
-    result["metrics"][key] = {"unit": unit, "kernel": k, "vswitch": v,
-                              "ratio": None if ratio is None else round(ratio, 4),
-                              "better": better, "samples": s}
+    m = {"unit": unit, "kernel": r4(k), "vswitch": r4(v)}
+    if enc:
+        m["esp"] = r4(e)
+    m["ratio"] = r4(ratio)
+    if enc:
+        m["esp_ratio"] = r4(eratio)
+    m.update({"better": better, "samples": s})
+    result["metrics"][key] = m
     note = {"higher": "higher is better", "lower": "lower is better"}.get(better, "")
-    rows.append((f"{label} ({unit})", fmt(k), fmt(v),
-                 "-" if ratio is None else f"{ratio:.3f}", note))
+    ratios = ["-" if ratio is None else f"{ratio:.3f}"]
+    if enc:
+        ratios.append("-" if eratio is None else f"{eratio:.3f}")
+    rows.append((f"{label} ({unit})", fmt(r4(k)), fmt(r4(v)), *([fmt(r4(e))] if enc else []),
+                 *ratios, note))
 
-head = ("metric", "kernel", "vswitch", "vswitch/kernel", "")
-w = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
-print(f"vswitch vs kernel VXLAN: median of {rounds} round(s), {secs} s per iperf3 run")
+if enc:
+    head = ("metric", "kernel", "vswitch", "vswitch+ESP", "vswitch/kernel", "ESP/vswitch", "")
+else:
+    head = ("metric", "kernel", "vswitch", "vswitch/kernel", "")
+n = len(head) - 1  # columns before the note
+w = [max(len(r[i]) for r in rows + [head]) for i in range(n)]
+if enc:
+    print(f"vswitch vs kernel VXLAN, and vswitch+ESP (encrypted) vs vswitch: "
+          f"median of {rounds} round(s), {secs} s per iperf3 run")
+else:
+    print(f"vswitch vs kernel VXLAN: median of {rounds} round(s), {secs} s per iperf3 run")
 print(f"machine: {nproc} CPU(s), {cpu}, kernel {kernel}; load average {load0} at start, {load1} at end")
 if venv:
     print(f"vswitchd environment: {venv}")
 for line in netcfg:
     print(f"extra [[network]] config: {line!r}")
+if enc:
+    names = {"kernel": "kernel", "vswitch": "vswitch", "esp": "vswitch+ESP"}
+    print("container MTU: " + ", ".join(f"{names[tb]} {m}" for tb, m in mtus.items()))
 print()
 for r in [head] + rows:
-    print(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}  {r[4]}".rstrip())
+    cells = [f"{r[0]:<{w[0]}}"] + [f"{r[i]:>{w[i]}}" for i in range(1, n)] + [r[n]]
+    print("  ".join(cells).rstrip())
 print()
 print("ratio = vswitch / kernel: above 1 is vswitch ahead for throughput, behind for RTT")
+if enc:
+    print("ESP/vswitch = vswitch+ESP / vswitch: below 1 is what encryption costs in throughput, "
+          "above 1 in RTT")
 print("RESULT " + json.dumps(result, separators=(",", ":")))
 EOF

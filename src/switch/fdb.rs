@@ -14,6 +14,14 @@ use std::collections::HashMap;
 /// appear, instead of reserving memory for a cap that is a limit, not an expectation.
 pub const RESERVE_MAX: usize = 65536;
 
+/// Room reserved for a table capped at `max_entries`: twice the cap (up to `RESERVE_MAX`), so
+/// that with the table full and entries aging out, the live entries stay under half the room
+/// and hashbrown clears its deleted-entry markers in place instead of growing the table on the
+/// packet path (found by tests/no_alloc.rs).
+pub fn reservation(max_entries: usize) -> usize {
+    max_entries.min(RESERVE_MAX).saturating_mul(2)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
     Port(PortId),
@@ -47,7 +55,7 @@ pub struct Fdb {
 impl Fdb {
     pub fn new(max_entries: usize) -> Fdb {
         Fdb {
-            entries: HashMap::with_capacity(max_entries.min(RESERVE_MAX)),
+            entries: HashMap::with_capacity(reservation(max_entries)),
             max_entries,
         }
     }

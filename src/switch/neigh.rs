@@ -42,7 +42,7 @@ pub struct NeighTable {
 impl NeighTable {
     pub fn new(max_entries: usize) -> NeighTable {
         NeighTable {
-            entries: HashMap::with_capacity(max_entries.min(super::fdb::RESERVE_MAX)),
+            entries: HashMap::with_capacity(super::fdb::reservation(max_entries)),
             max_entries,
         }
     }
