@@ -13,5 +13,6 @@ pub mod control;
 pub mod crypto;
 pub mod dataplane;
 pub mod io;
+pub mod offload;
 pub mod switch;
 pub mod wire;

@@ -85,6 +85,7 @@ fn spec(ns: &TempNetns) -> NamespacePortSpec {
         prefix: 24,
         mtu: 1450,
         tap_name: tap_name(),
+        tap: vswitch::io::TapOptions::default(),
     }
 }
 
@@ -174,6 +175,7 @@ fn namespace_port_end_to_end() {
     // A second attach with the same interface name is refused before anything is created.
     let again = NamespacePortSpec {
         tap_name: tap_name(),
+        tap: vswitch::io::TapOptions::default(),
         ..req.clone()
     };
     let e = create_namespace_port(&again).unwrap_err();

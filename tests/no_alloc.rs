@@ -619,7 +619,7 @@ fn esp_seal_and_open_do_not_allocate() {
     vswitch::wire::vxlan::emit(&mut plain[8..16], 42);
     let mut buf = vec![0u8; 2048];
     let mut copy = vec![0u8; 2048];
-    let mut round = |a: &mut EspTable, b: &mut EspTable, buf: &mut Vec<u8>, copy: &mut Vec<u8>| {
+    let round = |a: &mut EspTable, b: &mut EspTable, buf: &mut Vec<u8>, copy: &mut Vec<u8>| {
         buf[16..16 + plain.len()].copy_from_slice(&plain);
         let n = a.seal(NOW, 42, b_ip, buf, 0, plain.len()).unwrap();
         let (vni, r) = b.open(NOW, 0, a_ip, &mut buf[..n]).unwrap();

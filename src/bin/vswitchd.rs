@@ -13,6 +13,7 @@ use vswitch::crypto::{load_key_file, EspConfig, EspNetwork, EspTable};
 use vswitch::dataplane::{Command, Esp, Worker};
 use vswitch::io::netlink::Netlink;
 use vswitch::io::underlay::Underlay;
+use vswitch::io::TapOptions;
 use vswitch::switch::Switch;
 
 #[derive(Parser)]
@@ -146,6 +147,47 @@ fn encryption(cfg: &Config, secrets: Vec<(u32, [u8; 32])>) -> Result<Option<(Esp
     Ok(Some((table, first.esp_port)))
 }
 
+/// TAP offloads: on unless VSWITCH_OFFLOADS is "off", "0" or "false" (for comparison and as
+/// a way out should a kernel misbehave).
+fn tap_options() -> TapOptions {
+    let off = std::env::var("VSWITCH_OFFLOADS").is_ok_and(|v| {
+        matches!(
+            v.to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no"
+        )
+    });
+    if off {
+        tracing::info!(
+            "offloads off (VSWITCH_OFFLOADS): containers' TAP devices carry plain frames"
+        );
+        return TapOptions::default();
+    }
+    // Probe once, on a throwaway device, so the log says what this kernel gives.
+    let want = TapOptions {
+        vnet_hdr: true,
+        offload: true,
+        napi: true,
+        multi_queue: false,
+    };
+    match vswitch::io::TapDevice::create_with("vswprobe0", want) {
+        Ok(t) => {
+            let got = t.options();
+            tracing::info!(
+                tso = got.offload,
+                napi_gro = got.napi,
+                "TAP offloads: checksum and TSO from containers, segmented here"
+            );
+            got
+        }
+        Err(e) => {
+            tracing::warn!(
+                "TAP offloads unavailable ({e}); containers' TAP devices carry plain frames"
+            );
+            TapOptions::default()
+        }
+    }
+}
+
 fn run(args: Args) -> Result<()> {
     let cfg = Config::load(&args.config)?;
     let found = underlay_mtu(&cfg)?;
@@ -228,7 +270,7 @@ fn run(args: Args) -> Result<()> {
         .name("vswitch-worker".into())
         .spawn(move || worker.run())
         .context("cannot start the worker thread")?;
-    let server = Server::new(handle.clone());
+    let server = Server::new(handle.clone(), tap_options());
     std::thread::Builder::new()
         .name("vswitch-control".into())
         .spawn(move || server.serve(listener))

@@ -7,7 +7,7 @@
 //! interface from the container. Runs on the control thread; it blocks on netlink.
 
 use crate::io::netlink::Netlink;
-use crate::io::{check_ifname, open_netns, run_in_netns, IoError, TapDevice};
+use crate::io::{check_ifname, open_netns, run_in_netns, IoError, TapDevice, TapOptions};
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -25,6 +25,8 @@ pub struct NamespacePortSpec {
     pub mtu: u32,
     /// A name for the TAP while it is still in our namespace; unique there (e.g. "vsw3a9f0c").
     pub tap_name: String,
+    /// How the TAP is opened (vnet header, TSO, NAPI); the default is plain frames.
+    pub tap: TapOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +91,7 @@ pub fn create_namespace_port(req: &NamespacePortSpec) -> Result<TapDevice, Attac
     }
 
     let mut nl_here = Netlink::open().map_err(step("opening netlink"))?;
-    let tap = TapDevice::create(&req.tap_name).map_err(step("creating the port"))?;
+    let tap = TapDevice::create_with(&req.tap_name, req.tap).map_err(step("creating the port"))?;
     // From here on, returning early drops `tap`, which removes the device wherever it is.
     let tap_name = &req.tap_name;
     let index = nl_here
@@ -171,6 +173,7 @@ mod tests {
             prefix: 24,
             mtu: 1450,
             tap_name: "vswtest0".into(),
+            tap: TapOptions::default(),
         }
     }
 

@@ -53,13 +53,16 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
 pub struct Server {
     worker: WorkerHandle,
     next_port: u32,
+    /// How containers' TAP devices are opened (offloads on or off).
+    tap_options: crate::io::TapOptions,
 }
 
 impl Server {
-    pub fn new(worker: WorkerHandle) -> Server {
+    pub fn new(worker: WorkerHandle, tap_options: crate::io::TapOptions) -> Server {
         Server {
             worker,
             next_port: 1,
+            tap_options,
         }
     }
 
@@ -228,6 +231,7 @@ impl Server {
             prefix: addr.prefix_len(),
             mtu,
             tap_name: format!("vsw{}", id.0),
+            tap: self.tap_options,
         };
         let tap = create_namespace_port(&spec).map_err(|e| e.to_string())?;
         let meta = PortMeta {

@@ -2,5 +2,5 @@
 pub mod port;
 pub mod worker;
 
-pub use port::{PortDevice, PortMeta};
+pub use port::{PortDevice, PortMeta, Received};
 pub use worker::{Command, Esp, Worker, WorkerHandle};

@@ -1,12 +1,28 @@
 //! What the worker needs from a local port driver (TAP, AF_PACKET, or an in-memory port in
 //! tests): non-blocking receive and send of whole Ethernet frames, and an fd to poll.
 
+use crate::offload::{tso, vnet};
 use std::io;
 use std::os::fd::RawFd;
 
+/// A frame a port read.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub len: usize,
+    /// A TSO super-frame to be cut into segments (crate::offload::tso), described by its
+    /// virtio_net_hdr. `None` for an ordinary frame with valid checksums.
+    pub gso: Option<vnet::Header>,
+}
+
+impl Received {
+    pub fn frame(len: usize) -> Received {
+        Received { len, gso: None }
+    }
+}
+
 pub trait PortDevice: Send {
     /// Reads one frame into `buf`. `Ok(None)` when nothing waits.
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>>;
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
     /// The descriptor that becomes readable when frames wait.
     fn fd(&self) -> RawFd;
@@ -34,15 +50,38 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl PortDevice for crate::io::TapDevice {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        match self.read(buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if would_block(&e) => Ok(None),
-            Err(e) => Err(e),
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        if !self.options().vnet_hdr {
+            return match self.read(buf) {
+                Ok(n) => Ok(Some(Received::frame(n))),
+                Err(e) if would_block(&e) => Ok(None),
+                Err(e) => Err(e),
+            };
         }
+        let mut raw = [0u8; vnet::HDR_LEN];
+        let n = match self.read_vnet(&mut raw, buf) {
+            Ok(n) => n,
+            Err(e) if would_block(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let hdr = vnet::Header::parse(&raw).unwrap_or_default();
+        if hdr.gso_kind() != vnet::GSO_NONE {
+            return Ok(Some(Received {
+                len: n,
+                gso: Some(hdr),
+            }));
+        }
+        if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
+            tso::complete_checksum(&mut buf[..n], hdr.csum_start.into(), hdr.csum_offset.into());
+        }
+        Ok(Some(Received::frame(n)))
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        if self.options().vnet_hdr {
+            // No offload asked of the kernel: checksums are complete, the frame is one MTU.
+            return self.write_vnet(&[0; vnet::HDR_LEN], frame).map(|_| ());
+        }
         self.write(frame).map(|_| ())
     }
 
@@ -52,11 +91,11 @@ impl PortDevice for crate::io::TapDevice {
 }
 
 impl PortDevice for crate::io::PacketSocket {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         // A GSO super-frame (the peer has TSO on) is handed on whole; the core drops it as
         // larger than the MTU and counts it, which points the operator at the peer's offloads.
         match crate::io::PacketSocket::recv(self, buf) {
-            Ok(info) => Ok(Some(info.len)),
+            Ok(info) => Ok(Some(Received::frame(info.len))),
             Err(e) if would_block(&e) => Ok(None),
             Err(e) => Err(e),
         }

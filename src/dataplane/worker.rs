@@ -12,6 +12,7 @@ use super::port::{PortDevice, PortMeta};
 use crate::control::api;
 use crate::crypto::{EspDrop, EspTable};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
+use crate::offload::{tso, vnet};
 use crate::switch::DropReason;
 use crate::switch::{garp, Action, NetIdx, PortId, Switch, Timestamp, Vni, VtepAddr};
 use crate::wire::esp;
@@ -42,8 +43,14 @@ const OUTER_UDP_START: usize = ESP_START - UDP_HEADER_LEN;
 const TAILROOM: usize = 64;
 /// Frames taken from one source before the others get a turn.
 const BUDGET: usize = 64;
-/// Large enough for any frame a TAP or AF_PACKET socket hands over.
-const BUF_LEN: usize = HEADROOM + 65536;
+/// The read slot: large enough for any frame a TAP or AF_PACKET socket hands over, a 64 KB TSO
+/// super-frame included, with headroom and tailroom.
+const READ_SLOT: usize = HEADROOM + 65536 + TAILROOM;
+/// Segment slots follow the read slot: a super-frame is cut into them (crate::offload::tso),
+/// each segment with the same headroom, so it is forwarded in place like a frame as read.
+const SEG_SLOT: usize = 2048;
+const SEG_SLOTS: usize = 64;
+const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
 
 pub enum Command {
     /// Check that `ip` may join `network`; answers the network's index and MTU.
@@ -166,6 +173,7 @@ pub struct Worker {
     buf: Vec<u8>,
     flood_ports: Vec<PortId>,
     flood_vteps: Vec<VtepAddr>,
+    seg_lens: [usize; SEG_SLOTS],
     tx_errors: TxErrors,
     /// Sources that still had frames when their budget ran out.
     pending: Vec<Token>,
@@ -202,6 +210,7 @@ impl Worker {
             buf: vec![0u8; BUF_LEN],
             flood_ports: Vec::with_capacity(256),
             flood_vteps: Vec::with_capacity(256),
+            seg_lens: [0; SEG_SLOTS],
             tx_errors: TxErrors::default(),
             pending: Vec::with_capacity(256),
             esp,
@@ -333,11 +342,11 @@ impl Worker {
             let Some(port) = self.ports.get_mut(&id) else {
                 return;
             };
-            let n = match port
+            let got = match port
                 .device
-                .recv(&mut self.buf[HEADROOM..BUF_LEN - TAILROOM])
+                .recv(&mut self.buf[HEADROOM..READ_SLOT - TAILROOM])
             {
-                Ok(Some(n)) => n,
+                Ok(Some(got)) => got,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(port = %port.meta.name, "port failed ({e}); detaching it (was its namespace deleted?)");
@@ -345,15 +354,33 @@ impl Worker {
                     return;
                 }
             };
-            self.forward_local_frame(now, id, n);
+            match got.gso {
+                None => self.forward_local_frame(now, id, 0, got.len),
+                Some(hdr) => self.forward_super_frame(now, id, &hdr, got.len),
+            }
         }
         self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
     }
 
-    /// Carries out the core's decision for the frame at `buf[HEADROOM..HEADROOM + len]` that
-    /// came from local port `id`.
-    fn forward_local_frame(&mut self, now: Timestamp, id: PortId, len: usize) {
-        let frame = HEADROOM..HEADROOM + len;
+    /// Cuts a TSO super-frame (in the read slot) into MSS-sized segments in the segment slots
+    /// and forwards each one as if the container had sent it.
+    fn forward_super_frame(&mut self, now: Timestamp, id: PortId, hdr: &vnet::Header, len: usize) {
+        let (read, segs) = self.buf.split_at_mut(READ_SLOT);
+        let frame = &read[HEADROOM..HEADROOM + len];
+        match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
+            Ok(n) => {
+                for k in 0..n {
+                    self.forward_local_frame(now, id, READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
+                }
+            }
+            Err(_) => self.switch.note_port_drop(id, DropReason::BadOffload),
+        }
+    }
+
+    /// Carries out the core's decision for the frame at `buf[base + HEADROOM..][..len]` that
+    /// came from local port `id`. `base` is 0 for a frame as read, or a segment slot's start.
+    fn forward_local_frame(&mut self, now: Timestamp, id: PortId, base: usize, len: usize) {
+        let frame = base + HEADROOM..base + HEADROOM + len;
         match self
             .switch
             .process_from_port(now, id, &mut self.buf[frame.clone()])
@@ -361,11 +388,11 @@ impl Worker {
             Action::Drop(_) => {}
             Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
             Action::ToVtep { vtep, vni } => {
-                self.encap_headers(len, vni);
+                self.encap_headers(base, len, vni);
                 if self.switch.is_encrypted(vni) {
-                    self.seal_to_vtep(vtep, vni, len);
+                    self.seal_to_vtep(base, vtep, vni, len);
                 } else {
-                    self.send_to_vtep(vtep, vni, len);
+                    self.send_to_vtep(base, vtep, vni, len);
                 }
             }
             Action::Flood {
@@ -379,14 +406,14 @@ impl Worker {
                     self.flood_vteps.clear();
                     self.flood_vteps.extend_from_slice(vteps);
                     if !self.flood_vteps.is_empty() {
-                        self.encap_headers(len, vni);
+                        self.encap_headers(base, len, vni);
                         let encrypted = self.switch.is_encrypted(vni);
                         for i in 0..self.flood_vteps.len() {
                             let vtep = self.flood_vteps[i];
                             if encrypted {
-                                self.seal_copy_to_vtep(vtep, vni, len);
+                                self.seal_copy_to_vtep(base, vtep, vni, len);
                             } else {
-                                self.send_to_vtep(vtep, vni, len);
+                                self.send_to_vtep(base, vtep, vni, len);
                             }
                         }
                     }
@@ -395,20 +422,20 @@ impl Worker {
         }
     }
 
-    fn encap_headers(&mut self, len: usize, vni: Vni) {
-        let src_port = flow::source_port(&self.buf[HEADROOM..HEADROOM + len]);
+    fn encap_headers(&mut self, base: usize, len: usize, vni: Vni) {
+        let src_port = flow::source_port(&self.buf[base + HEADROOM..base + HEADROOM + len]);
         self.underlay.write_vxlan_headers(
-            &mut self.buf[VXLAN_START..HEADROOM],
+            &mut self.buf[base + VXLAN_START..base + HEADROOM],
             len,
             vni.get(),
             src_port,
         );
     }
 
-    fn send_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
+    fn send_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
         match self
             .underlay
-            .send(&self.buf[VXLAN_START..HEADROOM + len], vtep.0)
+            .send(&self.buf[base + VXLAN_START..base + HEADROOM + len], vtep.0)
         {
             Ok(()) => self.switch.note_vtep_tx(vni, vtep, VXLAN_HEADERS_LEN + len),
             Err(e) => {
@@ -420,7 +447,7 @@ impl Worker {
 
     /// Encrypts the VXLAN datagram at `buf[VXLAN_START..HEADROOM + len]` in place for `vtep` and
     /// sends it. Whatever fails, nothing goes out in plaintext.
-    fn seal_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
+    fn seal_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
         let Some(esp) = &mut self.esp else {
             self.switch
                 .note_network_drop(vni, DropReason::EspSealFailed);
@@ -432,7 +459,7 @@ impl Worker {
             vni.get(),
             vtep.0,
             &mut self.buf,
-            ESP_START,
+            base + ESP_START,
             plain_len,
         );
         let Ok(esp_len) = sealed else {
@@ -440,16 +467,24 @@ impl Worker {
                 .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
-        let src_port = u16::from_be_bytes([self.buf[VXLAN_START], self.buf[VXLAN_START + 1]]);
-        let end = ESP_START + esp_len;
+        let src_port = u16::from_be_bytes([
+            self.buf[base + VXLAN_START],
+            self.buf[base + VXLAN_START + 1],
+        ]);
+        let end = base + ESP_START + esp_len;
         underlay::write_udp_header(
-            &mut self.buf[OUTER_UDP_START..ESP_START],
+            &mut self.buf[base + OUTER_UDP_START..base + ESP_START],
             src_port,
             esp.port,
             esp_len,
         );
-        match self.underlay.send(&self.buf[OUTER_UDP_START..end], vtep.0) {
-            Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - OUTER_UDP_START),
+        match self
+            .underlay
+            .send(&self.buf[base + OUTER_UDP_START..end], vtep.0)
+        {
+            Ok(()) => self
+                .switch
+                .note_vtep_tx(vni, vtep, end - base - OUTER_UDP_START),
             Err(e) => {
                 self.tx_errors.count(&e);
                 self.switch.note_tx_failed(vni);
@@ -458,13 +493,13 @@ impl Worker {
     }
 
     /// Like `seal_to_vtep`, but seals a copy, so the plaintext stays for the next peer of a flood.
-    fn seal_copy_to_vtep(&mut self, vtep: VtepAddr, vni: Vni, len: usize) {
+    fn seal_copy_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
         let Some(esp) = &mut self.esp else {
             self.switch
                 .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
-        let plain = &self.buf[VXLAN_START..HEADROOM + len];
+        let plain = &self.buf[base + VXLAN_START..base + HEADROOM + len];
         let sealed = esp.table.seal_from(
             self.unix,
             vni.get(),
@@ -612,7 +647,7 @@ impl Worker {
             // Announce the endpoint as if it had sent a gratuitous ARP itself, so the peers'
             // tables (and their containers' ARP caches) learn it at once.
             let len = garp::build(&mut self.buf[HEADROOM..], mac, ip);
-            self.forward_local_frame(now, id, len);
+            self.forward_local_frame(now, id, 0, len);
         }
         Ok(self.port_info(id).expect("port was just added"))
     }

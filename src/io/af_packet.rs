@@ -236,29 +236,7 @@ impl PacketSocket {
 /// `csum_start` to the end and store its complement. Summing the field along with the data does
 /// exactly that, as `skb_checksum_help` does in the kernel. Out-of-range offsets (from a
 /// misbehaving peer) leave the frame untouched.
-pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize) {
-    let field = csum_start.saturating_add(csum_offset);
-    if csum_start >= frame.len() || field.saturating_add(2) > frame.len() {
-        return;
-    }
-    let mut sum: u64 = 0;
-    let mut chunks = frame[csum_start..].chunks_exact(2);
-    for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u64;
-    }
-    if let [last] = chunks.remainder() {
-        sum += (*last as u64) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let mut csum = !(sum as u16);
-    // 0 means "no checksum" in UDP (RFC 768); the kernel sends 0xffff instead (CSUM_MANGLED_0).
-    if csum == 0 {
-        csum = 0xffff;
-    }
-    frame[field..field + 2].copy_from_slice(&csum.to_be_bytes());
-}
+pub use crate::offload::tso::complete_checksum;
 
 /// Turns off GRO, GSO and TSO on `ifname` (calling thread's namespace) so frames handed to a
 /// packet socket are at most one MTU. Best effort: tries all three, returns the first error.

@@ -17,6 +17,13 @@ pub struct TapOptions {
     pub multi_queue: bool,
     /// `IFF_VNET_HDR`: every frame read or written is preceded by a `virtio_net_hdr`.
     pub vnet_hdr: bool,
+    /// With `vnet_hdr`: TUNSETOFFLOAD checksum and TSO (IPv4, IPv6, ECN), so the container's
+    /// TCP hands over up to 64 KB per frame with a partial checksum (see crate::offload).
+    pub offload: bool,
+    /// `IFF_NAPI`: frames we write enter the stack through NAPI and GRO, which coalesces
+    /// consecutive TCP segments before the container's TCP sees them. Dropped silently on
+    /// kernels that refuse it (`TapDevice::options` tells what is on).
+    pub napi: bool,
 }
 
 /// `struct ifreq` as TUNSETIFF reads and writes it: the name, then `ifr_flags` in the union.
@@ -63,22 +70,108 @@ impl TapDevice {
         if options.vnet_hdr {
             flags |= libc::IFF_VNET_HDR;
         }
-        let mut req = IfReqFlags {
-            name: ifname_bytes(name),
-            flags: flags as libc::c_short,
-            _pad: [0; 22],
+        let mut options = options;
+        let set_iff = |flags: libc::c_int| {
+            let mut req = IfReqFlags {
+                name: ifname_bytes(name),
+                flags: flags as libc::c_short,
+                _pad: [0; 22],
+            };
+            // SAFETY: TUNSETIFF reads and writes a struct ifreq, which `req` lays out.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
         };
-        // SAFETY: TUNSETIFF reads and writes a struct ifreq, which `req` lays out.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) } < 0 {
-            let e = io::Error::last_os_error();
-            // EBUSY: a tun device of that name is in use; EINVAL: a non-tun device has the name.
-            return Err(IoError::sys(op(), e));
+        let mut result = set_iff(if options.napi {
+            flags | libc::IFF_NAPI
+        } else {
+            flags
+        });
+        if options.napi
+            && result
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+        {
+            options.napi = false;
+            result = set_iff(flags);
+        }
+        // EBUSY: a tun device of that name is in use; EINVAL: a non-tun device has the name.
+        result.map_err(|e| IoError::sys(op(), e))?;
+        if options.vnet_hdr && options.offload {
+            let features =
+                libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+            // SAFETY: TUNSETOFFLOAD takes the feature bits by value.
+            if unsafe {
+                libc::ioctl(
+                    fd.as_raw_fd(),
+                    libc::TUNSETOFFLOAD as _,
+                    features as libc::c_ulong,
+                )
+            } < 0
+            {
+                let e = io::Error::last_os_error();
+                return Err(IoError::sys(
+                    format!("{}: enabling TSO (TUNSETOFFLOAD)", op()),
+                    e,
+                ));
+            }
+        } else {
+            options.offload = false;
         }
         Ok(TapDevice {
             fd,
             name: name.to_string(),
             options,
         })
+    }
+
+    /// Reads one frame and its `virtio_net_hdr` (IFF_VNET_HDR devices).
+    pub fn read_vnet(
+        &self,
+        hdr: &mut [u8; crate::offload::vnet::HDR_LEN],
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        // SAFETY: both iovecs point into live, writable buffers of the given lengths.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((n as usize).saturating_sub(hdr.len()))
+    }
+
+    /// Writes one frame behind a `virtio_net_hdr` (IFF_VNET_HDR devices).
+    pub fn write_vnet(
+        &self,
+        hdr: &[u8; crate::offload::vnet::HDR_LEN],
+        frame: &[u8],
+    ) -> io::Result<usize> {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: both iovecs point into live buffers; writev only reads them.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     /// The name the device was created with; renames made later through netlink are not seen.

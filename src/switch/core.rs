@@ -402,6 +402,14 @@ impl Switch {
         }
     }
 
+    /// A frame from `port` the driver could not hand to the core (e.g. a malformed TSO frame).
+    pub fn note_port_drop(&mut self, port: PortId, r: DropReason) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.counters.drop(r);
+            self.networks[p.network.0].counters.traffic.drop(r);
+        }
+    }
+
     pub fn note_port_tx_failed(&mut self, port: PortId) {
         if let Some(p) = self.ports.get_mut(&port) {
             p.counters.drop(DropReason::TxFailed);

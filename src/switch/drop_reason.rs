@@ -36,6 +36,7 @@ drop_reasons! {
     SplitHorizon => "split_horizon", "frame from the underlay addressed to another remote host";
     NoRoute => "no_route", "no local port or peer to send to";
     UnknownPort => "unknown_port", "frame from a port that is no longer attached";
+    BadOffload => "bad_offload", "a TSO super-frame from a container that could not be segmented";
     TxFailed => "tx_failed", "the kernel refused to send (see underlay tx_errors)";
     PlaintextOnEncrypted => "plaintext_on_encrypted", "plaintext VXLAN for an encrypted network: the peer is not encrypting (check encrypted/key_file there) or someone tries a downgrade";
     EspVniMismatch => "esp_vni_mismatch", "ESP of one network carried another network's VXLAN";

@@ -6,6 +6,7 @@
 //! here knows about switching: that is `crate::switch`.
 
 pub mod arp;
+pub mod checksum;
 pub mod esp;
 pub mod ethernet;
 pub mod flow;
