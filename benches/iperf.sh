@@ -17,7 +17,7 @@
 #                         encrypted (ESP, AES-256-GCM, in UDP 4500), and report it against
 #                         plaintext vswitch
 #   --vswitch-env "..."   environment for every vswitchd process, space-separated K=V words
-#                         (e.g. RUST_LOG=vswitch=debug, or a future offload switch)
+#                         (e.g. RUST_LOG=vswitch=debug, or VSWITCH_OFFLOADS=off)
 #   --network-config STR  TOML lines appended to the [[network]] table of every vswitchd
 #                         config (with --encrypted the esp testbed's too, after its encryption
 #                         lines), verbatim; repeat it, or pass several lines in one string

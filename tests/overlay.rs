@@ -48,9 +48,39 @@ fn network<'a>(stats: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("network {name} missing in {stats}"))
 }
 
+/// The daemons' environment for a run with TAP offloads on (the default) or off.
+fn offload_env(on: bool) -> &'static [(&'static str, &'static str)] {
+    if on {
+        &[]
+    } else {
+        &[("VSWITCH_OFFLOADS", "off")]
+    }
+}
+
 #[test]
 fn containers_on_two_hosts_ping_and_transfer_100mb_intact() {
-    let mut tb = Testbed::two_hosts(&prefix("two"), bins(), &[BLUE]).unwrap();
+    two_hosts_ping_and_transfer(true);
+}
+
+#[test]
+fn containers_on_two_hosts_ping_and_transfer_100mb_intact_without_offloads() {
+    two_hosts_ping_and_transfer(false);
+}
+
+fn two_hosts_ping_and_transfer(offloads: bool) {
+    let tag = if offloads { "two" } else { "two-nooff" };
+    let mut tb =
+        Testbed::two_hosts_with_env(&prefix(tag), bins(), &[BLUE], offload_env(offloads)).unwrap();
+    let offload_log = if offloads {
+        "TAP offloads: checksum and TSO"
+    } else {
+        "offloads off"
+    };
+    assert!(
+        tb.logs().contains(offload_log),
+        "daemons did not report {offload_log:?}:\n{}",
+        tb.logs()
+    );
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
 
@@ -118,7 +148,20 @@ fn containers_on_two_hosts_ping_and_transfer_100mb_intact() {
 
 #[test]
 fn interoperates_with_the_kernel_vxlan_device() {
-    let mut tb = Testbed::new(&prefix("kvx"), bins()).unwrap();
+    kernel_interop(true);
+}
+
+#[test]
+fn interoperates_with_the_kernel_vxlan_device_without_offloads() {
+    kernel_interop(false);
+}
+
+fn kernel_interop(offloads: bool) {
+    let mut tb = Testbed::new(&prefix(if offloads { "kvx" } else { "kvx-nooff" }), bins()).unwrap();
+    tb.daemon_env = offload_env(offloads)
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     step!(tb, tb.add_hosts(2));
     step!(tb, tb.write_config(0, &[BLUE], ""));
     step!(tb, tb.start_daemon(0));

@@ -72,10 +72,20 @@ impl Netns {
     }
 
     pub fn spawn(&self, args: &[&str], log: &Path) -> Result<Child> {
+        self.spawn_with_env(args, log, &[])
+    }
+
+    pub fn spawn_with_env(
+        &self,
+        args: &[&str],
+        log: &Path,
+        env: &[(String, String)],
+    ) -> Result<Child> {
         let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         Command::new("ip")
             .args(["netns", "exec", self.name.as_str()])
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(file.try_clone().map_err(|e| e.to_string())?)
             .stderr(file)
@@ -197,6 +207,8 @@ pub struct Testbed {
     pub prefix: String,
     pub dir: PathBuf,
     pub bins: Binaries,
+    /// Environment for every vswitchd the testbed starts (e.g. VSWITCH_OFFLOADS=off).
+    pub daemon_env: Vec<(String, String)>,
     // Containers before hosts: dropped first.
     pub containers: Vec<Netns>,
     pub hosts: Vec<Host>,
@@ -213,6 +225,7 @@ impl Testbed {
             prefix: prefix.to_string(),
             dir,
             bins,
+            daemon_env: Vec::new(),
             containers: Vec::new(),
             hosts: Vec::new(),
         })
@@ -304,14 +317,16 @@ impl Testbed {
     /// Starts vswitchd on host `i` and waits until its control socket answers.
     pub fn start_daemon(&mut self, i: usize) -> Result<()> {
         let bins = self.bins.clone();
+        let env = self.daemon_env.clone();
         let h = &mut self.hosts[i];
-        let child = h.ns.spawn(
+        let child = h.ns.spawn_with_env(
             &[
                 bins.vswitchd.to_str().unwrap(),
                 "--config",
                 h.config.to_str().unwrap(),
             ],
             &h.log,
+            &env,
         )?;
         let mut proc_ = Process {
             child,
@@ -344,7 +359,21 @@ impl Testbed {
 
     /// Two hosts with these networks, daemons running.
     pub fn two_hosts(prefix: &str, bins: Binaries, networks: &[NetDef]) -> Result<Testbed> {
+        Testbed::two_hosts_with_env(prefix, bins, networks, &[])
+    }
+
+    /// `two_hosts` with environment variables for both daemons.
+    pub fn two_hosts_with_env(
+        prefix: &str,
+        bins: Binaries,
+        networks: &[NetDef],
+        env: &[(&str, &str)],
+    ) -> Result<Testbed> {
         let mut tb = Testbed::new(prefix, bins)?;
+        tb.daemon_env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         tb.add_hosts(2)?;
         for i in 0..2 {
             tb.write_config(i, networks, "")?;
