@@ -196,6 +196,21 @@ pub struct Stats {
     pub ports: Vec<PortInfo>,
     pub networks: Vec<NetworkStats>,
     pub underlay: UnderlayStats,
+    /// Time frames spend inside vswitchd (read to sent), per worker.
+    #[serde(default)]
+    pub latency: Vec<LatencyStats>,
+}
+
+/// Distribution of the time a frame spends inside one worker: from the moment its read returns
+/// to the moment its last copy is handed to the kernel. Microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencyStats {
+    pub worker: u32,
+    pub samples: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
 }
 
 /// One ESP security association (`show sa`).

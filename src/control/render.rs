@@ -397,6 +397,28 @@ pub fn render_stats(s: &Stats) -> String {
     render_network_stats(&s.networks, &mut out);
     out.push_str("\nports\n");
     render_port_stats(&s.ports, &mut out);
+    if !s.latency.is_empty() {
+        out.push_str("\nlatency inside vswitchd, read to sent (microseconds)\n");
+        let mut t = Table::new(&[
+            ("WORKER", R),
+            ("FRAMES", R),
+            ("P50", R),
+            ("P99", R),
+            ("P99.9", R),
+            ("MAX", R),
+        ]);
+        for l in &s.latency {
+            t.row(vec![
+                l.worker.to_string(),
+                l.samples.to_string(),
+                format!("{:.1}", l.p50_us),
+                format!("{:.1}", l.p99_us),
+                format!("{:.1}", l.p999_us),
+                format!("{:.1}", l.max_us),
+            ]);
+        }
+        out.push_str(&t.render("  "));
+    }
     out
 }
 
@@ -425,6 +447,7 @@ pub fn render_attached(p: &PortInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::api::LatencyStats;
 
     fn port(id: u32) -> PortInfo {
         PortInfo {
@@ -593,8 +616,18 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                 tx_errors: [("ENETUNREACH".to_string(), 1)].into(),
                 ..UnderlayStats::default()
             },
+            latency: vec![LatencyStats {
+                worker: 0,
+                samples: 1000,
+                p50_us: 3.2,
+                p99_us: 18.5,
+                p999_us: 40.1,
+                max_us: 95.0,
+            }],
         };
         let out = render_stats(&s);
+        assert!(out.contains("latency inside vswitchd"), "{out}");
+        assert!(out.contains("0    1000  3.2  18.5   40.1  95.0"), "{out}");
         assert!(out.starts_with("uptime 1h02m\n"), "{out}");
         assert!(out.contains("\nunderlay"), "{out}");
         assert!(
