@@ -253,6 +253,16 @@ fn run(args: Args) -> Result<()> {
     }
 
     let mut underlay = Underlay::bind(cfg.node.underlay_ip, cfg.node.vxlan_port)?;
+    let tap = tap_options();
+    if tap.offload {
+        if underlay.enable_segmentation(cfg.node.underlay_ip) {
+            tracing::info!("underlay offloads: UDP GSO for segmented frames, UDP GRO on receive");
+        } else {
+            tracing::warn!(
+                "underlay offloads unavailable (UDP_SEGMENT/UDP_GRO): one datagram per call"
+            );
+        }
+    }
     let esp = match encryption(&cfg, secrets)? {
         Some((table, port)) => {
             underlay.bind_esp(cfg.node.underlay_ip, port)?;
@@ -270,7 +280,7 @@ fn run(args: Args) -> Result<()> {
         .name("vswitch-worker".into())
         .spawn(move || worker.run())
         .context("cannot start the worker thread")?;
-    let server = Server::new(handle.clone(), tap_options());
+    let server = Server::new(handle.clone(), tap);
     std::thread::Builder::new()
         .name("vswitch-control".into())
         .spawn(move || server.serve(listener))

@@ -95,6 +95,17 @@ impl WorkerHandle {
     }
 }
 
+/// Segments of one super-frame on their way to one peer, sent together with UDP GSO.
+struct GsoBatch {
+    /// Set while a super-frame's segments are being forwarded.
+    collecting: bool,
+    /// Peer, network and flow hash (for the source port) of the run.
+    dest: Option<(VtepAddr, Vni, u64)>,
+    /// (slot base, frame length) of each segment in the run.
+    items: [(usize, usize); SEG_SLOTS],
+    n: usize,
+}
+
 /// Encryption state: the SAs, and the counters of ESP packets refused before they reached the
 /// switch core.
 pub struct Esp {
@@ -174,6 +185,7 @@ pub struct Worker {
     flood_ports: Vec<PortId>,
     flood_vteps: Vec<VtepAddr>,
     seg_lens: [usize; SEG_SLOTS],
+    gso_batch: GsoBatch,
     tx_errors: TxErrors,
     /// Sources that still had frames when their budget ran out.
     pending: Vec<Token>,
@@ -246,6 +258,12 @@ impl Worker {
             flood_ports: Vec::with_capacity(256),
             flood_vteps: Vec::with_capacity(256),
             seg_lens: [0; SEG_SLOTS],
+            gso_batch: GsoBatch {
+                collecting: false,
+                dest: None,
+                items: [(0, 0); SEG_SLOTS],
+                n: 0,
+            },
             tx_errors: TxErrors::default(),
             pending: Vec::with_capacity(256),
             esp,
@@ -306,7 +324,7 @@ impl Worker {
 
     fn drain_underlay(&mut self, now: Timestamp) {
         for _ in 0..BUDGET {
-            let (n, src) = match self.underlay.recv(&mut self.buf) {
+            let got = match self.underlay.recv(&mut self.buf) {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(e) => {
@@ -314,25 +332,46 @@ impl Worker {
                     return;
                 }
             };
-            let start = Instant::now();
-            let action = self
-                .switch
-                .process_from_underlay(now, VtepAddr(src), &self.buf[..n]);
-            let frame = vxlan::HEADER_LEN..n;
-            match action {
-                Action::Drop(_) => {}
-                Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
-                Action::Flood {
-                    network, except, ..
-                } => {
-                    // Split horizon: the core never asks to flood decapsulated frames to peers.
-                    self.flood_local(network, except, frame);
+            // With UDP GRO one read may hold a run of datagrams of `seg` bytes each.
+            // An empty datagram is still one datagram (and a drop to count).
+            let seg = got.seg.max(1);
+            let mut off = 0;
+            loop {
+                let end = (off + seg).min(got.len);
+                let start = Instant::now();
+                self.forward_datagram(now, VtepAddr(got.src), off..end);
+                self.latency.record(start);
+                off = end;
+                if off >= got.len {
+                    break;
                 }
-                Action::ToVtep { .. } => {}
             }
-            self.latency.record(start);
         }
         self.pending.push(UNDERLAY);
+    }
+
+    /// Carries out the core's decision for the plaintext VXLAN datagram at `buf[datagram]`.
+    fn forward_datagram(
+        &mut self,
+        now: Timestamp,
+        src: VtepAddr,
+        datagram: std::ops::Range<usize>,
+    ) {
+        let action = self
+            .switch
+            .process_from_underlay(now, src, &self.buf[datagram.clone()]);
+        let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
+        match action {
+            Action::Drop(_) => {}
+            Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
+            Action::Flood {
+                network, except, ..
+            } => {
+                // Split horizon: the core never asks to flood decapsulated frames to peers.
+                self.flood_local(network, except, frame);
+            }
+            Action::ToVtep { .. } => {}
+        }
     }
 
     /// ESP-in-UDP from peers: verify, decrypt and replay-check in place, then hand the VXLAN
@@ -411,11 +450,77 @@ impl Worker {
         let frame = &read[HEADROOM..HEADROOM + len];
         match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
             Ok(n) => {
+                // Plain VXLAN to one peer is collected and sent as one UDP GSO packet.
+                self.gso_batch.collecting = self.underlay.segmentation();
                 for k in 0..n {
                     self.forward_local_frame(now, id, READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
                 }
+                self.flush_gso_batch();
             }
             Err(_) => self.switch.note_port_drop(id, DropReason::BadOffload),
+        }
+    }
+
+    /// Takes a plain VXLAN datagram (at `buf[base + VXLAN_START..][..VXLAN_HEADERS_LEN + len]`)
+    /// into the GSO batch if it fits the run; false when it must be sent on its own.
+    fn batch_for_gso(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) -> bool {
+        let b = &mut self.gso_batch;
+        if !b.collecting {
+            return false;
+        }
+        let size = VXLAN_HEADERS_LEN + len;
+        if let Some((v, n, _)) = b.dest {
+            // A run is one destination and network, equal sizes but possibly a shorter last.
+            let prev = b.items[b.n - 1].1;
+            let first = VXLAN_HEADERS_LEN + b.items[0].1;
+            if v != vtep || n != vni || size > first || prev + VXLAN_HEADERS_LEN != first {
+                return false;
+            }
+        } else {
+            let flow = flow::hash(&self.buf[base + HEADROOM..base + HEADROOM + len]);
+            b.dest = Some((vtep, vni, flow));
+        }
+        b.items[b.n] = (base, len);
+        b.n += 1;
+        true
+    }
+
+    /// Sends the GSO batch: one sendmsg for the run, or one datagram at a time if the kernel
+    /// refuses the run.
+    fn flush_gso_batch(&mut self) {
+        self.gso_batch.collecting = false;
+        let Some((vtep, vni, flow)) = self.gso_batch.dest.take() else {
+            return;
+        };
+        let n = std::mem::take(&mut self.gso_batch.n);
+        let items = self.gso_batch.items;
+        // The kernel writes the UDP header of a GSO send: each part is VXLAN header + frame.
+        let seg_size = vxlan::HEADER_LEN + items[0].1;
+        // A GSO send is one UDP datagram to the kernel: at most 65,507 bytes of payload.
+        let per_send = (65_507 / seg_size).clamp(1, SEG_SLOTS);
+        for chunk in items[..n].chunks(per_send) {
+            let sent = {
+                let mut parts = [std::io::IoSlice::new(&[]); SEG_SLOTS];
+                for (k, (base, len)) in chunk.iter().enumerate() {
+                    let vxlan_start = base + HEADROOM - vxlan::HEADER_LEN;
+                    parts[k] = std::io::IoSlice::new(&self.buf[vxlan_start..base + HEADROOM + len]);
+                }
+                self.underlay
+                    .send_segmented(flow, &parts[..chunk.len()], seg_size as u16, vtep.0)
+            };
+            match sent {
+                Ok(()) => {
+                    for (_, len) in chunk {
+                        self.switch.note_vtep_tx(vni, vtep, VXLAN_HEADERS_LEN + len);
+                    }
+                }
+                Err(e) => {
+                    self.tx_errors.count(&e);
+                    for &(base, len) in chunk {
+                        self.send_to_vtep(base, vtep, vni, len);
+                    }
+                }
+            }
         }
     }
 
@@ -433,7 +538,7 @@ impl Worker {
                 self.encap_headers(base, len, vni);
                 if self.switch.is_encrypted(vni) {
                     self.seal_to_vtep(base, vtep, vni, len);
-                } else {
+                } else if !self.batch_for_gso(base, vtep, vni, len) {
                     self.send_to_vtep(base, vtep, vni, len);
                 }
             }
