@@ -24,6 +24,14 @@ pub trait PortDevice: Send {
     /// Reads one frame into `buf`. `Ok(None)` when nothing waits.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>>;
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+    /// Whether `send_gso` works: the device takes TCP super-frames with a virtio_net_hdr.
+    fn accepts_gso(&self) -> bool {
+        false
+    }
+    /// Sends a coalesced super-frame (crate::offload::gro) described by `hdr`.
+    fn send_gso(&mut self, _hdr: &vnet::Header, _frame: &[u8]) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// The descriptor that becomes readable when frames wait.
     fn fd(&self) -> RawFd;
 }
@@ -83,6 +91,16 @@ impl PortDevice for crate::io::TapDevice {
             return self.write_vnet(&[0; vnet::HDR_LEN], frame).map(|_| ());
         }
         self.write(frame).map(|_| ())
+    }
+
+    fn accepts_gso(&self) -> bool {
+        self.options().vnet_hdr
+    }
+
+    fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
+        let mut raw = [0u8; vnet::HDR_LEN];
+        hdr.emit(&mut raw);
+        self.write_vnet(&raw, frame).map(|_| ())
     }
 
     fn fd(&self) -> RawFd {

@@ -12,6 +12,7 @@ use super::port::{PortDevice, PortMeta};
 use crate::control::api;
 use crate::crypto::{EspDrop, EspTable};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
+use crate::offload::gro::Coalescer;
 use crate::offload::{tso, vnet};
 use crate::switch::DropReason;
 use crate::switch::{garp, Action, NetIdx, PortId, Switch, Timestamp, Vni, VtepAddr};
@@ -186,6 +187,7 @@ pub struct Worker {
     flood_vteps: Vec<VtepAddr>,
     seg_lens: [usize; SEG_SLOTS],
     gso_batch: GsoBatch,
+    coalescer: Coalescer,
     tx_errors: TxErrors,
     /// Sources that still had frames when their budget ran out.
     pending: Vec<Token>,
@@ -258,6 +260,7 @@ impl Worker {
             flood_ports: Vec::with_capacity(256),
             flood_vteps: Vec::with_capacity(256),
             seg_lens: [0; SEG_SLOTS],
+            coalescer: Coalescer::new(),
             gso_batch: GsoBatch {
                 collecting: false,
                 dest: None,
@@ -323,6 +326,11 @@ impl Worker {
     }
 
     fn drain_underlay(&mut self, now: Timestamp) {
+        self.drain_underlay_batch(now);
+        self.flush_coalescer();
+    }
+
+    fn drain_underlay_batch(&mut self, now: Timestamp) {
         for _ in 0..BUDGET {
             let got = match self.underlay.recv(&mut self.buf) {
                 Ok(Some(r)) => r,
@@ -363,7 +371,8 @@ impl Worker {
         let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
         match action {
             Action::Drop(_) => {}
-            Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
+            Action::ToPort(p) => self.deliver_coalesced(p, frame),
+            Action::Reply(p) => self.send_to_port(p, frame),
             Action::Flood {
                 network, except, ..
             } => {
@@ -680,7 +689,50 @@ impl Worker {
         }
     }
 
+    /// Delivers a decapsulated frame to `id`, merging consecutive TCP segments of a flow into
+    /// one super-frame for ports that take them (crate::offload::gro).
+    fn deliver_coalesced(&mut self, id: PortId, frame: std::ops::Range<usize>) {
+        let accepts = self.ports.get(&id).is_some_and(|p| p.device.accepts_gso());
+        if accepts {
+            if self.coalescer.push(id.0, &self.buf[frame.clone()]) {
+                self.switch.note_port_tx(id, frame.len());
+                return;
+            }
+            self.flush_coalescer();
+            if self.coalescer.push(id.0, &self.buf[frame.clone()]) {
+                self.switch.note_port_tx(id, frame.len());
+                return;
+            }
+        }
+        self.send_to_port(id, frame);
+    }
+
+    /// Writes the run in progress, if any, to its port.
+    fn flush_coalescer(&mut self) {
+        let Some(owner) = self.coalescer.owner() else {
+            return;
+        };
+        let id = PortId(owner);
+        let Some((hdr, frame)) = self.coalescer.take() else {
+            return;
+        };
+        let Some(port) = self.ports.get_mut(&id) else {
+            return;
+        };
+        let sent = match hdr {
+            Some(h) => port.device.send_gso(&h, frame),
+            None => port.device.send(frame),
+        };
+        if sent.is_err() {
+            self.switch.note_port_tx_failed(id);
+        }
+    }
+
     fn send_to_port(&mut self, id: PortId, frame: std::ops::Range<usize>) {
+        // Keep a flow's order: what waits in the coalescer for this port goes first.
+        if self.coalescer.owner() == Some(id.0) {
+            self.flush_coalescer();
+        }
         let Some(port) = self.ports.get_mut(&id) else {
             return;
         };

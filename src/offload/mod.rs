@@ -2,5 +2,6 @@
 //! container's TCP can hand us 64 KB at a time through its TAP device (IFF_VNET_HDR + TSO).
 //! Sans-IO: frames in, frames out, in the caller's buffers.
 
+pub mod gro;
 pub mod tso;
 pub mod vnet;
