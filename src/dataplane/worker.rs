@@ -100,9 +100,9 @@ impl WorkerHandle {
 struct GsoBatch {
     /// Set while a super-frame's segments are being forwarded.
     collecting: bool,
-    /// Peer, network and flow hash (for the source port) of the run.
-    dest: Option<(VtepAddr, Vni, u64)>,
-    /// (slot base, frame length) of each segment in the run.
+    /// Peer, network, destination port and source port of the run.
+    dest: Option<(VtepAddr, Vni, u16, u16)>,
+    /// Where each UDP payload of the run is in the buffer (start, end).
     items: [(usize, usize); SEG_SLOTS],
     n: usize,
 }
@@ -386,6 +386,11 @@ impl Worker {
     /// ESP-in-UDP from peers: verify, decrypt and replay-check in place, then hand the VXLAN
     /// datagram inside to the core, which checks it names the SA's network.
     fn drain_esp(&mut self, now: Timestamp) {
+        self.drain_esp_batch(now);
+        self.flush_coalescer();
+    }
+
+    fn drain_esp_batch(&mut self, now: Timestamp) {
         for _ in 0..BUDGET {
             let (n, src) = match self.underlay.recv_esp(&mut self.buf) {
                 Ok(Some(r)) => r,
@@ -414,7 +419,8 @@ impl Worker {
                     .process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
             let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
             match action {
-                Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
+                Action::ToPort(p) => self.deliver_coalesced(p, frame),
+                Action::Reply(p) => self.send_to_port(p, frame),
                 Action::Flood {
                     network, except, ..
                 } => self.flood_local(network, except, frame),
@@ -470,63 +476,87 @@ impl Worker {
         }
     }
 
-    /// Takes a plain VXLAN datagram (at `buf[base + VXLAN_START..][..VXLAN_HEADERS_LEN + len]`)
-    /// into the GSO batch if it fits the run; false when it must be sent on its own.
-    fn batch_for_gso(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) -> bool {
+    /// Takes the UDP payload `buf[payload]` (VXLAN, or ESP for an encrypted network) for
+    /// `dst_port` at `vtep` into the GSO batch if it continues the run; false when it must be
+    /// sent on its own. `src_port` (already chosen by flow hash) picks the GSO socket.
+    fn batch_for_gso(
+        &mut self,
+        vtep: VtepAddr,
+        vni: Vni,
+        dst_port: u16,
+        src_port: u16,
+        payload: std::ops::Range<usize>,
+    ) -> bool {
         let b = &mut self.gso_batch;
         if !b.collecting {
             return false;
         }
-        let size = VXLAN_HEADERS_LEN + len;
-        if let Some((v, n, _)) = b.dest {
-            // A run is one destination and network, equal sizes but possibly a shorter last.
-            let prev = b.items[b.n - 1].1;
-            let first = VXLAN_HEADERS_LEN + b.items[0].1;
-            if v != vtep || n != vni || size > first || prev + VXLAN_HEADERS_LEN != first {
+        let size = payload.len();
+        if let Some((v, n, port, _)) = b.dest {
+            // One destination, network and port; equal sizes, a shorter last.
+            let first = b.items[0].1 - b.items[0].0;
+            let prev = b.items[b.n - 1].1 - b.items[b.n - 1].0;
+            if v != vtep || n != vni || port != dst_port || size > first || prev != first {
                 return false;
             }
         } else {
-            let flow = flow::hash(&self.buf[base + HEADROOM..base + HEADROOM + len]);
-            b.dest = Some((vtep, vni, flow));
+            b.dest = Some((vtep, vni, dst_port, src_port));
         }
-        b.items[b.n] = (base, len);
+        b.items[b.n] = (payload.start, payload.end);
         b.n += 1;
         true
     }
 
-    /// Sends the GSO batch: one sendmsg for the run, or one datagram at a time if the kernel
-    /// refuses the run.
+    /// Sends the GSO batch: one sendmsg per run of at most 64 KB, or one datagram at a time
+    /// (through the raw socket, UDP header written in front) if the kernel refuses the run.
     fn flush_gso_batch(&mut self) {
         self.gso_batch.collecting = false;
-        let Some((vtep, vni, flow)) = self.gso_batch.dest.take() else {
+        let Some((vtep, vni, dst_port, src_port)) = self.gso_batch.dest.take() else {
             return;
         };
         let n = std::mem::take(&mut self.gso_batch.n);
         let items = self.gso_batch.items;
-        // The kernel writes the UDP header of a GSO send: each part is VXLAN header + frame.
-        let seg_size = vxlan::HEADER_LEN + items[0].1;
+        let seg_size = items[0].1 - items[0].0;
         // A GSO send is one UDP datagram to the kernel: at most 65,507 bytes of payload.
-        let per_send = (65_507 / seg_size).clamp(1, SEG_SLOTS);
+        let per_send = (65_507 / seg_size.max(1)).clamp(1, SEG_SLOTS);
         for chunk in items[..n].chunks(per_send) {
             let sent = {
                 let mut parts = [std::io::IoSlice::new(&[]); SEG_SLOTS];
-                for (k, (base, len)) in chunk.iter().enumerate() {
-                    let vxlan_start = base + HEADROOM - vxlan::HEADER_LEN;
-                    parts[k] = std::io::IoSlice::new(&self.buf[vxlan_start..base + HEADROOM + len]);
+                for (k, &(start, end)) in chunk.iter().enumerate() {
+                    parts[k] = std::io::IoSlice::new(&self.buf[start..end]);
                 }
-                self.underlay
-                    .send_segmented(flow, &parts[..chunk.len()], seg_size as u16, vtep.0)
+                self.underlay.send_segmented(
+                    u64::from(src_port),
+                    &parts[..chunk.len()],
+                    seg_size as u16,
+                    vtep.0,
+                    dst_port,
+                )
             };
             match sent {
                 Ok(()) => {
-                    for (_, len) in chunk {
-                        self.switch.note_vtep_tx(vni, vtep, VXLAN_HEADERS_LEN + len);
+                    for &(start, end) in chunk {
+                        self.switch
+                            .note_vtep_tx(vni, vtep, UDP_HEADER_LEN + end - start);
                     }
                 }
                 Err(e) => {
                     self.tx_errors.count(&e);
-                    for &(base, len) in chunk {
-                        self.send_to_vtep(base, vtep, vni, len);
+                    for &(start, end) in chunk {
+                        let hdr = start - UDP_HEADER_LEN;
+                        underlay::write_udp_header(
+                            &mut self.buf[hdr..start],
+                            src_port,
+                            dst_port,
+                            end - start,
+                        );
+                        match self.underlay.send(&self.buf[hdr..end], vtep.0) {
+                            Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - hdr),
+                            Err(e) => {
+                                self.tx_errors.count(&e);
+                                self.switch.note_tx_failed(vni);
+                            }
+                        }
                     }
                 }
             }
@@ -547,8 +577,16 @@ impl Worker {
                 self.encap_headers(base, len, vni);
                 if self.switch.is_encrypted(vni) {
                     self.seal_to_vtep(base, vtep, vni, len);
-                } else if !self.batch_for_gso(base, vtep, vni, len) {
-                    self.send_to_vtep(base, vtep, vni, len);
+                } else {
+                    let src_port = u16::from_be_bytes([
+                        self.buf[base + VXLAN_START],
+                        self.buf[base + VXLAN_START + 1],
+                    ]);
+                    let vxlan = base + HEADROOM - vxlan::HEADER_LEN..base + HEADROOM + len;
+                    let port = self.underlay.vxlan_port();
+                    if !self.batch_for_gso(vtep, vni, port, src_port, vxlan) {
+                        self.send_to_vtep(base, vtep, vni, len);
+                    }
                 }
             }
             Action::Flood {
@@ -628,10 +666,14 @@ impl Worker {
             self.buf[base + VXLAN_START + 1],
         ]);
         let end = base + ESP_START + esp_len;
+        let esp_port = esp.port;
+        if self.batch_for_gso(vtep, vni, esp_port, src_port, base + ESP_START..end) {
+            return;
+        }
         underlay::write_udp_header(
             &mut self.buf[base + OUTER_UDP_START..base + ESP_START],
             src_port,
-            esp.port,
+            esp_port,
             esp_len,
         );
         match self

@@ -154,8 +154,8 @@ impl Underlay {
         !self.gso.is_empty()
     }
 
-    /// Sends the datagrams `parts` (each a VXLAN header and frame, all of `seg_size` bytes but
-    /// the last, which may be shorter) to `dst` in one call: the kernel builds one UDP GSO
+    /// Sends the datagrams `parts` (UDP payloads: VXLAN or ESP, all of `seg_size` bytes but the
+    /// last, which may be shorter) to `dst:dst_port` in one call: the kernel builds one UDP GSO
     /// packet that crosses its stack once and is cut into datagrams only where it must be (a
     /// NIC, or a receiver without UDP GRO). `flow` picks the source port.
     pub fn send_segmented(
@@ -164,9 +164,10 @@ impl Underlay {
         parts: &[std::io::IoSlice<'_>],
         seg_size: u16,
         dst: Ipv4Addr,
+        dst_port: u16,
     ) -> io::Result<()> {
         let sock = &self.gso[(flow as usize) % self.gso.len()];
-        let mut sa = sockaddr_in(dst, self.port);
+        let mut sa = sockaddr_in(dst, dst_port);
         // CMSG_SPACE(sizeof(u16)) is 24 bytes on 64-bit Linux; keep it aligned for cmsghdr.
         let mut control = [0u64; 4];
         // SAFETY: msghdr/cmsghdr are filled in within the buffers declared here, which outlive
