@@ -286,7 +286,7 @@ fn recv_matching(
     while wait_readable(s, until) {
         match s.recv(&mut buf) {
             Ok(info) => {
-                assert!(!info.gso && !info.truncated, "{info:?}");
+                assert!(info.gso.is_none() && !info.truncated, "{info:?}");
                 if want(&buf[..info.len]) {
                     return Some(buf[..info.len].to_vec());
                 }

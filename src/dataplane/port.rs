@@ -110,10 +110,13 @@ impl PortDevice for crate::io::TapDevice {
 
 impl PortDevice for crate::io::PacketSocket {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        // A GSO super-frame (the peer has TSO on) is handed on whole; the core drops it as
-        // larger than the MTU and counts it, which points the operator at the peer's offloads.
+        // A TSO super-frame from a peer with offloads on (veths have them by default) comes
+        // with its header, for the worker to segment.
         match crate::io::PacketSocket::recv(self, buf) {
-            Ok(info) => Ok(Some(Received::frame(info.len))),
+            Ok(info) => Ok(Some(Received {
+                len: info.len,
+                gso: info.gso.filter(|_| !info.truncated),
+            })),
             Err(e) if would_block(&e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -121,6 +124,14 @@ impl PortDevice for crate::io::PacketSocket {
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
         crate::io::PacketSocket::send(self, frame).map(|_| ())
+    }
+
+    fn accepts_gso(&self) -> bool {
+        true
+    }
+
+    fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
+        self.send_with(hdr, frame).map(|_| ())
     }
 
     fn fd(&self) -> RawFd {

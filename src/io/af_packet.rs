@@ -29,46 +29,16 @@ mod sys {
 
 /// `struct virtio_net_hdr` (include/uapi/linux/virtio_net.h), without `num_buffers`. Its fields
 /// are in native byte order on AF_PACKET (the kernel uses the legacy, host-endian layout).
-pub mod vnet {
-    pub const HDR_LEN: usize = 10;
-    pub const F_NEEDS_CSUM: u8 = 1;
-    pub const GSO_NONE: u8 = 0;
-
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub struct VirtioNetHdr {
-        pub flags: u8,
-        pub gso_type: u8,
-        pub hdr_len: u16,
-        pub gso_size: u16,
-        pub csum_start: u16,
-        pub csum_offset: u16,
-    }
-
-    impl VirtioNetHdr {
-        pub fn parse(b: &[u8; HDR_LEN]) -> VirtioNetHdr {
-            let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-            VirtioNetHdr {
-                flags: b[0],
-                gso_type: b[1],
-                hdr_len: u16_at(2),
-                gso_size: u16_at(4),
-                csum_start: u16_at(6),
-                csum_offset: u16_at(8),
-            }
-        }
-    }
-}
-
-use vnet::VirtioNetHdr;
+use crate::offload::vnet;
 
 /// What [`PacketSocket::recv`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecvInfo {
     /// Bytes of frame written to `buf`.
     pub len: usize,
-    /// A GSO super-frame (TSO/USO from a peer with offloads on): larger than the MTU and with
-    /// checksums for the segments, not for this; callers drop and count it.
-    pub gso: bool,
+    /// A GSO super-frame (TSO from a peer with offloads on), described by its header: larger
+    /// than the MTU, to be cut into segments (crate::offload::tso) by the caller.
+    pub gso: Option<vnet::Header>,
     /// The frame was longer than `buf` and was cut to `len`.
     pub truncated: bool,
 }
@@ -189,9 +159,9 @@ impl PacketSocket {
         }
         let len = n - vnet::HDR_LEN;
         let truncated = msg.msg_flags & libc::MSG_TRUNC != 0;
-        let h = VirtioNetHdr::parse(&hdr);
-        let gso = h.gso_type != vnet::GSO_NONE;
-        if h.flags & vnet::F_NEEDS_CSUM != 0 && !gso && !truncated {
+        let h = vnet::Header::parse(&hdr).unwrap_or_default();
+        let gso = (h.gso_kind() != vnet::GSO_NONE).then_some(h);
+        if h.flags & vnet::F_NEEDS_CSUM != 0 && gso.is_none() && !truncated {
             complete_checksum(
                 &mut buf[..len],
                 h.csum_start as usize,
@@ -207,7 +177,14 @@ impl PacketSocket {
 
     /// Sends one frame as is (a zeroed vnet header asks for no offload).
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        let hdr = [0u8; vnet::HDR_LEN];
+        self.send_with(&vnet::Header::default(), frame)
+    }
+
+    /// Sends one frame behind `hdr`: a TCP super-frame with a TSO header is segmented by the
+    /// kernel only if and where it must be.
+    pub fn send_with(&self, h: &vnet::Header, frame: &[u8]) -> io::Result<usize> {
+        let mut hdr = [0u8; vnet::HDR_LEN];
+        h.emit(&mut hdr);
         let iov = [
             libc::iovec {
                 iov_base: hdr.as_ptr() as *mut libc::c_void,
