@@ -64,7 +64,7 @@ fn encrypted_pair(tag: &str, net: NetDef) -> (Testbed, usize, usize) {
         ])
     );
     for i in 0..2 {
-        step!(tb, tb.write_config(i, &[net.clone()], ""));
+        step!(tb, tb.write_config(i, std::slice::from_ref(&net), ""));
         step!(tb, tb.start_daemon(i));
     }
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));

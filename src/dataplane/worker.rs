@@ -1,12 +1,19 @@
-//! The worker: one thread running an event loop (mio, level of one poll per batch) over the
-//! underlay socket and every local port. It owns the `Switch` and carries out the `Action`s
-//! the core returns. Commands from the control thread (attach, detach, show, stop) arrive on a
-//! channel with a waker.
+//! The worker: one thread running an event loop (mio, edge-triggered, a budget of frames per
+//! source per turn) over the underlay sockets and every local port. It owns the `Switch` and
+//! carries out the `Action`s the core returns. Commands from the control thread (attach,
+//! detach, show, stop) arrive on a channel with a waker.
 //!
-//! Per packet there is no allocation, no lock and no log: frames are read into one
-//! preallocated buffer that keeps `underlay::HEADROOM` bytes in front, so encapsulation writes
-//! the UDP and VXLAN headers in front of the frame instead of copying it. `now` is read once
-//! per loop iteration.
+//! Buffer: one preallocated buffer, a read slot (up to a 64 KB TSO super-frame) followed by
+//! segment slots. Every frame sits `HEADROOM` bytes into its slot, so encapsulation — UDP and
+//! VXLAN, or UDP, ESP, inner UDP and VXLAN — is written in front of it, never copied.
+//!
+//! Offloads (crate::offload): a super-frame from a container is cut into segments that go to a
+//! peer as one UDP GSO send; datagrams from the underlay (a UDP GRO run or one at a time) are
+//! coalesced per TCP flow and written to a TAP port once per run.
+//!
+//! Per packet there is no allocation, no lock and no log (tests/no_alloc.rs). `now` and the
+//! wall clock are read once per loop turn; two monotonic clock reads per frame feed the latency
+//! histogram.
 
 use super::port::{PortDevice, PortMeta};
 use crate::control::api;
@@ -124,6 +131,25 @@ impl Esp {
             port,
             drops: [0; EspDrop::ALL.len()],
             scratch: vec![0u8; BUF_LEN],
+        }
+    }
+}
+
+/// Sends one UDP datagram (its header written) through the raw socket and counts what happened:
+/// bytes to the peer and network, or the kernel's refusal by errno and a `tx_failed` drop.
+fn send_counted(
+    underlay: &Underlay,
+    switch: &mut Switch,
+    tx_errors: &mut TxErrors,
+    datagram: &[u8],
+    vtep: VtepAddr,
+    vni: Vni,
+) {
+    match underlay.send(datagram, vtep.0) {
+        Ok(()) => switch.note_vtep_tx(vni, vtep, datagram.len()),
+        Err(e) => {
+            tx_errors.count(&e);
+            switch.note_tx_failed(vni);
         }
     }
 }
@@ -550,13 +576,15 @@ impl Worker {
                             dst_port,
                             end - start,
                         );
-                        match self.underlay.send(&self.buf[hdr..end], vtep.0) {
-                            Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - hdr),
-                            Err(e) => {
-                                self.tx_errors.count(&e);
-                                self.switch.note_tx_failed(vni);
-                            }
-                        }
+                        let datagram = &self.buf[hdr..end];
+                        send_counted(
+                            &self.underlay,
+                            &mut self.switch,
+                            &mut self.tx_errors,
+                            datagram,
+                            vtep,
+                            vni,
+                        );
                     }
                 }
             }
@@ -627,16 +655,15 @@ impl Worker {
     }
 
     fn send_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
-        match self
-            .underlay
-            .send(&self.buf[base + VXLAN_START..base + HEADROOM + len], vtep.0)
-        {
-            Ok(()) => self.switch.note_vtep_tx(vni, vtep, VXLAN_HEADERS_LEN + len),
-            Err(e) => {
-                self.tx_errors.count(&e);
-                self.switch.note_tx_failed(vni);
-            }
-        }
+        let datagram = &self.buf[base + VXLAN_START..base + HEADROOM + len];
+        send_counted(
+            &self.underlay,
+            &mut self.switch,
+            &mut self.tx_errors,
+            datagram,
+            vtep,
+            vni,
+        );
     }
 
     /// Encrypts the VXLAN datagram at `buf[VXLAN_START..HEADROOM + len]` in place for `vtep` and
@@ -676,18 +703,15 @@ impl Worker {
             esp_port,
             esp_len,
         );
-        match self
-            .underlay
-            .send(&self.buf[base + OUTER_UDP_START..end], vtep.0)
-        {
-            Ok(()) => self
-                .switch
-                .note_vtep_tx(vni, vtep, end - base - OUTER_UDP_START),
-            Err(e) => {
-                self.tx_errors.count(&e);
-                self.switch.note_tx_failed(vni);
-            }
-        }
+        let datagram = &self.buf[base + OUTER_UDP_START..end];
+        send_counted(
+            &self.underlay,
+            &mut self.switch,
+            &mut self.tx_errors,
+            datagram,
+            vtep,
+            vni,
+        );
     }
 
     /// Like `seal_to_vtep`, but seals a copy, so the plaintext stays for the next peer of a flood.
@@ -719,16 +743,15 @@ impl Worker {
             esp.port,
             esp_len,
         );
-        match self
-            .underlay
-            .send(&esp.scratch[OUTER_UDP_START..end], vtep.0)
-        {
-            Ok(()) => self.switch.note_vtep_tx(vni, vtep, end - OUTER_UDP_START),
-            Err(e) => {
-                self.tx_errors.count(&e);
-                self.switch.note_tx_failed(vni);
-            }
-        }
+        let datagram = &esp.scratch[OUTER_UDP_START..end];
+        send_counted(
+            &self.underlay,
+            &mut self.switch,
+            &mut self.tx_errors,
+            datagram,
+            vtep,
+            vni,
+        );
     }
 
     /// Delivers a decapsulated frame to `id`, merging consecutive TCP segments of a flow into

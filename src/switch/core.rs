@@ -307,7 +307,7 @@ impl Switch {
         datagram: &[u8],
     ) -> Action {
         self.underlay.rx(datagram.len());
-        self.from_underlay(now, src, datagram, None)
+        self.decide_underlay(now, src, datagram, None)
     }
 
     /// A VXLAN datagram that arrived inside ESP whose ICV verified, under an SA of the network
@@ -321,7 +321,7 @@ impl Switch {
         datagram: &[u8],
         sa_vni: Vni,
     ) -> Action {
-        self.from_underlay(now, src, datagram, Some(sa_vni))
+        self.decide_underlay(now, src, datagram, Some(sa_vni))
     }
 
     /// Counts an underlay datagram that reaches the core, if at all, through
@@ -330,7 +330,7 @@ impl Switch {
         self.underlay.rx(len);
     }
 
-    fn from_underlay(
+    fn decide_underlay(
         &mut self,
         now: Timestamp,
         src: VtepAddr,
@@ -626,11 +626,9 @@ impl Network {
         }
         self.learn(src, Location::Port(port), now);
 
-        if ethertype == EtherType::Arp {
-            if self.proxy_arp(now, frame) {
-                self.counters.proxy_arp_replies += 1;
-                return Action::Reply(port);
-            }
+        if ethertype == EtherType::Arp && self.proxy_arp(now, frame) {
+            self.counters.proxy_arp_replies += 1;
+            return Action::Reply(port);
         }
 
         if dst.is_multicast() {
