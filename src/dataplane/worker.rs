@@ -221,6 +221,8 @@ pub struct Worker {
     /// Wall-clock seconds, read once per loop iteration like `now`.
     unix: u64,
     latency: Latency,
+    /// How long to keep polling without sleeping after activity (0: always sleep).
+    busy_poll: Duration,
 }
 
 /// Nanoseconds a frame spends in the worker, read to sent: two clock reads per frame (vDSO,
@@ -298,8 +300,14 @@ impl Worker {
             esp,
             unix: unix_now(),
             latency: Latency::new(),
+            busy_poll: Duration::ZERO,
         };
         Ok((worker, WorkerHandle { tx, waker }))
+    }
+
+    /// Sets the busy-poll window (see `run`).
+    pub fn set_busy_poll(&mut self, window: Duration) {
+        self.busy_poll = window;
     }
 
     fn now(&self) -> Timestamp {
@@ -312,11 +320,15 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         let mut last_expire = self.now();
         let mut ready: Vec<Token> = Vec::with_capacity(256);
+        let mut last_activity = Instant::now();
         loop {
-            let timeout = if self.pending.is_empty() {
-                Duration::from_millis(1000)
-            } else {
+            // Adaptive busy-polling: for `busy_poll` after the last frame, poll without
+            // sleeping, so a reply that comes back within it costs no wake-up (most of the
+            // round-trip time a user-space switch adds); then sleep until something arrives.
+            let timeout = if !self.pending.is_empty() || last_activity.elapsed() < self.busy_poll {
                 Duration::ZERO
+            } else {
+                Duration::from_millis(1000)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -329,6 +341,9 @@ impl Worker {
             ready.clear();
             ready.append(&mut self.pending);
             ready.extend(events.iter().map(|e| e.token()));
+            if !ready.is_empty() {
+                last_activity = Instant::now();
+            }
             for &token in &ready {
                 match token {
                     WAKER => {
