@@ -144,6 +144,23 @@ fn two_hosts_ping_and_transfer(offloads: bool) {
         stats["underlay"]["drops"].as_object().unwrap().is_empty(),
         "unexpected drops: {stats}"
     );
+    // The offloads did the work (or, when off, none of it): the sender cut TSO frames and sent
+    // GSO runs, the receiver wrote coalesced super-frames.
+    let sender = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    let o = |s: &Value, k: &str| counter(s, &["offload", k]);
+    if offloads {
+        assert!(
+            o(&sender, "tso_frames") > 0 && o(&sender, "gso_sends") > 0,
+            "{}",
+            sender["offload"]
+        );
+        assert_eq!(o(&sender, "gso_fallbacks"), 0, "{}", sender["offload"]);
+        assert!(o(&stats, "coalesced_frames") > 0, "{}", stats["offload"]);
+    } else {
+        for k in ["tso_frames", "gso_sends", "gro_runs", "coalesced_frames"] {
+            assert_eq!(o(&sender, k) + o(&stats, k), 0, "{k} with offloads off");
+        }
+    }
 }
 
 #[test]

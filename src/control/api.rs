@@ -199,6 +199,26 @@ pub struct Stats {
     /// Time frames spend inside vswitchd (read to sent), per worker.
     #[serde(default)]
     pub latency: Vec<LatencyStats>,
+    /// What the offloads did: all zero when they are off or the kernel lacks them.
+    #[serde(default)]
+    pub offload: OffloadStats,
+}
+
+/// Work the offloads saved (see README "Performance").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OffloadStats {
+    /// TSO super-frames from containers, and the segments they were cut into.
+    pub tso_frames: u64,
+    pub tso_segments: u64,
+    /// UDP GSO sends (each several datagrams), and runs the kernel refused (sent one by one).
+    pub gso_sends: u64,
+    pub gso_datagrams: u64,
+    pub gso_fallbacks: u64,
+    /// Underlay reads that returned a UDP GRO run of several datagrams.
+    pub gro_runs: u64,
+    /// Super-frames written to ports after coalescing, and the segments they carried.
+    pub coalesced_frames: u64,
+    pub coalesced_segments: u64,
 }
 
 /// Distribution of the time a frame spends inside one worker: from the moment its read returns

@@ -397,6 +397,13 @@ pub fn render_stats(s: &Stats) -> String {
     render_network_stats(&s.networks, &mut out);
     out.push_str("\nports\n");
     render_port_stats(&s.ports, &mut out);
+    let o = &s.offload;
+    let _ = writeln!(
+        out,
+        "\noffloads\n  tso {} frames -> {} segments; gso {} sends ({} datagrams, {} refused); gro {} runs; coalesced {} frames <- {} segments",
+        o.tso_frames, o.tso_segments, o.gso_sends, o.gso_datagrams, o.gso_fallbacks, o.gro_runs,
+        o.coalesced_frames, o.coalesced_segments
+    );
     if !s.latency.is_empty() {
         out.push_str("\nlatency inside vswitchd, read to sent (microseconds)\n");
         let mut t = Table::new(&[
@@ -616,6 +623,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                 tx_errors: [("ENETUNREACH".to_string(), 1)].into(),
                 ..UnderlayStats::default()
             },
+            offload: Default::default(),
             latency: vec![LatencyStats {
                 worker: 0,
                 samples: 1000,

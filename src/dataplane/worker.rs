@@ -223,6 +223,7 @@ pub struct Worker {
     latency: Latency,
     /// How long to keep polling without sleeping after activity (0: always sleep).
     busy_poll: Duration,
+    offload: api::OffloadStats,
 }
 
 /// Nanoseconds a frame spends in the worker, read to sent: two clock reads per frame (vDSO,
@@ -301,6 +302,7 @@ impl Worker {
             unix: unix_now(),
             latency: Latency::new(),
             busy_poll: Duration::ZERO,
+            offload: api::OffloadStats::default(),
         };
         Ok((worker, WorkerHandle { tx, waker }))
     }
@@ -384,6 +386,9 @@ impl Worker {
             // With UDP GRO one read may hold a run of datagrams of `seg` bytes each.
             // An empty datagram is still one datagram (and a drop to count).
             let seg = got.seg.max(1);
+            if seg < got.len {
+                self.offload.gro_runs += 1;
+            }
             let mut off = 0;
             loop {
                 let end = (off + seg).min(got.len);
@@ -506,6 +511,8 @@ impl Worker {
         let frame = &read[HEADROOM..HEADROOM + len];
         match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
             Ok(n) => {
+                self.offload.tso_frames += 1;
+                self.offload.tso_segments += n as u64;
                 // Plain VXLAN to one peer is collected and sent as one UDP GSO packet.
                 self.gso_batch.collecting = self.underlay.segmentation();
                 for k in 0..n {
@@ -576,6 +583,8 @@ impl Worker {
             };
             match sent {
                 Ok(()) => {
+                    self.offload.gso_sends += 1;
+                    self.offload.gso_datagrams += chunk.len() as u64;
                     for &(start, end) in chunk {
                         self.switch
                             .note_vtep_tx(vni, vtep, UDP_HEADER_LEN + end - start);
@@ -583,6 +592,7 @@ impl Worker {
                 }
                 Err(e) => {
                     self.tx_errors.count(&e);
+                    self.offload.gso_fallbacks += 1;
                     for &(start, end) in chunk {
                         let hdr = start - UDP_HEADER_LEN;
                         underlay::write_udp_header(
@@ -793,9 +803,14 @@ impl Worker {
             return;
         };
         let id = PortId(owner);
+        let segments = self.coalescer.len() as u64;
         let Some((hdr, frame)) = self.coalescer.take() else {
             return;
         };
+        if hdr.is_some() {
+            self.offload.coalesced_frames += 1;
+            self.offload.coalesced_segments += segments;
+        }
         let Some(port) = self.ports.get_mut(&id) else {
             return;
         };
@@ -1038,6 +1053,7 @@ impl Worker {
                     tx_errors: self.tx_errors.to_map(),
                 },
                 latency: vec![self.latency.stats(0)],
+                offload: self.offload.clone(),
             }),
         };
         v.unwrap_or(serde_json::Value::Null)

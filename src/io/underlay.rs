@@ -233,10 +233,15 @@ impl Underlay {
     /// Receives one datagram (VXLAN header + inner frame) into `buf`. `Ok(None)` when none waits.
     /// Receives into `buf`: one datagram, or with GRO on, a run of datagrams from one sender
     /// of `seg` bytes each (the last may be shorter). `Ok(None)` when none waits.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
         if !self.gro {
-            return Ok(recv_v4(&self.recv, buf)?.map(|(len, src)| Received { len, src, seg: len }));
+            return Ok(recv_v4(&self.recv, buf)?.map(|(len, src)| DatagramRun {
+                len,
+                src,
+                seg: len,
+            }));
         }
+        // SAFETY: all-zero is a valid sockaddr_in (the kernel fills it in).
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         let mut control = [0u64; 8];
         let mut iov = libc::iovec {
@@ -275,7 +280,7 @@ impl Underlay {
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
             let src = Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
-            Ok(Some(Received { len, src, seg }))
+            Ok(Some(DatagramRun { len, src, seg }))
         }
     }
 
@@ -310,7 +315,7 @@ impl Underlay {
 /// What `Underlay::recv` read: `len` bytes from `src`, datagrams of `seg` bytes each (one
 /// datagram when `seg == len`).
 #[derive(Debug, Clone, Copy)]
-pub struct Received {
+pub struct DatagramRun {
     pub len: usize,
     pub src: Ipv4Addr,
     pub seg: usize,

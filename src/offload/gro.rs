@@ -112,6 +112,11 @@ impl Coalescer {
         self.count == 0
     }
 
+    /// Segments in the run in progress.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
     pub fn owner(&self) -> Option<u32> {
         (self.count > 0).then_some(self.owner)
     }
