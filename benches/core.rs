@@ -4,7 +4,11 @@
 //! report ns per packet on whatever machine runs them, to compare one change with the next on
 //! the same machine. Throughput is in packets (`Throughput::Elements(1)`).
 
+#[path = "../tests/common/frames.rs"]
+mod frames;
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use frames::{arp_request, udp_frame, vxlan_datagram};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use vswitch::io::underlay::{write_udp_header, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
@@ -12,8 +16,8 @@ use vswitch::switch::fdb::{Fdb, Location};
 use vswitch::switch::{
     Action, NetIdx, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
 };
-use vswitch::wire::ethernet::{self, EtherType, Frame};
-use vswitch::wire::{arp, flow, vxlan, MacAddr};
+use vswitch::wire::ethernet::Frame;
+use vswitch::wire::{flow, vxlan, MacAddr};
 
 const VTEP_B: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 2));
 const VTEP_C: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 3));
@@ -57,57 +61,6 @@ fn switch() -> Switch {
     let _ = sw.process_from_underlay(T0, VTEP_B, &vxlan_datagram(42, &hello(0x20)));
     let _ = sw.process_from_port(T0, P2, &mut hello(3));
     sw
-}
-
-fn eth_frame(dst: MacAddr, src: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; ethernet::HEADER_LEN + payload.len()];
-    let mut f = Frame::new_unchecked(&mut buf[..]);
-    f.set_dst(dst);
-    f.set_src(src);
-    f.set_ethertype(ethertype);
-    f.payload_mut().copy_from_slice(payload);
-    buf
-}
-
-/// IPv4/UDP with `payload_len` bytes after the IPv4 and UDP headers.
-fn udp_frame(
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    src_ip: Ipv4Addr,
-    dst_ip: Ipv4Addr,
-    payload_len: usize,
-) -> Vec<u8> {
-    let total = 28 + payload_len;
-    let mut p = vec![0u8; total];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src_ip.octets());
-    p[16..20].copy_from_slice(&dst_ip.octets());
-    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&5201u16.to_be_bytes());
-    eth_frame(dst_mac, src_mac, EtherType::Ipv4, &p)
-}
-
-fn arp_request(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
-    let mut payload = [0u8; arp::PACKET_LEN];
-    arp::Repr {
-        operation: arp::Operation::Request,
-        sender_mac,
-        sender_ip,
-        target_mac: MacAddr::ZERO,
-        target_ip,
-    }
-    .emit(&mut payload);
-    eth_frame(MacAddr::BROADCAST, sender_mac, EtherType::Arp, &payload)
-}
-
-fn vxlan_datagram(vni: u32, frame: &[u8]) -> Vec<u8> {
-    let mut d = vec![0u8; vxlan::HEADER_LEN];
-    vxlan::emit(&mut d, vni);
-    d.extend_from_slice(frame);
-    d
 }
 
 /// A 1450-byte IPv4/UDP frame from `mac(3)` (a full-size frame for MTU 1450 would be 1464).

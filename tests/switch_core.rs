@@ -9,6 +9,9 @@
 //! - network "green", VNI 43, the same subnet, MTU 1450, peers B and D;
 //! - E is not a peer at all.
 
+mod common;
+
+use common::frames::{arp_request, eth_frame, vxlan_datagram};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use vswitch::control::api;
@@ -16,7 +19,7 @@ use vswitch::switch::{
     garp, Action, DropReason, NetIdx, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni,
     VtepAddr,
 };
-use vswitch::wire::ethernet::{self, EtherType, Frame};
+use vswitch::wire::ethernet::{EtherType, Frame};
 use vswitch::wire::{arp, vxlan, MacAddr};
 
 // ----- the test world -----
@@ -107,34 +110,10 @@ fn switch_with_endpoint() -> Switch {
 
 // ----- frame builders -----
 
-fn eth_frame(dst: MacAddr, src: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; ethernet::HEADER_LEN + payload.len()];
-    let mut f = Frame::new_unchecked(&mut buf[..]);
-    f.set_dst(dst);
-    f.set_src(src);
-    f.set_ethertype(ethertype);
-    f.payload_mut().copy_from_slice(payload);
-    buf
-}
-
 fn arp_frame(eth_dst: MacAddr, repr: arp::Repr) -> Vec<u8> {
     let mut payload = [0u8; arp::PACKET_LEN];
     repr.emit(&mut payload);
     eth_frame(eth_dst, repr.sender_mac, EtherType::Arp, &payload)
-}
-
-/// "who-has `target_ip` tell `sender_ip`", broadcast, as Linux sends it.
-fn arp_request(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
-    arp_frame(
-        MacAddr::BROADCAST,
-        arp::Repr {
-            operation: arp::Operation::Request,
-            sender_mac,
-            sender_ip,
-            target_mac: MacAddr::ZERO,
-            target_ip,
-        },
-    )
 }
 
 /// "`sender_ip` is-at `sender_mac`", unicast to the requester.
@@ -182,14 +161,6 @@ fn ipv4_frame(
 /// A frame of exactly `len` bytes (`len >= 14`) from `src` to `dst`.
 fn frame_of_len(dst: MacAddr, src: MacAddr, len: usize) -> Vec<u8> {
     eth_frame(dst, src, EtherType::Unknown(0x88b5), &vec![0xa5; len - 14])
-}
-
-/// A UDP payload as the underlay carries it: VXLAN header with the I flag, then the frame.
-fn vxlan_datagram(vni: u32, frame: &[u8]) -> Vec<u8> {
-    let mut d = vec![0u8; vxlan::HEADER_LEN];
-    vxlan::emit(&mut d, vni);
-    d.extend_from_slice(frame);
-    d
 }
 
 /// Deterministic pseudo-random numbers (xorshift64), so failures reproduce.

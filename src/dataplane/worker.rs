@@ -803,7 +803,7 @@ impl Worker {
             return;
         };
         let id = PortId(owner);
-        let segments = self.coalescer.len() as u64;
+        let segments = self.coalescer.segments() as u64;
         let Some((hdr, frame)) = self.coalescer.take() else {
             return;
         };

@@ -113,7 +113,7 @@ impl Coalescer {
     }
 
     /// Segments in the run in progress.
-    pub fn len(&self) -> usize {
+    pub fn segments(&self) -> usize {
         self.count
     }
 

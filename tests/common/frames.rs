@@ -1,0 +1,60 @@
+//! Frame builders shared by the sans-IO tests, the allocation test and the benchmarks
+//! (included by path from benches/). Plain byte vectors, built with the crate's own wire code.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use vswitch::wire::ethernet::{self, EtherType, Frame};
+use vswitch::wire::{arp, vxlan, MacAddr};
+
+pub fn eth_frame(dst: MacAddr, src: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; ethernet::HEADER_LEN + payload.len()];
+    let mut f = Frame::new_unchecked(&mut buf[..]);
+    f.set_dst(dst);
+    f.set_src(src);
+    f.set_ethertype(ethertype);
+    f.payload_mut().copy_from_slice(payload);
+    buf
+}
+
+pub fn arp_request(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    let mut payload = [0u8; arp::PACKET_LEN];
+    arp::Repr {
+        operation: arp::Operation::Request,
+        sender_mac,
+        sender_ip,
+        target_mac: MacAddr::ZERO,
+        target_ip,
+    }
+    .emit(&mut payload);
+    eth_frame(MacAddr::BROADCAST, sender_mac, EtherType::Arp, &payload)
+}
+
+pub fn udp_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
+    payload_len: usize,
+) -> Vec<u8> {
+    let total = 28 + payload_len;
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src_ip.octets());
+    p[16..20].copy_from_slice(&dst_ip.octets());
+    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+    for (i, b) in p[28..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    eth_frame(dst_mac, src_mac, EtherType::Ipv4, &p)
+}
+
+pub fn vxlan_datagram(vni: u32, frame: &[u8]) -> Vec<u8> {
+    let mut d = vec![0u8; vxlan::HEADER_LEN];
+    vxlan::emit(&mut d, vni);
+    d.extend_from_slice(frame);
+    d
+}
