@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: every test, from byte fixtures to two-host namespace tests (root needed:
-# the namespace tests build real network namespaces, see TESTING.md).
+# the namespace tests build real network namespaces, see TESTING.md). Ends with one line
+# "N passed, N failed" summed over every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,4 +10,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 scripts/install-deps.sh
-cargo test --release "$@"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
