@@ -350,11 +350,8 @@ fn parse_station_mac(s: &str) -> Result<MacAddr, String> {
 /// A stable, locally administered unicast MAC for an endpoint: 02 + 5 bytes of a hash of the
 /// VNI and address, so the same container gets the same MAC after a re-attach.
 pub fn generated_mac(vni: u32, ip: Ipv4Addr) -> MacAddr {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in vni.to_be_bytes().iter().chain(ip.octets().iter()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
+    use crate::wire::flow::{fnv1a, FNV_OFFSET};
+    let h = fnv1a(fnv1a(FNV_OFFSET, &vni.to_be_bytes()), &ip.octets());
     let b = h.to_be_bytes();
     MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
 }

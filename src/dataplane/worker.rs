@@ -414,18 +414,21 @@ impl Worker {
         let action = self
             .switch
             .process_from_underlay(now, src, &self.buf[datagram.clone()]);
+        self.deliver_decapsulated(action, datagram);
+    }
+
+    /// Carries out the core's decision for a frame that came from the underlay (plain or
+    /// decrypted); the frame follows the VXLAN header of `buf[datagram]`.
+    fn deliver_decapsulated(&mut self, action: Action, datagram: std::ops::Range<usize>) {
         let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
         match action {
-            Action::Drop(_) => {}
             Action::ToPort(p) => self.deliver_coalesced(p, frame),
             Action::Reply(p) => self.send_to_port(p, frame),
+            // Split horizon: the core never asks to send decapsulated frames to peers.
             Action::Flood {
                 network, except, ..
-            } => {
-                // Split horizon: the core never asks to flood decapsulated frames to peers.
-                self.flood_local(network, except, frame);
-            }
-            Action::ToVtep { .. } => {}
+            } => self.flood_local(network, except, frame),
+            Action::Drop(_) | Action::ToVtep { .. } => {}
         }
     }
 
@@ -463,15 +466,7 @@ impl Worker {
             let action =
                 self.switch
                     .process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
-            let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
-            match action {
-                Action::ToPort(p) => self.deliver_coalesced(p, frame),
-                Action::Reply(p) => self.send_to_port(p, frame),
-                Action::Flood {
-                    network, except, ..
-                } => self.flood_local(network, except, frame),
-                Action::Drop(_) | Action::ToVtep { .. } => {}
-            }
+            self.deliver_decapsulated(action, datagram);
             self.latency.record(start);
         }
         self.pending.push(UNDERLAY_ESP);
@@ -519,14 +514,17 @@ impl Worker {
                     self.forward_local_frame(now, id, READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
                 }
                 self.flush_gso_batch();
+                self.gso_batch.collecting = false;
             }
             Err(_) => self.switch.note_port_drop(id, DropReason::BadOffload),
         }
     }
 
     /// Takes the UDP payload `buf[payload]` (VXLAN, or ESP for an encrypted network) for
-    /// `dst_port` at `vtep` into the GSO batch if it continues the run; false when it must be
-    /// sent on its own. `src_port` (already chosen by flow hash) picks the GSO socket.
+    /// `dst_port` at `vtep` into the GSO batch; false when no batch is being collected and it
+    /// must be sent on its own. A payload that cannot continue the run (another peer, or after
+    /// a shorter one) first sends the run, so datagrams leave in the order they were made.
+    /// `src_port` (already chosen by flow hash) picks the GSO socket.
     fn batch_for_gso(
         &mut self,
         vtep: VtepAddr,
@@ -535,19 +533,20 @@ impl Worker {
         src_port: u16,
         payload: std::ops::Range<usize>,
     ) -> bool {
-        let b = &mut self.gso_batch;
-        if !b.collecting {
+        if !self.gso_batch.collecting {
             return false;
         }
-        let size = payload.len();
+        let b = &self.gso_batch;
         if let Some((v, n, port, _)) = b.dest {
             // One destination, network and port; equal sizes, a shorter last.
             let first = b.items[0].1 - b.items[0].0;
             let prev = b.items[b.n - 1].1 - b.items[b.n - 1].0;
-            if v != vtep || n != vni || port != dst_port || size > first || prev != first {
-                return false;
+            if v != vtep || n != vni || port != dst_port || payload.len() > first || prev != first {
+                self.flush_gso_batch();
             }
-        } else {
+        }
+        let b = &mut self.gso_batch;
+        if b.dest.is_none() {
             b.dest = Some((vtep, vni, dst_port, src_port));
         }
         b.items[b.n] = (payload.start, payload.end);
@@ -558,7 +557,6 @@ impl Worker {
     /// Sends the GSO batch: one sendmsg per run of at most 64 KB, or one datagram at a time
     /// (through the raw socket, UDP header written in front) if the kernel refuses the run.
     fn flush_gso_batch(&mut self) {
-        self.gso_batch.collecting = false;
         let Some((vtep, vni, dst_port, src_port)) = self.gso_batch.dest.take() else {
             return;
         };
@@ -627,14 +625,10 @@ impl Worker {
             Action::Drop(_) => {}
             Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
             Action::ToVtep { vtep, vni } => {
-                self.encap_headers(base, len, vni);
+                let src_port = self.encap_headers(base, len, vni);
                 if self.switch.is_encrypted(vni) {
-                    self.seal_to_vtep(base, vtep, vni, len);
+                    self.seal_to_vtep(base, vtep, vni, len, src_port, false);
                 } else {
-                    let src_port = u16::from_be_bytes([
-                        self.buf[base + VXLAN_START],
-                        self.buf[base + VXLAN_START + 1],
-                    ]);
                     let vxlan = base + HEADROOM - vxlan::HEADER_LEN..base + HEADROOM + len;
                     let port = self.underlay.vxlan_port();
                     if !self.batch_for_gso(vtep, vni, port, src_port, vxlan) {
@@ -653,12 +647,12 @@ impl Worker {
                     self.flood_vteps.clear();
                     self.flood_vteps.extend_from_slice(vteps);
                     if !self.flood_vteps.is_empty() {
-                        self.encap_headers(base, len, vni);
+                        let src_port = self.encap_headers(base, len, vni);
                         let encrypted = self.switch.is_encrypted(vni);
                         for i in 0..self.flood_vteps.len() {
                             let vtep = self.flood_vteps[i];
                             if encrypted {
-                                self.seal_copy_to_vtep(base, vtep, vni, len);
+                                self.seal_to_vtep(base, vtep, vni, len, src_port, true);
                             } else {
                                 self.send_to_vtep(base, vtep, vni, len);
                             }
@@ -669,7 +663,9 @@ impl Worker {
         }
     }
 
-    fn encap_headers(&mut self, base: usize, len: usize, vni: Vni) {
+    /// Writes UDP and VXLAN headers in front of the frame; returns the UDP source port, chosen
+    /// by flow hash (RFC 7348 §5), which an ESP packet or a GSO run reuses.
+    fn encap_headers(&mut self, base: usize, len: usize, vni: Vni) -> u16 {
         let src_port = flow::source_port(&self.buf[base + HEADROOM..base + HEADROOM + len]);
         self.underlay.write_vxlan_headers(
             &mut self.buf[base + VXLAN_START..base + HEADROOM],
@@ -677,6 +673,7 @@ impl Worker {
             vni.get(),
             src_port,
         );
+        src_port
     }
 
     fn send_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
@@ -691,84 +688,62 @@ impl Worker {
         );
     }
 
-    /// Encrypts the VXLAN datagram at `buf[VXLAN_START..HEADROOM + len]` in place for `vtep` and
-    /// sends it. Whatever fails, nothing goes out in plaintext.
-    fn seal_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
+    /// Encrypts the VXLAN datagram at `buf[base + VXLAN_START..base + HEADROOM + len]` for
+    /// `vtep` and sends it (or adds it to the GSO run): in place, or, when the plaintext must
+    /// stay for the next peer of a flood, from a copy in the ESP scratch buffer. Whatever
+    /// fails, nothing goes out in plaintext.
+    fn seal_to_vtep(
+        &mut self,
+        base: usize,
+        vtep: VtepAddr,
+        vni: Vni,
+        len: usize,
+        src_port: u16,
+        keep_plaintext: bool,
+    ) {
         let Some(esp) = &mut self.esp else {
             self.switch
                 .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
-        let plain_len = VXLAN_HEADERS_LEN + len;
-        let sealed = esp.table.seal(
-            self.unix,
-            vni.get(),
-            vtep.0,
-            &mut self.buf,
-            base + ESP_START,
-            plain_len,
-        );
+        let plain = base + VXLAN_START..base + HEADROOM + len;
+        let sealed = if keep_plaintext {
+            let (t, p) = (self.unix, &self.buf[plain]);
+            esp.table
+                .seal_from(t, vni.get(), vtep.0, p, &mut esp.scratch, ESP_START)
+        } else {
+            let n = plain.len();
+            esp.table.seal(
+                self.unix,
+                vni.get(),
+                vtep.0,
+                &mut self.buf,
+                base + ESP_START,
+                n,
+            )
+        };
         let Ok(esp_len) = sealed else {
             self.switch
                 .note_network_drop(vni, DropReason::EspSealFailed);
             return;
         };
-        let src_port = u16::from_be_bytes([
-            self.buf[base + VXLAN_START],
-            self.buf[base + VXLAN_START + 1],
-        ]);
-        let end = base + ESP_START + esp_len;
         let esp_port = esp.port;
-        if self.batch_for_gso(vtep, vni, esp_port, src_port, base + ESP_START..end) {
+        let at = if keep_plaintext { 0 } else { base };
+        let payload = at + ESP_START..at + ESP_START + esp_len;
+        if !keep_plaintext && self.batch_for_gso(vtep, vni, esp_port, src_port, payload.clone()) {
             return;
         }
+        let buf = match &mut self.esp {
+            Some(e) if keep_plaintext => &mut e.scratch[..],
+            _ => &mut self.buf[..],
+        };
         underlay::write_udp_header(
-            &mut self.buf[base + OUTER_UDP_START..base + ESP_START],
+            &mut buf[at + OUTER_UDP_START..payload.start],
             src_port,
             esp_port,
             esp_len,
         );
-        let datagram = &self.buf[base + OUTER_UDP_START..end];
-        send_counted(
-            &self.underlay,
-            &mut self.switch,
-            &mut self.tx_errors,
-            datagram,
-            vtep,
-            vni,
-        );
-    }
-
-    /// Like `seal_to_vtep`, but seals a copy, so the plaintext stays for the next peer of a flood.
-    fn seal_copy_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
-        let Some(esp) = &mut self.esp else {
-            self.switch
-                .note_network_drop(vni, DropReason::EspSealFailed);
-            return;
-        };
-        let plain = &self.buf[base + VXLAN_START..base + HEADROOM + len];
-        let sealed = esp.table.seal_from(
-            self.unix,
-            vni.get(),
-            vtep.0,
-            plain,
-            &mut esp.scratch,
-            ESP_START,
-        );
-        let Ok(esp_len) = sealed else {
-            self.switch
-                .note_network_drop(vni, DropReason::EspSealFailed);
-            return;
-        };
-        let src_port = u16::from_be_bytes([plain[0], plain[1]]);
-        let end = ESP_START + esp_len;
-        underlay::write_udp_header(
-            &mut esp.scratch[OUTER_UDP_START..ESP_START],
-            src_port,
-            esp.port,
-            esp_len,
-        );
-        let datagram = &esp.scratch[OUTER_UDP_START..end];
+        let datagram = &buf[at + OUTER_UDP_START..payload.end];
         send_counted(
             &self.underlay,
             &mut self.switch,

@@ -215,54 +215,6 @@ impl PacketSocket {
 /// misbehaving peer) leave the frame untouched.
 pub use crate::offload::tso::complete_checksum;
 
-/// Turns off GRO, GSO and TSO on `ifname` (calling thread's namespace) so frames handed to a
-/// packet socket are at most one MTU. Best effort: tries all three, returns the first error.
-pub fn disable_offloads(ifname: &str) -> Result<(), IoError> {
-    super::check_ifname(ifname)?;
-    // include/uapi/linux/ethtool.h
-    const ETHTOOL_STSO: u32 = 0x1f;
-    const ETHTOOL_SGSO: u32 = 0x24;
-    const ETHTOOL_SGRO: u32 = 0x2c;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    #[repr(C)]
-    struct IfReqData {
-        name: [libc::c_char; libc::IFNAMSIZ],
-        data: *mut libc::c_void,
-        _pad: [u8; 16],
-    }
-    // SAFETY: plain socket(2); the fd is owned right after.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(IoError::last_os("opening socket for ethtool ioctl"));
-    }
-    // SAFETY: `fd` is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut first_err = None;
-    for (cmd, what) in [
-        (ETHTOOL_SGRO, "GRO"),
-        (ETHTOOL_SGSO, "GSO"),
-        (ETHTOOL_STSO, "TSO"),
-    ] {
-        let mut val = EthtoolValue { cmd, data: 0 };
-        let mut req = IfReqData {
-            name: super::ifname_bytes(ifname),
-            data: &mut val as *mut EthtoolValue as *mut libc::c_void,
-            _pad: [0; 16],
-        };
-        // SAFETY: SIOCETHTOOL reads an ifreq whose ifr_data points at a live ethtool_value.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) } < 0
-            && first_err.is_none()
-        {
-            first_err = Some(IoError::last_os(format!("turning off {what} on {ifname}")));
-        }
-    }
-    first_err.map_or(Ok(()), Err)
-}
-
 impl AsRawFd for PacketSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

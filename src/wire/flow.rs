@@ -6,7 +6,7 @@ use super::ethernet::{EtherType, Frame};
 use super::ipv4;
 
 /// FNV-1a over the fields, so the same flow always gets the same port on every host and run.
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x100_0000_01b3);
@@ -14,7 +14,8 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's offset basis: the starting value for `fnv1a`.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// Hash of the inner flow: MACs and EtherType, plus addresses, protocol and ports for IPv4.
 /// Short or odd frames still hash (over what is there) rather than fail.

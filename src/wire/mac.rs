@@ -39,12 +39,6 @@ impl MacAddr {
     pub fn is_locally_administered(&self) -> bool {
         self.0[0] & 0x02 != 0
     }
-
-    /// Packs into a u64 (low 48 bits) for cheap hashing and keys.
-    pub fn to_u64(&self) -> u64 {
-        let b = self.0;
-        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
-    }
 }
 
 impl fmt::Display for MacAddr {
