@@ -1484,3 +1484,129 @@ fn decrypted_vxlan_must_name_the_network_of_its_sa() {
     assert_eq!(wrong, Action::Drop(DropReason::EspVniMismatch));
     assert_eq!(all_drops(&sw), one_drop("esp_vni_mismatch"));
 }
+
+// ===== copies on several workers (switch::sync) =====
+
+/// Two copies of the standard switch, as two workers hold them, with sync on.
+fn two_copies() -> (Switch, Switch) {
+    let (mut a, mut b) = (switch(), switch());
+    a.enable_sync();
+    b.enable_sync();
+    (a, b)
+}
+
+/// Carries every announcement of `from` to `to`; returns how many there were.
+fn carry(from: &mut Switch, to: &mut Switch, now: Timestamp) -> usize {
+    let mut updates = Vec::new();
+    from.take_updates(|u| updates.push(u));
+    for u in &updates {
+        to.apply_update(now, u);
+    }
+    updates.len()
+}
+
+#[test]
+fn what_one_copy_learns_the_other_forwards_on_without_flooding() {
+    let (mut a, mut b) = two_copies();
+    // Worker A sees mac(7) behind port 1, and mac(20) behind VTEP B.
+    let _ = a.process_from_port(T0, P1, &mut frame_of_len(MacAddr::BROADCAST, mac(7), 60));
+    let d = vxlan_datagram(42, &frame_of_len(MacAddr::BROADCAST, mac(20), 60));
+    let _ = a.process_from_underlay(T0, VTEP_B, &d);
+    assert_eq!(carry(&mut a, &mut b, T0), 2);
+
+    // Worker B, which saw neither, now delivers to both without a flood.
+    let to_port = b.process_from_port(T0, P2, &mut frame_of_len(mac(7), mac(8), 60));
+    assert_eq!(to_port, Action::ToPort(P1));
+    let to_vtep = b.process_from_port(T0, P2, &mut frame_of_len(mac(20), mac(8), 60));
+    assert_eq!(
+        to_vtep,
+        Action::ToVtep {
+            vtep: VTEP_B,
+            vni: vni(42)
+        }
+    );
+    // Learning is counted once, where it happened; applying an announcement counts nothing
+    // and is not echoed back.
+    assert_eq!(stats(&a, "blue").fdb_learned, 2);
+    assert_eq!(
+        stats(&b, "blue").fdb_learned,
+        1,
+        "b learned only mac(8) itself"
+    );
+    let mut echoed = Vec::new();
+    b.take_updates(|u| echoed.push(u));
+    assert!(
+        echoed.iter().all(|u| !matches!(u,
+            vswitch::switch::TableUpdate::Fdb { mac: m, .. } if *m == mac(7) || *m == mac(20))),
+        "b announced back what it was told: {echoed:?}"
+    );
+}
+
+#[test]
+fn a_station_one_copy_keeps_seeing_does_not_age_out_of_the_other() {
+    let aging = 4_000;
+    let mut a = switch_with(spec(1024, aging));
+    let mut b = switch_with(spec(1024, aging));
+    a.enable_sync();
+    b.enable_sync();
+    let frame = || frame_of_len(MacAddr::BROADCAST, mac(7), 60);
+    // mac(7) talks through worker A only, every 500 ms, for three aging times.
+    for step in 0..24u64 {
+        let now = Timestamp(T0.0 + step * 500);
+        let _ = a.process_from_port(now, P1, &mut frame());
+        carry(&mut a, &mut b, now);
+        a.expire(now);
+        b.expire(now);
+        assert!(
+            fdb_entry(&b, "blue", mac(7)).is_some(),
+            "b lost mac(7) at step {step}"
+        );
+    }
+    // It stops talking: both copies forget it after the aging time.
+    let later = Timestamp(T0.0 + 24 * 500 + aging + 1);
+    a.expire(later);
+    b.expire(later);
+    assert!(fdb_entry(&a, "blue", mac(7)).is_none());
+    assert!(fdb_entry(&b, "blue", mac(7)).is_none());
+}
+
+#[test]
+fn proxy_arp_answers_on_a_copy_that_only_heard_of_the_address() {
+    let (mut a, mut b) = two_copies();
+    // An IPv4 packet from 10.0.9.20 arrives through worker A: its address is learned there.
+    let d = vxlan_datagram(42, &ipv4_frame(mac(20), mac(1), ip(20), ip(1), 64));
+    let _ = a.process_from_underlay(T0, VTEP_B, &d);
+    carry(&mut a, &mut b, T0);
+    assert_eq!(
+        neigh_entry(&b, "blue", ip(20)).map(|e| e.mac),
+        Some(mac(20).to_string())
+    );
+
+    let req = arp::Repr {
+        operation: arp::Operation::Request,
+        sender_mac: mac(1),
+        sender_ip: ip(1),
+        target_mac: MacAddr([0; 6]),
+        target_ip: ip(20),
+    };
+    let mut f = arp_frame(MacAddr::BROADCAST, req);
+    assert_eq!(b.process_from_port(T0, P1, &mut f), Action::Reply(P1));
+}
+
+#[test]
+fn an_announcement_for_a_detached_port_is_ignored() {
+    let (mut a, mut b) = two_copies();
+    let _ = a.process_from_port(T0, P3, &mut frame_of_len(MacAddr::BROADCAST, mac(7), 60));
+    b.remove_port(P3).unwrap();
+    carry(&mut a, &mut b, T0);
+    assert!(fdb_entry(&b, "blue", mac(7)).is_none());
+}
+
+#[test]
+fn without_sync_nothing_is_collected() {
+    let mut a = switch();
+    let _ = a.process_from_port(T0, P1, &mut frame_of_len(MacAddr::BROADCAST, mac(7), 60));
+    let mut n = 0;
+    a.take_updates(|_| n += 1);
+    assert_eq!(n, 0);
+}

@@ -12,6 +12,7 @@ use super::counters::Counters;
 use super::drop_reason::{DropCounters, DropReason};
 use super::fdb::{Fdb, Learned, Location};
 use super::neigh::{NeighTable, Source};
+use super::sync::{Outbox, TableUpdate};
 use super::{PortId, Timestamp, Vni, VtepAddr};
 use crate::control::api;
 use crate::wire::ethernet::{self, EtherType, Frame};
@@ -87,6 +88,8 @@ pub struct Network {
     pub fdb: Fdb,
     pub neigh: NeighTable,
     pub counters: NetworkCounters,
+    /// What this copy learned, for the other workers' copies (crate::switch::sync).
+    outbox: Outbox,
 }
 
 #[derive(Debug)]
@@ -153,6 +156,7 @@ impl Switch {
                 fdb: Fdb::new(spec.fdb_max_entries),
                 neigh: NeighTable::new(spec.fdb_max_entries),
                 counters: NetworkCounters::default(),
+                outbox: Outbox::default(),
                 spec: n,
             })
             .collect();
@@ -456,6 +460,62 @@ impl Switch {
             .map(|i| self.networks[i.0].spec.name.as_str())
     }
 
+    // ----- copies on several workers (crate::switch::sync) -----
+
+    /// Makes this switch one of several copies: what it learns is collected for the others
+    /// (`take_updates`), and stations it keeps seeing are re-announced every quarter of the
+    /// aging time so the other copies keep them.
+    pub fn enable_sync(&mut self) {
+        let every = (self.aging_ms / 4).max(1);
+        for n in &mut self.networks {
+            n.outbox.enable();
+            n.fdb.set_announce_every(every);
+            n.neigh.set_announce_every(every);
+        }
+    }
+
+    /// Hands every collected announcement to `send`, oldest first. Does not allocate.
+    pub fn take_updates(&mut self, mut send: impl FnMut(TableUpdate)) {
+        for n in &mut self.networks {
+            for u in n.outbox.updates.drain(..) {
+                send(u);
+            }
+        }
+    }
+
+    /// Announcements dropped because an outbox was full, over all networks.
+    pub fn updates_lost(&self) -> u64 {
+        self.networks.iter().map(|n| n.outbox.lost).sum()
+    }
+
+    /// Applies what another copy learned. Counts nothing (the copy that learned it did) and
+    /// announces nothing back. An entry naming a port this copy no longer has is ignored: the
+    /// port was detached while the announcement travelled.
+    pub fn apply_update(&mut self, now: Timestamp, u: &TableUpdate) {
+        match *u {
+            TableUpdate::Fdb { net, mac, location } => {
+                if let Location::Port(p) = location {
+                    if !self.ports.contains_key(&p) {
+                        return;
+                    }
+                }
+                if let Some(n) = self.networks.get_mut(net.0) {
+                    n.fdb.learn_from_peer(mac, location, now);
+                }
+            }
+            TableUpdate::Neigh {
+                net,
+                ip,
+                mac,
+                source,
+            } => {
+                if let Some(n) = self.networks.get_mut(net.0) {
+                    n.neigh.learn_from_peer(ip, mac, source, now);
+                }
+            }
+        }
+    }
+
     /// Ages out idle FDB and neighbour entries. Called by the owner about once a second.
     pub fn expire(&mut self, now: Timestamp) {
         for n in &mut self.networks {
@@ -594,7 +654,24 @@ impl Network {
             Learned::New => self.counters.fdb_learned += 1,
             Learned::Moved => self.counters.fdb_moves += 1,
             Learned::Full => self.counters.fdb_full += 1,
-            Learned::Refreshed | Learned::StaticConflict => {}
+            Learned::Refreshed | Learned::StaticConflict => return,
+            Learned::RefreshDue => {}
+        }
+        self.outbox.push(TableUpdate::Fdb {
+            net: self.idx,
+            mac,
+            location: at,
+        });
+    }
+
+    fn learn_neigh(&mut self, ip: Ipv4Addr, mac: MacAddr, source: Source, now: Timestamp) {
+        if self.neigh.learn(ip, mac, source, now) {
+            self.outbox.push(TableUpdate::Neigh {
+                net: self.idx,
+                ip,
+                mac,
+                source,
+            });
         }
     }
 
@@ -602,7 +679,7 @@ impl Network {
     fn snoop_arp(&mut self, p: &arp::Packet<&[u8]>, now: Timestamp) {
         let (ip, mac) = (p.sender_ip(), p.sender_mac());
         if self.is_station_address(ip) && mac.is_unicast_source() {
-            self.neigh.learn(ip, mac, Source::Arp, now);
+            self.learn_neigh(ip, mac, Source::Arp, now);
         }
     }
 
@@ -699,7 +776,7 @@ impl Network {
                 if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
                     let a = ip.src();
                     if self.is_station_address(a) {
-                        self.neigh.learn(a, src, Source::Decap, now);
+                        self.learn_neigh(a, src, Source::Decap, now);
                     }
                 }
             }

@@ -33,11 +33,16 @@ pub struct Entry {
     pub location: Location,
     pub updated: Timestamp,
     pub is_static: bool,
+    /// When the other workers were last told about this entry (see `announce_every`).
+    announced: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learned {
     Refreshed,
+    /// Refreshed, and the other workers have not heard of this station for a while: tell them,
+    /// so their copies do not age it out (only with `announce_every`).
+    RefreshDue,
     New,
     Moved,
     /// Table full: not learned.
@@ -50,6 +55,9 @@ pub enum Learned {
 pub struct Fdb {
     entries: HashMap<MacAddr, Entry>,
     max_entries: usize,
+    /// With several workers, each keeps a copy of the table (crate::switch::sync): a station
+    /// one worker keeps seeing is re-announced to the others this often (ms).
+    announce_every: Option<u64>,
 }
 
 impl Fdb {
@@ -57,7 +65,13 @@ impl Fdb {
         Fdb {
             entries: HashMap::with_capacity(reservation(max_entries)),
             max_entries,
+            announce_every: None,
         }
+    }
+
+    /// Makes `learn` answer `RefreshDue` for a station last announced `every_ms` ago or more.
+    pub fn set_announce_every(&mut self, every_ms: u64) {
+        self.announce_every = Some(every_ms);
     }
 
     pub fn lookup(&self, mac: MacAddr) -> Option<Location> {
@@ -68,6 +82,12 @@ impl Fdb {
         if let Some(e) = self.entries.get_mut(&mac) {
             if e.location == location {
                 e.updated = now;
+                if let Some(every) = self.announce_every {
+                    if now.millis_since(e.announced) >= every {
+                        e.announced = now;
+                        return Learned::RefreshDue;
+                    }
+                }
                 return Learned::Refreshed;
             }
             if e.is_static {
@@ -75,6 +95,7 @@ impl Fdb {
             }
             e.location = location;
             e.updated = now;
+            e.announced = now;
             return Learned::Moved;
         }
         if self.entries.len() >= self.max_entries {
@@ -86,9 +107,20 @@ impl Fdb {
                 location,
                 updated: now,
                 is_static: false,
+                announced: now,
             },
         );
         Learned::New
+    }
+
+    /// Takes what another worker learned (crate::switch::sync): like `learn`, but the entry
+    /// counts as announced now, so this copy does not echo it back.
+    pub fn learn_from_peer(&mut self, mac: MacAddr, location: Location, now: Timestamp) {
+        if self.learn(mac, location, now) != Learned::Full {
+            if let Some(e) = self.entries.get_mut(&mac) {
+                e.announced = now;
+            }
+        }
     }
 
     /// An entry that never ages (a container attached by us). Not subject to the cap, since
@@ -100,6 +132,7 @@ impl Fdb {
                 location: Location::Port(port),
                 updated: now,
                 is_static: true,
+                announced: now,
             },
         );
     }

@@ -8,7 +8,9 @@ pub mod fdb;
 pub mod garp;
 pub mod ids;
 pub mod neigh;
+pub mod sync;
 
 pub use self::core::{Action, NetIdx, NetworkSpec, Switch, SwitchError, SwitchSpec};
 pub use drop_reason::DropReason;
 pub use ids::{PortId, Timestamp, Vni, VtepAddr};
+pub use sync::TableUpdate;

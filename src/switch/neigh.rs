@@ -31,12 +31,15 @@ pub struct Entry {
     pub mac: MacAddr,
     pub source: Source,
     pub updated: Timestamp,
+    /// When the other workers were last told (see `crate::switch::fdb::Fdb::announce_every`).
+    announced: Timestamp,
 }
 
 #[derive(Debug)]
 pub struct NeighTable {
     entries: HashMap<Ipv4Addr, Entry>,
     max_entries: usize,
+    announce_every: Option<u64>,
 }
 
 impl NeighTable {
@@ -44,7 +47,13 @@ impl NeighTable {
         NeighTable {
             entries: HashMap::with_capacity(super::fdb::reservation(max_entries)),
             max_entries,
+            announce_every: None,
         }
+    }
+
+    /// Makes `learn` answer true for an entry last announced `every_ms` ago or more.
+    pub fn set_announce_every(&mut self, every_ms: u64) {
+        self.announce_every = Some(every_ms);
     }
 
     pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
@@ -52,23 +61,33 @@ impl NeighTable {
     }
 
     /// Records ip → mac. An attachment's entry is only replaced by another attachment.
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, source: Source, now: Timestamp) {
+    /// Records that `ip` is at `mac`. Returns whether the other workers should hear of it: a
+    /// new or changed entry, or (with `announce_every`) one not announced for a while. Never
+    /// true without `announce_every`.
+    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, source: Source, now: Timestamp) -> bool {
+        let due = |announced: Timestamp| {
+            self.announce_every
+                .is_some_and(|every| now.millis_since(announced) >= every)
+        };
         if let Some(e) = self.entries.get_mut(&ip) {
             if e.source == Source::Attach && source != Source::Attach {
                 if e.mac == mac {
                     e.updated = now;
                 }
-                return;
+                return false;
             }
+            let changed = e.mac != mac || e.source != source;
+            let tell = changed || due(e.announced);
             *e = Entry {
                 mac,
                 source,
                 updated: now,
+                announced: if tell { now } else { e.announced },
             };
-            return;
+            return tell && self.announce_every.is_some();
         }
         if self.entries.len() >= self.max_entries && source != Source::Attach {
-            return;
+            return false;
         }
         self.entries.insert(
             ip,
@@ -76,8 +95,18 @@ impl NeighTable {
                 mac,
                 source,
                 updated: now,
+                announced: now,
             },
         );
+        self.announce_every.is_some()
+    }
+
+    /// Takes what another worker learned: like `learn`, marked as announced so it is not echoed.
+    pub fn learn_from_peer(&mut self, ip: Ipv4Addr, mac: MacAddr, source: Source, now: Timestamp) {
+        self.learn(ip, mac, source, now);
+        if let Some(e) = self.entries.get_mut(&ip) {
+            e.announced = now;
+        }
     }
 
     pub fn remove_attached(&mut self, ip: Ipv4Addr) {
