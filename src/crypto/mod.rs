@@ -41,9 +41,10 @@
 //!
 //! # Thread-safety
 //!
-//! Everything here is plain data owned by one thread (the worker). An outbound SA's sequence
-//! counter is the uniqueness of its nonces: if several workers ever send to the same peer,
-//! they must share one `EspTable` (behind a lock) or one counter, never copy it.
+//! Everything here is plain data owned by one thread (the worker), with one exception: an
+//! outbound SA's sequence counter, which is the uniqueness of its nonces. Several workers send
+//! to the same peer, so their tables (`EspTable::replica`) share one atomic counter per SA;
+//! copying a counter would repeat nonces.
 
 pub mod keyfile;
 pub mod keys;

@@ -11,6 +11,8 @@ use super::replay::ReplayWindow;
 use crate::wire::esp::{self, ICV_LEN, NEXT_HEADER_UDP, PREFIX_LEN};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealError {
@@ -60,11 +62,15 @@ fn aad(spi: u32, seq: u64) -> Aad<[u8; 12]> {
     Aad::from(a)
 }
 
+/// The last sequence number an outbound SA used (0: none yet). Shared by the copies of the SA
+/// that several workers hold (crate::crypto::table::EspTable::replica), so each number, and
+/// with it each nonce, is used once whichever worker sends.
+pub type SeqCounter = Arc<AtomicU64>;
+
 /// The sending side of one SA.
 pub struct OutboundSa {
     spi: u32,
-    /// Last sequence number used; 0 before the first packet.
-    seq: u64,
+    seq: SeqCounter,
     key: LessSafeKey,
     material: SaKey,
     epoch: u64,
@@ -78,7 +84,7 @@ impl OutboundSa {
     pub fn new(spi: u32, material: SaKey, epoch: u64, created_unix: u64) -> OutboundSa {
         OutboundSa {
             spi,
-            seq: 0,
+            seq: SeqCounter::default(),
             key: aead_key(&material),
             material,
             epoch,
@@ -91,9 +97,19 @@ impl OutboundSa {
 
     /// Continues after sequence number `seq` instead of starting at 1. For tests (the 2^32
     /// boundary, exhaustion) and for keeping one counter across a change of key.
-    pub fn starting_after(mut self, seq: u64) -> OutboundSa {
+    pub fn starting_after(self, seq: u64) -> OutboundSa {
+        self.seq.store(seq, Ordering::Relaxed);
+        self
+    }
+
+    /// Counts with `seq`, shared with other copies of this SA (or kept across a change of key).
+    pub fn with_counter(mut self, seq: SeqCounter) -> OutboundSa {
         self.seq = seq;
         self
+    }
+
+    pub fn counter(&self) -> &SeqCounter {
+        &self.seq
     }
 
     pub fn spi(&self) -> u32 {
@@ -102,7 +118,7 @@ impl OutboundSa {
 
     /// The last sequence number sent (0: none yet).
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.seq.load(Ordering::Relaxed)
     }
 
     pub fn epoch(&self) -> u64 {
@@ -127,18 +143,23 @@ impl OutboundSa {
         esp_start: usize,
         plain_len: usize,
     ) -> Result<usize, SealError> {
-        let seq = match self.seq.checked_add(1) {
-            Some(s) => s,
-            None => {
-                self.drops += 1;
-                return Err(SealError::SeqExhausted);
-            }
-        };
         let total = esp::packet_len(plain_len);
         let pkt = esp_start
             .checked_add(total)
             .and_then(|end| buf.get_mut(esp_start..end))
             .ok_or(SealError::BufferTooSmall)?;
+        // One atomic step takes the next number, so copies of this SA on other workers never
+        // take the same one (a repeated nonce would expose the key stream).
+        let seq = match self
+            .seq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_add(1))
+        {
+            Ok(prev) => prev + 1,
+            Err(_) => {
+                self.drops += 1;
+                return Err(SealError::SeqExhausted);
+            }
+        };
         esp::emit_prefix(pkt, self.spi, seq);
         let enc_end = total - ICV_LEN;
         esp::emit_trailer(
@@ -156,7 +177,6 @@ impl OutboundSa {
             // ring refuses only inputs over 64 GiB.
             .map_err(|_| SealError::BufferTooSmall)?;
         pkt[enc_end..].copy_from_slice(tag.as_ref());
-        self.seq = seq;
         self.packets += 1;
         self.bytes += plain_len as u64;
         Ok(total)

@@ -19,15 +19,17 @@
 //!
 //! Thread-safety: owned by one thread (see `crate::crypto`). Build exactly one table per boot
 //! counter value and keep it for the life of the process; reconfigure with `set_networks`.
+//! Other workers get copies from `replica`, which share the outbound sequence counters.
 
 use super::keys::{self, SaKey};
-use super::sa::{InboundSa, OpenError, OutboundSa, SealError};
+use super::sa::{InboundSa, OpenError, OutboundSa, SealError, SeqCounter};
 use super::wireshark;
 use crate::wire::{esp, vxlan};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// Unknown-SPI key derivations allowed per peer per second (and as a burst).
 pub const RATE_LIMIT_PER_SEC: u64 = 64;
@@ -219,7 +221,14 @@ impl TokenBucket {
     }
 }
 
+/// The sequence counters of outbound SAs by (VNI, peer, SPI), shared by the copies of a table
+/// (`EspTable::replica`). Locked only when a copy makes an SA (once per peer, network and
+/// epoch), never per packet.
+type SharedCounters = Arc<Mutex<HashMap<(u32, Ipv4Addr, u32), (u64, SeqCounter)>>>;
+
 pub struct EspTable {
+    config: EspConfig,
+    counters: SharedCounters,
     local: Ipv4Addr,
     boot: u32,
     interval: u64,
@@ -244,6 +253,8 @@ impl EspTable {
             return Err(EspConfigError::ZeroInterval);
         }
         let mut t = EspTable {
+            config: config.clone(),
+            counters: SharedCounters::default(),
             local: config.local_ip,
             boot: config.boot,
             interval: config.rekey_interval_secs,
@@ -305,7 +316,7 @@ impl EspTable {
             let material = keys::derive(&n.secret, vni, self.local, peer, sa.spi(), sa.epoch());
             if *sa.material() != material {
                 let fresh = OutboundSa::new(sa.spi(), material, sa.epoch(), sa.created_unix());
-                *sa = fresh.starting_after(sa.seq());
+                *sa = fresh.with_counter(Arc::clone(sa.counter()));
             }
         }
         for n in self.networks.values() {
@@ -314,6 +325,16 @@ impl EspTable {
             }
         }
         Ok(())
+    }
+
+    /// Another copy of this table for another worker: the same keys and networks, its own
+    /// inbound SAs and counters, and the outbound sequence counters shared with this one, so
+    /// no nonce is used twice whichever worker sends. (Inbound ESP for one host is received by
+    /// one worker only: a replay window must see every packet of its SA.)
+    pub fn replica(&self) -> EspTable {
+        let mut t = EspTable::new(self.config.clone()).expect("config was accepted before");
+        t.counters = Arc::clone(&self.counters);
+        t
     }
 
     pub fn local_ip(&self) -> Ipv4Addr {
@@ -354,11 +375,18 @@ impl EspTable {
             .ok_or(SealDrop::NotEncrypted)?;
         self.out_epoch = self.out_epoch.max(keys::epoch(now_unix, self.interval));
         let epoch = self.out_epoch;
-        let (boot, local) = (self.boot, self.local);
+        let (boot, local, counters) = (self.boot, self.local, &self.counters);
         let new_sa = || {
             let spi = keys::spi(epoch, boot, vni);
             let material = keys::derive(&net.secret, vni, local, peer, spi, epoch);
-            OutboundSa::new(spi, material, epoch, now_unix)
+            let seq = {
+                let mut shared = counters.lock().unwrap_or_else(|p| p.into_inner());
+                let (_, c) = shared
+                    .entry((vni, peer, spi))
+                    .or_insert_with(|| (epoch, SeqCounter::default()));
+                Arc::clone(c)
+            };
+            OutboundSa::new(spi, material, epoch, now_unix).with_counter(seq)
         };
         let sa = match self.outbound.entry((vni, peer)) {
             Entry::Occupied(o) => {
@@ -496,6 +524,11 @@ impl EspTable {
         self.out_epoch = self.out_epoch.max(e);
         let out_epoch = self.out_epoch;
         self.outbound.retain(|_, sa| sa.epoch() >= out_epoch);
+        // A shared counter goes once no copy holds its SA and its epoch is over: a copy whose
+        // clock lags (`now` is read once per loop turn) may still make an SA of the epoch just
+        // ended, and must then continue its count.
+        let mut shared = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        shared.retain(|_, (epoch, c)| epoch.saturating_add(1) >= e || Arc::strong_count(c) > 1);
     }
 
     /// Every SA, sorted by network, peer, direction and epoch, for `show sa`.
@@ -664,6 +697,41 @@ mod tests {
             .into_iter()
             .filter(|s| s.direction == "in")
             .collect()
+    }
+
+    fn seq_of(pkt: &[u8]) -> u32 {
+        u32::from_be_bytes(pkt[4..8].try_into().unwrap())
+    }
+
+    #[test]
+    fn copies_on_two_workers_never_send_the_same_sequence_number() {
+        let (mut a0, mut b) = pair(1);
+        let mut a1 = a0.replica();
+        let mut seen = std::collections::BTreeSet::new();
+        // The two workers interleave; every packet carries a fresh number under one SPI, and
+        // B (one replay window) takes every one.
+        for i in 0..50 {
+            let t = if i % 3 == 0 { &mut a1 } else { &mut a0 };
+            let p = seal(t, T0, 42, B).unwrap();
+            assert!(seen.insert(seq_of(&p)), "sequence number {} used twice", seq_of(&p));
+            assert_eq!(open(&mut b, T0, A, &p), Ok(42));
+        }
+        assert_eq!(seen.len(), 50);
+        assert_eq!(*seen.iter().last().unwrap(), 50);
+        let spis: std::collections::BTreeSet<u32> = [&a0, &a1]
+            .iter()
+            .flat_map(|t| t.sa_list(T0))
+            .filter(|s| s.direction == "out")
+            .map(|s| s.spi)
+            .collect();
+        assert_eq!(spis.len(), 1, "one SA, one SPI, whichever worker sends");
+        // The next epoch: a new SA, and the copies again share its count.
+        let next = T0 + IVL;
+        let p0 = seal(&mut a0, next, 42, B).unwrap();
+        let p1 = seal(&mut a1, next, 42, B).unwrap();
+        assert_ne!(spi_of(&p0), *spis.iter().next().unwrap());
+        assert_eq!(spi_of(&p0), spi_of(&p1));
+        assert_eq!((seq_of(&p0), seq_of(&p1)), (1, 2));
     }
 
     #[test]
