@@ -208,6 +208,7 @@ fn attach_prints_what_it_made() {
         ip: Some("10.0.9.2/24".into()),
         mtu: 1450,
         counters: Counters::default(),
+        queues: 1,
     };
     let t = fake_daemon(
         &sock,

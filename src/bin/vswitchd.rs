@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use vswitch::control::config::Config;
 use vswitch::control::server::{self, Server};
 use vswitch::crypto::{load_key_file, EspConfig, EspNetwork, EspTable};
-use vswitch::dataplane::{Command, Esp, Worker};
+use vswitch::dataplane::{self, Esp, Worker};
 use vswitch::io::netlink::Netlink;
 use vswitch::io::underlay::Underlay;
 use vswitch::io::TapOptions;
@@ -255,10 +255,16 @@ fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    if cfg.node.workers > 1 {
+    let cpus = vswitch::io::cpu::allowed_cpus();
+    let workers = match cfg.node.workers {
+        0 => cpus.len().max(1),
+        n => n as usize,
+    };
+    if workers > cpus.len().max(1) {
         tracing::warn!(
-            workers = cfg.node.workers,
-            "several workers are not implemented yet; running one"
+            workers,
+            cores = cpus.len(),
+            "more workers than cores this process may use: some share a core"
         );
     }
 
@@ -272,10 +278,13 @@ fn run(args: Args) -> Result<()> {
         tracing::info!(network = %n.name, vni = %n.vni, subnet = %n.subnet, mtu = n.mtu, peers = ?peers, "network");
     }
 
-    let mut underlay = Underlay::bind(cfg.node.underlay_ip, cfg.node.vxlan_port)?;
+    let mut underlays = Underlay::bind_group(cfg.node.underlay_ip, cfg.node.vxlan_port, workers)?;
     let tap = tap_options();
     if tap.offload {
-        if underlay.enable_segmentation(cfg.node.underlay_ip) {
+        let on = underlays
+            .iter_mut()
+            .all(|u| u.enable_segmentation(cfg.node.underlay_ip));
+        if on {
             tracing::info!("underlay offloads: UDP GSO for segmented frames, UDP GRO on receive");
         } else {
             tracing::warn!(
@@ -283,25 +292,35 @@ fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let esp = match encryption(&cfg, secrets)? {
+    // ESP is received by worker 0 alone (an SA's replay window must see all its packets); every
+    // worker seals, with a copy of the table that shares the sequence counters.
+    let mut esp_tables: Vec<Option<(EspTable, u16)>> = match encryption(&cfg, secrets)? {
         Some((table, port)) => {
-            underlay.bind_esp(cfg.node.underlay_ip, port)?;
-            Some(Esp::new(table, port))
+            underlays[0].bind_esp(cfg.node.underlay_ip, port)?;
+            let mut v: Vec<_> = (1..workers)
+                .map(|_| Some((table.replica(), port)))
+                .collect();
+            v.insert(0, Some((table, port)));
+            v
         }
-        None => None,
+        None => (0..workers).map(|_| None).collect(),
     };
-    let (mut worker, handle) =
-        Worker::new(Switch::new(spec), underlay, esp).context("cannot start the worker")?;
     let busy_poll = busy_poll_window();
-    worker.set_busy_poll(busy_poll);
+    let mut built = Vec::with_capacity(workers);
+    for (k, underlay) in underlays.into_iter().enumerate() {
+        let esp = esp_tables[k].take().map(|(t, port)| Esp::new(t, port));
+        let (mut worker, _) = Worker::new(Switch::new(spec.clone()), underlay, esp)
+            .with_context(|| format!("cannot start worker {k}"))?;
+        worker.set_busy_poll(busy_poll);
+        built.push(worker);
+    }
     let listener = server::bind(&cfg.node.control_socket)?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install signal handlers")?;
 
-    let worker_thread = std::thread::Builder::new()
-        .name("vswitch-worker".into())
-        .spawn(move || worker.run())
-        .context("cannot start the worker thread")?;
+    // One worker is left to the scheduler; several are pinned, one per core.
+    let (handle, threads) =
+        dataplane::group::start(built, workers > 1).context("cannot start the workers")?;
     let server = Server::new(handle.clone(), tap);
     std::thread::Builder::new()
         .name("vswitch-control".into())
@@ -312,6 +331,7 @@ fn run(args: Args) -> Result<()> {
         node = %cfg.node.name,
         underlay = %format!("{}:{}", cfg.node.underlay_ip, cfg.node.vxlan_port),
         underlay_mtu = mtu,
+        workers,
         socket = %cfg.node.control_socket.display(),
         "vswitchd ready"
     );
@@ -321,8 +341,10 @@ fn run(args: Args) -> Result<()> {
         ?signal,
         "shutting down: removing the interfaces this daemon made"
     );
-    handle.send(Command::Stop);
-    let _ = worker_thread.join();
+    handle.stop();
+    for t in threads {
+        let _ = t.join();
+    }
     let _ = std::fs::remove_file(&cfg.node.control_socket);
     tracing::info!("stopped");
     Ok(())

@@ -106,6 +106,9 @@ pub struct PortInfo {
     pub ip: Option<String>,
     pub mtu: u32,
     pub counters: Counters,
+    /// Queues of the device, one per worker (TAP: IFF_MULTI_QUEUE; AF_PACKET: a fanout group).
+    #[serde(default)]
+    pub queues: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -116,6 +119,24 @@ pub struct Counters {
     pub tx_bytes: u64,
     /// Frames dropped, by reason (snake_case reason names, see `DropReason`).
     pub drops: BTreeMap<String, u64>,
+}
+
+/// Adds each count of `b` to `a`'s, for maps of named counts (drops by reason, errors by kind).
+pub fn add_counts(a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>) {
+    for (k, v) in b {
+        *a.entry(k.clone()).or_default() += v;
+    }
+}
+
+impl Counters {
+    /// Adds another worker's counts of the same thing.
+    pub fn add(&mut self, o: &Counters) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        add_counts(&mut self.drops, &o.drops);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -202,6 +223,27 @@ pub struct Stats {
     /// What the offloads did: all zero when they are off or the kernel lacks them.
     #[serde(default)]
     pub offload: OffloadStats,
+    /// One entry per worker thread.
+    #[serde(default)]
+    pub workers: Vec<WorkerStats>,
+}
+
+/// What one worker thread did: how the load spreads, and how its table copy keeps in step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerStats {
+    pub worker: u32,
+    /// The core it is pinned to, if pinning worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    /// Frames it read from local ports (a TSO super-frame counts once).
+    pub port_frames: u64,
+    /// Datagrams it read from the underlay (each of a GRO run counts).
+    pub underlay_datagrams: u64,
+    /// Table announcements it sent to the other workers, and took from them.
+    pub updates_sent: u64,
+    pub updates_applied: u64,
+    /// Announcements dropped because an outbox or another worker's inbox was full.
+    pub updates_lost: u64,
 }
 
 /// Work the offloads saved (see README "Performance").

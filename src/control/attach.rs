@@ -52,6 +52,17 @@ fn step(what: impl Into<String>) -> impl FnOnce(IoError) -> AttachError {
 /// Creates the interface described by `req` inside its network namespace and returns the TAP
 /// that carries its frames. On failure nothing is left behind.
 pub fn create_namespace_port(req: &NamespacePortSpec) -> Result<TapDevice, AttachError> {
+    let mut queues = create_namespace_port_queues(req, 1)?;
+    Ok(queues.remove(0))
+}
+
+/// `create_namespace_port` with `queues` queues (one per worker; `req.tap.multi_queue` must be
+/// set when more than one): all are opened while the TAP is still in our namespace under its
+/// temporary name, since a queue attaches by name in the namespace it is opened in.
+pub fn create_namespace_port_queues(
+    req: &NamespacePortSpec,
+    queues: usize,
+) -> Result<Vec<TapDevice>, AttachError> {
     check_ifname(&req.ifname).map_err(|e| AttachError::Invalid(e.to_string()))?;
     check_ifname(&req.tap_name).map_err(|e| AttachError::Invalid(e.to_string()))?;
     if req.prefix > 32 {
@@ -92,7 +103,15 @@ pub fn create_namespace_port(req: &NamespacePortSpec) -> Result<TapDevice, Attac
 
     let mut nl_here = Netlink::open().map_err(step("opening netlink"))?;
     let tap = TapDevice::create_with(&req.tap_name, req.tap).map_err(step("creating the port"))?;
-    // From here on, returning early drops `tap`, which removes the device wherever it is.
+    // From here on, returning early drops `taps`, which removes the device wherever it is.
+    let mut taps = Vec::with_capacity(queues.max(1));
+    taps.push(tap);
+    for q in 1..queues {
+        let more = taps[0]
+            .open_queue()
+            .map_err(step(format!("opening queue {q} of the port")))?;
+        taps.push(more);
+    }
     let tap_name = &req.tap_name;
     let index = nl_here
         .link_index(tap_name)
@@ -137,7 +156,7 @@ pub fn create_namespace_port(req: &NamespacePortSpec) -> Result<TapDevice, Attac
                 .map_err(in_ns("bringing lo up"))?;
         }
     }
-    Ok(tap)
+    Ok(taps)
 }
 
 /// The MAC of `ifname` in our network namespace.

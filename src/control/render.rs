@@ -140,6 +140,7 @@ pub fn render_ports(ports: &[PortInfo]) -> String {
         ("NETNS", L),
         ("MAC", L),
         ("IP", L),
+        ("QUEUES", R),
         ("RX_PKTS", R),
         ("TX_PKTS", R),
         ("DROPS", R),
@@ -154,6 +155,7 @@ pub fn render_ports(ports: &[PortInfo]) -> String {
             or_dash(p.netns.as_deref()),
             or_dash(p.mac.as_deref()),
             or_dash(p.ip.as_deref()),
+            p.queues.to_string(),
             p.counters.rx_packets.to_string(),
             p.counters.tx_packets.to_string(),
             total_drops(&p.counters).to_string(),
@@ -404,6 +406,32 @@ pub fn render_stats(s: &Stats) -> String {
         o.tso_frames, o.tso_segments, o.gso_sends, o.gso_datagrams, o.gso_fallbacks, o.gro_runs,
         o.coalesced_frames, o.coalesced_segments
     );
+    if !s.workers.is_empty() {
+        out.push_str(
+            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost)\n",
+        );
+        let mut t = Table::new(&[
+            ("WORKER", R),
+            ("CPU", R),
+            ("PORT_FRAMES", R),
+            ("UNDERLAY_DGRAMS", R),
+            ("UPDATES_SENT", R),
+            ("APPLIED", R),
+            ("LOST", R),
+        ]);
+        for w in &s.workers {
+            t.row(vec![
+                w.worker.to_string(),
+                w.cpu.map_or_else(|| "-".to_string(), |c| c.to_string()),
+                w.port_frames.to_string(),
+                w.underlay_datagrams.to_string(),
+                w.updates_sent.to_string(),
+                w.updates_applied.to_string(),
+                w.updates_lost.to_string(),
+            ]);
+        }
+        out.push_str(&t.render("  "));
+    }
     if !s.latency.is_empty() {
         out.push_str("\nlatency inside vswitchd, read to sent (microseconds)\n");
         let mut t = Table::new(&[
@@ -475,6 +503,7 @@ mod tests {
                 tx_bytes: 1200,
                 drops: [("too_big".to_string(), 2), ("unknown_dst".to_string(), 5)].into(),
             },
+            queues: 2,
         }
     }
 
@@ -525,15 +554,15 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "ID  NAME  KIND       NETWORK  IFNAME  NETNS  MAC                IP           RX_PKTS  TX_PKTS  DROPS"
+            "ID  NAME  KIND       NETWORK  IFNAME  NETNS  MAC                IP           QUEUES  RX_PKTS  TX_PKTS  DROPS"
         );
         assert_eq!(
             lines[1],
-            " 3  c3    tap        blue     eth0    c3     02:42:0a:00:09:02  10.0.9.2/24       10       12      7"
+            " 3  c3    tap        blue     eth0    c3     02:42:0a:00:09:02  10.0.9.2/24       2       10       12      7"
         );
         assert_eq!(
             lines[2],
-            " 4  c4    af_packet  blue     veth1   -      -                  -                 10       12      7"
+            " 4  c4    af_packet  blue     veth1   -      -                  -                 2       10       12      7"
         );
     }
 
@@ -632,8 +661,19 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                 p999_us: 40.1,
                 max_us: 95.0,
             }],
+            workers: vec![crate::control::api::WorkerStats {
+                worker: 1,
+                cpu: Some(1),
+                port_frames: 500,
+                underlay_datagrams: 700,
+                updates_sent: 3,
+                updates_applied: 4,
+                updates_lost: 0,
+            }],
         };
         let out = render_stats(&s);
+        assert!(out.contains("\nworkers ("), "{out}");
+        assert!(out.contains("1    1          500              700"), "{out}");
         assert!(out.contains("latency inside vswitchd"), "{out}");
         assert!(out.contains("0    1000  3.2  18.5   40.1  95.0"), "{out}");
         assert!(out.starts_with("uptime 1h02m\n"), "{out}");

@@ -8,18 +8,18 @@
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
 use super::api::{Request, Response};
-use crate::control::attach::{create_namespace_port, NamespacePortSpec};
-use crate::dataplane::{Command, PortDevice, PortMeta, WorkerHandle};
+use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
+use crate::dataplane::{PortDevice, PortMeta, Workers};
 use crate::io::af_packet::PacketSocket;
 use crate::switch::{NetIdx, PortId};
 use crate::wire::MacAddr;
-use crossbeam_channel::bounded;
 use ipnet::Ipv4Net;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,16 +51,16 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
 }
 
 pub struct Server {
-    worker: WorkerHandle,
+    workers: Workers,
     next_port: u32,
     /// How containers' TAP devices are opened (offloads on or off).
     tap_options: crate::io::TapOptions,
 }
 
 impl Server {
-    pub fn new(worker: WorkerHandle, tap_options: crate::io::TapOptions) -> Server {
+    pub fn new(workers: Workers, tap_options: crate::io::TapOptions) -> Server {
         Server {
-            worker,
+            workers,
             next_port: 1,
             tap_options,
         }
@@ -127,16 +127,7 @@ impl Server {
             Request::DetachInterface { network, interface } => {
                 self.detach_interface(&network, &interface)
             }
-            Request::Show { what, secrets } => {
-                let (tx, rx) = bounded(1);
-                self.worker.send(Command::Show {
-                    what,
-                    secrets,
-                    reply: tx,
-                });
-                rx.recv_timeout(Duration::from_secs(5))
-                    .map_err(|_| "the data plane did not answer".to_string())
-            }
+            Request::Show { what, secrets } => self.workers.show(what, secrets),
         };
         match result {
             Ok(v) => Response {
@@ -153,54 +144,36 @@ impl Server {
         network: &str,
         ip: Option<Ipv4Addr>,
     ) -> Result<(NetIdx, u32, u32), String> {
-        let (tx, rx) = bounded(1);
-        self.worker.send(Command::CheckEndpoint {
-            network: network.to_string(),
-            ip,
-            reply: tx,
-        });
-        rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "the data plane did not answer".to_string())?
+        self.workers.check_endpoint(network, ip)
     }
 
     fn add_port(
         &mut self,
-        device: Box<dyn PortDevice>,
+        devices: Vec<Box<dyn PortDevice>>,
         meta: PortMeta,
         network: NetIdx,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
     ) -> Result<serde_json::Value, String> {
-        let (tx, rx) = bounded(1);
-        self.worker.send(Command::AddPort {
-            id,
-            device,
-            meta,
-            network,
-            endpoint,
-            reply: tx,
-        });
-        let info = rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "the data plane did not answer".to_string())??;
+        let info = self
+            .workers
+            .add_port(id, devices, meta, network, endpoint)?;
         tracing::info!(
             port = info.id, name = %info.name, network = %info.network, ifname = %info.ifname,
             netns = info.netns.as_deref().unwrap_or("-"), mac = info.mac.as_deref().unwrap_or("-"),
-            ip = info.ip.as_deref().unwrap_or("-"), "port attached"
+            ip = info.ip.as_deref().unwrap_or("-"), queues = info.queues, "port attached"
         );
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
 
     fn remove_port(
         &self,
-        select: Box<dyn Fn(&PortMeta) -> bool + Send>,
+        select: Arc<dyn Fn(&PortMeta) -> bool + Send + Sync>,
         what: String,
     ) -> Result<serde_json::Value, String> {
-        let (tx, rx) = bounded(1);
-        self.worker.send(Command::RemovePort { select, reply: tx });
-        let info = rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "the data plane did not answer".to_string())?
+        let info = self
+            .workers
+            .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
@@ -231,9 +204,17 @@ impl Server {
             prefix: addr.prefix_len(),
             mtu,
             tap_name: format!("vsw{}", id.0),
-            tap: self.tap_options,
+            tap: crate::io::TapOptions {
+                multi_queue: self.workers.len() > 1,
+                ..self.tap_options
+            },
         };
-        let tap = create_namespace_port(&spec).map_err(|e| e.to_string())?;
+        let queues =
+            create_namespace_port_queues(&spec, self.workers.len()).map_err(|e| e.to_string())?;
+        let devices = queues
+            .into_iter()
+            .map(|q| Box::new(q) as Box<dyn PortDevice>)
+            .collect();
         let meta = PortMeta {
             name: name.map_or_else(
                 || format!("{}/{}", netns_label(netns), ifname),
@@ -249,7 +230,7 @@ impl Server {
             ip: Some(addr),
             mtu,
         };
-        self.add_port(Box::new(tap), meta, idx, Some((mac, addr.addr())), id)
+        self.add_port(devices, meta, idx, Some((mac, addr.addr())), id)
     }
 
     fn detach_namespace(
@@ -262,7 +243,7 @@ impl Server {
             (network.to_string(), ifname.to_string(), netns.to_string());
         let id = netns_identity(netns);
         self.remove_port(
-            Box::new(move |m: &PortMeta| {
+            Arc::new(move |m: &PortMeta| {
                 m.kind == "tap"
                     && m.network == network_s
                     && m.ifname == ifname_s
@@ -283,9 +264,10 @@ impl Server {
         let addr = ip.map(parse_ip_or_prefix).transpose()?;
         let (idx, mtu, vni) = self.check_endpoint(network, addr.map(|a| a.addr()))?;
         let mac = mac.map(parse_station_mac).transpose()?;
-        let socket = PacketSocket::open(interface)
-            .map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
         let id = PortId(self.next_port);
+        let devices = self
+            .open_packet_sockets(interface, id)
+            .map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
         self.next_port += 1;
         let meta = PortMeta {
             name: interface.to_string(),
@@ -300,7 +282,26 @@ impl Server {
             mtu,
         };
         let endpoint = mac.zip(addr.map(|a| a.addr()));
-        self.add_port(Box::new(socket), meta, idx, endpoint, id)
+        self.add_port(devices, meta, idx, endpoint, id)
+    }
+
+    /// One packet socket per worker; with several, they share the interface's frames in a
+    /// fanout group whose id is made from our pid and the port id, so it is our own.
+    fn open_packet_sockets(
+        &self,
+        interface: &str,
+        id: PortId,
+    ) -> Result<Vec<Box<dyn PortDevice>>, crate::io::IoError> {
+        if self.workers.len() == 1 {
+            return Ok(vec![Box::new(PacketSocket::open(interface)?)]);
+        }
+        let group = (std::process::id() as u16) ^ (id.0 as u16).rotate_left(8);
+        (0..self.workers.len())
+            .map(|_| {
+                PacketSocket::open_fanout(interface, group)
+                    .map(|s| Box::new(s) as Box<dyn PortDevice>)
+            })
+            .collect()
     }
 
     fn detach_interface(
@@ -310,7 +311,7 @@ impl Server {
     ) -> Result<serde_json::Value, String> {
         let (network_s, interface_s) = (network.to_string(), interface.to_string());
         self.remove_port(
-            Box::new(move |m: &PortMeta| {
+            Arc::new(move |m: &PortMeta| {
                 m.kind == "af_packet" && m.network == network_s && m.ifname == interface_s
             }),
             format!("interface {interface} on network {network}"),

@@ -713,7 +713,11 @@ mod tests {
         for i in 0..50 {
             let t = if i % 3 == 0 { &mut a1 } else { &mut a0 };
             let p = seal(t, T0, 42, B).unwrap();
-            assert!(seen.insert(seq_of(&p)), "sequence number {} used twice", seq_of(&p));
+            assert!(
+                seen.insert(seq_of(&p)),
+                "sequence number {} used twice",
+                seq_of(&p)
+            );
             assert_eq!(open(&mut b, T0, A, &p), Ok(42));
         }
         assert_eq!(seen.len(), 50);

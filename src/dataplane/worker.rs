@@ -16,6 +16,8 @@
 //! histogram.
 
 use super::port::{PortDevice, PortMeta};
+use super::sync::SyncLinks;
+use super::view::View;
 use crate::control::api;
 use crate::crypto::{EspDrop, EspTable};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
@@ -73,17 +75,19 @@ pub enum Command {
         meta: PortMeta,
         network: NetIdx,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
+        /// Send the endpoint's gratuitous ARP (one worker of several does).
+        announce: bool,
         reply: Sender<Result<api::PortInfo, String>>,
     },
     RemovePort {
-        select: Box<dyn Fn(&PortMeta) -> bool + Send>,
+        select: std::sync::Arc<dyn Fn(&PortMeta) -> bool + Send + Sync>,
         reply: Sender<Result<api::PortInfo, String>>,
     },
     Show {
         what: api::ShowWhat,
         /// Include key material (show sa --wireshark).
         secrets: bool,
-        reply: Sender<serde_json::Value>,
+        reply: Sender<View>,
     },
     Stop,
 }
@@ -224,6 +228,11 @@ pub struct Worker {
     /// How long to keep polling without sleeping after activity (0: always sleep).
     busy_poll: Duration,
     offload: api::OffloadStats,
+    /// Links to the other workers' copies of the tables (none when working alone).
+    sync: Option<SyncLinks>,
+    /// This worker's index and load, for `show stats`.
+    load: api::WorkerStats,
+    handle: WorkerHandle,
 }
 
 /// Nanoseconds a frame spends in the worker, read to sent: two clock reads per frame (vDSO,
@@ -303,13 +312,59 @@ impl Worker {
             latency: Latency::new(),
             busy_poll: Duration::ZERO,
             offload: api::OffloadStats::default(),
+            sync: None,
+            load: api::WorkerStats::default(),
+            handle: WorkerHandle { tx, waker },
         };
-        Ok((worker, WorkerHandle { tx, waker }))
+        let handle = worker.handle.clone();
+        Ok((worker, handle))
     }
 
     /// Sets the busy-poll window (see `run`).
     pub fn set_busy_poll(&mut self, window: Duration) {
         self.busy_poll = window;
+    }
+
+    /// Makes this worker number `index` of several that share the clock `started` (so table
+    /// ages agree) and keep their tables in step over `links`.
+    pub fn join_group(&mut self, index: u32, started: Instant, links: Option<SyncLinks>) {
+        self.load.worker = index;
+        self.started = started;
+        if links.is_some() {
+            self.switch.enable_sync();
+        }
+        self.sync = links;
+    }
+
+    /// A handle for the control thread.
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
+    }
+
+    /// Records the core this worker's thread is pinned to, for `show stats`.
+    pub fn set_cpu(&mut self, cpu: Option<u32>) {
+        self.load.cpu = cpu;
+    }
+
+    /// Applies what the other workers learned since the last turn.
+    fn apply_updates(&mut self, now: Timestamp) {
+        let Some(links) = &self.sync else { return };
+        while let Some(u) = links.next() {
+            self.switch.apply_update(now, &u);
+            self.load.updates_applied += 1;
+        }
+    }
+
+    /// Tells the other workers what this one learned in the batch just done.
+    fn publish_updates(&mut self) {
+        let Some(links) = &self.sync else { return };
+        let (mut sent, mut lost) = (0, 0);
+        self.switch.take_updates(|u| {
+            sent += 1;
+            lost += links.announce(u);
+        });
+        self.load.updates_sent += sent;
+        self.load.updates_lost += lost;
     }
 
     fn now(&self) -> Timestamp {
@@ -340,6 +395,7 @@ impl Worker {
             }
             let now = self.now();
             self.unix = unix_now();
+            self.apply_updates(now);
             ready.clear();
             ready.append(&mut self.pending);
             ready.extend(events.iter().map(|e| e.token()));
@@ -357,6 +413,7 @@ impl Worker {
                     UNDERLAY_ESP => self.drain_esp(now),
                     Token(t) => self.drain_port(now, PortId((t - PORT_TOKEN_BASE) as u32)),
                 }
+                self.publish_updates();
             }
             if now.millis_since(last_expire) >= 1000 {
                 self.switch.expire(now);
@@ -391,6 +448,7 @@ impl Worker {
             }
             let mut off = 0;
             loop {
+                self.load.underlay_datagrams += 1;
                 let end = (off + seg).min(got.len);
                 let start = Instant::now();
                 self.forward_datagram(now, VtepAddr(got.src), off..end);
@@ -451,6 +509,7 @@ impl Worker {
             };
             let Some(esp) = &mut self.esp else { return };
             let start = Instant::now();
+            self.load.underlay_datagrams += 1;
             self.switch.note_underlay_rx(n);
             let opened = esp.table.open(self.unix, now.0, src, &mut self.buf[..n]);
             let (vni, plain) = match opened {
@@ -490,6 +549,7 @@ impl Worker {
                 }
             };
             let start = Instant::now();
+            self.load.port_frames += 1;
             match got.gso {
                 None => self.forward_local_frame(now, id, 0, got.len),
                 Some(hdr) => self.forward_super_frame(now, id, &hdr, got.len),
@@ -858,9 +918,11 @@ impl Worker {
                     meta,
                     network,
                     endpoint,
+                    announce,
                     reply,
                 } => {
-                    let _ = reply.send(self.add_port(now, id, device, meta, network, endpoint));
+                    let r = self.add_port(now, id, device, meta, network, endpoint, announce);
+                    let _ = reply.send(r);
                 }
                 Command::RemovePort { select, reply } => {
                     let found = self
@@ -888,6 +950,7 @@ impl Worker {
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add_port(
         &mut self,
         now: Timestamp,
@@ -896,6 +959,7 @@ impl Worker {
         meta: PortMeta,
         network: NetIdx,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
+        announce: bool,
     ) -> Result<api::PortInfo, String> {
         self.switch
             .add_port(id, &meta.name, network, endpoint, now)
@@ -912,7 +976,7 @@ impl Worker {
         self.ports.insert(id, Port { device, meta });
         // Frames may already wait (edge-triggered poll): look once.
         self.pending.push(token);
-        if let Some((mac, ip)) = endpoint {
+        if let (Some((mac, ip)), true) = (endpoint, announce) {
             // Announce the endpoint as if it had sent a gratuitous ARP itself, so the peers'
             // tables (and their containers' ARP caches) learn it at once.
             let len = garp::build(&mut self.buf[HEADROOM..], mac, ip);
@@ -953,6 +1017,7 @@ impl Worker {
             ip: p.meta.ip.map(|n| n.to_string()),
             mtu: p.meta.mtu,
             counters,
+            queues: 1,
         })
     }
 
@@ -1006,16 +1071,16 @@ impl Worker {
         m
     }
 
-    fn show(&self, what: api::ShowWhat, secrets: bool, now: Timestamp) -> serde_json::Value {
+    fn show(&self, what: api::ShowWhat, secrets: bool, now: Timestamp) -> View {
         use api::ShowWhat::*;
-        let v = match what {
-            Networks => serde_json::to_value(self.switch.networks_info()),
-            Ports => serde_json::to_value(self.ports_info()),
-            Fdb => serde_json::to_value(self.switch.fdb_info(now)),
-            Neigh => serde_json::to_value(self.switch.neigh_info(now)),
-            Peers => serde_json::to_value(self.switch.peers_info(now)),
-            Sa => serde_json::to_value(self.sa_info(secrets)),
-            Stats => serde_json::to_value(api::Stats {
+        match what {
+            Networks => View::Networks(self.switch.networks_info()),
+            Ports => View::Ports(self.ports_info()),
+            Fdb => View::Fdb(self.switch.fdb_info(now)),
+            Neigh => View::Neigh(self.switch.neigh_info(now)),
+            Peers => View::Peers(self.switch.peers_info(now)),
+            Sa => View::Sa(self.sa_info(secrets)),
+            Stats => View::Stats(Box::new(api::Stats {
                 uptime_secs: now.0 / 1000,
                 ports: self.ports_info(),
                 networks: self.switch.network_stats(),
@@ -1027,10 +1092,13 @@ impl Worker {
                     drops: self.underlay_drops(),
                     tx_errors: self.tx_errors.to_map(),
                 },
-                latency: vec![self.latency.stats(0)],
+                latency: vec![self.latency.stats(self.load.worker)],
                 offload: self.offload.clone(),
-            }),
-        };
-        v.unwrap_or(serde_json::Value::Null)
+                workers: vec![api::WorkerStats {
+                    updates_lost: self.load.updates_lost + self.switch.updates_lost(),
+                    ..self.load.clone()
+                }],
+            })),
+        }
     }
 }

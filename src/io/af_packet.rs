@@ -123,6 +123,19 @@ impl PacketSocket {
         Ok(PacketSocket { fd, ifindex })
     }
 
+    /// Opens a socket like `open` that joins fanout group `group` (PACKET_FANOUT_HASH): the
+    /// sockets of one group share the interface's frames by flow hash, each frame to one of
+    /// them, a flow always to the same one. One per worker; sending works from any.
+    pub fn open_fanout(ifname: &str, group: u16) -> Result<PacketSocket, IoError> {
+        const PACKET_FANOUT: libc::c_int = 18;
+        const PACKET_FANOUT_HASH: u32 = 0;
+        let s = PacketSocket::open(ifname)?;
+        let arg: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
+        setsockopt(&s.fd, libc::SOL_PACKET, PACKET_FANOUT, &arg)
+            .map_err(|e| IoError::sys(format!("joining fanout group {group} on {ifname}"), e))?;
+        Ok(s)
+    }
+
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }

@@ -10,6 +10,7 @@
 //! worker can match `WouldBlock` cheaply; setup calls return [`IoError`], which names the operation.
 
 pub mod af_packet;
+pub mod cpu;
 pub mod netlink;
 pub mod netns;
 pub mod tap;

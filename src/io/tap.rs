@@ -174,6 +174,22 @@ impl TapDevice {
         Ok(n as usize)
     }
 
+    /// Opens another queue of this `multi_queue` device, for another worker: the kernel spreads
+    /// the device's outgoing flows over its queues by flow hash, so each flow is read by one
+    /// worker, in order. Call it in the namespace the device is in, before any rename.
+    pub fn open_queue(&self) -> Result<TapDevice, IoError> {
+        if !self.options.multi_queue {
+            return Err(IoError::sys(
+                format!(
+                    "opening another queue of {}: not a multi-queue device",
+                    self.name
+                ),
+                io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        }
+        TapDevice::create_with(&self.name, self.options)
+    }
+
     /// The name the device was created with; renames made later through netlink are not seen.
     pub fn name(&self) -> &str {
         &self.name
@@ -280,6 +296,41 @@ mod tests {
         assert_eq!(tap.write(&frame).unwrap(), 60);
         drop(tap);
         assert_eq!(nl.link_index("vswtap0").unwrap(), None);
+    }
+
+    #[test]
+    fn multi_queue_device_lives_until_its_last_queue_closes() {
+        let ns = TempNetns::new("mq");
+        let fd = open_netns(&ns.0).unwrap();
+        let opts = TapOptions {
+            multi_queue: true,
+            ..TapOptions::default()
+        };
+        let q0 = run_in_netns(&fd, || TapDevice::create_with("vswmq0", opts))
+            .unwrap()
+            .unwrap();
+        let q1 = run_in_netns(&fd, || q0.open_queue()).unwrap().unwrap();
+        let queues = || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns.0, "ls", "/sys/class/net/vswmq0/queues"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        assert!(queues().contains("tx-1"), "two queues: {}", queues());
+        let mut nl = run_in_netns(&fd, Netlink::open).unwrap().unwrap();
+        drop(q0);
+        assert!(
+            nl.link_index("vswmq0").unwrap().is_some(),
+            "queue 1 still open"
+        );
+        drop(q1);
+        assert_eq!(nl.link_index("vswmq0").unwrap(), None);
+        // A single-queue device has no second queue to open.
+        let single = run_in_netns(&fd, || TapDevice::create("vswsq0"))
+            .unwrap()
+            .unwrap();
+        assert!(single.open_queue().is_err());
     }
 
     #[test]

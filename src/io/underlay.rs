@@ -59,8 +59,41 @@ pub struct Underlay {
 
 impl Underlay {
     pub fn bind(local: Ipv4Addr, port: u16) -> Result<Underlay, UnderlayError> {
+        Underlay::bind_with(local, port, false)
+    }
+
+    /// One underlay per worker, their receive sockets all bound to `local:port` with
+    /// SO_REUSEPORT: the kernel hashes each datagram's addresses and ports to one of them, and
+    /// since a peer's source port follows the inner flow (RFC 7348 §5), a flow is always read
+    /// by the same worker, in order. A plain bind first proves the port free, so we never
+    /// share it with another vswitchd or a kernel vxlan device (which would fail that bind,
+    /// as ours then makes theirs fail).
+    pub fn bind_group(
+        local: Ipv4Addr,
+        port: u16,
+        workers: usize,
+    ) -> Result<Vec<Underlay>, UnderlayError> {
+        if workers <= 1 {
+            return Ok(vec![Underlay::bind(local, port)?]);
+        }
         let addr = SocketAddrV4::new(local, port);
-        let recv = UdpSocket::bind(addr).map_err(|source| UnderlayError::Bind { addr, source })?;
+        drop(UdpSocket::bind(addr).map_err(|source| UnderlayError::Bind { addr, source })?);
+        (0..workers)
+            .map(|_| Underlay::bind_with(local, port, true))
+            .collect()
+    }
+
+    fn bind_with(local: Ipv4Addr, port: u16, reuse_port: bool) -> Result<Underlay, UnderlayError> {
+        let addr = SocketAddrV4::new(local, port);
+        let bound = || -> io::Result<UdpSocket> {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+            if reuse_port {
+                s.set_reuse_port(true)?;
+            }
+            s.bind(&SocketAddr::V4(addr).into())?;
+            Ok(s.into())
+        };
+        let recv = bound().map_err(|source| UnderlayError::Bind { addr, source })?;
         recv.set_nonblocking(true)
             .map_err(|source| UnderlayError::Bind { addr, source })?;
         // Room for bursts while the worker is busy elsewhere; the kernel caps it at rmem_max.

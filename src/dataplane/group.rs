@@ -1,0 +1,184 @@
+//! Several workers, one per core (DESIGN §1), and the handle the control thread drives them by.
+//!
+//! Every worker owns a whole copy of the switch (crate::switch::sync keeps the learned tables
+//! in step) and its own queue of every port and its own underlay socket, so a frame is read,
+//! decided and sent by one thread without a lock. The kernel picks the worker per flow: a
+//! container's TAP spreads its flows over the queues by hash, AF_PACKET fanout does the same
+//! for an interface, and SO_REUSEPORT for the underlay; so a flow is never reordered.
+//!
+//! `Workers` sends each control command to every worker and merges their answers
+//! (crate::dataplane::view).
+
+use super::port::{PortDevice, PortMeta};
+use super::sync;
+use super::view::{self, View};
+use super::worker::{Command, Worker, WorkerHandle};
+use crate::control::api;
+use crate::switch::{NetIdx, PortId};
+use crate::wire::MacAddr;
+use crossbeam_channel::{bounded, Receiver};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the control thread waits for a worker to answer a command.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The control thread's handle on every worker.
+#[derive(Clone)]
+pub struct Workers {
+    handles: Vec<WorkerHandle>,
+}
+
+/// Starts `workers` (worker k gets index k), each on its own thread pinned to the k-th CPU
+/// this process may use (when `pin`). Returns the handle and the threads to join after `stop`.
+pub fn start(workers: Vec<Worker>, pin: bool) -> std::io::Result<(Workers, Vec<JoinHandle<()>>)> {
+    let n = workers.len();
+    let cpus = crate::io::cpu::allowed_cpus();
+    let started = Instant::now();
+    let mut links = sync::links(n).into_iter();
+    let mut handles = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    for (k, mut w) in workers.into_iter().enumerate() {
+        w.join_group(k as u32, started, links.next());
+        handles.push(w.handle());
+        let cpu = (pin && !cpus.is_empty()).then(|| cpus[k % cpus.len()]);
+        let thread = std::thread::Builder::new()
+            .name(format!("vswitch-w{k}"))
+            .spawn(move || {
+                if let Some(c) = cpu {
+                    match crate::io::cpu::pin_current_thread(c) {
+                        Ok(()) => {
+                            w.set_cpu(Some(c as u32));
+                            tracing::info!(worker = k, cpu = c, "worker pinned");
+                        }
+                        Err(e) => tracing::warn!(worker = k, cpu = c, "cannot pin worker: {e}"),
+                    }
+                }
+                w.run()
+            })?;
+        threads.push(thread);
+    }
+    Ok((Workers { handles }, threads))
+}
+
+impl Workers {
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Sends a command built by `make(k)` to every worker k and collects the answers, in order.
+    fn ask_all<T>(
+        &self,
+        mut make: impl FnMut(usize, crossbeam_channel::Sender<T>) -> Command,
+    ) -> Result<Vec<T>, String> {
+        let waiting: Vec<Receiver<T>> = (0..self.handles.len())
+            .map(|k| {
+                let (tx, rx) = bounded(1);
+                self.handles[k].send(make(k, tx));
+                rx
+            })
+            .collect();
+        waiting
+            .into_iter()
+            .map(|rx| {
+                rx.recv_timeout(ANSWER_TIMEOUT)
+                    .map_err(|_| "the data plane did not answer".to_string())
+            })
+            .collect()
+    }
+
+    /// Checks that `ip` may join `network`: the network's index, MTU and VNI. Every worker has
+    /// the same ports, so the first one answers.
+    pub fn check_endpoint(
+        &self,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<(NetIdx, u32, u32), String> {
+        let (tx, rx) = bounded(1);
+        self.handles[0].send(Command::CheckEndpoint {
+            network: network.to_string(),
+            ip,
+            reply: tx,
+        });
+        rx.recv_timeout(ANSWER_TIMEOUT)
+            .map_err(|_| "the data plane did not answer".to_string())?
+    }
+
+    /// Adds a port to every worker, worker k reading and writing through `devices[k]` (one
+    /// queue of the same device each). All or nothing: if one worker refuses, the others drop
+    /// the port again.
+    pub fn add_port(
+        &self,
+        id: PortId,
+        devices: Vec<Box<dyn PortDevice>>,
+        meta: PortMeta,
+        network: NetIdx,
+        endpoint: Option<(MacAddr, Ipv4Addr)>,
+    ) -> Result<api::PortInfo, String> {
+        assert_eq!(devices.len(), self.handles.len(), "one device per worker");
+        let mut devices = devices.into_iter();
+        let answers = self.ask_all(|k, reply| Command::AddPort {
+            id,
+            device: devices.next().expect("one device per worker"),
+            meta: meta.clone(),
+            network,
+            endpoint,
+            announce: k == 0,
+            reply,
+        })?;
+        if let Some(Err(e)) = answers.iter().find(|a| a.is_err()) {
+            let e = e.clone();
+            let _ = self.remove_port(Arc::new(move |m: &PortMeta| m.name == meta.name));
+            return Err(e);
+        }
+        let mut infos = answers.into_iter().map(|a| a.expect("checked above"));
+        let mut info = infos.next().expect("at least one worker");
+        for o in infos {
+            info.counters.add(&o.counters);
+            info.queues += o.queues;
+        }
+        Ok(info)
+    }
+
+    /// Removes the port `select` picks from every worker; its counters summed.
+    pub fn remove_port(
+        &self,
+        select: Arc<dyn Fn(&PortMeta) -> bool + Send + Sync>,
+    ) -> Result<api::PortInfo, String> {
+        let answers = self.ask_all(|_, reply| Command::RemovePort {
+            select: Arc::clone(&select),
+            reply,
+        })?;
+        let mut found = answers.into_iter().filter_map(Result::ok);
+        let mut info = found.next().ok_or_else(|| "no such port".to_string())?;
+        for o in found {
+            info.counters.add(&o.counters);
+            info.queues += o.queues;
+        }
+        Ok(info)
+    }
+
+    /// Every worker's answer to a `show`, merged.
+    pub fn show(&self, what: api::ShowWhat, secrets: bool) -> Result<serde_json::Value, String> {
+        let views: Vec<View> = self.ask_all(|_, reply| Command::Show {
+            what,
+            secrets,
+            reply,
+        })?;
+        view::merge(views)
+            .map(|v| v.to_json())
+            .ok_or_else(|| "no worker answered".to_string())
+    }
+
+    pub fn stop(&self) {
+        for h in &self.handles {
+            h.send(Command::Stop);
+        }
+    }
+}

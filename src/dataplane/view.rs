@@ -1,0 +1,255 @@
+//! What `show` asks of the workers, and how their answers become one.
+//!
+//! Each worker answers from its own copy of the switch and its own counters (`View`); the
+//! control thread merges the answers (`merge`): counters add up, tables are the union of the
+//! copies (the most recently refreshed entry wins), and per-worker figures (latency, load)
+//! are listed side by side. Nothing here runs on the packet path.
+
+use crate::control::api::{self, add_counts};
+use std::collections::BTreeMap;
+
+/// One worker's answer to a `show`.
+#[derive(Debug, Clone)]
+pub enum View {
+    Networks(Vec<api::NetworkInfo>),
+    Ports(Vec<api::PortInfo>),
+    Fdb(Vec<api::FdbEntryInfo>),
+    Neigh(Vec<api::NeighEntryInfo>),
+    Peers(Vec<api::PeerInfo>),
+    Sa(Vec<api::SaInfo>),
+    Stats(Box<api::Stats>),
+}
+
+impl View {
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = match self {
+            View::Networks(v) => serde_json::to_value(v),
+            View::Ports(v) => serde_json::to_value(v),
+            View::Fdb(v) => serde_json::to_value(v),
+            View::Neigh(v) => serde_json::to_value(v),
+            View::Peers(v) => serde_json::to_value(v),
+            View::Sa(v) => serde_json::to_value(v),
+            View::Stats(v) => serde_json::to_value(v),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Merges the workers' answers to one `show` (all of the same kind, worker 0 first).
+pub fn merge(views: Vec<View>) -> Option<View> {
+    let mut it = views.into_iter();
+    let first = it.next()?;
+    Some(it.fold(first, |acc, v| match (acc, v) {
+        (View::Networks(a), View::Networks(b)) => View::Networks(merge_networks(a, &b)),
+        (View::Ports(a), View::Ports(b)) => View::Ports(merge_ports(a, &b)),
+        (View::Fdb(a), View::Fdb(b)) => View::Fdb(union_newest(
+            a,
+            b,
+            |e| (e.vni, e.mac.clone()),
+            |e| e.age_secs,
+        )),
+        (View::Neigh(a), View::Neigh(b)) => View::Neigh(union_newest(
+            a,
+            b,
+            |e| (e.network.clone(), e.ip.clone()),
+            |e| e.age_secs,
+        )),
+        (View::Peers(a), View::Peers(b)) => View::Peers(merge_peers(a, &b)),
+        (View::Sa(a), View::Sa(b)) => View::Sa(merge_sas(a, b)),
+        (View::Stats(mut a), View::Stats(b)) => {
+            merge_stats(&mut a, *b);
+            View::Stats(a)
+        }
+        (a, _) => a,
+    }))
+}
+
+fn merge_networks(mut a: Vec<api::NetworkInfo>, b: &[api::NetworkInfo]) -> Vec<api::NetworkInfo> {
+    for n in &mut a {
+        if let Some(o) = b.iter().find(|o| o.vni == n.vni) {
+            n.fdb_entries = n.fdb_entries.max(o.fdb_entries);
+            n.neigh_entries = n.neigh_entries.max(o.neigh_entries);
+        }
+    }
+    a
+}
+
+fn merge_ports(mut a: Vec<api::PortInfo>, b: &[api::PortInfo]) -> Vec<api::PortInfo> {
+    for p in &mut a {
+        if let Some(o) = b.iter().find(|o| o.id == p.id) {
+            p.counters.add(&o.counters);
+            p.queues += o.queues;
+        }
+    }
+    a
+}
+
+/// The union of two tables keyed by `key`; of two entries for one key, the younger stays.
+/// Sorted by key, as the single-worker views are.
+fn union_newest<T, K: Ord>(
+    a: Vec<T>,
+    b: Vec<T>,
+    key: impl Fn(&T) -> K,
+    age: impl Fn(&T) -> u64,
+) -> Vec<T> {
+    let mut m: BTreeMap<K, T> = BTreeMap::new();
+    for e in a.into_iter().chain(b) {
+        let k = key(&e);
+        match m.get(&k) {
+            Some(old) if age(old) <= age(&e) => {}
+            _ => {
+                m.insert(k, e);
+            }
+        }
+    }
+    m.into_values().collect()
+}
+
+fn merge_peers(mut a: Vec<api::PeerInfo>, b: &[api::PeerInfo]) -> Vec<api::PeerInfo> {
+    for p in &mut a {
+        if let Some(o) = b.iter().find(|o| o.name == p.name) {
+            p.counters.add(&o.counters);
+            p.last_seen_secs = match (p.last_seen_secs, o.last_seen_secs) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+        }
+    }
+    a
+}
+
+/// Outbound SAs exist on every worker (with one shared sequence counter); inbound ones on the
+/// worker that receives ESP. Packets and bytes add up; the sequence number is the highest.
+fn merge_sas(a: Vec<api::SaInfo>, b: Vec<api::SaInfo>) -> Vec<api::SaInfo> {
+    let mut out = a;
+    for s in b {
+        match out.iter_mut().find(|o| {
+            (o.vni, &o.peer, &o.direction, o.spi) == (s.vni, &s.peer, &s.direction, s.spi)
+        }) {
+            Some(o) => {
+                o.packets += s.packets;
+                o.bytes += s.bytes;
+                o.drops += s.drops;
+                o.seq = o.seq.max(s.seq);
+            }
+            None => out.push(s),
+        }
+    }
+    out
+}
+
+fn merge_stats(a: &mut api::Stats, b: api::Stats) {
+    a.uptime_secs = a.uptime_secs.max(b.uptime_secs);
+    a.ports = merge_ports(std::mem::take(&mut a.ports), &b.ports);
+    for n in &mut a.networks {
+        if let Some(o) = b.networks.iter().find(|o| o.vni == n.vni) {
+            n.counters.add(&o.counters);
+            n.flooded += o.flooded;
+            n.proxy_arp_replies += o.proxy_arp_replies;
+            n.fdb_learned += o.fdb_learned;
+            n.fdb_moves += o.fdb_moves;
+            n.fdb_full += o.fdb_full;
+        }
+    }
+    let (u, o) = (&mut a.underlay, &b.underlay);
+    u.rx_packets += o.rx_packets;
+    u.rx_bytes += o.rx_bytes;
+    u.tx_packets += o.tx_packets;
+    u.tx_bytes += o.tx_bytes;
+    add_counts(&mut u.drops, &o.drops);
+    add_counts(&mut u.tx_errors, &o.tx_errors);
+    a.latency.extend(b.latency);
+    let (f, o) = (&mut a.offload, &b.offload);
+    f.tso_frames += o.tso_frames;
+    f.tso_segments += o.tso_segments;
+    f.gso_sends += o.gso_sends;
+    f.gso_datagrams += o.gso_datagrams;
+    f.gso_fallbacks += o.gso_fallbacks;
+    f.gro_runs += o.gro_runs;
+    f.coalesced_frames += o.coalesced_frames;
+    f.coalesced_segments += o.coalesced_segments;
+    a.workers.extend(b.workers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(rx: u64, drop: u64) -> api::Counters {
+        api::Counters {
+            rx_packets: rx,
+            rx_bytes: rx * 100,
+            drops: [("unknown_vni".to_string(), drop)].into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    fn fdb(mac: &str, age: u64, location: &str) -> api::FdbEntryInfo {
+        api::FdbEntryInfo {
+            network: "blue".into(),
+            vni: 42,
+            mac: mac.into(),
+            kind: "vtep".into(),
+            location: location.into(),
+            age_secs: age,
+        }
+    }
+
+    #[test]
+    fn counters_add_up_and_tables_unite() {
+        let stats = |w: u32, rx: u64| api::Stats {
+            networks: vec![api::NetworkStats {
+                name: "blue".into(),
+                vni: 42,
+                counters: counters(rx, 1),
+                flooded: 2,
+                ..Default::default()
+            }],
+            underlay: api::UnderlayStats {
+                rx_packets: rx,
+                ..Default::default()
+            },
+            workers: vec![api::WorkerStats {
+                worker: w,
+                port_frames: rx,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let Some(View::Stats(s)) = merge(vec![
+            View::Stats(Box::new(stats(0, 5))),
+            View::Stats(Box::new(stats(1, 7))),
+        ]) else {
+            panic!("stats merge to stats");
+        };
+        assert_eq!(s.networks[0].counters.rx_packets, 12);
+        assert_eq!(s.networks[0].counters.rx_bytes, 1200);
+        assert_eq!(s.networks[0].counters.drops["unknown_vni"], 2);
+        assert_eq!(s.networks[0].flooded, 4);
+        assert_eq!(s.underlay.rx_packets, 12);
+        let w: Vec<(u32, u64)> = s
+            .workers
+            .iter()
+            .map(|w| (w.worker, w.port_frames))
+            .collect();
+        assert_eq!(w, [(0, 5), (1, 7)]);
+
+        let Some(View::Fdb(t)) = merge(vec![
+            View::Fdb(vec![
+                fdb("02:00:00:00:00:01", 9, "old"),
+                fdb("02:00:00:00:00:02", 1, "x"),
+            ]),
+            View::Fdb(vec![fdb("02:00:00:00:00:01", 3, "new")]),
+        ]) else {
+            panic!("fdb merge to fdb");
+        };
+        let got: Vec<(&str, &str)> = t
+            .iter()
+            .map(|e| (e.mac.as_str(), e.location.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("02:00:00:00:00:01", "new"), ("02:00:00:00:00:02", "x")]
+        );
+    }
+}
