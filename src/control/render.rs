@@ -673,7 +673,10 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
         };
         let out = render_stats(&s);
         assert!(out.contains("\nworkers ("), "{out}");
-        assert!(out.contains("1    1          500              700"), "{out}");
+        assert!(
+            out.contains("1    1          500              700"),
+            "{out}"
+        );
         assert!(out.contains("latency inside vswitchd"), "{out}");
         assert!(out.contains("0    1000  3.2  18.5   40.1  95.0"), "{out}");
         assert!(out.starts_with("uptime 1h02m\n"), "{out}");

@@ -369,6 +369,17 @@ impl Testbed {
         networks: &[NetDef],
         env: &[(&str, &str)],
     ) -> Result<Testbed> {
+        Testbed::two_hosts_with(prefix, bins, networks, env, "")
+    }
+
+    /// `two_hosts_with_env` with more `[node]` settings (TOML lines) for both daemons.
+    pub fn two_hosts_with(
+        prefix: &str,
+        bins: Binaries,
+        networks: &[NetDef],
+        env: &[(&str, &str)],
+        node: &str,
+    ) -> Result<Testbed> {
         let mut tb = Testbed::new(prefix, bins)?;
         tb.daemon_env = env
             .iter()
@@ -376,7 +387,7 @@ impl Testbed {
             .collect();
         tb.add_hosts(2)?;
         for i in 0..2 {
-            tb.write_config(i, networks, "")?;
+            tb.write_config(i, networks, node)?;
             tb.start_daemon(i)?;
         }
         Ok(tb)
