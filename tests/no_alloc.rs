@@ -586,3 +586,56 @@ fn esp_seal_and_open_do_not_allocate() {
         "ESP allocated {allocs} times (first: {first} bytes)"
     );
 }
+
+/// Several workers: what one learns is announced to the other over the sync channel and
+/// applied there (`switch::sync`, `dataplane::sync`). New stations near the cap, re-announced
+/// refreshes, the channel send and the apply allocate nothing.
+#[test]
+fn table_sync_between_workers_does_not_allocate() {
+    let (mut a, mut b) = (switch(), switch());
+    a.enable_sync();
+    b.enable_sync();
+    let mut links = vswitch::dataplane::sync::links(2).into_iter();
+    let (la, lb) = (links.next().unwrap(), links.next().unwrap());
+    let mut d = Driver::new();
+    let mut frame = udp_frame(mac(3), mac(2), ip(3), ip(2), 64);
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut step = |i: u64, a: &mut Switch, b: &mut Switch, d: &mut Driver| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let s = state.to_be_bytes();
+        // Every other frame from a new station, the others from a known one (refreshes).
+        if i % 2 == 0 {
+            frame[6..12].copy_from_slice(&[0x06, s[1], s[2], s[3], s[4], s[5]]);
+        } else {
+            frame[6..12].copy_from_slice(&mac(9).0);
+        }
+        let now = T0.plus_millis(i * 250);
+        let _ = d.port_rx(a, now, P2, &frame);
+        a.take_updates(|u| {
+            la.announce(u);
+        });
+        while let Some(u) = lb.next() {
+            b.apply_update(now, &u);
+        }
+        if i % 4 == 0 {
+            a.expire(now);
+            b.expire(now);
+        }
+    };
+    step(0, &mut a, &mut b, &mut d);
+    let (allocs, first, ()) = allocations_in(|| {
+        for i in 1..ROUNDS * 30 {
+            step(i, &mut a, &mut b, &mut d);
+        }
+    });
+    assert_eq!(
+        allocs, 0,
+        "table sync allocated {allocs} times (first: {first} bytes)"
+    );
+    // The other copy followed: it knows the steady station without having seen its frames.
+    let fdb = b.fdb_info(T0.plus_millis(ROUNDS * 30 * 250));
+    assert!(fdb.iter().any(|e| e.mac == mac(9).to_string()), "b never heard of mac(9)");
+    assert!(fdb.len() > 100, "b heard of {} stations", fdb.len());
+}
