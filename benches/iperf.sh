@@ -5,7 +5,7 @@
 #
 #   bash benches/iperf.sh [--rounds N] [--time S] [--no-build] [--only kernel|vswitch]
 #                         [--encrypted] [--vswitch-env "K=V K2=V2 ..."]
-#                         [--network-config 'key = value' ...]
+#                         [--network-config 'key = value' ...] [--node-config 'key = value' ...]
 #
 #   --rounds N            rounds of every measurement; the median is reported (default 3)
 #   --time S              seconds per iperf3 run (default 5)
@@ -22,6 +22,8 @@
 #                         config (with --encrypted the esp testbed's too, after its encryption
 #                         lines), verbatim; repeat it, or pass several lines in one string
 #                         (e.g. 'mtu = 1400')
+#   --node-config STR     TOML lines appended to the [node] table of every vswitchd config
+#                         (e.g. 'workers = 1'; the default, 0, runs one worker per core)
 #
 # What it builds (everything inside namespaces named vb<PID>-*; the root namespace gets no
 # address and sends nothing):
@@ -74,6 +76,7 @@ ONLY=""
 ENCRYPTED=0
 VSWITCH_ENV_STR=""
 NETWORK_CONFIG=()
+NODE_CONFIG=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
@@ -83,6 +86,7 @@ while [ $# -gt 0 ]; do
 	--encrypted) ENCRYPTED=1; shift ;;
 	--vswitch-env) VSWITCH_ENV_STR=${2?--vswitch-env needs \"K=V ...\"}; shift 2 ;;
 	--network-config) NETWORK_CONFIG+=("${2?--network-config needs TOML lines}"); shift 2 ;;
+	--node-config) NODE_CONFIG+=("${2?--node-config needs TOML lines}"); shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (--help lists the options)" ;;
 	esac
@@ -279,6 +283,7 @@ write_config() {
 		printf '[node]\nname = "%s"\nunderlay_ip = "%s"\ncontrol_socket = "%s"\n' \
 			"$name" "$me" "$WORK/${l}h$i.sock"
 		[ "$l" = e ] && printf 'state_dir = "%s"\n' "$WORK/state-eh$i"
+		for line in "${NODE_CONFIG[@]}"; do printf '%s\n' "$line"; done
 		printf '\n[[peer]]\nname = "%s"\nunderlay_ip = "%s"\n\n' "$peer_name" "$peer"
 		printf '[[network]]\nname = "blue"\nvni = 42\nsubnet = "10.0.9.0/24"\n'
 		[ "$l" = e ] && printf 'encrypted = true\nkey_file = "%s"\n' "$WORK/blue.key"
@@ -519,9 +524,9 @@ NPROC=$(nproc)
 KERNEL=$(uname -r)
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
+NODE_CONFIG_STR=$(printf '%s; ' "${NODE_CONFIG[@]}") python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
 	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${MTUS:-}" "${NETWORK_CONFIG[@]}" <<'EOF'
-import json, statistics, sys
+import json, os, statistics, sys
 
 path, rounds, secs, nproc, cpu, kernel, load0, load1, venv, mtus, *netcfg = sys.argv[1:]
 enc = mtus != ""  # --encrypted: a third testbed, "esp"; mtus is "kernel=1450 vswitch=... esp=..."
@@ -553,6 +558,7 @@ result = {
                 "loadavg_start": load0, "loadavg_end": load1},
     "rounds": int(rounds), "time_s": int(secs),
     "vswitch_env": venv, "network_config": netcfg,
+    "node_config": os.environ.get("NODE_CONFIG_STR", "").rstrip("; "),
     "metrics": {},
 }
 if enc:

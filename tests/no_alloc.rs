@@ -636,6 +636,9 @@ fn table_sync_between_workers_does_not_allocate() {
     );
     // The other copy followed: it knows the steady station without having seen its frames.
     let fdb = b.fdb_info(T0.plus_millis(ROUNDS * 30 * 250));
-    assert!(fdb.iter().any(|e| e.mac == mac(9).to_string()), "b never heard of mac(9)");
+    assert!(
+        fdb.iter().any(|e| e.mac == mac(9).to_string()),
+        "b never heard of mac(9)"
+    );
     assert!(fdb.len() > 100, "b heard of {} stations", fdb.len());
 }

@@ -401,6 +401,10 @@ impl Worker {
             ready.extend(events.iter().map(|e| e.token()));
             if !ready.is_empty() {
                 last_activity = Instant::now();
+            } else if timeout.is_zero() {
+                // Spinning in the busy-poll window: let whatever else is runnable on this core
+                // (the container's stack, the other host's worker on a small machine) go first.
+                std::thread::yield_now();
             }
             for &token in &ready {
                 match token {
