@@ -168,7 +168,7 @@ impl Server {
 
     fn remove_port(
         &self,
-        select: Arc<dyn Fn(&PortMeta) -> bool + Send + Sync>,
+        select: Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>,
         what: String,
     ) -> Result<serde_json::Value, String> {
         let info = self
@@ -243,7 +243,7 @@ impl Server {
             (network.to_string(), ifname.to_string(), netns.to_string());
         let id = netns_identity(netns);
         self.remove_port(
-            Arc::new(move |m: &PortMeta| {
+            Arc::new(move |_, m: &PortMeta| {
                 m.kind == "tap"
                     && m.network == network_s
                     && m.ifname == ifname_s
@@ -311,7 +311,7 @@ impl Server {
     ) -> Result<serde_json::Value, String> {
         let (network_s, interface_s) = (network.to_string(), interface.to_string());
         self.remove_port(
-            Arc::new(move |m: &PortMeta| {
+            Arc::new(move |_, m: &PortMeta| {
                 m.kind == "af_packet" && m.network == network_s && m.ifname == interface_s
             }),
             format!("interface {interface} on network {network}"),

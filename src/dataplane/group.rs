@@ -134,7 +134,7 @@ impl Workers {
         })?;
         if let Some(Err(e)) = answers.iter().find(|a| a.is_err()) {
             let e = e.clone();
-            let _ = self.remove_port(Arc::new(move |m: &PortMeta| m.name == meta.name));
+            let _ = self.remove_port(Arc::new(move |p, _: &PortMeta| p == id));
             return Err(e);
         }
         let mut infos = answers.into_iter().map(|a| a.expect("checked above"));
@@ -149,7 +149,7 @@ impl Workers {
     /// Removes the port `select` picks from every worker; its counters summed.
     pub fn remove_port(
         &self,
-        select: Arc<dyn Fn(&PortMeta) -> bool + Send + Sync>,
+        select: Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>,
     ) -> Result<api::PortInfo, String> {
         let answers = self.ask_all(|_, reply| Command::RemovePort {
             select: Arc::clone(&select),

@@ -80,7 +80,8 @@ pub enum Command {
         reply: Sender<Result<api::PortInfo, String>>,
     },
     RemovePort {
-        select: std::sync::Arc<dyn Fn(&PortMeta) -> bool + Send + Sync>,
+        /// Picks the port by its id and description.
+        select: std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>,
         reply: Sender<Result<api::PortInfo, String>>,
     },
     Show {
@@ -932,7 +933,7 @@ impl Worker {
                     let found = self
                         .ports
                         .iter()
-                        .find(|(_, p)| select(&p.meta))
+                        .find(|(id, p)| select(**id, &p.meta))
                         .map(|(id, _)| *id);
                     let r = match found {
                         Some(id) => self
