@@ -39,6 +39,30 @@
 //! falls back to one recvmsg per frame, as before; the first socket of the process that uses
 //! each path logs it. [`RxMode::Recvmsg`] asks for that path on purpose (for comparisons).
 //!
+//! # Fanout
+//!
+//! Several sockets on one interface can share its traffic in a `PACKET_FANOUT` group (packet(7)),
+//! one socket per worker thread: [`PacketSocket::open_fanout_group`] opens them. The group uses
+//! `PACKET_FANOUT_HASH`, the kernel's symmetric flow hash, so all frames of a flow go to the same
+//! socket and stay in order (IP fragments hash on addresses only and may go to another socket
+//! than the unfragmented frames of their flow; we never defragment, a switch forwards what it
+//! got). Frames are sent from any member. A member's own `PACKET_IGNORE_OUTGOING` does not
+//! apply to the group, so the group is made with `PACKET_FANOUT_FLAG_IGNORE_OUTGOING` (newer
+//! than Linux 6.1, whose headers lack it; older kernels ignore the bit), and every member also
+//! carries a classic BPF filter that drops outgoing frames, for those older kernels.
+//!
+//! Group ids live in a namespace-wide space shared with every other process (a second vswitchd,
+//! a capture tool). A fixed id could join someone else's group and split the interface's
+//! traffic with them, so the first socket asks the kernel for a free id
+//! (`PACKET_FANOUT_FLAG_UNIQUEID`, [`Fanout::New`]) and the others join it
+//! ([`Fanout::Join`] with [`PacketSocket::fanout_group`]). That id is unique in the namespace,
+//! so unique per interface within the process too.
+//!
+//! Between bind and join a socket would get every frame of the interface, second copies of what
+//! the group already hands out; it drops them with a filter that it swaps for the one above
+//! right after joining. So no frame is received twice; the price is that frames the group hands
+//! a socket in the moment between its join and that swap are lost, when a socket joins.
+//!
 //! # Thread-safety
 //!
 //! `PacketSocket` is `Send + Sync`. `send` may be called from any thread at any time. A ring has
@@ -52,7 +76,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// From include/uapi/linux/if_packet.h.
+/// From include/uapi/linux/if_packet.h and include/uapi/linux/filter.h.
 mod sys {
     use libc::{c_int, c_uint, c_ushort};
 
@@ -62,12 +86,25 @@ mod sys {
     pub const PACKET_STATISTICS: c_int = 6;
     pub const PACKET_VERSION: c_int = 10;
     pub const PACKET_VNET_HDR: c_int = 15;
+    pub const PACKET_FANOUT: c_int = 18;
     pub const PACKET_IGNORE_OUTGOING: c_int = 23; // Linux 4.20
 
     pub const TPACKET_V3: c_int = 2;
 
+    pub const PACKET_FANOUT_HASH: u32 = 0;
+    pub const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000; // Linux 4.x
+    pub const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000; // after 6.1; older kernels ignore it
+
     pub const TP_STATUS_KERNEL: u32 = 0;
     pub const TP_STATUS_USER: u32 = 1;
+
+    /// `skb->pkt_type` of a frame the host sends (include/uapi/linux/if_packet.h).
+    pub const PACKET_OUTGOING: u32 = 4;
+    /// Classic BPF: `ld [SKF_AD_OFF + SKF_AD_PKTTYPE]`, `jeq #k`, `ret #k`.
+    pub const BPF_LD_W_ABS: u16 = 0x20;
+    pub const BPF_JEQ_K: u16 = 0x15;
+    pub const BPF_RET_K: u16 = 0x06;
+    pub const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
 
     /// struct packet_mreq
     #[repr(C)]
@@ -153,10 +190,24 @@ pub enum RxMode {
     Recvmsg,
 }
 
+/// Whether a socket joins a fanout group (`PACKET_FANOUT_HASH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fanout {
+    /// A socket of its own: it receives every frame of the interface.
+    #[default]
+    None,
+    /// A new group, with an id the kernel picks unused in the network namespace; read it with
+    /// [`PacketSocket::fanout_group`] to let other sockets join.
+    New,
+    /// Join the group with this id on the same interface, or make it if it does not exist.
+    Join(u16),
+}
+
 /// How to open a [`PacketSocket`]; the default is what [`PacketSocket::open`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PacketOptions {
     pub rx: RxMode,
+    pub fanout: Fanout,
 }
 
 /// Counters of one socket since the previous [`PacketSocket::take_stats`] (`PACKET_STATISTICS`).
@@ -174,6 +225,7 @@ pub struct PacketSocket {
     ring: Option<Ring>,
     fd: OwnedFd,
     ifindex: u32,
+    fanout: Option<u16>,
 }
 
 fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
@@ -217,6 +269,47 @@ fn getsockopt<T>(
     Ok(())
 }
 
+const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// Drops every frame: on a socket that is about to join a fanout group, between bind and join.
+const DROP_ALL: [libc::sock_filter; 1] = [bpf(sys::BPF_RET_K, 0, 0, 0)];
+
+/// Drops frames the host sends (`PACKET_OUTGOING`), which a fanout group delivers even to
+/// members with `PACKET_IGNORE_OUTGOING` on kernels without `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`.
+const DROP_OUTGOING: [libc::sock_filter; 4] = [
+    bpf(sys::BPF_LD_W_ABS, 0, 0, sys::SKF_AD_PKTTYPE),
+    bpf(sys::BPF_JEQ_K, 0, 1, sys::PACKET_OUTGOING),
+    bpf(sys::BPF_RET_K, 0, 0, 0),
+    bpf(sys::BPF_RET_K, 0, 0, u32::MAX),
+];
+
+fn attach_filter(fd: &OwnedFd, prog: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // The kernel copies the program; `prog` need not outlive the call.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// Joins group `id` (or makes it), or with `None` a new group with an id the kernel picks, on
+/// the bound socket `fd`, with `PACKET_FANOUT_HASH`; returns the group's id.
+fn join_fanout(fd: &OwnedFd, id: Option<u16>) -> io::Result<u16> {
+    let kind = sys::PACKET_FANOUT_HASH | sys::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+    // The kernel drops UNIQUEID from the group's flags once it picked the id, so the others
+    // join with the same `kind` as the first.
+    let arg: u32 = match id {
+        None => (kind | sys::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        Some(id) => kind << 16 | u32::from(id),
+    };
+    setsockopt(fd, libc::SOL_PACKET, sys::PACKET_FANOUT, &arg)?;
+    let mut got: u32 = 0;
+    getsockopt(fd, libc::SOL_PACKET, sys::PACKET_FANOUT, &mut got)?;
+    Ok(got as u16)
+}
+
 /// Logs, once per process and path, how sockets receive.
 fn log_rx_path(ifname: &str, fallback: Option<&io::Error>) {
     static RING: AtomicBool = AtomicBool::new(false);
@@ -247,6 +340,42 @@ impl PacketSocket {
     /// through a ring where the kernel allows it.
     pub fn open(ifname: &str) -> Result<PacketSocket, IoError> {
         PacketSocket::open_with(ifname, &PacketOptions::default())
+    }
+
+    /// Opens a socket on `ifname` in fanout group `group` (`PACKET_FANOUT_HASH`), making the
+    /// group if it does not exist. Every member must be on the same interface. To get an id no
+    /// one else in the namespace uses, open the first socket with [`Fanout::New`] (or use
+    /// [`PacketSocket::open_fanout_group`]) rather than choosing one.
+    pub fn open_fanout(ifname: &str, group: u16) -> Result<PacketSocket, IoError> {
+        PacketSocket::open_with(
+            ifname,
+            &PacketOptions {
+                fanout: Fanout::Join(group),
+                ..PacketOptions::default()
+            },
+        )
+    }
+
+    /// Opens `count` sockets on `ifname` in a new fanout group whose id the kernel picks, unused
+    /// in the namespace: one per worker thread. Each gets a share of the flows.
+    pub fn open_fanout_group(ifname: &str, count: usize) -> Result<Vec<PacketSocket>, IoError> {
+        let mut all = Vec::with_capacity(count);
+        if count == 0 {
+            return Ok(all);
+        }
+        let first = PacketSocket::open_with(
+            ifname,
+            &PacketOptions {
+                fanout: Fanout::New,
+                ..PacketOptions::default()
+            },
+        )?;
+        let group = first.fanout.expect("joined a group");
+        all.push(first);
+        for _ in 1..count {
+            all.push(PacketSocket::open_fanout(ifname, group)?);
+        }
+        Ok(all)
     }
 
     /// Opens a socket on `ifname` as `opts` says.
@@ -295,6 +424,10 @@ impl PacketSocket {
             },
         };
 
+        if opts.fanout != Fanout::None {
+            attach_filter(&fd, &DROP_ALL)
+                .map_err(|e| IoError::sys(op("attaching a socket filter"), e))?;
+        }
         // SAFETY: all-zero is a valid sockaddr_ll.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -311,6 +444,20 @@ impl PacketSocket {
         if rc != 0 {
             return Err(IoError::last_os(op("bind")));
         }
+        let group = match opts.fanout {
+            Fanout::None => None,
+            Fanout::New => Some((None, "making a fanout group".to_string())),
+            Fanout::Join(id) => Some((Some(id), format!("joining fanout group {id}"))),
+        };
+        let fanout = match group {
+            None => None,
+            Some((id, what)) => {
+                let id = join_fanout(&fd, id).map_err(|e| IoError::sys(op(&what), e))?;
+                attach_filter(&fd, &DROP_OUTGOING)
+                    .map_err(|e| IoError::sys(op("attaching a socket filter"), e))?;
+                Some(id)
+            }
+        };
         let mreq = sys::PacketMreq {
             mr_ifindex: ifindex as libc::c_int,
             mr_type: sys::PACKET_MR_PROMISC,
@@ -319,7 +466,12 @@ impl PacketSocket {
         };
         setsockopt(&fd, libc::SOL_PACKET, sys::PACKET_ADD_MEMBERSHIP, &mreq)
             .map_err(|e| IoError::sys(op("enabling promiscuous mode"), e))?;
-        Ok(PacketSocket { ring, fd, ifindex })
+        Ok(PacketSocket {
+            ring,
+            fd,
+            ifindex,
+            fanout,
+        })
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -333,6 +485,11 @@ impl PacketSocket {
         } else {
             RxMode::Recvmsg
         }
+    }
+
+    /// The id of the fanout group this socket is in, if any.
+    pub fn fanout_group(&self) -> Option<u16> {
+        self.fanout
     }
 
     /// Frames accepted and dropped since the previous call (or since open).
