@@ -15,6 +15,9 @@
 //! `Underlay::write_vxlan_headers` needs an `Underlay`, which binds sockets (and a raw one needs
 //! CAP_NET_RAW); the test calls what it consists of instead: the free function
 //! `io::underlay::write_udp_header` and `wire::vxlan::emit`.
+//!
+//! `PacketSocket::recv` (an AF_PACKET port) is counted on real frames, through its TPACKET_V3
+//! ring and through recvmsg; that test needs root for its network namespace.
 
 mod common;
 
@@ -641,4 +644,77 @@ fn table_sync_between_workers_does_not_allocate() {
         "b never heard of mac(9)"
     );
     assert!(fdb.len() > 100, "b heard of {} stations", fdb.len());
+}
+
+/// An AF_PACKET port's receive, through the TPACKET_V3 ring and through recvmsg: copying
+/// frames out allocates nothing (the ring is mapped at open). Needs root: a namespace with a
+/// veth pair, frames injected on one end and read on the other.
+#[test]
+fn packet_socket_recv_does_not_allocate() {
+    use common::testbed::Netns;
+    use std::os::fd::AsRawFd;
+    use vswitch::io::{open_netns, run_in_netns, PacketOptions, PacketSocket, RxMode};
+
+    let ns = Netns::new(&format!("vswt-na-{}", std::process::id())).unwrap();
+    for args in [
+        &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"][..],
+        &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+        &[
+            "ip", "link", "add", "vp", "type", "veth", "peer", "name", "vc",
+        ],
+        &["ip", "link", "set", "vp", "up"],
+        &["ip", "link", "set", "vc", "up"],
+    ] {
+        ns.exec(args).unwrap();
+    }
+    let fd = open_netns(&ns.name).unwrap();
+    let frame = udp_frame(mac(2), mac(3), ip(2), ip(3), 200);
+    for rx in [RxMode::Ring, RxMode::Recvmsg] {
+        let (s, tx) = run_in_netns(&fd, || {
+            let open = |ifname, rx| {
+                PacketSocket::open_with(
+                    ifname,
+                    &PacketOptions {
+                        rx,
+                        ..PacketOptions::default()
+                    },
+                )
+                .unwrap()
+            };
+            (open("vp", rx), open("vc", RxMode::Recvmsg))
+        })
+        .unwrap();
+        assert_eq!(s.rx_mode(), rx);
+        // In batches small enough for recvmsg's default receive buffer.
+        const BATCHES: usize = 10;
+        const N: usize = 200;
+        let mut buf = vec![0u8; 65536];
+        let (mut got, mut allocs) = (0, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for b in 1..=BATCHES {
+            for _ in 0..N / BATCHES {
+                tx.send(&frame).unwrap();
+            }
+            while got < b * N / BATCHES && std::time::Instant::now() < deadline {
+                let mut pfd = libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 100) };
+                let (n, _, k) = allocations_in(|| {
+                    let mut k = 0;
+                    while let Ok(info) = s.recv(&mut buf) {
+                        k += usize::from(info.len == frame.len() && buf[..info.len] == frame[..]);
+                    }
+                    k
+                });
+                allocs += n;
+                got += k;
+            }
+        }
+        assert_eq!(got, N, "{rx:?}: frames received");
+        assert_eq!(allocs, 0, "{rx:?}: recv allocated {allocs} times");
+    }
 }

@@ -266,7 +266,7 @@ impl Server {
         let mac = mac.map(parse_station_mac).transpose()?;
         let id = PortId(self.next_port);
         let devices = self
-            .open_packet_sockets(interface, id)
+            .open_packet_sockets(interface)
             .map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
         self.next_port += 1;
         let meta = PortMeta {
@@ -286,22 +286,20 @@ impl Server {
     }
 
     /// One packet socket per worker; with several, they share the interface's frames in a
-    /// fanout group whose id is made from our pid and the port id, so it is our own.
+    /// fanout group whose id the kernel picks unused (crate::io::af_packet).
     fn open_packet_sockets(
         &self,
         interface: &str,
-        id: PortId,
     ) -> Result<Vec<Box<dyn PortDevice>>, crate::io::IoError> {
-        if self.workers.len() == 1 {
-            return Ok(vec![Box::new(PacketSocket::open(interface)?)]);
-        }
-        let group = (std::process::id() as u16) ^ (id.0 as u16).rotate_left(8);
-        (0..self.workers.len())
-            .map(|_| {
-                PacketSocket::open_fanout(interface, group)
-                    .map(|s| Box::new(s) as Box<dyn PortDevice>)
-            })
-            .collect()
+        let sockets = if self.workers.len() == 1 {
+            vec![PacketSocket::open(interface)?]
+        } else {
+            PacketSocket::open_fanout_group(interface, self.workers.len())?
+        };
+        Ok(sockets
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn PortDevice>)
+            .collect())
     }
 
     fn detach_interface(

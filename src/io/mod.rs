@@ -16,7 +16,7 @@ pub mod netns;
 pub mod tap;
 pub mod underlay;
 
-pub use af_packet::{PacketSocket, RecvInfo};
+pub use af_packet::{Fanout, PacketOptions, PacketSocket, PacketStats, RecvInfo, RxMode};
 pub use netlink::{LinkInfo, Netlink};
 pub use netns::{open_netns, run_in_netns};
 pub use tap::{TapDevice, TapOptions};
