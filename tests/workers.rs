@@ -129,7 +129,9 @@ fn two_pinned_workers_two_queues_flows_spread_and_stay_in_order() {
     // Many flows: FLOWS UDP source ports, PER_FLOW numbered datagrams each, interleaved.
     let rx = udp_in(&tb.container(b).name, "10.0.9.3:7000");
     // Room for bursts while this test thread is not scheduled (the kernel caps it at rmem_max).
-    socket2::SockRef::from(&rx).set_recv_buffer_size(4 << 20).unwrap();
+    socket2::SockRef::from(&rx)
+        .set_recv_buffer_size(4 << 20)
+        .unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let senders: Vec<UdpSocket> = (0..FLOWS)
         .map(|f| udp_in(&tb.container(a).name, &format!("10.0.9.2:{}", 20000 + f)))

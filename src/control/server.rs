@@ -9,6 +9,7 @@
 
 use super::api::{Request, Response};
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
+use crate::dataplane::worker::PortSelector;
 use crate::dataplane::{PortDevice, PortMeta, Workers};
 use crate::io::af_packet::PacketSocket;
 use crate::switch::{NetIdx, PortId};
@@ -166,11 +167,7 @@ impl Server {
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
 
-    fn remove_port(
-        &self,
-        select: Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>,
-        what: String,
-    ) -> Result<serde_json::Value, String> {
+    fn remove_port(&self, select: PortSelector, what: String) -> Result<serde_json::Value, String> {
         let info = self
             .workers
             .remove_port(select)

@@ -12,7 +12,7 @@
 use super::port::{PortDevice, PortMeta};
 use super::sync;
 use super::view::{self, View};
-use super::worker::{Command, Worker, WorkerHandle};
+use super::worker::{Command, PortSelector, Worker, WorkerHandle};
 use crate::control::api;
 use crate::switch::{NetIdx, PortId};
 use crate::wire::MacAddr;
@@ -147,10 +147,7 @@ impl Workers {
     }
 
     /// Removes the port `select` picks from every worker; its counters summed.
-    pub fn remove_port(
-        &self,
-        select: Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>,
-    ) -> Result<api::PortInfo, String> {
+    pub fn remove_port(&self, select: PortSelector) -> Result<api::PortInfo, String> {
         let answers = self.ask_all(|_, reply| Command::RemovePort {
             select: Arc::clone(&select),
             reply,

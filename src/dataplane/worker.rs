@@ -62,6 +62,9 @@ const SEG_SLOT: usize = 2048;
 const SEG_SLOTS: usize = 64;
 const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
 
+/// Picks a port by its id and description (detach by namespace and name, or by id).
+pub type PortSelector = std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>;
+
 pub enum Command {
     /// Check that `ip` may join `network`; answers the network's index and MTU.
     CheckEndpoint {
@@ -81,7 +84,7 @@ pub enum Command {
     },
     RemovePort {
         /// Picks the port by its id and description.
-        select: std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>,
+        select: PortSelector,
         reply: Sender<Result<api::PortInfo, String>>,
     },
     Show {
