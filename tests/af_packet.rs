@@ -486,3 +486,28 @@ fn recvmsg_mode_still_works() {
     let got: Vec<&Vec<u8>> = seen[0].frames.iter().map(|f| &f.2).collect();
     assert_eq!(got, frames.iter().collect::<Vec<_>>());
 }
+
+/// The worker detaches a port whose `recv` fails (its interface gone): the ring must report
+/// what recvmsg reports, ENETDOWN once, rather than look empty forever.
+#[test]
+fn deleted_interface_is_reported_by_recv() {
+    for rx in [RxMode::Ring, RxMode::Recvmsg] {
+        let v = Veth::new("gone");
+        let s = v.open(
+            "vp",
+            PacketOptions {
+                rx,
+                ..PacketOptions::default()
+            },
+        );
+        let tx = v.open("vc", PacketOptions::default());
+        // A working socket first.
+        let frames: Vec<Vec<u8>> = (0..3).map(|i| test_frame(9, i, 50)).collect();
+        let seen = send_and_drain(&tx, &frames, &[&s], Duration::ZERO);
+        assert_eq!(seen[0].frames.len(), 3, "{rx:?}");
+        v._ns.exec(&["ip", "link", "del", "vp"]).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let e = s.recv(&mut buf).expect_err("recv after the interface went");
+        assert_eq!(e.raw_os_error(), Some(libc::ENETDOWN), "{rx:?}: {e}");
+    }
+}

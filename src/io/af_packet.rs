@@ -18,7 +18,9 @@
 //! gives the block back (`TP_STATUS_KERNEL`) with its last frame. That is no syscall per frame,
 //! where recvmsg was one. The fd becomes readable, and an edge-triggered poller is woken, each
 //! time a block is handed over; `recv` returns frames until every handed-over block is consumed,
-//! then `WouldBlock`.
+//! then `WouldBlock`. Before it says `WouldBlock` it asks for the socket's pending error
+//! (SO_ERROR, one getsockopt per empty ring, not per frame): ENETDOWN when the interface went
+//! down or away, which recvmsg would have returned and on which the worker detaches the port.
 //!
 //! Offload information comes as with recvmsg: since Linux 4.6 (commit 58d19b19cd99, "packet:
 //! vnet_hdr support for tpacket_rcv") `tpacket_rcv` writes each frame's `virtio_net_hdr` just in
@@ -503,10 +505,11 @@ impl PacketSocket {
     }
 
     /// Receives one frame into `buf`, completing its L4 checksum if the kernel left it partial.
-    /// `WouldBlock` when nothing is queued. Does not allocate; with a ring, makes no syscall.
+    /// `WouldBlock` when nothing is queued. Does not allocate; with a ring, makes no syscall
+    /// for a frame (one getsockopt when it finds the ring empty).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<RecvInfo> {
         match &self.ring {
-            Some(ring) => ring.recv(buf),
+            Some(ring) => ring.recv(&self.fd, buf),
             None => self.recv_msg(buf),
         }
     }
@@ -698,7 +701,10 @@ impl Ring {
         })
     }
 
-    fn recv(&self, buf: &mut [u8]) -> io::Result<RecvInfo> {
+    /// The next frame, or `WouldBlock` when every handed-over block is read, or the socket's
+    /// pending error (ENETDOWN when its interface went down or away), as recvmsg would report
+    /// it. Checking for that costs a getsockopt, but only once the ring is empty.
+    fn recv(&self, fd: &OwnedFd, buf: &mut [u8]) -> io::Result<RecvInfo> {
         if self.busy.swap(true, Ordering::Acquire) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -706,7 +712,10 @@ impl Ring {
         let cursor = unsafe { &mut *self.cursor.get() };
         let got = self.next_frame(cursor, buf);
         self.busy.store(false, Ordering::Release);
-        got
+        match got {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(take_error(fd).unwrap_or(e)),
+            got => got,
+        }
     }
 
     fn block(&self, i: usize) -> *mut u8 {
@@ -800,6 +809,13 @@ impl Drop for Ring {
         // SAFETY: unmaps exactly what `map` mapped; nothing refers to it after this.
         unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, RING_LEN) };
     }
+}
+
+/// The socket's pending error, cleared as it is read (SO_ERROR).
+fn take_error(fd: &OwnedFd) -> Option<io::Error> {
+    let mut err: libc::c_int = 0;
+    getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err).ok()?;
+    (err != 0).then(|| io::Error::from_raw_os_error(err))
 }
 
 fn read_u32(p: *const u8, off: usize) -> u32 {
