@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use vswitch::io::{open_netns, run_in_netns, PacketOptions, PacketSocket, RxMode};
 use vswitch::offload::vnet;
@@ -131,23 +131,71 @@ struct Seen {
     wakeups: usize,
 }
 
-/// Sends `frames` on `tx` from another thread while `drain` receives them.
+/// The sender of `send_and_drain` sends in chunks of this many frames and keeps at most two
+/// chunks in flight: about 730 KB of the largest test frames, six of the ring's 32 blocks when
+/// sent back to back. Without this bound a
+/// receiver descheduled for a few tens of milliseconds on a busy two-core machine (while the
+/// sender runs on the other core) lets the kernel fill every block, each one handed over part
+/// full on its 1 ms timeout, and drop: a fact about the machine, not about the ring.
+const IN_FLIGHT: usize = 500;
+
+/// Sends `frames` on `tx` from another thread, at most two chunks of `IN_FLIGHT` ahead of what
+/// `drain` has received, while `drain` receives them.
 fn send_and_drain(
     tx: &PacketSocket,
     frames: &[Vec<u8>],
     socks: &[&PacketSocket],
     linger: Duration,
 ) -> Vec<Seen> {
+    let received = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        scope.spawn(|| send_all(tx, frames));
-        drain(socks, frames.len(), linger, Duration::from_secs(10))
+        scope.spawn(|| {
+            for (k, chunk) in frames.chunks(IN_FLIGHT).enumerate() {
+                // Wait until every chunk before the previous one arrived. A lost frame never does,
+                // so stop waiting after a while and let the receiver's count tell.
+                let want = k.saturating_sub(1) * IN_FLIGHT;
+                let give_up = Instant::now() + Duration::from_secs(2);
+                while received.load(Ordering::Acquire) < want && Instant::now() < give_up {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                send_all(tx, chunk);
+            }
+        });
+        drain_counting(
+            socks,
+            frames.len(),
+            linger,
+            Duration::from_secs(10),
+            Some(&received),
+        )
     })
+}
+
+/// `epoll_wait` returns EINTR when the process is stopped and continued (a debugger, a frozen
+/// cgroup, a CI machine under pressure) even with no signal handler installed; that is no test
+/// failure, so poll again, as the worker does. The events of an interrupted poll are empty.
+fn poll_retrying(poll: &mut Poll, events: &mut Events, timeout: Duration) {
+    if let Err(e) = poll.poll(events, Some(timeout)) {
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
+        events.clear();
+    }
 }
 
 /// Receives from `socks` the way the worker does, with an edge-triggered mio poll and each
 /// socket drained until `WouldBlock`, until `want` test frames arrived in all, then for `linger`
 /// more so that duplicates would show; or until `timeout`.
 fn drain(socks: &[&PacketSocket], want: usize, linger: Duration, timeout: Duration) -> Vec<Seen> {
+    drain_counting(socks, want, linger, timeout, None)
+}
+
+/// `drain`, publishing the number of test frames received so far in `received`.
+fn drain_counting(
+    socks: &[&PacketSocket],
+    want: usize,
+    linger: Duration,
+    timeout: Duration,
+    received: Option<&AtomicUsize>,
+) -> Vec<Seen> {
     let mut poll = Poll::new().unwrap();
     for (i, s) in socks.iter().enumerate() {
         poll.registry()
@@ -168,7 +216,7 @@ fn drain(socks: &[&PacketSocket], want: usize, linger: Duration, timeout: Durati
         if now >= until {
             break;
         }
-        poll.poll(&mut events, Some(until - now)).unwrap();
+        poll_retrying(&mut poll, &mut events, until - now);
         for ev in events.iter() {
             let i = ev.token().0;
             seen[i].wakeups += 1;
@@ -187,6 +235,9 @@ fn drain(socks: &[&PacketSocket], want: usize, linger: Duration, timeout: Durati
             }
         }
         let total: usize = seen.iter().map(|s| s.frames.len()).sum();
+        if let Some(r) = received {
+            r.store(total, Ordering::Release);
+        }
         if done_at.is_none() && total >= want {
             done_at = Some(Instant::now());
         }
@@ -320,8 +371,7 @@ fn ring_hands_up_tso_super_frames_with_their_vnet_header() {
     let (mut supers, mut plain_tcp, mut partial_fixed) = (Vec::new(), 0, 0);
     let until = Instant::now() + Duration::from_secs(10);
     while supers.len() < 3 && Instant::now() < until {
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .unwrap();
+        poll_retrying(&mut poll, &mut events, Duration::from_millis(100));
         loop {
             let info = match rx.recv(&mut buf) {
                 Ok(info) => info,
