@@ -6,6 +6,7 @@
 #   bash benches/iperf.sh [--rounds N] [--time S] [--no-build] [--only kernel|vswitch]
 #                         [--encrypted] [--vswitch-env "K=V K2=V2 ..."]
 #                         [--network-config 'key = value' ...] [--node-config 'key = value' ...]
+#                         [--metrics tcp1,tcp4,udp,ping]
 #
 #   --rounds N            rounds of every measurement; the median is reported (default 3)
 #   --time S              seconds per iperf3 run (default 5)
@@ -24,6 +25,9 @@
 #                         (e.g. 'mtu = 1400')
 #   --node-config STR     TOML lines appended to the [node] table of every vswitchd config
 #                         (e.g. 'workers = 1'; the default, 0, runs one worker per core)
+#   --metrics LIST        measure only these, comma-separated, of tcp1 (with the CPU figure),
+#                         tcp4, udp and ping (default: all four), to look at one figure
+#                         quickly
 #
 # What it builds (everything inside namespaces named vb<PID>-*; the root namespace gets no
 # address and sends nothing):
@@ -77,6 +81,7 @@ ENCRYPTED=0
 VSWITCH_ENV_STR=""
 NETWORK_CONFIG=()
 NODE_CONFIG=()
+METRICS="tcp1,tcp4,udp,ping"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
@@ -87,12 +92,24 @@ while [ $# -gt 0 ]; do
 	--vswitch-env) VSWITCH_ENV_STR=${2?--vswitch-env needs \"K=V ...\"}; shift 2 ;;
 	--network-config) NETWORK_CONFIG+=("${2?--network-config needs TOML lines}"); shift 2 ;;
 	--node-config) NODE_CONFIG+=("${2?--node-config needs TOML lines}"); shift 2 ;;
+	--metrics) METRICS=${2:?--metrics needs a list such as tcp1,ping}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (--help lists the options)" ;;
 	esac
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds: '$ROUNDS' is not a positive whole number"
 [[ "$TIME" =~ ^[1-9][0-9]*$ ]] || die "--time: '$TIME' is not a positive whole number of seconds"
+MEASURES=() # "tcp 1" -> measure_tcp TB 1
+IFS=, read -r -a wanted <<<"$METRICS"
+for m in "${wanted[@]}"; do
+	case "$m" in
+	tcp1) MEASURES+=("tcp 1") ;;
+	tcp4) MEASURES+=("tcp 4") ;;
+	udp | ping) MEASURES+=("$m") ;;
+	*) die "--metrics: '$m' is none of tcp1, tcp4, udp, ping" ;;
+	esac
+done
+[ ${#MEASURES[@]} -gt 0 ] || die "--metrics: nothing to measure"
 case "$ONLY" in
 "") TESTBEDS=(kernel vswitch) ;;
 kernel | vswitch) TESTBEDS=("$ONLY") ;;
@@ -494,7 +511,7 @@ for r in $(seq "$ROUNDS"); do
 		for ((i = ${#TESTBEDS[@]} - 1; i >= 0; i--)); do order+=("${TESTBEDS[i]}"); done
 	fi
 	echo "== round $r/$ROUNDS (${order[*]})" >&2
-	for metric in "tcp 1" "tcp 4" udp ping; do
+	for metric in "${MEASURES[@]}"; do
 		for tb in "${order[@]}"; do
 			# shellcheck disable=SC2086 # "tcp 1" -> measure_tcp TB 1
 			set -- $metric

@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::testbed::{ping, run, tcp_transfer, Binaries, NetDef, Process, Testbed};
+use common::testbed::{
+    capture_underlay, ping, run, tcp_transfer, Binaries, NetDef, Process, Testbed,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,38 +77,7 @@ fn encrypted_pair(tag: &str, net: NetDef) -> (Testbed, usize, usize) {
 /// Captures UDP on host 0's underlay into a pcap while `f` runs.
 fn capture(tb: &Testbed, name: &str, f: impl FnOnce()) -> PathBuf {
     let pcap = tb.dir.join(name);
-    let mut cap = Process {
-        child: Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &tb.hosts[0].ns.name,
-                "tcpdump",
-                "-i",
-                "ul0",
-                "-n",
-                "-U",
-                "-s",
-                "0",
-                "-w",
-            ])
-            .arg(&pcap)
-            .arg("udp")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump"),
-        what: "tcpdump".into(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !pcap.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    f();
-    std::thread::sleep(Duration::from_millis(300));
-    cap.stop();
+    capture_underlay(&tb.hosts[0].ns, &pcap, "udp", f);
     pcap
 }
 

@@ -163,6 +163,65 @@ fn two_hosts_ping_and_transfer(offloads: bool) {
     }
 }
 
+/// RFC 7348 §5 entropy without reordering: the outer UDP source port follows the inner flow,
+/// and it is the same for every datagram of a flow, whether the datagram left in a UDP GSO run
+/// (a segment of a TSO super-frame: the port of a GSO socket) or on its own (the SYN, a short
+/// segment: the raw socket). Two ports for one flow would be two flows to the receiver's
+/// SO_REUSEPORT group, which may hand them to two workers.
+#[test]
+fn every_datagram_of_a_flow_carries_one_outer_source_port_gso_or_not() {
+    let mut tb = Testbed::two_hosts_with_env(&prefix("sport"), bins(), &[BLUE], &[]).unwrap();
+    let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
+    let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
+    assert_eq!(ping(tb.container(a), "10.0.9.3", 1, &[]), (1, 1));
+    let pcap = tb.dir.join("sport.pcap");
+    let mut transfer = Err(String::new());
+    testbed::capture_underlay(&tb.hosts[0].ns, &pcap, "udp dst port 4789", || {
+        transfer = tcp_transfer(
+            tb.container(a),
+            tb.container(b),
+            "10.0.9.3",
+            5003,
+            4 << 20,
+            &tb.dir,
+        );
+    });
+    let (sent, got) = step!(tb, transfer);
+    assert_eq!(sent, got, "transfer arrived changed");
+
+    // Outer source ports of the datagrams of the connection a -> b:5003, by inner TCP flags.
+    let (mut ports, mut syns, mut data) = (std::collections::BTreeSet::new(), 0, 0);
+    for p in testbed::pcap_packets(&pcap) {
+        // Ethernet | IPv4 (20) | UDP | VXLAN | Ethernet | IPv4 (20) | TCP
+        let (outer_udp, inner_ip) = (14 + 20, 14 + 20 + 8 + 8 + 14);
+        let Some(tcp) = p.get(inner_ip + 20..inner_ip + 40) else {
+            continue;
+        };
+        if p[inner_ip + 9] != 6 || tcp[2..4] != 5003u16.to_be_bytes() {
+            continue;
+        }
+        ports.insert(u16::from_be_bytes([p[outer_udp], p[outer_udp + 1]]));
+        let inner_len = u16::from_be_bytes([p[inner_ip + 2], p[inner_ip + 3]]) as usize;
+        if tcp[13] & 0x02 != 0 {
+            syns += 1;
+        } else if inner_len > 1000 {
+            data += 1;
+        }
+    }
+    assert!(syns >= 1 && data > 1000, "syn {syns}, data {data}");
+    let stats = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    assert!(
+        counter(&stats, &["offload", "gso_sends"]) > 0,
+        "no GSO run: {}",
+        stats["offload"]
+    );
+    assert_eq!(
+        ports.len(),
+        1,
+        "one flow left with several outer source ports: {ports:?}"
+    );
+}
+
 #[test]
 fn interoperates_with_the_kernel_vxlan_device() {
     kernel_interop(true);

@@ -640,7 +640,7 @@ impl Worker {
                     parts[k] = std::io::IoSlice::new(&self.buf[start..end]);
                 }
                 self.underlay.send_segmented(
-                    u64::from(src_port),
+                    src_port,
                     &parts[..chunk.len()],
                     seg_size as u16,
                     vtep.0,
@@ -734,7 +734,8 @@ impl Worker {
     /// Writes UDP and VXLAN headers in front of the frame; returns the UDP source port, chosen
     /// by flow hash (RFC 7348 §5), which an ESP packet or a GSO run reuses.
     fn encap_headers(&mut self, base: usize, len: usize, vni: Vni) -> u16 {
-        let src_port = flow::source_port(&self.buf[base + HEADROOM..base + HEADROOM + len]);
+        let hash_port = flow::source_port(&self.buf[base + HEADROOM..base + HEADROOM + len]);
+        let src_port = self.underlay.outer_source_port(hash_port);
         self.underlay.write_vxlan_headers(
             &mut self.buf[base + VXLAN_START..base + HEADROOM],
             len,

@@ -41,14 +41,19 @@ pub enum UnderlayError {
 }
 
 /// Send sockets for UDP GSO. A GSO send carries one UDP header for all its segments, so the
-/// source port comes from the socket: a small pool, picked by flow hash, keeps the entropy
-/// RFC 7348 §5 asks for.
-const GSO_SOCKETS: usize = 8;
+/// source port comes from the socket: a pool, picked by flow hash, keeps the entropy RFC 7348
+/// §5 asks for. While the pool exists every datagram, GSO or not, carries the port of its
+/// flow's pool socket (`outer_source_port`): a flow whose segments took both paths with two
+/// different ports would look like two flows to the receiver, whose SO_REUSEPORT group could
+/// hand them to two workers and reorder them.
+const GSO_SOCKETS: usize = 32;
 
 pub struct Underlay {
     recv: UdpSocket,
     /// UDP GSO senders (empty when the kernel lacks UDP_SEGMENT or offloads are off).
     gso: Vec<UdpSocket>,
+    /// The local port of each of `gso`, in the same order.
+    gso_ports: Vec<u16>,
     /// UDP_GRO is on for `recv`: a read may return several datagrams of equal size.
     gro: bool,
     /// ESP-in-UDP (RFC 3948) receive socket, when a network is encrypted.
@@ -108,6 +113,7 @@ impl Underlay {
         Ok(Underlay {
             recv,
             gso: Vec::new(),
+            gso_ports: Vec::new(),
             gro: false,
             esp_recv: None,
             send,
@@ -178,7 +184,13 @@ impl Underlay {
             );
             return false;
         }
+        let ports: io::Result<Vec<u16>> = socks
+            .iter()
+            .map(|s| s.local_addr().map(|a| a.port()))
+            .collect();
+        let Ok(ports) = ports else { return false };
         self.gso = socks;
+        self.gso_ports = ports;
         self.gro = true;
         true
     }
@@ -187,19 +199,33 @@ impl Underlay {
         !self.gso.is_empty()
     }
 
+    /// The UDP source port for a flow whose hash gave `flow_port` (crate::wire::flow): that
+    /// port itself, or with the GSO pool, the port of the flow's pool socket, so that all of a
+    /// flow's datagrams carry one port whichever way they are sent.
+    pub fn outer_source_port(&self, flow_port: u16) -> u16 {
+        match self.gso_ports.len() {
+            0 => flow_port,
+            n => self.gso_ports[usize::from(flow_port) % n],
+        }
+    }
+
     /// Sends the datagrams `parts` (UDP payloads: VXLAN or ESP, all of `seg_size` bytes but the
     /// last, which may be shorter) to `dst:dst_port` in one call: the kernel builds one UDP GSO
     /// packet that crosses its stack once and is cut into datagrams only where it must be (a
-    /// NIC, or a receiver without UDP GRO). `flow` picks the source port.
+    /// NIC, or a receiver without UDP GRO). `src_port` is an `outer_source_port` and picks the
+    /// pool socket that has it (EINVAL for any other port).
     pub fn send_segmented(
         &self,
-        flow: u64,
+        src_port: u16,
         parts: &[std::io::IoSlice<'_>],
         seg_size: u16,
         dst: Ipv4Addr,
         dst_port: u16,
     ) -> io::Result<()> {
-        let sock = &self.gso[(flow as usize) % self.gso.len()];
+        let Some(k) = self.gso_ports.iter().position(|&p| p == src_port) else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        let sock = &self.gso[k];
         let mut sa = sockaddr_in(dst, dst_port);
         // CMSG_SPACE(sizeof(u16)) is 24 bytes on 64-bit Linux; keep it aligned for cmsghdr.
         let mut control = [0u64; 4];

@@ -446,6 +446,49 @@ impl Drop for Testbed {
     }
 }
 
+/// Captures what matches the tcpdump `filter` on the underlay (ul0) of host namespace `ns`
+/// into `pcap`, whole packets, while `f` runs.
+pub fn capture_underlay(ns: &Netns, pcap: &Path, filter: &str, f: impl FnOnce()) {
+    let mut cap = Process {
+        child: Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "tcpdump", "-i", "ul0", "-n", "-U", "-s", "0", "-w",
+            ])
+            .arg(pcap)
+            .arg(filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump (install it: apt-get install tcpdump)"),
+        what: "tcpdump".into(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pcap.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    f();
+    std::thread::sleep(Duration::from_millis(300));
+    cap.stop();
+}
+
+/// The packets of a pcap file (Ethernet link type, as tcpdump writes for ul0).
+pub fn pcap_packets(pcap: &Path) -> Vec<Vec<u8>> {
+    let raw = std::fs::read(pcap).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut at = 24; // the file header
+    while at + 16 <= raw.len() {
+        let incl = u32::from_le_bytes(raw[at + 8..at + 12].try_into().unwrap()) as usize;
+        let Some(data) = raw.get(at + 16..at + 16 + incl) else {
+            break;
+        };
+        out.push(data.to_vec());
+        at += 16 + incl;
+    }
+    out
+}
+
 /// Sends `bytes` of data from container `from` to `to_ip`:`port` over TCP and returns the
 /// sha256 of what was sent and of what arrived.
 pub fn tcp_transfer(
