@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::testbed::{ping, tcp_transfer, Binaries, Testbed, BLUE};
+use common::testbed::{ping, tcp_transfer, udp_in, Binaries, Testbed, BLUE};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
@@ -46,14 +46,6 @@ fn worker_threads(pid: i32) -> BTreeMap<String, String> {
         out.insert(comm.to_string(), cpus);
     }
     out
-}
-
-/// A UDP socket bound inside network namespace `ns` (it keeps working from this thread).
-fn udp_in(ns: &str, addr: &str) -> UdpSocket {
-    let fd = vswitch::io::netns::open_netns(ns).unwrap();
-    vswitch::io::netns::run_in_netns(&fd, || UdpSocket::bind(addr))
-        .unwrap()
-        .unwrap()
 }
 
 const FLOWS: u16 = 32;

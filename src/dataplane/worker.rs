@@ -7,9 +7,11 @@
 //! segment slots. Every frame sits `HEADROOM` bytes into its slot, so encapsulation — UDP and
 //! VXLAN, or UDP, ESP, inner UDP and VXLAN — is written in front of it, never copied.
 //!
-//! Offloads (crate::offload): a super-frame from a container is cut into segments that go to a
-//! peer as one UDP GSO send; datagrams from the underlay (a UDP GRO run or one at a time) are
-//! coalesced per TCP flow and written to a TAP port once per run.
+//! Offloads (crate::offload): a super-frame from a container is cut into segments, and the
+//! datagrams that one batch of port reads makes for a peer (segments, or small frames, each
+//! copied into a segment slot) go to it as UDP GSO runs, one sendmsg per run; datagrams from
+//! the underlay (a UDP GRO run or one at a time) are coalesced per TCP flow and written to a
+//! TAP port once per run.
 //!
 //! Per packet there is no allocation, no lock and no log (tests/no_alloc.rs). `now` and the
 //! wall clock are read once per loop turn; two monotonic clock reads per frame feed the latency
@@ -51,7 +53,8 @@ const ESP_START: usize = VXLAN_START - esp::PREFIX_LEN;
 const OUTER_UDP_START: usize = ESP_START - UDP_HEADER_LEN;
 /// Room kept after the largest frame we read, for the ESP trailer and ICV.
 const TAILROOM: usize = 64;
-/// Frames taken from one source before the others get a turn.
+/// Frames taken from one source before the others get a turn. At most `SEG_SLOTS`: each read
+/// of a batch may leave one datagram waiting in a segment slot for the GSO run.
 const BUDGET: usize = 64;
 /// The read slot: large enough for any frame a TAP or AF_PACKET socket hands over, a 64 KB TSO
 /// super-frame included, with headroom and tailroom.
@@ -61,6 +64,7 @@ const READ_SLOT: usize = HEADROOM + 65536 + TAILROOM;
 const SEG_SLOT: usize = 2048;
 const SEG_SLOTS: usize = 64;
 const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
+const _: () = assert!(BUDGET <= SEG_SLOTS);
 
 /// Picks a port by its id and description (detach by namespace and name, or by id).
 pub type PortSelector = std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>;
@@ -111,15 +115,22 @@ impl WorkerHandle {
     }
 }
 
-/// Segments of one super-frame on their way to one peer, sent together with UDP GSO.
+/// Datagrams on their way to one peer, sent together with UDP GSO: the segments of a
+/// super-frame, or the datagrams of the frames one batch of port reads made for that peer.
 struct GsoBatch {
-    /// Set while a super-frame's segments are being forwarded.
+    /// Set while a batch of port reads is being forwarded.
     collecting: bool,
     /// Peer, network, destination port and source port of the run.
     dest: Option<(VtepAddr, Vni, u16, u16)>,
     /// Where each UDP payload of the run is in the buffer (start, end).
     items: [(usize, usize); SEG_SLOTS],
     n: usize,
+    /// Items taken in so far, ever: tells whether a read left something in the run.
+    added: u64,
+    /// When each read whose datagrams wait in the run was read: its latency is recorded
+    /// when the run is sent.
+    reads: [Instant; SEG_SLOTS],
+    n_reads: usize,
 }
 
 /// Encryption state: the SAs, and the counters of ESP packets refused before they reached the
@@ -308,6 +319,9 @@ impl Worker {
                 dest: None,
                 items: [(0, 0); SEG_SLOTS],
                 n: 0,
+                added: 0,
+                reads: [Instant::now(); SEG_SLOTS],
+                n_reads: 0,
             },
             tx_errors: TxErrors::default(),
             pending: Vec::with_capacity(256),
@@ -539,7 +553,18 @@ impl Worker {
         self.pending.push(UNDERLAY_ESP);
     }
 
+    /// Reads a batch of frames from port `id` and forwards them. The datagrams they make for
+    /// one peer (and one source port) leave together as a UDP GSO run when the batch ends —
+    /// one sendmsg for the batch rather than one per frame — or sooner when a datagram for
+    /// another peer, or one sent on its own, must go out after them.
     fn drain_port(&mut self, now: Timestamp, id: PortId) {
+        self.gso_batch.collecting = self.underlay.segmentation();
+        self.drain_port_batch(now, id);
+        self.flush_gso_batch();
+        self.gso_batch.collecting = false;
+    }
+
+    fn drain_port_batch(&mut self, now: Timestamp, id: PortId) {
         for _ in 0..BUDGET {
             let Some(port) = self.ports.get_mut(&id) else {
                 return;
@@ -558,11 +583,19 @@ impl Worker {
             };
             let start = Instant::now();
             self.load.port_frames += 1;
+            let added = self.gso_batch.added;
             match got.gso {
                 None => self.forward_local_frame(now, id, 0, got.len),
                 Some(hdr) => self.forward_super_frame(now, id, &hdr, got.len),
             }
-            self.latency.record(start);
+            let b = &mut self.gso_batch;
+            if b.added != added && b.dest.is_some() && b.n_reads < SEG_SLOTS {
+                // Not sent yet: counted when its run is.
+                b.reads[b.n_reads] = start;
+                b.n_reads += 1;
+            } else {
+                self.latency.record(start);
+            }
         }
         self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
     }
@@ -570,29 +603,33 @@ impl Worker {
     /// Cuts a TSO super-frame (in the read slot) into MSS-sized segments in the segment slots
     /// and forwards each one as if the container had sent it.
     fn forward_super_frame(&mut self, now: Timestamp, id: PortId, hdr: &vnet::Header, len: usize) {
+        // The segments are cut into the slots where earlier frames' datagrams may wait.
+        self.flush_gso_batch();
         let (read, segs) = self.buf.split_at_mut(READ_SLOT);
         let frame = &read[HEADROOM..HEADROOM + len];
         match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
             Ok(n) => {
                 self.offload.tso_frames += 1;
                 self.offload.tso_segments += n as u64;
-                // Plain VXLAN to one peer is collected and sent as one UDP GSO packet.
-                self.gso_batch.collecting = self.underlay.segmentation();
+                // Datagrams to one peer are collected (drain_port) and sent as one UDP GSO run.
                 for k in 0..n {
                     self.forward_local_frame(now, id, READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
                 }
-                self.flush_gso_batch();
-                self.gso_batch.collecting = false;
             }
             Err(_) => self.switch.note_port_drop(id, DropReason::BadOffload),
         }
     }
 
     /// Takes the UDP payload `buf[payload]` (VXLAN, or ESP for an encrypted network) for
-    /// `dst_port` at `vtep` into the GSO batch; false when no batch is being collected and it
-    /// must be sent on its own. A payload that cannot continue the run (another peer, or after
-    /// a shorter one) first sends the run, so datagrams leave in the order they were made.
-    /// `src_port` (already chosen by flow hash) picks the GSO socket.
+    /// `dst_port` at `vtep` into the GSO batch; false when no batch is being collected, or the
+    /// payload is too large for a segment slot, and it must be sent on its own. A payload that
+    /// cannot continue the run (another peer or source port, or after a shorter one) first
+    /// sends the run, so datagrams leave in the order they were made. `src_port` (already
+    /// chosen by flow hash) picks the GSO socket.
+    ///
+    /// A payload in the read slot would be overwritten by the next read, so it joins as a copy
+    /// in the next free segment slot, at the same offsets (UDP header room in front): a frame
+    /// no larger than a slot, whose copy costs less than the sendmsg it saves.
     fn batch_for_gso(
         &mut self,
         vtep: VtepAddr,
@@ -604,21 +641,42 @@ impl Worker {
         if !self.gso_batch.collecting {
             return false;
         }
+        let in_read_slot = payload.end <= READ_SLOT;
+        if in_read_slot && payload.end > SEG_SLOT {
+            return false;
+        }
         let b = &self.gso_batch;
-        if let Some((v, n, port, _)) = b.dest {
-            // One destination, network and port; equal sizes, a shorter last.
+        if let Some((v, n, port, sport)) = b.dest {
+            // One destination, network and ports; equal sizes, a shorter last; room left.
             let first = b.items[0].1 - b.items[0].0;
             let prev = b.items[b.n - 1].1 - b.items[b.n - 1].0;
-            if v != vtep || n != vni || port != dst_port || payload.len() > first || prev != first {
+            if v != vtep
+                || n != vni
+                || port != dst_port
+                || sport != src_port
+                || payload.len() > first
+                || prev != first
+                || b.n == SEG_SLOTS
+            {
                 self.flush_gso_batch();
             }
         }
+        let payload = if in_read_slot {
+            let slot = READ_SLOT + self.gso_batch.n * SEG_SLOT;
+            let from = payload.start - UDP_HEADER_LEN..payload.end;
+            self.buf
+                .copy_within(from, slot + payload.start - UDP_HEADER_LEN);
+            slot + payload.start..slot + payload.end
+        } else {
+            payload
+        };
         let b = &mut self.gso_batch;
         if b.dest.is_none() {
             b.dest = Some((vtep, vni, dst_port, src_port));
         }
         b.items[b.n] = (payload.start, payload.end);
         b.n += 1;
+        b.added += 1;
         true
     }
 
@@ -628,6 +686,15 @@ impl Worker {
         let Some((vtep, vni, dst_port, src_port)) = self.gso_batch.dest.take() else {
             return;
         };
+        self.send_gso_run(vtep, vni, dst_port, src_port);
+        let b = &mut self.gso_batch;
+        for &read_at in &b.reads[..b.n_reads] {
+            self.latency.record(read_at);
+        }
+        b.n_reads = 0;
+    }
+
+    fn send_gso_run(&mut self, vtep: VtepAddr, vni: Vni, dst_port: u16, src_port: u16) {
         let n = std::mem::take(&mut self.gso_batch.n);
         let items = self.gso_batch.items;
         let seg_size = items[0].1 - items[0].0;
@@ -746,6 +813,8 @@ impl Worker {
     }
 
     fn send_to_vtep(&mut self, base: usize, vtep: VtepAddr, vni: Vni, len: usize) {
+        // What waits in the GSO run was made first.
+        self.flush_gso_batch();
         let datagram = &self.buf[base + VXLAN_START..base + HEADROOM + len];
         send_counted(
             &self.underlay,
@@ -802,6 +871,7 @@ impl Worker {
         if !keep_plaintext && self.batch_for_gso(vtep, vni, esp_port, src_port, payload.clone()) {
             return;
         }
+        self.flush_gso_batch();
         let buf = match &mut self.esp {
             Some(e) if keep_plaintext => &mut e.scratch[..],
             _ => &mut self.buf[..],

@@ -473,6 +473,14 @@ pub fn capture_underlay(ns: &Netns, pcap: &Path, filter: &str, f: impl FnOnce())
     cap.stop();
 }
 
+/// A UDP socket bound inside network namespace `ns` (it keeps working from this thread).
+pub fn udp_in(ns: &str, addr: &str) -> std::net::UdpSocket {
+    let fd = vswitch::io::netns::open_netns(ns).unwrap();
+    vswitch::io::netns::run_in_netns(&fd, || std::net::UdpSocket::bind(addr))
+        .unwrap()
+        .unwrap()
+}
+
 /// The packets of a pcap file (Ethernet link type, as tcpdump writes for ul0).
 pub fn pcap_packets(pcap: &Path) -> Vec<Vec<u8>> {
     let raw = std::fs::read(pcap).unwrap_or_default();
