@@ -11,7 +11,7 @@ use common::testbed::{
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn bins() -> Binaries {
     Binaries {

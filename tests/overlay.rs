@@ -166,11 +166,14 @@ fn two_hosts_ping_and_transfer(offloads: bool) {
 /// RFC 7348 §5 entropy without reordering: the outer UDP source port follows the inner flow,
 /// and it is the same for every datagram of a flow, whether the datagram left in a UDP GSO run
 /// (a segment of a TSO super-frame: the port of a GSO socket) or on its own (the SYN, a short
-/// segment: the raw socket). Two ports for one flow would be two flows to the receiver's
-/// SO_REUSEPORT group, which may hand them to two workers.
+/// segment: the raw socket), and whichever worker sent it. Two ports for one flow would be
+/// two flows to the receiver's SO_REUSEPORT group, which may hand them to two workers.
 #[test]
 fn every_datagram_of_a_flow_carries_one_outer_source_port_gso_or_not() {
-    let mut tb = Testbed::two_hosts_with_env(&prefix("sport"), bins(), &[BLUE], &[]).unwrap();
+    // Two workers: a flow's frames may be read by either (the TAP steers a flow to the queue
+    // its replies last came through), and the port must not depend on which.
+    let mut tb =
+        Testbed::two_hosts_with(&prefix("sport"), bins(), &[BLUE], &[], "workers = 2").unwrap();
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     assert_eq!(ping(tb.container(a), "10.0.9.3", 1, &[]), (1, 1));
@@ -286,11 +289,104 @@ fn a_burst_of_small_datagrams_leaves_in_gso_runs_and_arrives_in_order() {
     let after = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
     let delta = |k: &str| counter(&after, &["offload", k]) - counter(&before, &["offload", k]);
     let (sends, datagrams) = (delta("gso_sends"), delta("gso_datagrams"));
-    eprintln!("{datagrams} datagrams in {sends} GSO sends");
+    // The receiving side wrote runs of them to the container's TAP as single USO frames
+    // (TUN_F_USO4, Linux 6.2; the daemon logs whether it has it).
+    let rx = step!(tb, tb.hosts[1].show_json(&tb.bins, "stats"));
+    let (runs, merged) = (
+        counter(&rx, &["offload", "coalesced_frames"]),
+        counter(&rx, &["offload", "coalesced_segments"]),
+    );
+    eprintln!("{datagrams} datagrams in {sends} GSO sends; {merged} written as {runs} frames");
     assert!(
         datagrams >= total as u64 && sends * 2 <= datagrams,
         "{datagrams} datagrams in {sends} GSO sends: the burst was not batched"
     );
+    if kernel_at_least(6, 2) {
+        assert!(
+            tb.logs().contains("uso=true"),
+            "no USO on the TAP:\n{}",
+            tb.logs()
+        );
+    }
+    if tb.logs().contains("uso=true") {
+        assert!(
+            runs > 0 && merged >= 2 * runs,
+            "{merged} datagrams in {runs} coalesced frames: {}",
+            rx["offload"]
+        );
+    }
+}
+
+/// A container's UDP socket with UDP_SEGMENT hands its TAP one frame of many datagrams
+/// (USO, where the TAP has it: then vswitchd cuts it; otherwise the container's kernel does),
+/// and the datagrams arrive as sent.
+#[test]
+fn a_containers_udp_gso_send_is_cut_into_datagrams_that_arrive_intact() {
+    let mut tb = Testbed::two_hosts_with_env(&prefix("uso"), bins(), &[BLUE], &[]).unwrap();
+    let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
+    let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
+    assert_eq!(ping(tb.container(a), "10.0.9.3", 1, &[]), (1, 1));
+    let rx = testbed::udp_in(&tb.container(b).name, "10.0.9.3:7200");
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let tx = testbed::udp_in(&tb.container(a).name, "10.0.9.2:7201");
+    let seg: libc::c_int = 1000;
+    // SAFETY: setsockopt on a socket we own, with a c_int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&tx),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&seg as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    let before = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    // 5 sends of 7 datagrams each: six of 1000 bytes and one of 321.
+    let payload =
+        |send: usize| -> Vec<u8> { (0..6321).map(|i| (i * 13 + send * 101) as u8).collect() };
+    for send in 0..5 {
+        tx.send_to(&payload(send), "10.0.9.3:7200").unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < 35 {
+        match rx.recv(&mut buf) {
+            Ok(n) => got.push(buf[..n].to_vec()),
+            Err(_) => break,
+        }
+    }
+    let want: Vec<Vec<u8>> = (0..5)
+        .flat_map(|send| {
+            payload(send)
+                .chunks(1000)
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(got.len(), want.len(), "datagrams that arrived");
+    assert!(got == want, "datagrams arrived changed or out of order");
+    let after = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    let cut =
+        counter(&after, &["offload", "tso_frames"]) - counter(&before, &["offload", "tso_frames"]);
+    let uso = tb.logs().contains("uso=true");
+    assert_eq!(
+        cut,
+        if uso { 5 } else { 0 },
+        "super-frames cut: {}",
+        after["offload"]
+    );
+}
+
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
 }
 
 #[test]

@@ -168,6 +168,7 @@ fn tap_options() -> TapOptions {
     let want = TapOptions {
         vnet_hdr: true,
         offload: true,
+        uso: true,
         napi: std::env::var("VSWITCH_TAP_NAPI").is_ok_and(|v| v == "on"),
         multi_queue: false,
     };
@@ -176,6 +177,7 @@ fn tap_options() -> TapOptions {
             let got = t.options();
             tracing::info!(
                 tso = got.offload,
+                uso = got.uso,
                 napi_gro = got.napi,
                 "TAP offloads: checksum and TSO from containers, segmented here"
             );
@@ -284,9 +286,7 @@ fn run(args: Args) -> Result<()> {
     let mut underlays = Underlay::bind_group(cfg.node.underlay_ip, cfg.node.vxlan_port, workers)?;
     let tap = tap_options();
     if tap.offload {
-        let on = underlays
-            .iter_mut()
-            .all(|u| u.enable_segmentation(cfg.node.underlay_ip));
+        let on = Underlay::enable_segmentation_group(&mut underlays, cfg.node.underlay_ip);
         if on {
             tracing::info!("underlay offloads: UDP GSO for segmented frames, UDP GRO on receive");
         } else {

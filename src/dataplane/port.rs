@@ -28,6 +28,10 @@ pub trait PortDevice: Send {
     fn accepts_gso(&self) -> bool {
         false
     }
+    /// Whether `send_gso` also takes UDP runs (VIRTIO_NET_HDR_GSO_UDP_L4).
+    fn accepts_udp_gso(&self) -> bool {
+        false
+    }
     /// Sends a coalesced super-frame (crate::offload::gro) described by `hdr`.
     fn send_gso(&mut self, _hdr: &vnet::Header, _frame: &[u8]) -> io::Result<()> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
@@ -95,6 +99,10 @@ impl PortDevice for crate::io::TapDevice {
 
     fn accepts_gso(&self) -> bool {
         self.options().vnet_hdr
+    }
+
+    fn accepts_udp_gso(&self) -> bool {
+        self.options().uso
     }
 
     fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {

@@ -896,14 +896,16 @@ impl Worker {
     /// Delivers a decapsulated frame to `id`, merging consecutive TCP segments of a flow into
     /// one super-frame for ports that take them (crate::offload::gro).
     fn deliver_coalesced(&mut self, id: PortId, frame: std::ops::Range<usize>) {
-        let accepts = self.ports.get(&id).is_some_and(|p| p.device.accepts_gso());
+        let (accepts, udp) = self.ports.get(&id).map_or((false, false), |p| {
+            (p.device.accepts_gso(), p.device.accepts_udp_gso())
+        });
         if accepts {
-            if self.coalescer.push(id.0, &self.buf[frame.clone()]) {
+            if self.coalescer.push(id.0, &self.buf[frame.clone()], udp) {
                 self.switch.note_port_tx(id, frame.len());
                 return;
             }
             self.flush_coalescer();
-            if self.coalescer.push(id.0, &self.buf[frame.clone()]) {
+            if self.coalescer.push(id.0, &self.buf[frame.clone()], udp) {
                 self.switch.note_port_tx(id, frame.len());
                 return;
             }

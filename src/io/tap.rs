@@ -20,11 +20,20 @@ pub struct TapOptions {
     /// With `vnet_hdr`: TUNSETOFFLOAD checksum and TSO (IPv4, IPv6, ECN), so the container's
     /// TCP hands over up to 64 KB per frame with a partial checksum (see crate::offload).
     pub offload: bool,
+    /// With `offload`: UDP segmentation too (TUN_F_USO4 | TUN_F_USO6, Linux 6.2), so a
+    /// container's UDP_SEGMENT send arrives as one frame, and runs of datagrams of one UDP
+    /// flow can be written to the container as one frame (crate::offload::gro). Dropped on
+    /// kernels that refuse it, like `napi`.
+    pub uso: bool,
     /// `IFF_NAPI`: frames we write enter the stack through NAPI and GRO, which coalesces
     /// consecutive TCP segments before the container's TCP sees them. Dropped silently on
     /// kernels that refuse it (`TapDevice::options` tells what is on).
     pub napi: bool,
 }
+
+/// include/uapi/linux/if_tun.h (Linux 6.2), not in every libc release.
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 /// `struct ifreq` as TUNSETIFF reads and writes it: the name, then `ifr_flags` in the union.
 #[repr(C)]
@@ -99,25 +108,38 @@ impl TapDevice {
         // EBUSY: a tun device of that name is in use; EINVAL: a non-tun device has the name.
         result.map_err(|e| IoError::sys(op(), e))?;
         if options.vnet_hdr && options.offload {
-            let features =
-                libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
-            // SAFETY: TUNSETOFFLOAD takes the feature bits by value.
-            if unsafe {
-                libc::ioctl(
-                    fd.as_raw_fd(),
-                    libc::TUNSETOFFLOAD as _,
-                    features as libc::c_ulong,
-                )
-            } < 0
-            {
-                let e = io::Error::last_os_error();
-                return Err(IoError::sys(
-                    format!("{}: enabling TSO (TUNSETOFFLOAD)", op()),
-                    e,
-                ));
+            let tso = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+            // The kernel takes USO only as a pair (tun_set_offload).
+            let uso = tso | TUN_F_USO4 | TUN_F_USO6;
+            let set_offload = |features: libc::c_uint| {
+                // SAFETY: TUNSETOFFLOAD takes the feature bits by value.
+                let rc = unsafe {
+                    libc::ioctl(
+                        fd.as_raw_fd(),
+                        libc::TUNSETOFFLOAD as _,
+                        features as libc::c_ulong,
+                    )
+                };
+                if rc < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            let mut result = if options.uso {
+                set_offload(uso)
+            } else {
+                set_offload(tso)
+            };
+            if options.uso && result.is_err() {
+                options.uso = false;
+                result = set_offload(tso);
             }
+            result
+                .map_err(|e| IoError::sys(format!("{}: enabling TSO (TUNSETOFFLOAD)", op()), e))?;
         } else {
             options.offload = false;
+            options.uso = false;
         }
         Ok(TapDevice {
             fd,

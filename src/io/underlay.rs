@@ -122,9 +122,28 @@ impl Underlay {
     }
 
     /// Turns on UDP GSO for sending runs of equal-size datagrams and UDP GRO for receiving them
-    /// (Linux 4.18 and 5.0). Returns whether both are on; when not, sending and receiving stay
-    /// one datagram per call.
-    pub fn enable_segmentation(&mut self, local: Ipv4Addr) -> bool {
+    /// (Linux 4.18 and 5.0) on every underlay of a worker group. Returns whether both are on
+    /// everywhere; when not, sending and receiving stay one datagram per call.
+    ///
+    /// Every worker's GSO pool has the same ports (the first picks them, the others bind them
+    /// too with SO_REUSEPORT; nothing is ever received on them), so a flow's outer source port
+    /// depends on the flow alone, not on which worker read it: a TAP moves a flow between its
+    /// queues when the flow's replies arrive through another one (tun's flow steering).
+    pub fn enable_segmentation_group(underlays: &mut [Underlay], local: Ipv4Addr) -> bool {
+        let Some((first, rest)) = underlays.split_first_mut() else {
+            return false;
+        };
+        if !first.enable_segmentation(local, None) {
+            return false;
+        }
+        let ports = first.gso_ports.clone();
+        rest.iter_mut()
+            .all(|u| u.enable_segmentation(local, Some(&ports)))
+    }
+
+    /// Turns on GSO and GRO for this underlay, its pool sockets bound to `ports` (or to ports
+    /// the kernel picks).
+    fn enable_segmentation(&mut self, local: Ipv4Addr, ports: Option<&[u16]>) -> bool {
         let on: libc::c_int = 1;
         if setsockopt(
             self.recv.as_raw_fd(),
@@ -138,8 +157,15 @@ impl Underlay {
             return false;
         }
         let mut socks = Vec::with_capacity(GSO_SOCKETS);
-        for _ in 0..GSO_SOCKETS {
-            let Ok(s) = UdpSocket::bind(SocketAddrV4::new(local, 0)) else {
+        for k in 0..GSO_SOCKETS {
+            let port = ports.and_then(|p| p.get(k)).copied().unwrap_or(0);
+            let bound = || -> io::Result<UdpSocket> {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+                s.set_reuse_port(true)?;
+                s.bind(&SocketAddr::V4(SocketAddrV4::new(local, port)).into())?;
+                Ok(s.into())
+            };
+            let Ok(s) = bound() else {
                 break;
             };
             let seg: libc::c_int = 1400;

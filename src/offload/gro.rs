@@ -10,6 +10,16 @@
 //! last exactly the size of the first. Anything else ends the run. Only ACK (and PSH) segments
 //! with data join: SYN, FIN, RST, URG, ECE and CWR pass alone.
 //!
+//! UDP runs too, for ports that take them (TAP with USO): consecutive datagrams of one UDP flow
+//! (IPv4 without options, DF set and not fragmented, TOS, TTL, addresses and ports equal, a
+//! checksum present and correct), every one but the last exactly the size of the first, at
+//! most `MAX_UDP_SEGMENTS`, are merged into one frame written with
+//! VIRTIO_NET_HDR_GSO_UDP_L4; the container's stack runs its IP layer once for the run and its
+//! UDP layer cuts it back into the same datagrams (udp_rcv_segment), numbering IPv4 IDs from the
+//! first, which DF datagrams may carry any of (RFC 6864 §4.1). Unlike TCP segments, each
+//! datagram's checksum is verified before it joins: the merged frame's NEEDS_CSUM would vouch
+//! for it, and UDP has no retransmission behind it.
+//!
 //! The merged frame carries the pseudo-header sum in the TCP checksum field and
 //! VIRTIO_NET_HDR_F_NEEDS_CSUM, as a TSO frame from a guest does; the kernel computes the real
 //! checksums when (if ever) it segments it. The segments' own checksums were not verified here:
@@ -27,6 +37,9 @@ const MAX_IP_LEN: usize = 65535;
 
 const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
+const UDP: usize = 8;
+/// Most datagrams in one UDP run (the kernel's UDP_MAX_SEGMENTS for a GSO send).
+const MAX_UDP_SEGMENTS: usize = 64;
 
 /// A run being built.
 pub struct Coalescer {
@@ -40,6 +53,8 @@ pub struct Coalescer {
     next_seq: u32,
     /// The run ended with a short or PSH segment: nothing more may join.
     closed: bool,
+    /// A run of UDP datagrams, not TCP segments.
+    udp: bool,
     /// Opaque to the coalescer: whom the run is for (the switch port).
     owner: u32,
 }
@@ -50,6 +65,35 @@ struct Tcp4 {
     payload: usize,
     seq: u32,
     flags: u8,
+}
+
+/// A UDP/IPv4 datagram that can join a run: its payload length, when it has one and a correct
+/// checksum.
+fn parse_udp(frame: &[u8]) -> Option<usize> {
+    if frame.len() < ETH + IP + UDP || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[ETH..];
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    if ip[0] != 0x45 || ip[9] != 17 || frag != 0x4000 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let udp = &frame[ETH + IP..];
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    if ETH + total > frame.len() || udp_len != total.checked_sub(IP)? || udp_len <= UDP {
+        return None;
+    }
+    if udp[6..8] == [0, 0] {
+        return None; // no checksum to vouch for
+    }
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let sum = checksum::add(checksum::pseudo_v4(src, dst, 17, udp_len), &udp[..udp_len]);
+    if checksum::finish(sum) != 0 {
+        return None;
+    }
+    Some(udp_len - UDP)
 }
 
 fn parse(frame: &[u8]) -> Option<Tcp4> {
@@ -104,6 +148,7 @@ impl Coalescer {
             hdr_len: 0,
             next_seq: 0,
             closed: false,
+            udp: false,
             owner: 0,
         }
     }
@@ -121,11 +166,17 @@ impl Coalescer {
         (self.count > 0).then_some(self.owner)
     }
 
-    /// Adds `frame` (for `owner`) to the run. False when it cannot join the run in progress or
-    /// cannot be coalesced at all: the caller then flushes the run and sends `frame` itself,
-    /// or, if `can_start` says so, starts a new run with it.
-    pub fn push(&mut self, owner: u32, frame: &[u8]) -> bool {
-        let Some(t) = parse(frame) else { return false };
+    /// Adds `frame` (for `owner`) to the run; UDP datagrams only when `udp` (the owner takes
+    /// UDP runs). False when it cannot join the run in progress or cannot be coalesced at all:
+    /// the caller then flushes the run and sends `frame` itself, or pushes it again to start a
+    /// new run with it.
+    pub fn push(&mut self, owner: u32, frame: &[u8], udp: bool) -> bool {
+        let Some(t) = parse(frame) else {
+            return udp && self.push_udp(owner, frame);
+        };
+        if self.count > 0 && self.udp {
+            return false;
+        }
         if self.count == 0 {
             self.buf[..t.hdr_len + t.payload].copy_from_slice(&frame[..t.hdr_len + t.payload]);
             self.len = t.hdr_len + t.payload;
@@ -134,6 +185,7 @@ impl Coalescer {
             self.hdr_len = t.hdr_len;
             self.next_seq = t.seq.wrapping_add(t.payload as u32);
             self.closed = t.flags & PSH != 0;
+            self.udp = false;
             self.owner = owner;
             return true;
         }
@@ -174,6 +226,47 @@ impl Coalescer {
         true
     }
 
+    fn push_udp(&mut self, owner: u32, frame: &[u8]) -> bool {
+        let Some(payload) = parse_udp(frame) else {
+            return false;
+        };
+        let h = ETH + IP + UDP;
+        if self.count == 0 {
+            self.buf[..h + payload].copy_from_slice(&frame[..h + payload]);
+            self.len = h + payload;
+            self.count = 1;
+            self.mss = payload;
+            self.hdr_len = h;
+            self.closed = false;
+            self.udp = true;
+            self.owner = owner;
+            return true;
+        }
+        let first = &self.buf[..h];
+        let joins = self.udp
+            && owner == self.owner
+            && !self.closed
+            && self.count < MAX_UDP_SEGMENTS
+            && payload <= self.mss
+            && self.len + payload <= MAX_IP_LEN + ETH
+            // MACs and EtherType; IP TOS, TTL, protocol, addresses; UDP ports.
+            && frame[..ETH] == first[..ETH]
+            && frame[ETH + 1] == first[ETH + 1]
+            && frame[ETH + 8..ETH + 10] == first[ETH + 8..ETH + 10]
+            && frame[ETH + 12..ETH + 20] == first[ETH + 12..ETH + 20]
+            && frame[ETH + IP..ETH + IP + 4] == first[ETH + IP..ETH + IP + 4];
+        if !joins {
+            return false;
+        }
+        self.buf[self.len..self.len + payload].copy_from_slice(&frame[h..h + payload]);
+        self.len += payload;
+        self.count += 1;
+        if payload < self.mss {
+            self.closed = true;
+        }
+        true
+    }
+
     /// Ends the run: returns the frame to write and, for a run of several segments, the
     /// virtio_net_hdr that asks the kernel to treat it as TSO. Empty after.
     pub fn take(&mut self) -> Option<(Option<Header>, &[u8])> {
@@ -185,25 +278,34 @@ impl Coalescer {
         if count == 1 {
             return Some((None, &self.buf[..len]));
         }
+        let (gso_type, proto, csum_offset) = if self.udp {
+            (vnet::GSO_UDP_L4, 17, 6)
+        } else {
+            (vnet::GSO_TCPV4, 6, 16)
+        };
         let hdr = Header {
             flags: vnet::F_NEEDS_CSUM,
-            gso_type: vnet::GSO_TCPV4,
+            gso_type,
             hdr_len: self.hdr_len as u16,
             gso_size: self.mss as u16,
             csum_start: (ETH + IP) as u16,
-            csum_offset: 16,
+            csum_offset,
         };
         let f = &mut self.buf[..len];
         let total = (len - ETH) as u16;
         f[ETH + 2..ETH + 4].copy_from_slice(&total.to_be_bytes());
+        if self.udp {
+            f[ETH + IP + 4..ETH + IP + 6].copy_from_slice(&(total - IP as u16).to_be_bytes());
+        }
         f[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
         let c = checksum::ipv4_header(&f[ETH..ETH + IP]);
         f[ETH + 10..ETH + 12].copy_from_slice(&c.to_be_bytes());
         // CHECKSUM_PARTIAL convention: the field holds the folded pseudo-header sum.
         let src = Ipv4Addr::new(f[ETH + 12], f[ETH + 13], f[ETH + 14], f[ETH + 15]);
         let dst = Ipv4Addr::new(f[ETH + 16], f[ETH + 17], f[ETH + 18], f[ETH + 19]);
-        let pseudo = !checksum::finish(checksum::pseudo_v4(src, dst, 6, len - ETH - IP));
-        f[ETH + IP + 16..ETH + IP + 18].copy_from_slice(&pseudo.to_be_bytes());
+        let pseudo = !checksum::finish(checksum::pseudo_v4(src, dst, proto, len - ETH - IP));
+        let at = ETH + IP + usize::from(csum_offset);
+        f[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
         Some((Some(hdr), &self.buf[..len]))
     }
 }
@@ -262,7 +364,7 @@ mod tests {
             .map(|k| segment(1000 + k * 1400, if k < 4 { 1400 } else { 300 }, ACK))
             .collect();
         for s in &segs {
-            assert!(c.push(7, s));
+            assert!(c.push(7, s, false));
         }
         assert_eq!(c.owner(), Some(7));
         let (hdr, merged) = c.take().unwrap();
@@ -293,35 +395,158 @@ mod tests {
     #[test]
     fn runs_end_where_linux_gro_would_end_them() {
         let mut c = Coalescer::new();
-        assert!(c.push(1, &segment(0, 1400, ACK)));
-        assert!(!c.push(2, &segment(1400, 1400, ACK)), "another port");
-        assert!(!c.push(1, &segment(2800, 1400, ACK)), "a gap in sequence");
+        assert!(c.push(1, &segment(0, 1400, ACK), false));
+        assert!(!c.push(2, &segment(1400, 1400, ACK), false), "another port");
         assert!(
-            c.push(1, &segment(1400, 1400, ACK | PSH)),
+            !c.push(1, &segment(2800, 1400, ACK), false),
+            "a gap in sequence"
+        );
+        assert!(
+            c.push(1, &segment(1400, 1400, ACK | PSH), false),
             "PSH joins and ends the run"
         );
-        assert!(!c.push(1, &segment(2800, 1400, ACK)), "after PSH");
+        assert!(!c.push(1, &segment(2800, 1400, ACK), false), "after PSH");
         let (hdr, f) = c.take().unwrap();
         assert!(hdr.is_some() && f[ETH + IP + 13] & PSH != 0);
 
-        assert!(c.push(1, &segment(0, 1000, ACK)));
+        assert!(c.push(1, &segment(0, 1000, ACK), false));
         assert!(
-            !c.push(1, &segment(1000, 1400, ACK)),
+            !c.push(1, &segment(1000, 1400, ACK), false),
             "larger than the first"
         );
-        assert!(c.push(1, &segment(1000, 500, ACK)), "a shorter last");
-        assert!(!c.push(1, &segment(1500, 500, ACK)), "after a short one");
+        assert!(c.push(1, &segment(1000, 500, ACK), false), "a shorter last");
+        assert!(
+            !c.push(1, &segment(1500, 500, ACK), false),
+            "after a short one"
+        );
         let _ = c.take();
 
-        assert!(!c.push(1, &segment(0, 1400, ACK | 0x01)), "FIN never joins");
-        assert!(!c.push(1, &segment(0, 0, ACK)), "a pure ACK never joins");
+        assert!(
+            !c.push(1, &segment(0, 1400, ACK | 0x01), false),
+            "FIN never joins"
+        );
+        assert!(
+            !c.push(1, &segment(0, 0, ACK), false),
+            "a pure ACK never joins"
+        );
         let mut other_window = segment(1400, 1400, ACK);
-        assert!(c.push(1, &segment(0, 1400, ACK)));
+        assert!(c.push(1, &segment(0, 1400, ACK), false));
         other_window[ETH + IP + 15] ^= 1;
-        assert!(!c.push(1, &other_window), "window changed");
+        assert!(!c.push(1, &other_window, false), "window changed");
         let (hdr, f) = c.take().unwrap();
         assert!(hdr.is_none(), "a run of one is written as it came");
         assert_eq!(f, &segment(0, 1400, ACK)[..]);
+    }
+
+    /// A UDP/IPv4 datagram 10.0.9.2:4000 -> 10.0.9.3:5000 with `len` payload bytes (pattern
+    /// from `seq`), DF set, IP ID `seq`, a correct checksum.
+    fn datagram(seq: u16, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; ETH + IP + UDP + len];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 3]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[ETH..ETH + IP];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((IP + UDP + len) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&seq.to_be_bytes());
+        ip[6] = 0x40;
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 9, 2]);
+        ip[16..20].copy_from_slice(&[10, 0, 9, 3]);
+        let c = checksum::ipv4_header(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let udp = &mut f[ETH + IP..];
+        udp[0..2].copy_from_slice(&4000u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&5000u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&((UDP + len) as u16).to_be_bytes());
+        for i in 0..len {
+            udp[UDP + i] = (usize::from(seq) * 7 + i) as u8;
+        }
+        let p = checksum::pseudo_v4(
+            Ipv4Addr::new(10, 0, 9, 2),
+            Ipv4Addr::new(10, 0, 9, 3),
+            17,
+            UDP + len,
+        );
+        let c = checksum::finish(checksum::add(p, udp));
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn merges_udp_datagrams_and_segments_back_to_the_same_bytes() {
+        let mut c = Coalescer::new();
+        let dgrams: Vec<Vec<u8>> = (0..6)
+            .map(|k| datagram(100 + k, if k < 5 { 64 } else { 20 }))
+            .collect();
+        assert!(!c.push(3, &dgrams[0], false), "UDP only when asked");
+        for d in &dgrams {
+            assert!(c.push(3, d, true));
+        }
+        let (hdr, merged) = c.take().unwrap();
+        let hdr = hdr.expect("a run of 6 is USO");
+        assert_eq!(
+            (
+                hdr.gso_type,
+                hdr.gso_size,
+                hdr.hdr_len,
+                hdr.csum_start,
+                hdr.csum_offset
+            ),
+            (vnet::GSO_UDP_L4, 64, 42, 34, 6)
+        );
+        assert_eq!(merged.len(), 42 + 5 * 64 + 20);
+        let mut out = vec![0u8; 8 * 2048];
+        let mut lens = [0usize; 8];
+        let n = tso::segment(&hdr, merged, &mut out, 2048, 0, &mut lens).unwrap();
+        assert_eq!(n, 6);
+        for k in 0..6 {
+            let got = &out[k * 2048..k * 2048 + lens[k]];
+            // Every byte as sent, but the IP ID and header checksum (numbered from the first).
+            assert_eq!(got[..ETH + 4], dgrams[k][..ETH + 4]);
+            assert_eq!(got[ETH + 6..ETH + 10], dgrams[k][ETH + 6..ETH + 10]);
+            assert_eq!(got[ETH + 12..], dgrams[k][ETH + 12..], "datagram {k}");
+        }
+    }
+
+    #[test]
+    fn udp_runs_end_where_they_must() {
+        let mut c = Coalescer::new();
+        assert!(c.push(1, &datagram(0, 100), true));
+        assert!(!c.push(1, &segment(0, 100, ACK), true), "TCP after UDP");
+        assert!(!c.push(1, &datagram(1, 200), true), "larger than the first");
+        let mut other_port = datagram(1, 100);
+        other_port[ETH + IP + 1] ^= 1;
+        assert!(
+            !c.push(1, &other_port, true),
+            "another flow (and a bad checksum)"
+        );
+        let mut bad_sum = datagram(1, 100);
+        bad_sum[ETH + IP + UDP] ^= 0xff;
+        assert!(!c.push(1, &bad_sum, true), "a checksum that fails");
+        let _ = c.take();
+        assert!(!c.push(1, &bad_sum, true), "never starts a run either");
+        let mut no_sum = datagram(1, 100);
+        no_sum[ETH + IP + 6..ETH + IP + 8].copy_from_slice(&[0, 0]);
+        assert!(!c.push(1, &no_sum, true), "no checksum");
+        let mut no_df = datagram(1, 100);
+        no_df[ETH + 6] = 0;
+        assert!(!c.push(1, &no_df, true), "DF clear");
+        for k in 0..MAX_UDP_SEGMENTS as u16 {
+            assert!(c.push(1, &datagram(k, 10), true), "{k}");
+        }
+        assert!(
+            !c.push(1, &datagram(99, 10), true),
+            "at most MAX_UDP_SEGMENTS"
+        );
+        let (hdr, f) = c.take().unwrap();
+        assert_eq!(hdr.unwrap().gso_type, vnet::GSO_UDP_L4);
+        assert_eq!(f.len(), 42 + MAX_UDP_SEGMENTS * 10);
+        assert!(
+            c.push(1, &segment(0, 1400, ACK), true),
+            "TCP after a UDP run ended"
+        );
     }
 
     #[test]
@@ -329,10 +554,10 @@ mod tests {
         let mut c = Coalescer::new();
         let base = segment(0, 100, ACK);
         for len in 0..base.len() {
-            let _ = c.push(1, &base[..len]);
+            let _ = c.push(1, &base[..len], false);
         }
         let mut bad = base.clone();
         bad[ETH + 3] = 0xff; // total length beyond the frame
-        assert!(!c.push(2, &bad));
+        assert!(!c.push(2, &bad, false));
     }
 }

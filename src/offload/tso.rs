@@ -9,6 +9,12 @@
 //! advanced by the payload already sent; FIN and PSH only on the last segment, CWR only on the
 //! first; the TCP checksum computed in full.
 //!
+//! UDP segmentation (USO, VIRTIO_NET_HDR_GSO_UDP_L4: a container's UDP socket with
+//! UDP_SEGMENT, or one of our own coalesced runs coming back): the payload is cut into datagrams
+//! of `gso_size` bytes (the last may be shorter), each with the UDP header copied, its length
+//! set and its checksum computed in full; IPv4 total length, ID and header checksum as for TCP,
+//! as Linux's `__udp_gso_segment` does.
+//!
 //! Also `complete_checksum` for a frame the kernel left with a partial checksum
 //! (VIRTIO_NET_HDR_F_NEEDS_CSUM): the field holds the pseudo-header sum; the sum from
 //! `csum_start` to the end, complemented, is the checksum.
@@ -21,7 +27,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub enum TsoError {
     /// Not Ethernet + IPv4/IPv6 + TCP as the header says, or offsets outside the frame.
     Malformed,
-    /// A GSO kind we did not advertise (UDP fragmentation or segmentation).
+    /// A GSO kind we did not advertise (UDP fragmentation offload, UFO).
     Unsupported,
     /// More segments than the caller's slots.
     TooManySegments,
@@ -64,9 +70,14 @@ pub fn segment(
     headroom: usize,
     lens: &mut [usize],
 ) -> Result<usize, TsoError> {
-    let v6 = match hdr.gso_kind() {
-        vnet::GSO_TCPV4 => false,
-        vnet::GSO_TCPV6 => true,
+    let (v6, udp) = match hdr.gso_kind() {
+        vnet::GSO_TCPV4 => (false, false),
+        vnet::GSO_TCPV6 => (true, false),
+        // The IP version of a UDP run is the frame's own.
+        vnet::GSO_UDP_L4 => match l3(frame) {
+            Some((_, 0x86dd)) => (true, true),
+            _ => (false, true),
+        },
         _ => return Err(TsoError::Unsupported),
     };
     let (l3, et) = l3(frame).ok_or(TsoError::Malformed)?;
@@ -76,13 +87,18 @@ pub fn segment(
     // The L4 header starts where the kernel said the checksum starts.
     let l4 = usize::from(hdr.csum_start);
     let min_l4 = l3 + if v6 { 40 } else { 20 };
-    if l4 < min_l4 || l4 + 20 > frame.len() {
+    let min_l4_len = if udp { 8 } else { 20 };
+    if l4 < min_l4 || l4 + min_l4_len > frame.len() {
         return Err(TsoError::Malformed);
     }
-    let tcp_hl = usize::from(frame[l4 + 12] >> 4) * 4;
-    let hdr_end = l4 + tcp_hl;
+    let l4_hl = if udp {
+        8
+    } else {
+        usize::from(frame[l4 + 12] >> 4) * 4
+    };
+    let hdr_end = l4 + l4_hl;
     let mss = usize::from(hdr.gso_size);
-    if tcp_hl < 20 || hdr_end > frame.len() || mss == 0 {
+    if l4_hl < min_l4_len || hdr_end > frame.len() || mss == 0 {
         return Err(TsoError::Malformed);
     }
     let payload = &frame[hdr_end..];
@@ -136,23 +152,33 @@ pub fn segment(
             seg[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
         }
 
-        let seq = seq0.wrapping_add((k * mss) as u32);
-        seg[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
-        if !last {
-            seg[l4 + 13] &= !(TCP_FIN | TCP_PSH);
-        }
-        if k > 0 {
-            seg[l4 + 13] &= !TCP_CWR;
-        }
-        seg[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
-        let tcp_len = len - l4;
-        let pseudo = if v6 {
-            checksum::pseudo_v6(src6, dst6, 6, tcp_len)
+        let l4_len = len - l4;
+        let (proto, csum_at) = if udp {
+            seg[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            (17, l4 + 6)
         } else {
-            checksum::pseudo_v4(src4, dst4, 6, tcp_len)
+            let seq = seq0.wrapping_add((k * mss) as u32);
+            seg[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+            if !last {
+                seg[l4 + 13] &= !(TCP_FIN | TCP_PSH);
+            }
+            if k > 0 {
+                seg[l4 + 13] &= !TCP_CWR;
+            }
+            (6, l4 + 16)
         };
-        let c = checksum::finish(checksum::add(pseudo, &seg[l4..]));
-        seg[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        seg[csum_at..csum_at + 2].copy_from_slice(&[0, 0]);
+        let pseudo = if v6 {
+            checksum::pseudo_v6(src6, dst6, proto, l4_len)
+        } else {
+            checksum::pseudo_v4(src4, dst4, proto, l4_len)
+        };
+        let mut c = checksum::finish(checksum::add(pseudo, &seg[l4..]));
+        if udp && c == 0 {
+            // 0 means "no checksum" in UDP (RFC 768).
+            c = 0xffff;
+        }
+        seg[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
         lens[k] = len;
     }
     Ok(count)
@@ -296,10 +322,10 @@ mod tests {
             segment(&hdr_v4(1400), &f, &mut out, 2048, 0, &mut lens),
             Err(TsoError::TooManySegments)
         );
-        let mut udp = hdr_v4(1400);
-        udp.gso_type = vnet::GSO_UDP_L4;
+        let mut ufo = hdr_v4(1400);
+        ufo.gso_type = vnet::GSO_UDP;
         assert_eq!(
-            segment(&udp, &f, &mut out, 2048, 0, &mut lens),
+            segment(&ufo, &f, &mut out, 2048, 0, &mut lens),
             Err(TsoError::Unsupported)
         );
         let mut bad = hdr_v4(1400);
@@ -311,6 +337,67 @@ mod tests {
         for len in 0..60 {
             let _ = segment(&hdr_v4(1400), &f[..len], &mut out, 2048, 0, &mut lens);
         }
+    }
+
+    /// An Ethernet + IPv4 + UDP super-frame (USO) with `payload` bytes, as a container's
+    /// UDP_SEGMENT socket hands it over: partial checksum, UDP length of the whole.
+    fn udp_super_frame_v4(payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 8 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((28 + payload) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&7u16.to_be_bytes());
+        ip[6] = 0x40;
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 9, 2]);
+        ip[16..20].copy_from_slice(&[10, 0, 9, 3]);
+        f[34..36].copy_from_slice(&4433u16.to_be_bytes());
+        f[36..38].copy_from_slice(&443u16.to_be_bytes());
+        f[38..40].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+        for (i, b) in f[42..].iter_mut().enumerate() {
+            *b = (i % 253) as u8;
+        }
+        f
+    }
+
+    #[test]
+    fn splits_a_udp_run_into_checksummed_datagrams() {
+        let f = udp_super_frame_v4(1200 * 4 + 33);
+        let h = Header {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_UDP_L4,
+            hdr_len: 42,
+            gso_size: 1200,
+            csum_start: 34,
+            csum_offset: 6,
+        };
+        let mut out = vec![0u8; 8 * 2048];
+        let mut lens = [0usize; 8];
+        let n = segment(&h, &f, &mut out, 2048, 40, &mut lens).unwrap();
+        assert_eq!(n, 5);
+        let mut rebuilt = Vec::new();
+        for k in 0..n {
+            let s = &out[k * 2048 + 40..k * 2048 + 40 + lens[k]];
+            let chunk = if k < 4 { 1200 } else { 33 };
+            assert_eq!(s.len(), 42 + chunk);
+            assert_eq!(checksum::finish(checksum::add(0, &s[14..34])), 0, "IP {k}");
+            assert_eq!(u16::from_be_bytes([s[16], s[17]]) as usize, 28 + chunk);
+            assert_eq!(u16::from_be_bytes([s[18], s[19]]), 7 + k as u16, "IPv4 id");
+            assert_eq!(u16::from_be_bytes([s[38], s[39]]) as usize, 8 + chunk);
+            let p = checksum::pseudo_v4(
+                Ipv4Addr::new(10, 0, 9, 2),
+                Ipv4Addr::new(10, 0, 9, 3),
+                17,
+                8 + chunk,
+            );
+            assert_eq!(checksum::finish(checksum::add(p, &s[34..])), 0, "UDP {k}");
+            assert_ne!(u16::from_be_bytes([s[40], s[41]]), 0, "a checksum is there");
+            assert_eq!(s[34..38], f[34..38], "ports");
+            rebuilt.extend_from_slice(&s[42..]);
+        }
+        assert_eq!(rebuilt, f[42..], "payload reassembles");
     }
 
     #[test]
