@@ -142,6 +142,20 @@ fn encap(c: &mut Criterion) {
     g.finish();
 }
 
+/// The Internet checksum over a full-size segment: what the TSO segmenter and the UDP
+/// coalescer compute per datagram.
+fn checksum(c: &mut Criterion) {
+    let mut g = quick(c, "checksum");
+    let data: Vec<u8> = (0..1448u32).map(|i| (i * 7) as u8).collect();
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("1448B", |b| {
+        b.iter(|| {
+            vswitch::wire::checksum::finish(vswitch::wire::checksum::add(0, black_box(&data)))
+        })
+    });
+    g.finish();
+}
+
 /// The parsing the core does first on an underlay datagram: VXLAN header, then Ethernet.
 fn decap(c: &mut Criterion) {
     let mut g = quick(c, "decap");
@@ -210,5 +224,5 @@ fn fdb_lookup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, core_decision, encap, decap, fdb_lookup);
+criterion_group!(benches, core_decision, encap, decap, checksum, fdb_lookup);
 criterion_main!(benches);

@@ -4,23 +4,39 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Adds `bytes` (big-endian 16-bit words, an odd last byte padded with zero) to `sum`. Sums of
 /// this width cannot overflow for any frame we handle; fold when done.
-pub fn add(mut sum: u64, bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
+///
+/// Four bytes at a time in native order, folded and byte-swapped at the end: the ones'
+/// complement sum does not depend on byte order or word width (RFC 1071 §2(B), (C)), and this
+/// is the loop that checksums every segment of a super-frame (crate::offload::tso), where
+/// 16-bit big-endian words cost three times as much.
+pub fn add(sum: u64, bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(4);
+    let mut native: u64 = 0;
+    for w in &mut words {
+        native += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let mut sum = sum + u64::from(u16::from_be(fold(native)));
+    let mut tail = words.remainder().chunks_exact(2);
+    for c in &mut tail {
         sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = tail.remainder() {
         sum += u64::from(*last) << 8;
     }
     sum
 }
 
-/// Folds a sum to 16 bits and complements it: the value stored in a checksum field.
-pub fn finish(mut sum: u64) -> u16 {
+/// Folds a sum to 16 bits without complementing it.
+fn fold(mut sum: u64) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    sum as u16
+}
+
+/// Folds a sum to 16 bits and complements it: the value stored in a checksum field.
+pub fn finish(sum: u64) -> u16 {
+    !fold(sum)
 }
 
 /// Pseudo-header sum for TCP/UDP over IPv4 (RFC 793 §3.1).
@@ -43,6 +59,46 @@ pub fn ipv4_header(header: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sum as RFC 1071 writes it: one big-endian 16-bit word at a time.
+    fn reference(mut sum: u64, bytes: &[u8]) -> u64 {
+        let mut chunks = bytes.chunks_exact(2);
+        for c in &mut chunks {
+            sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        if let [last] = chunks.remainder() {
+            sum += u64::from(*last) << 8;
+        }
+        sum
+    }
+
+    #[test]
+    fn word_at_a_time_sum_equals_the_reference_for_every_length_and_start() {
+        let mut x: u32 = 0x1234_5678;
+        let data: Vec<u8> = (0..3000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let ones = vec![0xffu8; 70_000];
+        for start in 0..8 {
+            for len in (0..200).chain([1399, 1400, 1401, 2048, 2991]) {
+                let b = &data[start..start + len];
+                for init in [0, 0x1_2345, 0xffff] {
+                    assert_eq!(
+                        finish(add(init, b)),
+                        finish(reference(init, b)),
+                        "start {start} len {len} init {init:#x}"
+                    );
+                }
+            }
+        }
+        assert_eq!(finish(add(0, &ones)), finish(reference(0, &ones)));
+        assert_eq!(finish(add(0, &[0; 64])), 0xffff, "all zero sums to zero");
+    }
 
     #[test]
     fn rfc1071_example() {
