@@ -5,12 +5,9 @@
 
 mod common;
 
-use common::testbed::{
-    self, ping, run, tcp_transfer, Binaries, Netns, Process, Testbed, BLUE, RED,
-};
+use common::testbed::{self, ping, run, tcp_transfer, Binaries, Netns, Testbed, BLUE, RED};
 use serde_json::Value;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn bins() -> Binaries {
     Binaries {
@@ -547,35 +544,8 @@ fn networks_with_the_same_subnet_never_cross() {
 fn count_arp_on_underlay(ns: &Netns, dir: &std::path::Path, f: impl FnOnce()) -> usize {
     let pcap = dir.join(format!("arp-{}.pcap", ns.name));
     // UDP header (8) + VXLAN header (8) + Ethernet addresses (12) = offset 28 of the EtherType.
-    let mut cap = Process {
-        child: Command::new("ip")
-            .args([
-                "netns", "exec", &ns.name, "tcpdump", "-i", "ul0", "-n", "-U", "-w",
-            ])
-            .arg(&pcap)
-            .args(["udp port 4789 and udp[28:2] = 0x0806"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump (install it: apt-get install tcpdump)"),
-        what: "tcpdump".into(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !pcap.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    f();
-    std::thread::sleep(Duration::from_millis(500));
-    cap.stop();
-    let out = Command::new("tcpdump")
-        .args(["-n", "-r"])
-        .arg(&pcap)
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    testbed::capture_underlay(ns, &pcap, "udp port 4789 and udp[28:2] = 0x0806", f);
+    testbed::pcap_packets(&pcap).len()
 }
 
 #[test]
