@@ -12,6 +12,7 @@ mod harness;
 use std::net::Ipv4Addr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use vswitch::offload::vnet;
 use vswitch::switch::garp;
 use vswitch::wire::ethernet::{self, EtherType, Frame};
 use vswitch::wire::{arp, vxlan, MacAddr};
@@ -24,6 +25,7 @@ const TARGETS: &[Target] = &[
     ("port_frame", harness::port_frame),
     ("config", harness::config),
     ("esp_receive", harness::esp_receive),
+    ("offload", harness::offload),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -93,6 +95,11 @@ fn esp_receive_corpus_replays_clean() {
 }
 
 #[test]
+fn offload_corpus_replays_clean() {
+    replay("offload");
+}
+
+#[test]
 fn seed_files_match_their_generator() {
     let write = std::env::var_os("VSWITCH_WRITE_SEEDS").is_some();
     for (target, name, bytes) in seeds() {
@@ -117,6 +124,64 @@ fn seed_files_match_their_generator() {
 }
 
 // ----- the hand-made seeds -----
+
+/// A virtio_net_hdr asking for segmentation of the frame behind it (native byte order).
+fn vnet_header(gso_type: u8, hdr_len: u16, gso_size: u16, csum_offset: u16) -> [u8; 10] {
+    let mut raw = [0u8; 10];
+    vnet::Header {
+        flags: vnet::F_NEEDS_CSUM,
+        gso_type,
+        hdr_len,
+        gso_size,
+        csum_start: 34,
+        csum_offset,
+    }
+    .emit(&mut raw);
+    raw
+}
+
+/// Ethernet + IPv4 (DF) + TCP (`l4_len` 20) or UDP (8) carrying `len` bytes, sequence number
+/// or IP ID `seq`, checksums valid: what the coalescer takes in, or (with a vnet header in
+/// front) a super-frame.
+fn l4_frame(proto: u8, seq: u32, len: usize, l4_len: usize) -> Vec<u8> {
+    use vswitch::wire::checksum;
+    let mut f = vec![0u8; 14 + 20 + l4_len + len];
+    f[..6].copy_from_slice(&harness::endpoint_mac(3).0);
+    f[6..12].copy_from_slice(&harness::endpoint_mac(2).0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let total = (20 + l4_len + len) as u16;
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[18..20].copy_from_slice(&(seq as u16).to_be_bytes());
+    f[20] = 0x40;
+    f[22] = 64;
+    f[23] = proto;
+    f[26..30].copy_from_slice(&ip(2).octets());
+    f[30..34].copy_from_slice(&ip(3).octets());
+    let c = checksum::ipv4_header(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&5201u16.to_be_bytes());
+    let csum_at = if proto == 6 {
+        f[38..42].copy_from_slice(&seq.to_be_bytes());
+        f[46] = 5 << 4;
+        f[47] = 0x10; // ACK
+        f[48..50].copy_from_slice(&500u16.to_be_bytes());
+        34 + 16
+    } else {
+        f[38..40].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+        34 + 6
+    };
+    for (i, b) in f[34 + l4_len..].iter_mut().enumerate() {
+        *b = (seq as usize + i) as u8;
+    }
+    let sum = checksum::add(
+        checksum::pseudo_v4(ip(2), ip(3), proto, l4_len + len),
+        &f[34..],
+    );
+    f[csum_at..csum_at + 2].copy_from_slice(&checksum::finish(sum).to_be_bytes());
+    f
+}
 
 fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 9, n)
@@ -213,7 +278,42 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let u = "underlay_datagram";
     let p = "port_frame";
     let c = "config";
+    let o = "offload";
+    let tcp_super = |mss: u16| {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&vnet_header(vnet::GSO_TCPV4, 54, mss, 16));
+        v.extend(l4_frame(6, 0, 4000, 20));
+        v
+    };
+    let mut udp_super = vec![0u8];
+    udp_super.extend_from_slice(&vnet_header(vnet::GSO_UDP_L4, 42, 1200, 6));
+    udp_super.extend(l4_frame(17, 0, 3000, 8));
+    // Frames for the coalescer, each behind its 2-byte length.
+    let prefixed = |mode: u8, frames: Vec<Vec<u8>>| {
+        let mut v = vec![mode];
+        for f in frames {
+            v.extend_from_slice(&(f.len() as u16).to_be_bytes());
+            v.extend(f);
+        }
+        v
+    };
+    let tcp_run = (0..4u32).map(|k| l4_frame(6, k * 1400, 1400, 20)).collect();
+    let udp_run = (0..5)
+        .map(|k| l4_frame(17, k, if k < 4 { 64 } else { 10 }, 8))
+        .collect();
+    let mixed = vec![
+        l4_frame(17, 0, 64, 8),
+        l4_frame(6, 0, 1400, 20),
+        l4_frame(6, 1400, 1400, 20),
+        l4_frame(17, 1, 64, 8),
+    ];
     vec![
+        (o, "tcp_super_frame.bin", tcp_super(1400)),
+        (o, "tcp_super_frame_tiny_mss.bin", tcp_super(1)),
+        (o, "udp_super_frame.bin", udp_super),
+        (o, "tcp_run.bin", prefixed(1, tcp_run)),
+        (o, "udp_run.bin", prefixed(3, udp_run)),
+        (o, "mixed_run.bin", prefixed(3, mixed)),
         (e, "genuine_unchanged.bin", vec![1u8]),
         (e, "genuine_icv_flipped.bin", flipped_icv),
         (e, "raw_with_genuine_spi.bin", spi_like),

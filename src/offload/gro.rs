@@ -81,7 +81,8 @@ fn parse_udp(frame: &[u8]) -> Option<usize> {
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let udp = &frame[ETH + IP..];
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    if ETH + total > frame.len() || udp_len != total.checked_sub(IP)? || udp_len <= UDP {
+    // Exactly one datagram: Ethernet padding or a trailer after it would be lost in the run.
+    if ETH + total != frame.len() || udp_len != total.checked_sub(IP)? || udp_len <= UDP {
         return None;
     }
     if udp[6..8] == [0, 0] {
@@ -107,7 +108,8 @@ fn parse(frame: &[u8]) -> Option<Tcp4> {
         return None;
     }
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if total < IP + 20 || ETH + total > frame.len() {
+    // Exactly one packet: Ethernet padding or a trailer after it would be lost in the run.
+    if total < IP + 20 || ETH + total != frame.len() {
         return None;
     }
     let tcp = &frame[ETH + IP..];
@@ -533,6 +535,9 @@ mod tests {
         let mut no_df = datagram(1, 100);
         no_df[ETH + 6] = 0;
         assert!(!c.push(1, &no_df, true), "DF clear");
+        let mut padded = datagram(1, 10);
+        padded.extend_from_slice(&[0; 6]);
+        assert!(!c.push(1, &padded, true), "bytes after the datagram");
         for k in 0..MAX_UDP_SEGMENTS as u16 {
             assert!(c.push(1, &datagram(k, 10), true), "{k}");
         }
