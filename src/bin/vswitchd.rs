@@ -24,7 +24,13 @@ use vswitch::switch::Switch;
     long_about = "Userspace VXLAN switch for container overlay networks. Run one per host; it \
 owns the containers' interfaces on the networks in --config and carries their frames to the \
 other hosts as VXLAN (UDP 4789). Put containers on a network with `vswitchctl attach-namespace`.",
-    after_help = "Examples:\n  vswitchd --config /etc/vswitch/node.toml\n  vswitchd --config node.toml --check     # validate and exit\n  RUST_LOG=vswitch=debug vswitchd --config node.toml\n\nSee config/reference.toml for every key."
+    after_help = "Examples:\n  vswitchd --config /etc/vswitch/node.toml\n  vswitchd --config node.toml --check     # validate and exit\n  RUST_LOG=vswitch=debug vswitchd --config node.toml\n\n\
+Environment:\n  \
+RUST_LOG=vswitch=debug      more log (default: info)\n  \
+VSWITCH_OFFLOADS=off        no TSO/USO, GSO, GRO or coalescing: one frame, one datagram per call\n  \
+VSWITCH_BUSY_POLL_US=N      poll N us after traffic before sleeping (default 1000; 0: always sleep)\n  \
+VSWITCH_TAP_NAPI=on         write to containers' TAPs through NAPI (off by default)\n\n\
+See config/reference.toml for every key; `vswitchctl show stats` for what the switch did."
 )]
 struct Args {
     /// Path to node.toml (see config/reference.toml)
