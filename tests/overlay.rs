@@ -686,7 +686,23 @@ for s, make in kinds:
 
 #[test]
 fn af_packet_port_reaches_a_tap_container_on_the_other_host() {
-    let mut tb = Testbed::two_hosts(&prefix("afp"), bins(), &[BLUE]).unwrap();
+    af_packet_port(true);
+}
+
+/// The same with VSWITCH_AF_PACKET_RING=off: one recvmsg per frame.
+#[test]
+fn af_packet_port_without_the_ring_reaches_a_tap_container_on_the_other_host() {
+    af_packet_port(false);
+}
+
+fn af_packet_port(ring: bool) {
+    let env: &[(&str, &str)] = if ring {
+        &[]
+    } else {
+        &[("VSWITCH_AF_PACKET_RING", "off")]
+    };
+    let tag = if ring { "afp" } else { "afp-rm" };
+    let mut tb = Testbed::two_hosts_with_env(&prefix(tag), bins(), &[BLUE], env).unwrap();
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     // Another runtime made this veth: container end eth0, host end "ext0" in host 0.
     let c = step!(tb, Netns::new(&format!("{}-x", tb.prefix)));
@@ -741,6 +757,12 @@ fn af_packet_port_reaches_a_tap_container_on_the_other_host() {
         "tap -> af_packet\n{}",
         tb.logs()
     );
+    let path = if ring {
+        "packet sockets receive through a TPACKET_V3 ring"
+    } else {
+        "attached interfaces receive with one recvmsg per frame"
+    };
+    assert!(tb.logs().contains(path), "no {path:?} in\n{}", tb.logs());
     // TCP both ways: the container's veth end has TSO on (the default), so its super-frames
     // arrive whole on the packet socket and are segmented here; what comes back is coalesced.
     let (sent, got) = step!(

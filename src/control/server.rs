@@ -56,6 +56,8 @@ pub struct Server {
     next_port: u32,
     /// How containers' TAP devices are opened (offloads on or off).
     tap_options: crate::io::TapOptions,
+    /// How attached interfaces' packet sockets receive.
+    packet_rx: crate::io::RxMode,
 }
 
 impl Server {
@@ -64,7 +66,14 @@ impl Server {
             workers,
             next_port: 1,
             tap_options,
+            packet_rx: crate::io::RxMode::default(),
         }
+    }
+
+    /// How `attach-interface` ports receive: a TPACKET_V3 ring (the default) or recvmsg.
+    pub fn with_packet_rx(mut self, rx: crate::io::RxMode) -> Server {
+        self.packet_rx = rx;
+        self
     }
 
     /// Serves connections until the listener fails. Runs on its own thread.
@@ -288,11 +297,7 @@ impl Server {
         &self,
         interface: &str,
     ) -> Result<Vec<Box<dyn PortDevice>>, crate::io::IoError> {
-        let sockets = if self.workers.len() == 1 {
-            vec![PacketSocket::open(interface)?]
-        } else {
-            PacketSocket::open_fanout_group(interface, self.workers.len())?
-        };
+        let sockets = PacketSocket::open_group(interface, self.workers.len(), self.packet_rx)?;
         Ok(sockets
             .into_iter()
             .map(|s| Box::new(s) as Box<dyn PortDevice>)

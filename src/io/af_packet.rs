@@ -188,7 +188,8 @@ pub enum RxMode {
     /// A memory-mapped TPACKET_V3 ring; falls back to `Recvmsg` if the kernel refuses it.
     #[default]
     Ring,
-    /// One recvmsg syscall per frame.
+    /// One recvmsg syscall per frame: no wait for a block to fill, for ports where latency
+    /// matters more than the CPU per frame (VSWITCH_AF_PACKET_RING=off).
     Recvmsg,
 }
 
@@ -361,21 +362,43 @@ impl PacketSocket {
     /// Opens `count` sockets on `ifname` in a new fanout group whose id the kernel picks, unused
     /// in the namespace: one per worker thread. Each gets a share of the flows.
     pub fn open_fanout_group(ifname: &str, count: usize) -> Result<Vec<PacketSocket>, IoError> {
-        let mut all = Vec::with_capacity(count);
-        if count == 0 {
-            return Ok(all);
+        PacketSocket::open_group(ifname, count, RxMode::default())
+    }
+
+    /// The sockets of a port: one for a single worker, else `count` in a new fanout group, each
+    /// receiving as `rx` says.
+    pub fn open_group(
+        ifname: &str,
+        count: usize,
+        rx: RxMode,
+    ) -> Result<Vec<PacketSocket>, IoError> {
+        if count <= 1 {
+            return Ok(vec![PacketSocket::open_with(
+                ifname,
+                &PacketOptions {
+                    rx,
+                    ..PacketOptions::default()
+                },
+            )?]);
         }
         let first = PacketSocket::open_with(
             ifname,
             &PacketOptions {
+                rx,
                 fanout: Fanout::New,
-                ..PacketOptions::default()
             },
         )?;
         let group = first.fanout.expect("joined a group");
+        let mut all = Vec::with_capacity(count);
         all.push(first);
         for _ in 1..count {
-            all.push(PacketSocket::open_fanout(ifname, group)?);
+            all.push(PacketSocket::open_with(
+                ifname,
+                &PacketOptions {
+                    rx,
+                    fanout: Fanout::Join(group),
+                },
+            )?);
         }
         Ok(all)
     }
