@@ -137,8 +137,32 @@ impl Underlay {
             return false;
         }
         let ports = first.gso_ports.clone();
-        rest.iter_mut()
+        if rest
+            .iter_mut()
             .all(|u| u.enable_segmentation(local, Some(&ports)))
+        {
+            return true;
+        }
+        // All or none: a worker without the pool would give its flows other source ports.
+        for u in underlays.iter_mut() {
+            u.disable_segmentation();
+        }
+        false
+    }
+
+    /// Back to one datagram per call: no GSO pool, no UDP GRO.
+    fn disable_segmentation(&mut self) {
+        let off: libc::c_int = 0;
+        let _ = setsockopt(
+            self.recv.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &off,
+            "UDP_GRO",
+        );
+        self.gso.clear();
+        self.gso_ports.clear();
+        self.gro = false;
     }
 
     /// Turns on GSO and GRO for this underlay, its pool sockets bound to `ports` (or to ports
@@ -199,22 +223,17 @@ impl Underlay {
             }
             socks.push(s);
         }
-        if socks.len() < GSO_SOCKETS {
-            let off: libc::c_int = 0;
-            let _ = setsockopt(
-                self.recv.as_raw_fd(),
-                libc::SOL_UDP,
-                libc::UDP_GRO,
-                &off,
-                "UDP_GRO",
-            );
-            return false;
-        }
         let ports: io::Result<Vec<u16>> = socks
             .iter()
             .map(|s| s.local_addr().map(|a| a.port()))
             .collect();
-        let Ok(ports) = ports else { return false };
+        let ports = match ports {
+            Ok(p) if socks.len() == GSO_SOCKETS => p,
+            _ => {
+                self.disable_segmentation();
+                return false;
+            }
+        };
         self.gso = socks;
         self.gso_ports = ports;
         self.gro = true;
