@@ -16,15 +16,15 @@
 //! most `MAX_UDP_SEGMENTS`, are merged into one frame written with
 //! VIRTIO_NET_HDR_GSO_UDP_L4; the container's stack runs its IP layer once for the run and its
 //! UDP layer cuts it back into the same datagrams (udp_rcv_segment), numbering IPv4 IDs from the
-//! first, which DF datagrams may carry any of (RFC 6864 §4.1). Unlike TCP segments, each
-//! datagram's checksum is verified before it joins: the merged frame's NEEDS_CSUM would vouch
-//! for it, and UDP has no retransmission behind it.
+//! first, which DF datagrams may carry any of (RFC 6864 §4.1).
+//!
+//! Every segment's and datagram's checksum is verified before it joins, as Linux's GRO does:
+//! the merged frame's NEEDS_CSUM tells the container's kernel to trust it, so a segment
+//! damaged on the way must not join; it goes on alone, and the container's kernel drops it.
 //!
 //! The merged frame carries the pseudo-header sum in the TCP checksum field and
 //! VIRTIO_NET_HDR_F_NEEDS_CSUM, as a TSO frame from a guest does; the kernel computes the real
-//! checksums when (if ever) it segments it. The segments' own checksums were not verified here:
-//! the container's kernel trusts NEEDS_CSUM frames, as it trusts its local TCP. Off with the other
-//! offloads (VSWITCH_OFFLOADS=off).
+//! checksums when (if ever) it segments it. Off with the other offloads (VSWITCH_OFFLOADS=off).
 
 use super::vnet::{self, Header};
 use crate::wire::checksum;
@@ -85,16 +85,23 @@ fn parse_udp(frame: &[u8]) -> Option<usize> {
     if ETH + total != frame.len() || udp_len != total.checked_sub(IP)? || udp_len <= UDP {
         return None;
     }
-    if udp[6..8] == [0, 0] {
-        return None; // no checksum to vouch for
-    }
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let sum = checksum::add(checksum::pseudo_v4(src, dst, 17, udp_len), &udp[..udp_len]);
-    if checksum::finish(sum) != 0 {
-        return None;
+    if udp[6..8] == [0, 0] || !l4_checksum_ok(frame, 17, udp_len) {
+        return None; // no checksum to vouch for, or a wrong one
     }
     Some(udp_len - UDP)
+}
+
+/// Whether the TCP or UDP checksum of the IPv4 packet in `frame` (`l4_len` bytes after a
+/// 20-byte header) is right, pseudo-header included.
+fn l4_checksum_ok(frame: &[u8], proto: u8, l4_len: usize) -> bool {
+    let ip = &frame[ETH..];
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let sum = checksum::add(
+        checksum::pseudo_v4(src, dst, proto, l4_len),
+        &ip[IP..IP + l4_len],
+    );
+    checksum::finish(sum) == 0
 }
 
 fn parse(frame: &[u8]) -> Option<Tcp4> {
@@ -123,7 +130,7 @@ fn parse(frame: &[u8]) -> Option<Tcp4> {
         return None;
     }
     let payload = ETH + total - hdr_len;
-    if payload == 0 {
+    if payload == 0 || !l4_checksum_ok(frame, 6, total - IP) {
         return None;
     }
     Some(Tcp4 {
@@ -423,6 +430,12 @@ mod tests {
         );
         let _ = c.take();
 
+        let mut damaged = segment(1400, 1400, ACK);
+        damaged[ETH + IP + 40] ^= 0x10;
+        assert!(c.push(1, &segment(0, 1400, ACK), false));
+        assert!(!c.push(1, &damaged, false), "a wrong checksum never joins");
+        let _ = c.take();
+        assert!(!c.push(1, &damaged, false), "nor starts a run");
         assert!(
             !c.push(1, &segment(0, 1400, ACK | 0x01), false),
             "FIN never joins"
