@@ -10,8 +10,8 @@
 //! Offloads (crate::offload): a super-frame from a container is cut into segments, and the
 //! datagrams that one batch of port reads makes for a peer (segments, or small frames, each
 //! copied into a segment slot) go to it as UDP GSO runs, one sendmsg per run; datagrams from
-//! the underlay (a UDP GRO run or one at a time) are coalesced per TCP flow and written to a
-//! TAP port once per run.
+//! the underlay (a UDP GRO run or one at a time) are coalesced per TCP (or, for TAPs with USO,
+//! UDP) flow and written to a TAP port once per run.
 //!
 //! Per packet there is no allocation, no lock and no log (tests/no_alloc.rs). `now` and the
 //! wall clock are read once per loop turn; two monotonic clock reads per frame feed the latency
@@ -893,8 +893,8 @@ impl Worker {
         );
     }
 
-    /// Delivers a decapsulated frame to `id`, merging consecutive TCP segments of a flow into
-    /// one super-frame for ports that take them (crate::offload::gro).
+    /// Delivers a decapsulated frame to `id`, merging consecutive TCP segments (and, where the
+    /// port takes them, UDP datagrams) of a flow into one super-frame (crate::offload::gro).
     fn deliver_coalesced(&mut self, id: PortId, frame: std::ops::Range<usize>) {
         let (accepts, udp) = self.ports.get(&id).map_or((false, false), |p| {
             (p.device.accepts_gso(), p.device.accepts_udp_gso())

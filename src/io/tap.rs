@@ -126,17 +126,12 @@ impl TapDevice {
                     Ok(())
                 }
             };
-            let mut result = if options.uso {
-                set_offload(uso)
-            } else {
-                set_offload(tso)
-            };
-            if options.uso && result.is_err() {
-                options.uso = false;
-                result = set_offload(tso);
+            options.uso = options.uso && set_offload(uso).is_ok();
+            if !options.uso {
+                set_offload(tso).map_err(|e| {
+                    IoError::sys(format!("{}: enabling TSO (TUNSETOFFLOAD)", op()), e)
+                })?;
             }
-            result
-                .map_err(|e| IoError::sys(format!("{}: enabling TSO (TUNSETOFFLOAD)", op()), e))?;
         } else {
             options.offload = false;
             options.uso = false;

@@ -48,12 +48,16 @@ pub enum UnderlayError {
 /// hand them to two workers and reorder them.
 const GSO_SOCKETS: usize = 32;
 
+/// A socket of the GSO pool and its local port (read once: the port is on the packet path).
+struct GsoSocket {
+    sock: UdpSocket,
+    port: u16,
+}
+
 pub struct Underlay {
     recv: UdpSocket,
     /// UDP GSO senders (empty when the kernel lacks UDP_SEGMENT or offloads are off).
-    gso: Vec<UdpSocket>,
-    /// The local port of each of `gso`, in the same order.
-    gso_ports: Vec<u16>,
+    gso: Vec<GsoSocket>,
     /// UDP_GRO is on for `recv`: a read may return several datagrams of equal size.
     gro: bool,
     /// ESP-in-UDP (RFC 3948) receive socket, when a network is encrypted.
@@ -113,7 +117,6 @@ impl Underlay {
         Ok(Underlay {
             recv,
             gso: Vec::new(),
-            gso_ports: Vec::new(),
             gro: false,
             esp_recv: None,
             send,
@@ -136,7 +139,7 @@ impl Underlay {
         if !first.enable_segmentation(local, None) {
             return false;
         }
-        let ports = first.gso_ports.clone();
+        let ports: Vec<u16> = first.gso.iter().map(|g| g.port).collect();
         if rest
             .iter_mut()
             .all(|u| u.enable_segmentation(local, Some(&ports)))
@@ -161,7 +164,6 @@ impl Underlay {
             "UDP_GRO",
         );
         self.gso.clear();
-        self.gso_ports.clear();
         self.gro = false;
     }
 
@@ -218,24 +220,19 @@ impl Underlay {
                     "SO_SNDBUF",
                 )
                 .is_ok();
-            if !ok {
+            let Some(port) = ok.then(|| s.local_addr().ok()).flatten() else {
                 break;
-            }
-            socks.push(s);
+            };
+            socks.push(GsoSocket {
+                sock: s,
+                port: port.port(),
+            });
         }
-        let ports: io::Result<Vec<u16>> = socks
-            .iter()
-            .map(|s| s.local_addr().map(|a| a.port()))
-            .collect();
-        let ports = match ports {
-            Ok(p) if socks.len() == GSO_SOCKETS => p,
-            _ => {
-                self.disable_segmentation();
-                return false;
-            }
-        };
+        if socks.len() < GSO_SOCKETS {
+            self.disable_segmentation();
+            return false;
+        }
         self.gso = socks;
-        self.gso_ports = ports;
         self.gro = true;
         true
     }
@@ -248,9 +245,9 @@ impl Underlay {
     /// port itself, or with the GSO pool, the port of the flow's pool socket, so that all of a
     /// flow's datagrams carry one port whichever way they are sent.
     pub fn outer_source_port(&self, flow_port: u16) -> u16 {
-        match self.gso_ports.len() {
+        match self.gso.len() {
             0 => flow_port,
-            n => self.gso_ports[usize::from(flow_port) % n],
+            n => self.gso[usize::from(flow_port) % n].port,
         }
     }
 
@@ -267,10 +264,9 @@ impl Underlay {
         dst: Ipv4Addr,
         dst_port: u16,
     ) -> io::Result<()> {
-        let Some(k) = self.gso_ports.iter().position(|&p| p == src_port) else {
+        let Some(GsoSocket { sock, .. }) = self.gso.iter().find(|g| g.port == src_port) else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         };
-        let sock = &self.gso[k];
         let mut sa = sockaddr_in(dst, dst_port);
         // CMSG_SPACE(sizeof(u16)) is 24 bytes on 64-bit Linux; keep it aligned for cmsghdr.
         let mut control = [0u64; 4];

@@ -59,36 +59,31 @@ pub struct Coalescer {
     owner: u32,
 }
 
-/// Where a TCP/IPv4 frame's parts are, when it can join a run at all.
-struct Tcp4 {
+/// Where the parts of a TCP segment or UDP datagram are, when it can join a run at all.
+struct Packet {
+    /// Ethernet, IP and TCP or UDP headers.
     hdr_len: usize,
     payload: usize,
+    /// TCP sequence number and flags (0 for UDP).
     seq: u32,
     flags: u8,
+    udp: bool,
 }
 
-/// A UDP/IPv4 datagram that can join a run: its payload length, when it has one and a correct
-/// checksum.
-fn parse_udp(frame: &[u8]) -> Option<usize> {
-    if frame.len() < ETH + IP + UDP || frame[12..14] != [0x08, 0x00] {
+/// The IPv4 total length of `frame` when it is one whole IPv4 packet of protocol `proto` that
+/// may join a run: no options (IHL 5), DF set and not fragmented, at least `l4_min` bytes of
+/// L4, and nothing after the packet (Ethernet padding or a trailer would be lost in the run).
+fn ipv4_packet(frame: &[u8], proto: u8, l4_min: usize) -> Option<usize> {
+    if frame.len() < ETH + IP + l4_min || frame[12..14] != [0x08, 0x00] {
         return None;
     }
     let ip = &frame[ETH..];
     let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if ip[0] != 0x45 || ip[9] != 17 || frag != 0x4000 {
+    if ip[0] != 0x45 || ip[9] != proto || frag != 0x4000 {
         return None;
     }
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let udp = &frame[ETH + IP..];
-    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    // Exactly one datagram: Ethernet padding or a trailer after it would be lost in the run.
-    if ETH + total != frame.len() || udp_len != total.checked_sub(IP)? || udp_len <= UDP {
-        return None;
-    }
-    if udp[6..8] == [0, 0] || !l4_checksum_ok(frame, 17, udp_len) {
-        return None; // no checksum to vouch for, or a wrong one
-    }
-    Some(udp_len - UDP)
+    (total >= IP + l4_min && ETH + total == frame.len()).then_some(total)
 }
 
 /// Whether the TCP or UDP checksum of the IPv4 packet in `frame` (`l4_len` bytes after a
@@ -104,40 +99,38 @@ fn l4_checksum_ok(frame: &[u8], proto: u8, l4_len: usize) -> bool {
     checksum::finish(sum) == 0
 }
 
-fn parse(frame: &[u8]) -> Option<Tcp4> {
-    if frame.len() < ETH + IP + 20 || frame[12..14] != [0x08, 0x00] {
+/// A TCP segment with data and only ACK (and PSH) set, or (when `udp`) a UDP datagram with a
+/// checksum, either with a correct checksum.
+fn parse(frame: &[u8], udp: bool) -> Option<Packet> {
+    if let Some(total) = ipv4_packet(frame, 6, 20) {
+        let tcp = &frame[ETH + IP..];
+        let doff = usize::from(tcp[12] >> 4) * 4;
+        let hdr_len = ETH + IP + doff;
+        let flags = tcp[13];
+        if doff < 20 || hdr_len >= ETH + total || flags & !PSH != ACK {
+            return None;
+        }
+        return l4_checksum_ok(frame, 6, total - IP).then(|| Packet {
+            hdr_len,
+            payload: ETH + total - hdr_len,
+            seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+            flags,
+            udp: false,
+        });
+    }
+    let total = ipv4_packet(frame, 17, UDP + 1).filter(|_| udp)?;
+    let dgram = &frame[ETH + IP..];
+    let udp_len = usize::from(u16::from_be_bytes([dgram[4], dgram[5]]));
+    // A zero checksum has nothing to vouch for the datagram.
+    if udp_len != total - IP || dgram[6..8] == [0, 0] || !l4_checksum_ok(frame, 17, udp_len) {
         return None;
     }
-    let ip = &frame[ETH..];
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    // IHL 5, TCP, DF set and no fragment offset or MF.
-    if ip[0] != 0x45 || ip[9] != 6 || frag != 0x4000 {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    // Exactly one packet: Ethernet padding or a trailer after it would be lost in the run.
-    if total < IP + 20 || ETH + total != frame.len() {
-        return None;
-    }
-    let tcp = &frame[ETH + IP..];
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    let hdr_len = ETH + IP + doff;
-    if doff < 20 || hdr_len > ETH + total {
-        return None;
-    }
-    let flags = tcp[13];
-    if flags & !PSH != ACK {
-        return None;
-    }
-    let payload = ETH + total - hdr_len;
-    if payload == 0 || !l4_checksum_ok(frame, 6, total - IP) {
-        return None;
-    }
-    Some(Tcp4 {
-        hdr_len,
-        payload,
-        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
-        flags,
+    Some(Packet {
+        hdr_len: ETH + IP + UDP,
+        payload: udp_len - UDP,
+        seq: 0,
+        flags: 0,
+        udp: true,
     })
 }
 
@@ -180,97 +173,58 @@ impl Coalescer {
     /// the caller then flushes the run and sends `frame` itself, or pushes it again to start a
     /// new run with it.
     pub fn push(&mut self, owner: u32, frame: &[u8], udp: bool) -> bool {
-        let Some(t) = parse(frame) else {
-            return udp && self.push_udp(owner, frame);
-        };
-        if self.count > 0 && self.udp {
+        let Some(p) = parse(frame, udp) else {
             return false;
-        }
+        };
         if self.count == 0 {
-            self.buf[..t.hdr_len + t.payload].copy_from_slice(&frame[..t.hdr_len + t.payload]);
-            self.len = t.hdr_len + t.payload;
+            self.buf[..p.hdr_len + p.payload].copy_from_slice(&frame[..p.hdr_len + p.payload]);
+            self.len = p.hdr_len + p.payload;
             self.count = 1;
-            self.mss = t.payload;
-            self.hdr_len = t.hdr_len;
-            self.next_seq = t.seq.wrapping_add(t.payload as u32);
-            self.closed = t.flags & PSH != 0;
-            self.udp = false;
+            self.mss = p.payload;
+            self.hdr_len = p.hdr_len;
+            self.next_seq = p.seq.wrapping_add(p.payload as u32);
+            self.closed = p.flags & PSH != 0;
+            self.udp = p.udp;
             self.owner = owner;
             return true;
         }
         let h = self.hdr_len;
         let first = &self.buf[..h];
+        let l4 = ETH + IP;
         let joins = owner == self.owner
             && !self.closed
-            && t.hdr_len == h
-            && t.seq == self.next_seq
-            && t.payload <= self.mss
-            && self.len + t.payload <= MAX_IP_LEN + ETH
-            // MACs and EtherType; IP TOS, TTL, protocol, addresses.
+            && p.udp == self.udp
+            && p.hdr_len == h
+            && p.payload <= self.mss
+            && self.len + p.payload <= MAX_IP_LEN + ETH
+            // MACs and EtherType; IP TOS, TTL, protocol, addresses; ports.
             && frame[..ETH] == first[..ETH]
             && frame[ETH + 1] == first[ETH + 1]
             && frame[ETH + 8..ETH + 10] == first[ETH + 8..ETH + 10]
-            && frame[ETH + 12..ETH + 20] == first[ETH + 12..ETH + 20]
-            // TCP ports, ACK number, data offset, window; flags but PSH; options.
-            && frame[ETH + IP..ETH + IP + 4] == first[ETH + IP..ETH + IP + 4]
-            && frame[ETH + IP + 8..ETH + IP + 13] == first[ETH + IP + 8..ETH + IP + 13]
-            && (frame[ETH + IP + 13] & !PSH) == (first[ETH + IP + 13] & !PSH)
-            && frame[ETH + IP + 14..ETH + IP + 16] == first[ETH + IP + 14..ETH + IP + 16]
-            && frame[ETH + IP + 20..h] == first[ETH + IP + 20..h];
+            && frame[ETH + 12..l4 + 4] == first[ETH + 12..l4 + 4]
+            && if p.udp {
+                self.count < MAX_UDP_SEGMENTS
+            } else {
+                // In sequence; ACK number, data offset, window; flags but PSH; options.
+                p.seq == self.next_seq
+                    && frame[l4 + 8..l4 + 13] == first[l4 + 8..l4 + 13]
+                    && (frame[l4 + 13] & !PSH) == (first[l4 + 13] & !PSH)
+                    && frame[l4 + 14..l4 + 16] == first[l4 + 14..l4 + 16]
+                    && frame[l4 + 20..h] == first[l4 + 20..h]
+            };
         if !joins {
             return false;
         }
-        self.buf[self.len..self.len + t.payload].copy_from_slice(&frame[h..h + t.payload]);
-        self.len += t.payload;
+        self.buf[self.len..self.len + p.payload].copy_from_slice(&frame[h..h + p.payload]);
+        self.len += p.payload;
         self.count += 1;
-        self.next_seq = self.next_seq.wrapping_add(t.payload as u32);
-        if t.flags & PSH != 0 {
+        self.next_seq = self.next_seq.wrapping_add(p.payload as u32);
+        if p.flags & PSH != 0 {
             // PSH ends the run; carry it on the merged frame.
-            self.buf[ETH + IP + 13] |= PSH;
+            self.buf[l4 + 13] |= PSH;
             self.closed = true;
         }
-        if t.payload < self.mss {
-            self.closed = true;
-        }
-        true
-    }
-
-    fn push_udp(&mut self, owner: u32, frame: &[u8]) -> bool {
-        let Some(payload) = parse_udp(frame) else {
-            return false;
-        };
-        let h = ETH + IP + UDP;
-        if self.count == 0 {
-            self.buf[..h + payload].copy_from_slice(&frame[..h + payload]);
-            self.len = h + payload;
-            self.count = 1;
-            self.mss = payload;
-            self.hdr_len = h;
-            self.closed = false;
-            self.udp = true;
-            self.owner = owner;
-            return true;
-        }
-        let first = &self.buf[..h];
-        let joins = self.udp
-            && owner == self.owner
-            && !self.closed
-            && self.count < MAX_UDP_SEGMENTS
-            && payload <= self.mss
-            && self.len + payload <= MAX_IP_LEN + ETH
-            // MACs and EtherType; IP TOS, TTL, protocol, addresses; UDP ports.
-            && frame[..ETH] == first[..ETH]
-            && frame[ETH + 1] == first[ETH + 1]
-            && frame[ETH + 8..ETH + 10] == first[ETH + 8..ETH + 10]
-            && frame[ETH + 12..ETH + 20] == first[ETH + 12..ETH + 20]
-            && frame[ETH + IP..ETH + IP + 4] == first[ETH + IP..ETH + IP + 4];
-        if !joins {
-            return false;
-        }
-        self.buf[self.len..self.len + payload].copy_from_slice(&frame[h..h + payload]);
-        self.len += payload;
-        self.count += 1;
-        if payload < self.mss {
+        if p.payload < self.mss {
             self.closed = true;
         }
         true
