@@ -297,7 +297,16 @@ impl Server {
         &self,
         interface: &str,
     ) -> Result<Vec<Box<dyn PortDevice>>, crate::io::IoError> {
-        let sockets = PacketSocket::open_group(interface, self.workers.len(), self.packet_rx)?;
+        let rx = self.packet_rx;
+        let sockets = if self.workers.len() == 1 {
+            let opts = crate::io::PacketOptions {
+                rx,
+                ..Default::default()
+            };
+            vec![PacketSocket::open_with(interface, &opts)?]
+        } else {
+            PacketSocket::open_fanout_group_with(interface, self.workers.len(), rx)?
+        };
         Ok(sockets
             .into_iter()
             .map(|s| Box::new(s) as Box<dyn PortDevice>)

@@ -362,24 +362,18 @@ impl PacketSocket {
     /// Opens `count` sockets on `ifname` in a new fanout group whose id the kernel picks, unused
     /// in the namespace: one per worker thread. Each gets a share of the flows.
     pub fn open_fanout_group(ifname: &str, count: usize) -> Result<Vec<PacketSocket>, IoError> {
-        PacketSocket::open_group(ifname, count, RxMode::default())
+        PacketSocket::open_fanout_group_with(ifname, count, RxMode::default())
     }
 
-    /// The sockets of a port: one for a single worker, else `count` in a new fanout group, each
-    /// receiving as `rx` says.
-    pub fn open_group(
+    /// `open_fanout_group`, each socket receiving as `rx` says.
+    pub fn open_fanout_group_with(
         ifname: &str,
         count: usize,
         rx: RxMode,
     ) -> Result<Vec<PacketSocket>, IoError> {
-        if count <= 1 {
-            return Ok(vec![PacketSocket::open_with(
-                ifname,
-                &PacketOptions {
-                    rx,
-                    ..PacketOptions::default()
-                },
-            )?]);
+        let mut all = Vec::with_capacity(count);
+        if count == 0 {
+            return Ok(all);
         }
         let first = PacketSocket::open_with(
             ifname,
@@ -389,7 +383,6 @@ impl PacketSocket {
             },
         )?;
         let group = first.fanout.expect("joined a group");
-        let mut all = Vec::with_capacity(count);
         all.push(first);
         for _ in 1..count {
             all.push(PacketSocket::open_with(
