@@ -6,7 +6,7 @@
 #   bash benches/iperf.sh [--rounds N] [--time S] [--no-build] [--only kernel|vswitch]
 #                         [--encrypted] [--vswitch-env "K=V K2=V2 ..."]
 #                         [--network-config 'key = value' ...] [--node-config 'key = value' ...]
-#                         [--metrics tcp1,tcp4,udp,ping]
+#                         [--metrics tcp1,tcp4,udp,ping,busyping]
 #
 #   --rounds N            rounds of every measurement; the median is reported (default 3)
 #   --time S              seconds per iperf3 run (default 5)
@@ -26,8 +26,8 @@
 #   --node-config STR     TOML lines appended to the [node] table of every vswitchd config
 #                         (e.g. 'workers = 1'; the default, 0, runs one worker per core)
 #   --metrics LIST        measure only these, comma-separated, of tcp1 (with the CPU figure),
-#                         tcp4, udp and ping (default: all four), to look at one figure
-#                         quickly
+#                         tcp4, udp, ping and busyping (default: all five), to look at one
+#                         figure quickly
 #
 # What it builds (everything inside namespaces named vb<PID>-*; the root namespace gets no
 # address and sends nothing):
@@ -53,6 +53,9 @@
 #   UDP 64-byte payloads at unlimited rate (-u -l 64 -b 0): received packets per second
 #     ((packets - lost_packets) / seconds) and the loss in %
 #   ping RTT (200 pings, 10 ms apart): average and 99th percentile of the per-packet times
+#   ping RTT on a busy host: the same while container b runs one CPU-bound loop per CPU (the
+#     loops are started before and stopped, by pid, after each ping run): what a host whose
+#     containers use all its CPUs sees, where a switch that spins would fight them for cores
 #   vswitchd CPU: utime+stime of the testbed's two vswitchd processes during the TCP 1-stream
 #     runs, as % of one core over the wall time of the run (the kernel's datapath runs in
 #     softirq context and cannot be attributed the same way, so there is no kernel figure)
@@ -81,7 +84,7 @@ ENCRYPTED=0
 VSWITCH_ENV_STR=""
 NETWORK_CONFIG=()
 NODE_CONFIG=()
-METRICS="tcp1,tcp4,udp,ping"
+METRICS="tcp1,tcp4,udp,ping,busyping"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
@@ -105,8 +108,8 @@ for m in "${wanted[@]}"; do
 	case "$m" in
 	tcp1) MEASURES+=("tcp 1") ;;
 	tcp4) MEASURES+=("tcp 4") ;;
-	udp | ping) MEASURES+=("$m") ;;
-	*) die "--metrics: '$m' is none of tcp1, tcp4, udp, ping" ;;
+	udp | ping | busyping) MEASURES+=("$m") ;;
+	*) die "--metrics: '$m' is none of tcp1, tcp4, udp, ping, busyping" ;;
 	esac
 done
 [ ${#MEASURES[@]} -gt 0 ] || die "--metrics: nothing to measure"
@@ -466,8 +469,9 @@ measure_udp() {
 		"${line#* }" >&2
 }
 
-measure_ping() {
-	local tb=$1 out=$WORK/ping-$1.txt line
+measure_ping() { # testbed [metric prefix]
+	local tb=$1 key=${2:-} line
+	local out=$WORK/${key}ping-$tb.txt
 	run_tracked "$out" ip netns exec "${CA[$tb]}" ping -n -c 200 -i 0.01 -W 1 10.0.9.3 || {
 		echo "iperf.sh: ping on the $tb testbed failed:" >&2
 		tail -n 5 "$out" "$out.err" >&2
@@ -476,10 +480,28 @@ measure_ping() {
 	line=$(grep -o 'time=[0-9.]*' "$out" | cut -d= -f2 | sort -g |
 		awk '{t[NR]=$1; s+=$1} END {i=int(NR*0.99); if (i<NR*0.99) i++; printf "%.3f %.3f %d", s/NR, t[i], NR}')
 	set -- $line
-	record rtt_avg "$tb" "$1"
-	record rtt_p99 "$tb" "$2"
-	printf '    %-*s ping     avg %s ms, p99 %s ms (%s/200 replies)\n' "$LW" "${LABEL[$tb]}" \
-		"$1" "$2" "$3" >&2
+	record "${key}rtt_avg" "$tb" "$1"
+	record "${key}rtt_p99" "$tb" "$2"
+	printf '    %-*s %-8s avg %s ms, p99 %s ms (%s/200 replies)\n' "$LW" "${LABEL[$tb]}" \
+		"${key}ping" "$1" "$2" "$3" >&2
+}
+
+# Ping while container b keeps every CPU busy: one shell loop per CPU in its namespace.
+measure_busyping() {
+	local tb=$1 hogs=() i pid rc=0
+	for i in $(seq "$(nproc)"); do
+		ip netns exec "${CB[$tb]}" sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 &
+		PIDS+=("$!")
+		hogs+=("$!")
+	done
+	sleep 0.5 # the loops running everywhere before the first ping
+	measure_ping "$tb" busy || rc=$?
+	for pid in "${hogs[@]}"; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		forget_pid "$pid"
+	done
+	return "$rc"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -561,6 +583,8 @@ METRICS = [
     ("udp_loss", "UDP 64 B, loss", "%", None),
     ("rtt_avg", "ping RTT, average", "ms", "lower"),
     ("rtt_p99", "ping RTT, p99", "ms", "lower"),
+    ("busyrtt_avg", "ping RTT, busy host, average", "ms", "lower"),
+    ("busyrtt_p99", "ping RTT, busy host, p99", "ms", "lower"),
     ("cpu", "vswitchd CPU, TCP 1 stream", "% of a core", None),
 ]
 

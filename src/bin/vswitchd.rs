@@ -28,7 +28,7 @@ other hosts as VXLAN (UDP 4789). Put containers on a network with `vswitchctl at
 Environment:\n  \
 RUST_LOG=vswitch=debug      more log (default: info)\n  \
 VSWITCH_OFFLOADS=off        no TSO/USO, GSO, GRO or coalescing: one frame, one datagram per call\n  \
-VSWITCH_BUSY_POLL_US=N      poll N us after traffic before sleeping (default 1000; 0: always sleep)\n  \
+VSWITCH_BUSY_POLL_US=N      poll N us after traffic before sleeping, unless the core is wanted\n                              (default 1000; 0: always sleep)\n  \
 VSWITCH_TAP_NAPI=on         write to containers' TAPs through NAPI (off by default)\n  \
 VSWITCH_AF_PACKET_RING=off  attached interfaces: recvmsg per frame, no 1 ms ring block wait\n\n\
 See config/reference.toml for every key; `vswitchctl show stats` for what the switch did."
@@ -221,10 +221,11 @@ fn packet_rx_mode() -> vswitch::io::RxMode {
 /// How long a worker keeps polling after traffic before it sleeps: VSWITCH_BUSY_POLL_US,
 /// default 1000 (0: always sleep). A sleeping worker costs a wake-up per frame that wakes it,
 /// which on a VM is tens of microseconds — most of the round-trip time a user-space switch
-/// adds. While it spins it yields the core to anything else runnable, and it spins only in the
-/// millisecond after traffic, so an idle host spends nothing. Measured with benches/iperf.sh on
-/// a 2-vCPU VM shared with the workload (ping RTT average, vswitch / kernel in the same run):
-/// 0 us 3.6x, 200 us 3.4x, 1000 us 1.5x.
+/// adds. While it spins it yields the core to anything else runnable, it spins only in the
+/// millisecond after traffic, so an idle host spends nothing, and it stops spinning for a
+/// while when a yield shows that the core is wanted (dataplane::busy_poll). Measured with
+/// benches/iperf.sh on a 2-vCPU VM shared with the workload (ping RTT average, vswitch /
+/// kernel in the same run): 0 us 3.6x, 200 us 3.4x, 1000 us 1.5x to 2.6x.
 fn busy_poll_window() -> std::time::Duration {
     let us = std::env::var("VSWITCH_BUSY_POLL_US")
         .ok()

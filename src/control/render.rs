@@ -408,7 +408,7 @@ pub fn render_stats(s: &Stats) -> String {
     );
     if !s.workers.is_empty() {
         out.push_str(
-            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost)\n",
+            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost; busy-poll windows after traffic, and those given up for want of a spare CPU)\n",
         );
         let mut t = Table::new(&[
             ("WORKER", R),
@@ -418,6 +418,8 @@ pub fn render_stats(s: &Stats) -> String {
             ("UPDATES_SENT", R),
             ("APPLIED", R),
             ("LOST", R),
+            ("SPINS", R),
+            ("GIVEN_UP", R),
         ]);
         for w in &s.workers {
             t.row(vec![
@@ -428,6 +430,8 @@ pub fn render_stats(s: &Stats) -> String {
                 w.updates_sent.to_string(),
                 w.updates_applied.to_string(),
                 w.updates_lost.to_string(),
+                w.busy_poll_windows.to_string(),
+                w.busy_poll_given_up.to_string(),
             ]);
         }
         out.push_str(&t.render("  "));
@@ -669,6 +673,8 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                 updates_sent: 3,
                 updates_applied: 4,
                 updates_lost: 0,
+                busy_poll_windows: 90,
+                busy_poll_given_up: 6,
             }],
         };
         let out = render_stats(&s);
@@ -677,6 +683,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
             out.contains("1    1          500              700"),
             "{out}"
         );
+        assert!(out.contains("    0     90         6\n"), "{out}");
         assert!(out.contains("latency inside vswitchd"), "{out}");
         assert!(out.contains("0    1000  3.2  18.5   40.1  95.0"), "{out}");
         assert!(out.starts_with("uptime 1h02m\n"), "{out}");

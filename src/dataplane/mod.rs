@@ -3,6 +3,7 @@
 //! `worker` is one thread's event loop; `group` starts several, one per core, and is what the
 //! control thread talks to; `sync` carries table announcements between them; `view` merges
 //! their answers to `show`.
+pub mod busy_poll;
 pub mod group;
 pub mod port;
 pub mod sync;

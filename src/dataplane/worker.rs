@@ -17,6 +17,7 @@
 //! wall clock are read once per loop turn; two monotonic clock reads per frame feed the latency
 //! histogram.
 
+use super::busy_poll::BusyPoll;
 use super::port::{PortDevice, PortMeta};
 use super::sync::SyncLinks;
 use super::view::View;
@@ -240,8 +241,8 @@ pub struct Worker {
     /// Wall-clock seconds, read once per loop iteration like `now`.
     unix: u64,
     latency: Latency,
-    /// How long to keep polling without sleeping after activity (0: always sleep).
-    busy_poll: Duration,
+    /// Polling without sleeping for a while after traffic, while a CPU is to spare.
+    busy_poll: BusyPoll,
     offload: api::OffloadStats,
     /// Links to the other workers' copies of the tables (none when working alone).
     sync: Option<SyncLinks>,
@@ -328,7 +329,7 @@ impl Worker {
             esp,
             unix: unix_now(),
             latency: Latency::new(),
-            busy_poll: Duration::ZERO,
+            busy_poll: BusyPoll::new(Duration::ZERO),
             offload: api::OffloadStats::default(),
             sync: None,
             load: api::WorkerStats::default(),
@@ -340,7 +341,7 @@ impl Worker {
 
     /// Sets the busy-poll window (see `run`).
     pub fn set_busy_poll(&mut self, window: Duration) {
-        self.busy_poll = window;
+        self.busy_poll = BusyPoll::new(window);
     }
 
     /// Makes this worker number `index` of several that share the clock `started` (so table
@@ -395,12 +396,11 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         let mut last_expire = self.now();
         let mut ready: Vec<Token> = Vec::with_capacity(256);
-        let mut last_activity = Instant::now();
         loop {
-            // Adaptive busy-polling: for `busy_poll` after the last frame, poll without
-            // sleeping, so a reply that comes back within it costs no wake-up (most of the
-            // round-trip time a user-space switch adds); then sleep until something arrives.
-            let timeout = if !self.pending.is_empty() || last_activity.elapsed() < self.busy_poll {
+            // Sources left with frames are polled again at once; after traffic the worker
+            // busy-polls for a while if a CPU is to spare (super::busy_poll); else it sleeps
+            // until something arrives.
+            let timeout = if !self.pending.is_empty() || self.busy_poll.spinning() {
                 Duration::ZERO
             } else {
                 Duration::from_millis(1000)
@@ -418,11 +418,11 @@ impl Worker {
             ready.append(&mut self.pending);
             ready.extend(events.iter().map(|e| e.token()));
             if !ready.is_empty() {
-                last_activity = Instant::now();
+                self.busy_poll.activity();
             } else if timeout.is_zero() {
-                // Spinning in the busy-poll window: let whatever else is runnable on this core
-                // (the container's stack, the other host's worker on a small machine) go first.
-                std::thread::yield_now();
+                // Spinning: let whatever else is runnable on this core (the container's stack,
+                // the other host's worker on a small machine) go first, or stop spinning.
+                self.busy_poll.idle_turn();
             }
             for &token in &ready {
                 match token {
@@ -1177,6 +1177,8 @@ impl Worker {
                 offload: self.offload.clone(),
                 workers: vec![api::WorkerStats {
                     updates_lost: self.load.updates_lost + self.switch.updates_lost(),
+                    busy_poll_windows: self.busy_poll.windows,
+                    busy_poll_given_up: self.busy_poll.given_up,
                     ..self.load.clone()
                 }],
             })),
