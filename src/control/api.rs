@@ -244,8 +244,8 @@ pub struct WorkerStats {
     pub updates_applied: u64,
     /// Announcements dropped because an outbox or another worker's inbox was full.
     pub updates_lost: u64,
-    /// Busy-poll windows begun after traffic, and those given up because no CPU was to spare
-    /// (the worker slept instead of spinning: see README "Performance").
+    /// Busy-poll windows begun after traffic, and those given up because a yield showed that
+    /// another thread wanted the core (the worker slept instead: see README "Performance").
     #[serde(default)]
     pub busy_poll_windows: u64,
     #[serde(default)]

@@ -408,7 +408,7 @@ pub fn render_stats(s: &Stats) -> String {
     );
     if !s.workers.is_empty() {
         out.push_str(
-            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost; busy-poll windows after traffic, and those given up for want of a spare CPU)\n",
+            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost; busy-poll windows after traffic, and those given up because another thread wanted the core)\n",
         );
         let mut t = Table::new(&[
             ("WORKER", R),

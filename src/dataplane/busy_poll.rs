@@ -10,10 +10,11 @@
 //! 0.1 ms (workers sleeping) to 1.5 ms on average, 4 ms at the 75th percentile.
 //!
 //! So a yield that kept the worker off its core for longer than `LONG_YIELD` ends the window,
-//! and the worker sleeps instead of spinning for a while (`Backoff`): asleep in epoll, an
-//! arriving frame wakes it and the scheduler lets it preempt the hog. Under lasting load that
-//! costs one frame one tick per backoff period, which grows to `BACKOFF_MAX`. Short yields, to
-//! the container's stack or to a second worker sharing the core, are what spinning is for.
+//! and the worker sleeps instead of spinning for a while (`BACKOFF_MIN`, growing): asleep in
+//! epoll, an arriving frame wakes it and the scheduler lets it preempt the hog. Under lasting
+//! load that costs one frame one tick per backoff period, which grows to `BACKOFF_MAX`. Short
+//! yields, to the container's stack or to a second worker sharing the core, are what spinning
+//! is for.
 
 use std::time::{Duration, Instant};
 
@@ -170,29 +171,33 @@ mod tests {
         b.activity();
         b.long_yield_for_test(Duration::from_millis(1));
         assert_eq!(b.backoff, BACKOFF_MIN * 4);
-        b.sleep_until = None;
-        b.activity();
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(!b.spinning(), "the window ran out undisturbed");
+        b.calm_window();
         assert_eq!(
             b.backoff,
             BACKOFF_MIN * 4,
-            "but the last long yield was just now"
+            "a calm window, but the last long yield was just now"
         );
         for _ in 0..10 {
             b.long_yield_for_test(Duration::from_millis(1));
         }
         assert_eq!(b.backoff, BACKOFF_MAX, "doubling stops at the most");
-        // As if the last long yield were BACKOFF_MAX ago.
-        b.last_long_yield = Some(Instant::now() - BACKOFF_MAX);
-        b.sleep_until = None;
-        b.activity();
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(!b.spinning());
+        // As if the last long yield were BACKOFF_MAX ago (none at all on a machine up for
+        // less than that).
+        b.last_long_yield = Instant::now().checked_sub(BACKOFF_MAX);
+        b.calm_window();
         assert_eq!(b.backoff, BACKOFF_MIN);
     }
 
     impl BusyPoll {
+        /// Traffic, then a window (of 1 ms) that runs out without a long yield.
+        fn calm_window(&mut self) {
+            assert_eq!(self.window, Duration::from_millis(1));
+            self.sleep_until = None;
+            self.activity();
+            std::thread::sleep(Duration::from_millis(2));
+            assert!(!self.spinning(), "the window ran out");
+        }
+
         /// `idle_turn` with a yield that took `took`.
         fn long_yield_for_test(&mut self, took: Duration) {
             assert!(took > LONG_YIELD);

@@ -241,7 +241,7 @@ pub struct Worker {
     /// Wall-clock seconds, read once per loop iteration like `now`.
     unix: u64,
     latency: Latency,
-    /// Polling without sleeping for a while after traffic, while a CPU is to spare.
+    /// Polling without sleeping for a while after traffic, unless the core is wanted.
     busy_poll: BusyPoll,
     offload: api::OffloadStats,
     /// Links to the other workers' copies of the tables (none when working alone).
@@ -398,7 +398,7 @@ impl Worker {
         let mut ready: Vec<Token> = Vec::with_capacity(256);
         loop {
             // Sources left with frames are polled again at once; after traffic the worker
-            // busy-polls for a while if a CPU is to spare (super::busy_poll); else it sleeps
+            // busy-polls for a while unless the core is wanted (super::busy_poll); else it sleeps
             // until something arrives.
             let timeout = if !self.pending.is_empty() || self.busy_poll.spinning() {
                 Duration::ZERO
