@@ -6,24 +6,9 @@
 
 mod common;
 
-use common::testbed::{ping, Binaries, Testbed, BLUE};
+use common::bins;
+use common::testbed::{ping, Testbed, BLUE};
 use std::process::{Child, Command, Stdio};
-
-fn bins() -> Binaries {
-    Binaries {
-        vswitchd: env!("CARGO_BIN_EXE_vswitchd").into(),
-        vswitchctl: env!("CARGO_BIN_EXE_vswitchctl").into(),
-    }
-}
-
-macro_rules! step {
-    ($tb:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{}\n{}", e, $tb.logs()),
-        }
-    };
-}
 
 /// CPU-bound shell loops in a namespace, one per CPU, stopped (by pid) when dropped, also when
 /// the test fails.

@@ -5,32 +5,15 @@
 
 mod common;
 
-use common::testbed::{
-    capture_underlay, ping, run, tcp_transfer, Binaries, NetDef, Process, Testbed,
-};
+use common::bins;
+use common::testbed::{capture_underlay, ping, run, tcp_transfer, NetDef, Process, Testbed};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn bins() -> Binaries {
-    Binaries {
-        vswitchd: env!("CARGO_BIN_EXE_vswitchd").into(),
-        vswitchctl: env!("CARGO_BIN_EXE_vswitchctl").into(),
-    }
-}
-
 fn prefix(tag: &str) -> String {
     format!("vse{}-{tag}", std::process::id())
-}
-
-macro_rules! step {
-    ($tb:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{}\n{}", e, $tb.logs()),
-        }
-    };
 }
 
 const BLUE_ENC: NetDef = NetDef {

@@ -5,29 +5,13 @@
 
 mod common;
 
-use common::testbed::{self, ping, run, tcp_transfer, Binaries, Netns, Testbed, BLUE, RED};
+use common::bins;
+use common::testbed::{self, ping, run, tcp_transfer, Netns, Testbed, BLUE, RED};
 use serde_json::Value;
 use std::time::Duration;
 
-fn bins() -> Binaries {
-    Binaries {
-        vswitchd: env!("CARGO_BIN_EXE_vswitchd").into(),
-        vswitchctl: env!("CARGO_BIN_EXE_vswitchctl").into(),
-    }
-}
-
 fn prefix(tag: &str) -> String {
     format!("vst{}-{tag}", std::process::id())
-}
-
-/// Unwraps a testbed step, printing the daemons' logs when it failed.
-macro_rules! step {
-    ($tb:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{}\n{}", e, $tb.logs()),
-        }
-    };
 }
 
 fn counter(v: &Value, path: &[&str]) -> u64 {

@@ -4,27 +4,12 @@
 
 mod common;
 
-use common::testbed::{ping, tcp_transfer, udp_in, Binaries, Testbed, BLUE};
+use common::bins;
+use common::testbed::{ping, tcp_transfer, udp_in, Testbed, BLUE};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::Duration;
-
-fn bins() -> Binaries {
-    Binaries {
-        vswitchd: env!("CARGO_BIN_EXE_vswitchd").into(),
-        vswitchctl: env!("CARGO_BIN_EXE_vswitchctl").into(),
-    }
-}
-
-macro_rules! step {
-    ($tb:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => panic!("{}\n{}", e, $tb.logs()),
-        }
-    };
-}
 
 /// The worker threads of process `pid`: name → the CPUs it may run on (Cpus_allowed_list).
 fn worker_threads(pid: i32) -> BTreeMap<String, String> {
