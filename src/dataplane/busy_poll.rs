@@ -55,7 +55,8 @@ impl BusyPoll {
         }
     }
 
-    /// Whether the next poll should return at once rather than sleep.
+    /// Whether the next poll should return at once rather than sleep. A window found run out
+    /// is closed here, and ends the backoff once long yields have stopped.
     pub fn spinning(&mut self) -> bool {
         if self.closed {
             return false;

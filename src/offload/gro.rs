@@ -276,27 +276,13 @@ impl Coalescer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offload::test_frames::eth_ipv4;
     use crate::offload::tso;
 
     /// A TCP/IPv4 segment of `len` payload bytes at `seq` (pattern by absolute offset), with a
     /// 12-byte timestamp option, valid checksums.
     fn segment(seq: u32, len: usize, flags: u8) -> Vec<u8> {
-        let mut f = vec![0u8; ETH + IP + 32 + len];
-        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 3]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        let total = (IP + 32 + len) as u16;
-        let ip = &mut f[ETH..ETH + IP];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
-        ip[6] = 0x40;
-        ip[8] = 64;
-        ip[9] = 6;
-        ip[12..16].copy_from_slice(&[10, 0, 9, 2]);
-        ip[16..20].copy_from_slice(&[10, 0, 9, 3]);
-        let c = checksum::ipv4_header(ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = eth_ipv4(6, seq as u16, 32 + len);
         let tcp = &mut f[ETH + IP..];
         tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
@@ -410,21 +396,7 @@ mod tests {
     /// A UDP/IPv4 datagram 10.0.9.2:4000 -> 10.0.9.3:5000 with `len` payload bytes (pattern
     /// from `seq`), DF set, IP ID `seq`, a correct checksum.
     fn datagram(seq: u16, len: usize) -> Vec<u8> {
-        let mut f = vec![0u8; ETH + IP + UDP + len];
-        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 3]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip = &mut f[ETH..ETH + IP];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((IP + UDP + len) as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&seq.to_be_bytes());
-        ip[6] = 0x40;
-        ip[8] = 64;
-        ip[9] = 17;
-        ip[12..16].copy_from_slice(&[10, 0, 9, 2]);
-        ip[16..20].copy_from_slice(&[10, 0, 9, 3]);
-        let c = checksum::ipv4_header(ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = eth_ipv4(17, seq, UDP + len);
         let udp = &mut f[ETH + IP..];
         udp[0..2].copy_from_slice(&4000u16.to_be_bytes());
         udp[2..4].copy_from_slice(&5000u16.to_be_bytes());

@@ -187,21 +187,12 @@ pub fn segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offload::test_frames::eth_ipv4;
 
     /// An Ethernet + IPv4 + TCP super-frame with `payload` bytes (pattern i % 251), flags
     /// PSH|ACK|FIN, a partial checksum as the kernel leaves it.
     fn super_frame_v4(payload: usize) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20 + payload];
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip = &mut f[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&0xfffeu16.to_be_bytes());
-        ip[6] = 0x40;
-        ip[8] = 64;
-        ip[9] = 6;
-        ip[12..16].copy_from_slice(&[10, 0, 9, 2]);
-        ip[16..20].copy_from_slice(&[10, 0, 9, 3]);
+        let mut f = eth_ipv4(6, 0xfffe, 20 + payload);
         let tcp = &mut f[34..54];
         tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
@@ -342,17 +333,7 @@ mod tests {
     /// An Ethernet + IPv4 + UDP super-frame (USO) with `payload` bytes, as a container's
     /// UDP_SEGMENT socket hands it over: partial checksum, UDP length of the whole.
     fn udp_super_frame_v4(payload: usize) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 8 + payload];
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip = &mut f[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((28 + payload) as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&7u16.to_be_bytes());
-        ip[6] = 0x40;
-        ip[8] = 64;
-        ip[9] = 17;
-        ip[12..16].copy_from_slice(&[10, 0, 9, 2]);
-        ip[16..20].copy_from_slice(&[10, 0, 9, 3]);
+        let mut f = eth_ipv4(17, 7, 8 + payload);
         f[34..36].copy_from_slice(&4433u16.to_be_bytes());
         f[36..38].copy_from_slice(&443u16.to_be_bytes());
         f[38..40].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
