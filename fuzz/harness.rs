@@ -9,8 +9,9 @@
 
 use std::net::Ipv4Addr;
 use vswitch::control::config::Config;
+use vswitch::dataplane::view::SwitchViews;
 use vswitch::switch::{
-    Action, DropReason, NetIdx, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
+    Action, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
 };
 use vswitch::wire::ethernet::{EtherType, Frame};
 use vswitch::wire::{arp, vxlan, MacAddr};
@@ -21,8 +22,8 @@ pub const PEER: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 2));
 pub const RED_PEER: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 3));
 pub const NOT_A_PEER: VtepAddr = VtepAddr(Ipv4Addr::new(198, 51, 100, 7));
 
-pub const BLUE: NetIdx = NetIdx(0);
-pub const RED: NetIdx = NetIdx(1);
+pub const BLUE: Vni = Vni::of(BLUE_VNI);
+pub const RED: Vni = Vni::of(RED_VNI);
 pub const BLUE_VNI: u32 = 42;
 pub const RED_VNI: u32 = 43;
 pub const MTU: u32 = 1450;
@@ -75,7 +76,7 @@ pub fn switch() -> Switch {
     sw
 }
 
-fn net_of_vni(vni: u32) -> Option<NetIdx> {
+fn net_of_vni(vni: u32) -> Option<Vni> {
     match vni {
         BLUE_VNI => Some(BLUE),
         RED_VNI => Some(RED),
@@ -113,7 +114,7 @@ fn check_underlay_action(sw: &Switch, data: &[u8], action: Action) {
     assert!(frame.len() <= MTU as usize + 14 + 4, "forwarded a giant");
     match action {
         Action::ToPort(p) => {
-            assert_eq!(sw.port(p).expect("an attached port").network, net);
+            assert_eq!(sw.topology().port(p).expect("an attached port").vni, net);
         }
         Action::Flood {
             network,
@@ -135,13 +136,13 @@ pub fn port_frame(data: &[u8]) {
         let action = sw.process_from_port(NOW, PORT_IN, &mut frame);
         check_port_action(&sw, data, &frame, action);
     }
-    let rx = sw.port(PORT_IN).unwrap().counters.rx_packets;
+    let rx = sw.port_counters(PORT_IN).unwrap().rx_packets;
     assert_eq!(rx, 2, "every frame counted");
     let _ = (sw.fdb_info(NOW), sw.neigh_info(NOW), sw.network_stats());
 }
 
 fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action) {
-    if let Action::Reply(p) = action {
+    if let Action::Reply { port: p, .. } = action {
         assert_eq!(p, PORT_IN, "a reply goes back where the request came from");
         check_arp_reply(original, frame);
         return;
@@ -150,7 +151,7 @@ fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action)
     match action {
         Action::ToPort(p) => {
             assert_ne!(p, PORT_IN, "hairpin");
-            assert_eq!(sw.port(p).unwrap().network, BLUE, "crossed networks");
+            assert_eq!(sw.topology().port(p).unwrap().vni, BLUE, "crossed networks");
         }
         Action::ToVtep { vtep, vni } => {
             assert_eq!(vni.get(), BLUE_VNI);
@@ -164,7 +165,7 @@ fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action)
             assert_eq!(network, BLUE);
             assert_eq!((except, to_peers), (Some(PORT_IN), true));
         }
-        Action::Drop(_) | Action::Reply(_) => {}
+        Action::Drop(_) | Action::Reply { .. } => {}
     }
 }
 
@@ -235,8 +236,8 @@ pub fn config(data: &[u8]) {
     // the fuzzer run out of memory on the preallocated tables).
     if cfg.node.fdb_max_entries <= 4096 && cfg.networks.len() <= 64 {
         let mut sw = Switch::new(switch_spec(&cfg, 1500));
-        for (i, n) in cfg.networks.iter().enumerate() {
-            assert_eq!(sw.network_by_name(&n.name), Some(NetIdx(i)));
+        for n in &cfg.networks {
+            assert_eq!(sw.network_by_name(&n.name), Some(n.vni));
         }
         let _ = sw.process_from_underlay(NOW, NOT_A_PEER, &[0x08; 60]);
         sw.expire(NOW);

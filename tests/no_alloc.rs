@@ -25,9 +25,11 @@ use common::frames::{arp_request, udp_frame, vxlan_datagram};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
+use vswitch::dataplane::view::SwitchViews;
 use vswitch::io::underlay::{write_udp_header, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
+use vswitch::switch::topology::Output;
 use vswitch::switch::{
-    Action, DropReason, NetIdx, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
+    Action, Answer, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
 };
 use vswitch::wire::{flow, vxlan, MacAddr};
 
@@ -100,8 +102,8 @@ const VTEP_C: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 3));
 const VTEP_D: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 4));
 const NOT_A_PEER: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 99));
 
-const BLUE: NetIdx = NetIdx(0);
-const GREEN: NetIdx = NetIdx(1);
+const BLUE: Vni = Vni::of(42);
+const GREEN: Vni = Vni::of(43);
 const MTU: usize = 1450;
 
 /// Blue: P1 carries an attached endpoint (`mac(2)`, 10.0.9.2); P2, P3 plain.
@@ -168,8 +170,6 @@ const VXLAN_START: usize = HEADROOM - VXLAN_HEADERS_LEN;
 struct Driver {
     /// One receive buffer with headroom for the outer headers, as the worker has.
     buf: Vec<u8>,
-    flood_ports: Vec<PortId>,
-    flood_vteps: Vec<VtepAddr>,
     /// What would have gone out, so the work cannot be optimised away and the mix is checked.
     port_sends: u64,
     vtep_sends: u64,
@@ -180,8 +180,6 @@ impl Driver {
     fn new() -> Driver {
         Driver {
             buf: vec![0u8; HEADROOM + 65536],
-            flood_ports: Vec::with_capacity(256),
-            flood_vteps: Vec::with_capacity(256),
             port_sends: 0,
             vtep_sends: 0,
             checksum: 0,
@@ -196,7 +194,7 @@ impl Driver {
         let action = sw.process_from_port(now, id, &mut self.buf[HEADROOM..HEADROOM + len]);
         match action {
             Action::Drop(_) => {}
-            Action::ToPort(p) | Action::Reply(p) => self.send_to_port(sw, p, len),
+            Action::ToPort(p) | Action::Reply { port: p, .. } => self.send_to_port(sw, p, len),
             Action::ToVtep { vtep, vni } => {
                 self.encap_headers(len, vni);
                 self.send_to_vtep(sw, vtep, vni, len);
@@ -206,15 +204,18 @@ impl Driver {
                 except,
                 to_peers,
             } => {
-                self.flood_local(sw, network, except, len);
-                if to_peers {
-                    let (_, vteps, vni) = sw.flood_targets(network);
-                    self.flood_vteps.clear();
-                    self.flood_vteps.extend_from_slice(vteps);
-                    if !self.flood_vteps.is_empty() {
-                        self.encap_headers(len, vni);
-                        for i in 0..self.flood_vteps.len() {
-                            self.send_to_vtep(sw, self.flood_vteps[i], vni, len);
+                // As the worker does: the snapshot held across the sends, one place expands.
+                let topo = std::sync::Arc::clone(sw.topology());
+                let mut encapped = false;
+                for out in topo.flood_set(network, except, to_peers) {
+                    match out {
+                        Output::Port(p) => self.send_to_port(sw, p, len),
+                        Output::Vtep(v) => {
+                            if !encapped {
+                                self.encap_headers(len, network);
+                                encapped = true;
+                            }
+                            self.send_to_vtep(sw, v, network, len);
                         }
                     }
                 }
@@ -236,7 +237,7 @@ impl Driver {
         let action = sw.process_from_underlay(now, src, &self.buf[..n]);
         let len = n.saturating_sub(vxlan::HEADER_LEN);
         match action {
-            Action::ToPort(p) | Action::Reply(p) => self.send_to_port(sw, p, len),
+            Action::ToPort(p) | Action::Reply { port: p, .. } => self.send_to_port(sw, p, len),
             Action::Flood {
                 network, except, ..
             } => self.flood_local(sw, network, except, len),
@@ -265,19 +266,12 @@ impl Driver {
         sw.note_port_tx(id, len);
     }
 
-    fn flood_local(
-        &mut self,
-        sw: &mut Switch,
-        network: NetIdx,
-        except: Option<PortId>,
-        len: usize,
-    ) {
-        let (ports, _, _) = sw.flood_targets(network);
-        self.flood_ports.clear();
-        self.flood_ports
-            .extend(ports.iter().filter(|p| Some(**p) != except));
-        for i in 0..self.flood_ports.len() {
-            self.send_to_port(sw, self.flood_ports[i], len);
+    fn flood_local(&mut self, sw: &mut Switch, network: Vni, except: Option<PortId>, len: usize) {
+        let topo = std::sync::Arc::clone(sw.topology());
+        for out in topo.flood_set(network, except, false) {
+            if let Output::Port(p) = out {
+                self.send_to_port(sw, p, len);
+            }
         }
     }
 }
@@ -343,7 +337,15 @@ fn mix() -> Vec<(&'static str, Input, Action)> {
         (
             "port: ARP answered by proxy-ARP",
             Port(P2, arp_request(mac(3), ip(3), ip(2))),
-            Action::Reply(P2),
+            Action::Reply {
+                port: P2,
+                answer: Answer::ArpReply {
+                    mac: mac(2),
+                    ip: ip(2),
+                    to_mac: mac(3),
+                    to_ip: ip(3),
+                },
+            },
         ),
         (
             "port: green unicast to a local port",

@@ -15,9 +15,10 @@ use common::frames::{arp_request, eth_frame, vxlan_datagram};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use vswitch::control::api;
+use vswitch::dataplane::view::SwitchViews;
+use vswitch::switch::topology::Output;
 use vswitch::switch::{
-    garp, Action, DropReason, NetIdx, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni,
-    VtepAddr,
+    garp, Action, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
 };
 use vswitch::wire::ethernet::{EtherType, Frame};
 use vswitch::wire::{arp, vxlan, MacAddr};
@@ -29,8 +30,8 @@ const VTEP_C: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 3));
 const VTEP_D: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 4));
 const NOT_A_PEER: VtepAddr = VtepAddr(Ipv4Addr::new(192, 0, 2, 99));
 
-const BLUE: NetIdx = NetIdx(0);
-const GREEN: NetIdx = NetIdx(1);
+const BLUE: Vni = Vni::of(42);
+const GREEN: Vni = Vni::of(43);
 const MTU: usize = 1450;
 const AGING_MS: u64 = 300_000;
 
@@ -43,6 +44,14 @@ const G2: PortId = PortId(12);
 
 fn vni(v: u32) -> Vni {
     Vni::new(v).unwrap()
+}
+
+/// The port a proxy answer goes to, if the action is one.
+fn replied(a: Action) -> Option<PortId> {
+    match a {
+        Action::Reply { port, .. } => Some(port),
+        _ => None,
+    }
 }
 
 /// A locally administered unicast MAC ending in `n`.
@@ -243,14 +252,15 @@ fn flood_set(sw: &Switch, action: Action) -> (Vec<PortId>, Vec<VtepAddr>) {
     else {
         panic!("expected a flood, got {action:?}");
     };
-    let (ports, vteps, _) = sw.flood_targets(network);
-    let mut ports: Vec<PortId> = ports
-        .iter()
-        .copied()
-        .filter(|p| Some(*p) != except)
-        .collect();
+    let mut ports = Vec::new();
+    let mut vteps = Vec::new();
+    for out in sw.topology().flood_set(network, except, to_peers) {
+        match out {
+            Output::Port(p) => ports.push(p),
+            Output::Vtep(v) => vteps.push(v),
+        }
+    }
     ports.sort();
-    let mut vteps = if to_peers { vteps.to_vec() } else { Vec::new() };
     vteps.sort();
     (ports, vteps)
 }
@@ -470,7 +480,7 @@ fn broadcast_from_a_port_floods_to_the_other_local_ports_and_the_networks_peers(
     let (ports, vteps) = flood_set(&sw, action);
     assert_eq!(ports, vec![P2, P3], "no green port, not the ingress port");
     assert_eq!(vteps, vec![VTEP_B, VTEP_C], "not D, a peer of green only");
-    assert_eq!(sw.flood_targets(BLUE).2, vni(42));
+    assert_eq!(sw.topology().network(BLUE).unwrap().vni(), vni(42));
     assert_eq!(stats(&sw, "blue").flooded, 1);
 }
 
@@ -561,7 +571,7 @@ fn frame_to_a_mac_behind_the_ingress_port_is_dropped_as_hairpin() {
     assert_eq!(action, Action::Drop(DropReason::Hairpin));
     assert_eq!(all_drops(&sw), one_drop("hairpin"));
     assert_eq!(
-        sw.port(P1).unwrap().counters.drops.get(DropReason::Hairpin),
+        sw.port_counters(P1).unwrap().drops.get(DropReason::Hairpin),
         1
     );
 }
@@ -603,7 +613,7 @@ fn arp_request_for_an_attached_endpoint_is_answered_in_place_on_the_asking_port(
 
     let action = sw.process_from_port(T0, P2, &mut frame);
 
-    assert_eq!(action, Action::Reply(P2));
+    assert_eq!(replied(action), Some(P2));
     assert_eq!(frame.len(), len);
     assert_arp_reply(&frame, mac(2), ip(2), mac(3), ip(3));
     let s = stats(&sw, "blue");
@@ -619,7 +629,7 @@ fn arp_reply_keeps_the_padding_of_a_minimum_size_request() {
 
     let action = sw.process_from_port(T0, P2, &mut frame);
 
-    assert_eq!(action, Action::Reply(P2));
+    assert_eq!(replied(action), Some(P2));
     assert_eq!(frame.len(), 60);
     assert_arp_reply(&frame, mac(2), ip(2), mac(3), ip(3));
     assert!(frame[42..].iter().all(|b| *b == 0));
@@ -634,7 +644,7 @@ fn remote_endpoint_learned_from_a_decapsulated_arp_reply_is_answered_locally() {
     assert_eq!(neigh_entry(&sw, "blue", ip(20)).unwrap().source, "arp");
 
     let mut req = arp_request(mac(3), ip(3), ip(20));
-    assert_eq!(sw.process_from_port(T0, P2, &mut req), Action::Reply(P2));
+    assert_eq!(replied(sw.process_from_port(T0, P2, &mut req)), Some(P2));
     assert_arp_reply(&req, mac(20), ip(20), mac(3), ip(3));
 }
 
@@ -646,7 +656,7 @@ fn remote_endpoint_learned_from_a_decapsulated_garp_is_answered_locally() {
     let _ = sw.process_from_underlay(T0, VTEP_B, &vxlan_datagram(42, &announce));
 
     let mut req = arp_request(mac(3), ip(3), ip(20));
-    assert_eq!(sw.process_from_port(T0, P2, &mut req), Action::Reply(P2));
+    assert_eq!(replied(sw.process_from_port(T0, P2, &mut req)), Some(P2));
     assert_arp_reply(&req, mac(20), ip(20), mac(3), ip(3));
 }
 
@@ -663,7 +673,7 @@ fn remote_endpoint_learned_from_decapsulated_ipv4_is_answered_locally() {
     );
 
     let mut req = arp_request(mac(3), ip(3), ip(20));
-    assert_eq!(sw.process_from_port(T0, P2, &mut req), Action::Reply(P2));
+    assert_eq!(replied(sw.process_from_port(T0, P2, &mut req)), Some(P2));
     assert_arp_reply(&req, mac(20), ip(20), mac(3), ip(3));
 }
 
@@ -738,7 +748,7 @@ fn snooped_arp_cannot_take_over_an_attached_address() {
     let _ = sw.process_from_underlay(T0, VTEP_B, &vxlan_datagram(42, &spoof));
 
     let mut req = arp_request(mac(3), ip(3), ip(2));
-    assert_eq!(sw.process_from_port(T0, P3, &mut req), Action::Reply(P3));
+    assert_eq!(replied(sw.process_from_port(T0, P3, &mut req)), Some(P3));
     assert_arp_reply(&req, mac(2), ip(2), mac(3), ip(3));
 }
 
@@ -816,15 +826,15 @@ fn same_ip_in_two_networks_is_answered_with_each_networks_own_mac() {
 
     let mut in_blue = arp_request(mac(3), ip(3), ip(2));
     assert_eq!(
-        sw.process_from_port(T0, P2, &mut in_blue),
-        Action::Reply(P2)
+        replied(sw.process_from_port(T0, P2, &mut in_blue)),
+        Some(P2)
     );
     assert_arp_reply(&in_blue, mac(2), ip(2), mac(3), ip(3));
 
     let mut in_green = arp_request(mac(3), ip(3), ip(2));
     assert_eq!(
-        sw.process_from_port(T0, G2, &mut in_green),
-        Action::Reply(G2)
+        replied(sw.process_from_port(T0, G2, &mut in_green)),
+        Some(G2)
     );
     assert_arp_reply(&in_green, mac(102), ip(2), mac(3), ip(3));
 }
@@ -845,7 +855,7 @@ fn datagram_with_vni_43_never_reaches_a_network_42_port() {
         let action = sw.process_from_underlay(T0, VTEP_B, &vxlan_datagram(43, frame));
         match action {
             Action::ToPort(p) => {
-                assert_eq!(sw.port(p).unwrap().network, GREEN, "{action:?}");
+                assert_eq!(sw.topology().port(p).unwrap().vni, GREEN, "{action:?}");
                 assert!(!blue_ports.contains(&p));
             }
             Action::Flood { network, .. } => {
@@ -1170,21 +1180,22 @@ impl Testbed {
     fn execute(&mut self, host: usize, action: Action, frame: &[u8]) {
         match action {
             Action::Drop(_) => {}
-            Action::ToPort(p) | Action::Reply(p) => self.deliver(host, p, frame),
+            Action::ToPort(p) | Action::Reply { port: p, .. } => self.deliver(host, p, frame),
             Action::ToVtep { vtep, vni } => self.transmit(host, vtep, vni, frame),
             Action::Flood {
                 network,
                 except,
                 to_peers,
             } => {
-                let (ports, vteps, vni) = self.hosts[host].sw.flood_targets(network);
-                let (ports, vteps) = (ports.to_vec(), vteps.to_vec());
-                for p in ports.into_iter().filter(|p| Some(*p) != except) {
-                    self.deliver(host, p, frame);
-                }
-                if to_peers {
-                    for v in vteps {
-                        self.transmit(host, v, vni, frame);
+                let outs: Vec<Output> = self.hosts[host]
+                    .sw
+                    .topology()
+                    .flood_set(network, except, to_peers)
+                    .collect();
+                for out in outs {
+                    match out {
+                        Output::Port(p) => self.deliver(host, p, frame),
+                        Output::Vtep(v) => self.transmit(host, v, network, frame),
                     }
                 }
             }
@@ -1267,7 +1278,7 @@ fn two_hosts_resolve_by_local_proxy_arp_and_exchange_frames_unchanged() {
     // A's container asks for B's address: answered on host A, nothing crosses the underlay.
     let before = tb.datagrams_delivered;
     let action = tb.send_from_port(HOST_A, P1, &arp_request(MAC_A, IP_A, IP_B));
-    assert_eq!(action, Action::Reply(P1));
+    assert_eq!(replied(action), Some(P1));
     assert_eq!(tb.datagrams_delivered, before, "no datagram for the ARP");
     let replies = tb.take_inbox(HOST_A, P1);
     assert_eq!(replies.len(), 1);
@@ -1383,7 +1394,7 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
         let src = peers[(rng.next() % 4) as usize];
         let action = sw.process_from_underlay(now, src, &d);
         assert!(
-            !matches!(action, Action::Reply(_) | Action::ToVtep { .. }),
+            !matches!(action, Action::Reply { .. } | Action::ToVtep { .. }),
             "underlay traffic never goes back out: {action:?}"
         );
 
@@ -1392,7 +1403,7 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
         let port = [P1, P2, G1, G2, PortId(999)][(rng.next() % 5) as usize];
         let before = f.clone();
         match sw.process_from_port(now, port, &mut f) {
-            Action::Reply(p) => {
+            Action::Reply { port: p, .. } => {
                 assert_eq!(p, port);
                 let eth = Frame::new_checked(&f[..]).unwrap();
                 let p = arp::Packet::new_checked(eth.payload()).unwrap();
@@ -1408,7 +1419,11 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
     }
 
     assert_eq!(sw.underlay.rx_packets, N);
-    let port_rx: u64 = sw.ports().map(|(_, p)| p.counters.rx_packets).sum();
+    let port_rx: u64 = [P1, P2, G1, G2]
+        .iter()
+        .filter_map(|p| sw.port_counters(*p))
+        .map(|c| c.rx_packets)
+        .sum();
     let unknown_port = sw.underlay_drops().get(DropReason::UnknownPort);
     assert_eq!(port_rx + unknown_port, N, "every frame from a port counted");
     let _ = sw.networks_info();
@@ -1590,7 +1605,7 @@ fn proxy_arp_answers_on_a_copy_that_only_heard_of_the_address() {
         target_ip: ip(20),
     };
     let mut f = arp_frame(MacAddr::BROADCAST, req);
-    assert_eq!(b.process_from_port(T0, P1, &mut f), Action::Reply(P1));
+    assert_eq!(replied(b.process_from_port(T0, P1, &mut f)), Some(P1));
 }
 
 #[test]

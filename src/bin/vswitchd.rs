@@ -14,7 +14,7 @@ use vswitch::dataplane::{self, Esp, Worker};
 use vswitch::io::netlink::Netlink;
 use vswitch::io::underlay::Underlay;
 use vswitch::io::TapOptions;
-use vswitch::switch::Switch;
+use vswitch::switch::{Published, Switch, Topology};
 
 #[derive(Parser)]
 #[command(
@@ -336,11 +336,16 @@ fn run(args: Args) -> Result<()> {
         None => (0..workers).map(|_| None).collect(),
     };
     let busy_poll = busy_poll_window();
+    // The topology: built here, owned by the control actor from now on, and followed by
+    // every worker (crate::switch::topology).
+    let published = Published::new(Topology::new(spec.clone()));
     let mut built = Vec::with_capacity(workers);
     for (k, underlay) in underlays.into_iter().enumerate() {
         let esp = esp_tables[k].take().map(|(t, port)| Esp::new(t, port));
-        let (mut worker, _) = Worker::new(Switch::new(spec.clone()), underlay, esp)
+        let switch = Switch::with_topology(published.load());
+        let (mut worker, _) = Worker::new(switch, underlay, esp)
             .with_context(|| format!("cannot start worker {k}"))?;
+        worker.follow(published.clone());
         worker.set_busy_poll(busy_poll);
         built.push(worker);
     }
@@ -351,7 +356,7 @@ fn run(args: Args) -> Result<()> {
     // One worker is left to the scheduler; several are pinned, one per core.
     let (handle, threads) =
         dataplane::group::start(built, workers > 1).context("cannot start the workers")?;
-    let server = Server::new(handle.clone(), tap).with_packet_rx(packet_rx_mode());
+    let server = Server::new(handle.clone(), tap, published).with_packet_rx(packet_rx_mode());
     std::thread::Builder::new()
         .name("vswitch-control".into())
         .spawn(move || server.serve(listener))

@@ -166,6 +166,8 @@ pub struct FdbEntryInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NeighEntryInfo {
     pub network: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
     pub ip: String,
     pub mac: String,
     /// Where the switch learned it: "attach", "arp", "decap".

@@ -587,6 +587,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
         );
         let out = render_neigh(&[NeighEntryInfo {
             network: "red".into(),
+            vni: None,
             ip: "10.0.9.3".into(),
             mac: "02:42:0a:00:09:03".into(),
             source: "arp".into(),

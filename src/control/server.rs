@@ -12,7 +12,7 @@ use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
 use crate::dataplane::worker::PortSelector;
 use crate::dataplane::{PortDevice, PortMeta, Workers};
 use crate::io::af_packet::PacketSocket;
-use crate::switch::{NetIdx, PortId};
+use crate::switch::{PortId, Published, Topology, Vni};
 use crate::wire::MacAddr;
 use ipnet::Ipv4Net;
 use std::io::{self, BufRead, BufReader, Write};
@@ -58,16 +58,38 @@ pub struct Server {
     tap_options: crate::io::TapOptions,
     /// How attached interfaces' packet sockets receive.
     packet_rx: crate::io::RxMode,
+    /// What is configured: this actor owns it, changes it, and publishes every change to the
+    /// workers (crate::switch::topology).
+    topology: Topology,
+    published: Published,
 }
 
 impl Server {
-    pub fn new(workers: Workers, tap_options: crate::io::TapOptions) -> Server {
+    /// A control actor for workers that follow `published`.
+    pub fn new(
+        workers: Workers,
+        tap_options: crate::io::TapOptions,
+        published: Published,
+    ) -> Server {
         Server {
             workers,
             next_port: 1,
             tap_options,
             packet_rx: crate::io::RxMode::default(),
+            topology: (*published.load()).clone(),
+            published,
         }
+    }
+
+    /// Applies `f` to the topology and publishes the result; nothing changes if `f` fails.
+    fn change_topology(
+        &mut self,
+        f: impl FnOnce(&mut Topology) -> Result<(), crate::switch::TopologyError>,
+    ) -> Result<(), crate::switch::TopologyError> {
+        let t = self.topology.change(f)?;
+        self.published.store(t.clone());
+        self.topology = t;
+        Ok(())
     }
 
     /// How `attach-interface` ports receive: a TPACKET_V3 ring (the default) or recvmsg.
@@ -149,25 +171,39 @@ impl Server {
         }
     }
 
+    /// Checks that an endpoint with `ip` and `mac` may join `network`: its VNI and MTU.
     fn check_endpoint(
         &self,
         network: &str,
         ip: Option<Ipv4Addr>,
-    ) -> Result<(NetIdx, u32, u32), String> {
-        self.workers.check_endpoint(network, ip)
+        mac: Option<MacAddr>,
+    ) -> Result<(Vni, u32), String> {
+        self.topology
+            .check_endpoint(network, ip, mac)
+            .map(|n| (n.vni(), n.spec.mtu))
+            .map_err(|e| e.to_string())
     }
 
+    /// Publishes the port in the topology, then hands its devices to the workers; if they
+    /// refuse, the port leaves the topology again.
     fn add_port(
         &mut self,
         devices: Vec<Box<dyn PortDevice>>,
         meta: PortMeta,
-        network: NetIdx,
+        vni: Vni,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
     ) -> Result<serde_json::Value, String> {
-        let info = self
-            .workers
-            .add_port(id, devices, meta, network, endpoint)?;
+        let name = meta.name.clone();
+        self.change_topology(|t| t.add_port(id, &name, vni, endpoint))
+            .map_err(|e| e.to_string())?;
+        let info = match self.workers.add_port(id, devices, meta, endpoint) {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
+                return Err(e);
+            }
+        };
         tracing::info!(
             port = info.id, name = %info.name, network = %info.network, ifname = %info.ifname,
             netns = info.netns.as_deref().unwrap_or("-"), mac = info.mac.as_deref().unwrap_or("-"),
@@ -176,11 +212,18 @@ impl Server {
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
 
-    fn remove_port(&self, select: PortSelector, what: String) -> Result<serde_json::Value, String> {
+    /// Takes the port from the workers, then from the topology.
+    fn remove_port(
+        &mut self,
+        select: PortSelector,
+        what: String,
+    ) -> Result<serde_json::Value, String> {
         let info = self
             .workers
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
+        let id = PortId(info.id);
+        let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
 
@@ -195,11 +238,12 @@ impl Server {
     ) -> Result<serde_json::Value, String> {
         let ifname = ifname.unwrap_or("eth0");
         let addr = parse_ip_prefix(ip)?;
-        let (idx, mtu, vni) = self.check_endpoint(network, Some(addr.addr()))?;
+        let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
         let mac = match mac {
             Some(m) => parse_station_mac(m)?,
-            None => generated_mac(vni, addr.addr()),
+            None => generated_mac(vni.get(), addr.addr()),
         };
+        let (vni, mtu) = self.check_endpoint(network, Some(addr.addr()), Some(mac))?;
         let id = PortId(self.next_port);
         self.next_port += 1;
         let spec = NamespacePortSpec {
@@ -228,7 +272,7 @@ impl Server {
             ),
             kind: "tap",
             network: network.to_string(),
-            vni,
+            vni: vni.get(),
             ifname: ifname.to_string(),
             netns: Some(netns.to_string()),
             netns_id: netns_identity(netns),
@@ -236,7 +280,7 @@ impl Server {
             ip: Some(addr),
             mtu,
         };
-        self.add_port(devices, meta, idx, Some((mac, addr.addr())), id)
+        self.add_port(devices, meta, vni, Some((mac, addr.addr())), id)
     }
 
     fn detach_namespace(
@@ -268,8 +312,8 @@ impl Server {
         mac: Option<&str>,
     ) -> Result<serde_json::Value, String> {
         let addr = ip.map(parse_ip_or_prefix).transpose()?;
-        let (idx, mtu, vni) = self.check_endpoint(network, addr.map(|a| a.addr()))?;
         let mac = mac.map(parse_station_mac).transpose()?;
+        let (vni, mtu) = self.check_endpoint(network, addr.map(|a| a.addr()), mac)?;
         let id = PortId(self.next_port);
         let devices = self
             .open_packet_sockets(interface)
@@ -279,7 +323,7 @@ impl Server {
             name: interface.to_string(),
             kind: "af_packet",
             network: network.to_string(),
-            vni,
+            vni: vni.get(),
             ifname: interface.to_string(),
             netns: None,
             netns_id: None,
@@ -288,7 +332,7 @@ impl Server {
             mtu,
         };
         let endpoint = mac.zip(addr.map(|a| a.addr()));
-        self.add_port(devices, meta, idx, endpoint, id)
+        self.add_port(devices, meta, vni, endpoint, id)
     }
 
     /// One packet socket per worker; with several, they share the interface's frames in a

@@ -14,7 +14,7 @@ use super::sync;
 use super::view::{self, View};
 use super::worker::{Command, PortSelector, Worker, WorkerHandle};
 use crate::control::api;
-use crate::switch::{NetIdx, PortId};
+use crate::switch::PortId;
 use crate::wire::MacAddr;
 use crossbeam_channel::{bounded, Receiver};
 use std::net::Ipv4Addr;
@@ -93,32 +93,14 @@ impl Workers {
             .collect()
     }
 
-    /// Checks that `ip` may join `network`: the network's index, MTU and VNI. Every worker has
-    /// the same ports, so the first one answers.
-    pub fn check_endpoint(
-        &self,
-        network: &str,
-        ip: Option<Ipv4Addr>,
-    ) -> Result<(NetIdx, u32, u32), String> {
-        let (tx, rx) = bounded(1);
-        self.handles[0].send(Command::CheckEndpoint {
-            network: network.to_string(),
-            ip,
-            reply: tx,
-        });
-        rx.recv_timeout(ANSWER_TIMEOUT)
-            .map_err(|_| "the data plane did not answer".to_string())?
-    }
-
-    /// Adds a port to every worker, worker k reading and writing through `devices[k]` (one
-    /// queue of the same device each). All or nothing: if one worker refuses, the others drop
-    /// the port again.
+    /// Hands a port the control side has published in the topology to every worker, worker k
+    /// reading and writing through `devices[k]` (one queue of the same device each). All or
+    /// nothing: if one worker refuses or does not answer, every worker drops the port again.
     pub fn add_port(
         &self,
         id: PortId,
         devices: Vec<Box<dyn PortDevice>>,
         meta: PortMeta,
-        network: NetIdx,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
     ) -> Result<api::PortInfo, String> {
         assert_eq!(devices.len(), self.handles.len(), "one device per worker");
@@ -127,16 +109,20 @@ impl Workers {
             id,
             device: devices.next().expect("one device per worker"),
             meta: meta.clone(),
-            network,
             endpoint,
             announce: k == 0,
             reply,
-        })?;
-        if let Some(Err(e)) = answers.iter().find(|a| a.is_err()) {
-            let e = e.clone();
+        });
+        let failed = match &answers {
+            Err(e) => Some(e.clone()),
+            Ok(a) => a.iter().find_map(|a| a.as_ref().err().cloned()),
+        };
+        if let Some(e) = failed {
+            // Also when a worker timed out: the others must not keep a port it lacks.
             let _ = self.remove_port(Arc::new(move |p, _: &PortMeta| p == id));
             return Err(e);
         }
+        let answers = answers.expect("checked above");
         let mut infos = answers.into_iter().map(|a| a.expect("checked above"));
         let mut info = infos.next().expect("at least one worker");
         for o in infos {

@@ -6,7 +6,12 @@
 //! are listed side by side. Nothing here runs on the packet path.
 
 use crate::control::api::{self, add_counts};
+use crate::switch::counters::Counters;
+use crate::switch::fdb::Location;
+use crate::switch::{Switch, Timestamp, Vni};
+use crate::wire::MacAddr;
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// One worker's answer to a `show`.
 #[derive(Debug, Clone)]
@@ -35,6 +40,166 @@ impl View {
     }
 }
 
+/// The API's counters from the core's.
+pub fn counters(c: &Counters) -> api::Counters {
+    api::Counters {
+        rx_packets: c.rx_packets,
+        rx_bytes: c.rx_bytes,
+        tx_packets: c.tx_packets,
+        tx_bytes: c.tx_bytes,
+        drops: c.drops.to_map(),
+    }
+}
+
+/// One switch's tables and counters as the API's types: the conversion from the core's typed
+/// state happens here, once, not in the core.
+pub trait SwitchViews {
+    fn networks_info(&self) -> Vec<api::NetworkInfo>;
+    fn fdb_info(&self, now: Timestamp) -> Vec<api::FdbEntryInfo>;
+    fn neigh_info(&self, now: Timestamp) -> Vec<api::NeighEntryInfo>;
+    fn peers_info(&self, now: Timestamp) -> Vec<api::PeerInfo>;
+    fn network_stats(&self) -> Vec<api::NetworkStats>;
+}
+
+impl SwitchViews for Switch {
+    fn networks_info(&self) -> Vec<api::NetworkInfo> {
+        self.topology()
+            .networks()
+            .map(|n| {
+                let learned = self.learned(n.vni());
+                api::NetworkInfo {
+                    name: n.spec.name.clone(),
+                    vni: n.vni().get(),
+                    subnet: n.spec.subnet.to_string(),
+                    mtu: n.spec.mtu,
+                    peers: n.spec.peers.iter().map(|(name, _)| name.clone()).collect(),
+                    ports: n.ports().len() as u32,
+                    fdb_entries: (n.endpoints().count() + learned.map_or(0, |l| l.fdb.len()))
+                        as u32,
+                    neigh_entries: (n.endpoints().filter(|e| e.ip.is_some()).count()
+                        + learned.map_or(0, |l| l.neigh.len()))
+                        as u32,
+                }
+            })
+            .collect()
+    }
+
+    fn fdb_info(&self, now: Timestamp) -> Vec<api::FdbEntryInfo> {
+        let topo = self.topology();
+        let place = |at: Location| match at {
+            Location::Port(p) => (
+                "port",
+                topo.port(p)
+                    .map_or_else(|| p.to_string(), |s| s.name.clone()),
+            ),
+            Location::Vtep(v) => ("vtep", v.to_string()),
+        };
+        let mut out = Vec::new();
+        for n in topo.networks() {
+            let entry = |mac: &MacAddr, at: Location, age_secs: u64| {
+                let (kind, location) = place(at);
+                api::FdbEntryInfo {
+                    network: n.spec.name.clone(),
+                    vni: n.vni().get(),
+                    mac: mac.to_string(),
+                    kind: kind.to_string(),
+                    location,
+                    age_secs,
+                }
+            };
+            for e in n.endpoints() {
+                out.push((n.vni(), e.mac, entry(&e.mac, e.at, 0)));
+            }
+            if let Some(l) = self.learned(n.vni()) {
+                for (mac, e) in l.fdb.iter().filter(|(m, _)| n.endpoint(**m).is_none()) {
+                    let age = now.millis_since(e.updated) / 1000;
+                    out.push((n.vni(), *mac, entry(mac, e.location, age)));
+                }
+            }
+        }
+        out.sort_by_key(|(vni, mac, _)| (*vni, *mac));
+        out.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    fn neigh_info(&self, now: Timestamp) -> Vec<api::NeighEntryInfo> {
+        let mut out: Vec<(Vni, Ipv4Addr, api::NeighEntryInfo)> = Vec::new();
+        for n in self.topology().networks() {
+            let entry =
+                |ip: &Ipv4Addr, mac: MacAddr, source: &str, age_secs: u64| api::NeighEntryInfo {
+                    network: n.spec.name.clone(),
+                    vni: Some(n.vni().get()),
+                    ip: ip.to_string(),
+                    mac: mac.to_string(),
+                    source: source.to_string(),
+                    age_secs,
+                };
+            for e in n.endpoints() {
+                if let Some(ip) = e.ip {
+                    let source = match e.at {
+                        Location::Port(_) => "attach",
+                        Location::Vtep(_) => "endpoint",
+                    };
+                    out.push((n.vni(), ip, entry(&ip, e.mac, source, 0)));
+                }
+            }
+            if let Some(l) = self.learned(n.vni()) {
+                for (ip, e) in l
+                    .neigh
+                    .iter()
+                    .filter(|(ip, _)| n.endpoint_by_ip(**ip).is_none())
+                {
+                    let age = now.millis_since(e.updated) / 1000;
+                    out.push((n.vni(), *ip, entry(ip, e.mac, e.source.name(), age)));
+                }
+            }
+        }
+        out.sort_by_key(|(vni, ip, _)| (*vni, *ip));
+        out.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    fn peers_info(&self, now: Timestamp) -> Vec<api::PeerInfo> {
+        let topo = self.topology();
+        topo.peers()
+            .iter()
+            .map(|p| {
+                let state = self.peer_state(p.addr);
+                api::PeerInfo {
+                    name: p.name.clone(),
+                    underlay_ip: p.addr.to_string(),
+                    networks: topo
+                        .networks()
+                        .filter(|n| n.vteps().contains(&p.addr))
+                        .map(|n| n.spec.name.clone())
+                        .collect(),
+                    counters: state.map(|s| counters(&s.counters)).unwrap_or_default(),
+                    last_seen_secs: state
+                        .and_then(|s| s.last_seen)
+                        .map(|t| now.millis_since(t) / 1000),
+                }
+            })
+            .collect()
+    }
+
+    fn network_stats(&self) -> Vec<api::NetworkStats> {
+        self.topology()
+            .networks()
+            .map(|n| {
+                let c = self.learned(n.vni()).map(|l| &l.counters);
+                api::NetworkStats {
+                    name: n.spec.name.clone(),
+                    vni: n.vni().get(),
+                    counters: c.map(|c| counters(&c.traffic)).unwrap_or_default(),
+                    flooded: c.map_or(0, |c| c.flooded),
+                    proxy_arp_replies: c.map_or(0, |c| c.proxy_arp_replies),
+                    fdb_learned: c.map_or(0, |c| c.fdb_learned),
+                    fdb_moves: c.map_or(0, |c| c.fdb_moves),
+                    fdb_full: c.map_or(0, |c| c.fdb_full),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Merges the workers' answers to one `show` (all of the same kind, worker 0 first).
 pub fn merge(views: Vec<View>) -> Option<View> {
     let mut it = views.into_iter();
@@ -45,13 +210,13 @@ pub fn merge(views: Vec<View>) -> Option<View> {
         (View::Fdb(a), View::Fdb(b)) => View::Fdb(union_newest(
             a,
             b,
-            |e| (e.vni, e.mac.clone()),
+            |e| (e.vni, e.mac.parse::<MacAddr>().ok()),
             |e| e.age_secs,
         )),
         (View::Neigh(a), View::Neigh(b)) => View::Neigh(union_newest(
             a,
             b,
-            |e| (e.network.clone(), e.ip.clone()),
+            |e| (e.vni, e.ip.parse::<Ipv4Addr>().ok(), e.network.clone()),
             |e| e.age_secs,
         )),
         (View::Peers(a), View::Peers(b)) => View::Peers(merge_peers(a, &b)),

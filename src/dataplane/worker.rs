@@ -20,14 +20,15 @@
 use super::busy_poll::BusyPoll;
 use super::port::{PortDevice, PortMeta};
 use super::sync::SyncLinks;
-use super::view::View;
+use super::view::{self, SwitchViews, View};
 use crate::control::api;
 use crate::crypto::{EspDrop, EspTable};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use crate::offload::gro::Coalescer;
 use crate::offload::{tso, vnet};
+use crate::switch::topology::Output;
 use crate::switch::DropReason;
-use crate::switch::{garp, Action, NetIdx, PortId, Switch, Timestamp, Vni, VtepAddr};
+use crate::switch::{garp, Action, Answer, PortId, Published, Switch, Timestamp, Vni, VtepAddr};
 use crate::wire::esp;
 use crate::wire::{flow, vxlan, MacAddr};
 use crossbeam_channel::{Receiver, Sender};
@@ -71,17 +72,11 @@ const _: () = assert!(BUDGET <= SEG_SLOTS);
 pub type PortSelector = std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>;
 
 pub enum Command {
-    /// Check that `ip` may join `network`; answers the network's index and MTU.
-    CheckEndpoint {
-        network: String,
-        ip: Option<Ipv4Addr>,
-        reply: Sender<Result<(NetIdx, u32, u32), String>>,
-    },
     AddPort {
         id: PortId,
         device: Box<dyn PortDevice>,
         meta: PortMeta,
-        network: NetIdx,
+        /// The station behind the port (its gratuitous ARP is sent on attach).
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         /// Send the endpoint's gratuitous ARP (one worker of several does).
         announce: bool,
@@ -229,8 +224,10 @@ pub struct Worker {
     commands: Receiver<Command>,
     started: Instant,
     buf: Vec<u8>,
-    flood_ports: Vec<PortId>,
-    flood_vteps: Vec<VtepAddr>,
+    /// Where answers the switch writes itself (proxy-ARP) are built: room for any answer.
+    answer: Vec<u8>,
+    /// The topology the control side publishes, loaded once per loop turn.
+    published: Option<Published>,
     seg_lens: [usize; SEG_SLOTS],
     gso_batch: GsoBatch,
     coalescer: Coalescer,
@@ -311,8 +308,8 @@ impl Worker {
             commands,
             started: Instant::now(),
             buf: vec![0u8; BUF_LEN],
-            flood_ports: Vec::with_capacity(256),
-            flood_vteps: Vec::with_capacity(256),
+            answer: vec![0u8; Answer::MAX_LEN],
+            published: None,
             seg_lens: [0; SEG_SLOTS],
             coalescer: Coalescer::new(),
             gso_batch: GsoBatch {
@@ -337,6 +334,24 @@ impl Worker {
         };
         let handle = worker.handle.clone();
         Ok((worker, handle))
+    }
+
+    /// Makes the worker follow the topology the control side publishes: it moves to each new
+    /// snapshot between batches (crate::switch::topology).
+    pub fn follow(&mut self, published: Published) {
+        self.published = Some(published);
+        self.refresh_topology();
+    }
+
+    /// Moves to the published topology if it changed: one atomic load when it did not.
+    fn refresh_topology(&mut self) {
+        if let Some(t) = self
+            .published
+            .as_ref()
+            .and_then(|p| p.newer(self.switch.topology()))
+        {
+            self.switch.set_topology(t);
+        }
     }
 
     /// Sets the busy-poll window (see `run`).
@@ -413,6 +428,7 @@ impl Worker {
             }
             let now = self.now();
             self.unix = unix_now();
+            self.refresh_topology();
             self.apply_updates(now);
             ready.clear();
             ready.append(&mut self.pending);
@@ -503,11 +519,11 @@ impl Worker {
         let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
         match action {
             Action::ToPort(p) => self.deliver_coalesced(p, frame),
-            Action::Reply(p) => self.send_to_port(p, frame),
+            Action::Reply { port, answer } => self.send_answer(port, answer),
             // Split horizon: the core never asks to send decapsulated frames to peers.
             Action::Flood {
                 network, except, ..
-            } => self.flood_local(network, except, frame),
+            } => self.flood(network, except, false, 0, frame),
             Action::Drop(_) | Action::ToVtep { .. } => {}
         }
     }
@@ -758,7 +774,8 @@ impl Worker {
             .process_from_port(now, id, &mut self.buf[frame.clone()])
         {
             Action::Drop(_) => {}
-            Action::ToPort(p) | Action::Reply(p) => self.send_to_port(p, frame),
+            Action::ToPort(p) => self.send_to_port(p, frame),
+            Action::Reply { port, answer } => self.send_answer(port, answer),
             Action::ToVtep { vtep, vni } => {
                 let src_port = self.encap_headers(base, len, vni);
                 if self.switch.is_encrypted(vni) {
@@ -775,23 +792,39 @@ impl Worker {
                 network,
                 except,
                 to_peers,
-            } => {
-                self.flood_local(network, except, frame);
-                if to_peers {
-                    let (_, vteps, vni) = self.switch.flood_targets(network);
-                    self.flood_vteps.clear();
-                    self.flood_vteps.extend_from_slice(vteps);
-                    if !self.flood_vteps.is_empty() {
-                        let src_port = self.encap_headers(base, len, vni);
-                        let encrypted = self.switch.is_encrypted(vni);
-                        for i in 0..self.flood_vteps.len() {
-                            let vtep = self.flood_vteps[i];
-                            if encrypted {
-                                self.seal_to_vtep(base, vtep, vni, len, src_port, true);
-                            } else {
-                                self.send_to_vtep(base, vtep, vni, len);
-                            }
-                        }
+            } => self.flood(network, except, to_peers, base, frame),
+        }
+    }
+
+    /// Sends a flooded frame, `buf[frame]`, to every destination of `Topology::flood_set`:
+    /// local ports as it is, peers encapsulated (and sealed, for an encrypted network) in
+    /// front of it, the frame then being at `base + HEADROOM` (only frames from a port go to
+    /// peers: what came from the underlay never goes back to it, split horizon).
+    fn flood(
+        &mut self,
+        network: Vni,
+        except: Option<PortId>,
+        to_peers: bool,
+        base: usize,
+        frame: std::ops::Range<usize>,
+    ) {
+        // The snapshot this frame was decided by, held across the sends (no allocation).
+        let topo = std::sync::Arc::clone(self.switch.topology());
+        let len = frame.len();
+        let mut headers: Option<u16> = None;
+        let encrypted = self.switch.is_encrypted(network);
+        for out in topo.flood_set(network, except, to_peers) {
+            match out {
+                Output::Port(p) => self.send_to_port(p, frame.clone()),
+                Output::Vtep(vtep) => {
+                    let src_port = match headers {
+                        Some(p) => p,
+                        None => *headers.insert(self.encap_headers(base, len, network)),
+                    };
+                    if encrypted {
+                        self.seal_to_vtep(base, vtep, network, len, src_port, true);
+                    } else {
+                        self.send_to_vtep(base, vtep, network, len);
                     }
                 }
             }
@@ -954,18 +987,18 @@ impl Worker {
         }
     }
 
-    fn flood_local(
-        &mut self,
-        network: NetIdx,
-        except: Option<PortId>,
-        frame: std::ops::Range<usize>,
-    ) {
-        let (ports, _, _) = self.switch.flood_targets(network);
-        self.flood_ports.clear();
-        self.flood_ports
-            .extend(ports.iter().filter(|p| Some(**p) != except));
-        for i in 0..self.flood_ports.len() {
-            self.send_to_port(self.flood_ports[i], frame.clone());
+    /// Writes an answer the switch made (proxy-ARP) to port `id`, from the answer buffer.
+    fn send_answer(&mut self, id: PortId, answer: Answer) {
+        if self.coalescer.owner() == Some(id.0) {
+            self.flush_coalescer();
+        }
+        let len = answer.emit(&mut self.answer);
+        let Some(port) = self.ports.get_mut(&id) else {
+            return;
+        };
+        match port.device.send(&self.answer[..len]) {
+            Ok(()) => self.switch.note_port_tx(id, len),
+            Err(_) => self.switch.note_port_tx_failed(id),
         }
     }
 
@@ -976,33 +1009,15 @@ impl Worker {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 Command::Stop => return false,
-                Command::CheckEndpoint { network, ip, reply } => {
-                    let r = match ip {
-                        Some(ip) => self
-                            .switch
-                            .check_endpoint_ip(&network, ip)
-                            .map_err(|e| e.to_string()),
-                        None => self
-                            .switch
-                            .network_by_name(&network)
-                            .ok_or_else(|| format!("no network named {network:?}")),
-                    }
-                    .map(|idx| {
-                        let n = self.switch.network(idx);
-                        (idx, n.spec.mtu, n.spec.vni.get())
-                    });
-                    let _ = reply.send(r);
-                }
                 Command::AddPort {
                     id,
                     device,
                     meta,
-                    network,
                     endpoint,
                     announce,
                     reply,
                 } => {
-                    let r = self.add_port(now, id, device, meta, network, endpoint, announce);
+                    let r = self.add_port(now, id, device, meta, endpoint, announce);
                     let _ = reply.send(r);
                 }
                 Command::RemovePort { select, reply } => {
@@ -1031,27 +1046,26 @@ impl Worker {
         true
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Takes the device of a port the control side has just published in the topology.
     fn add_port(
         &mut self,
         now: Timestamp,
         id: PortId,
         device: Box<dyn PortDevice>,
         meta: PortMeta,
-        network: NetIdx,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         announce: bool,
     ) -> Result<api::PortInfo, String> {
-        self.switch
-            .add_port(id, &meta.name, network, endpoint, now)
-            .map_err(|e| e.to_string())?;
+        self.refresh_topology();
+        if self.switch.topology().port(id).is_none() {
+            return Err(format!("port {id} is not in the published topology"));
+        }
         let token = Token(id.0 as usize + PORT_TOKEN_BASE);
         if let Err(e) =
             self.poll
                 .registry()
                 .register(&mut SourceFd(&device.fd()), token, Interest::READABLE)
         {
-            let _ = self.switch.remove_port(id);
             return Err(format!("cannot poll the port: {e}"));
         }
         self.ports.insert(id, Port { device, meta });
@@ -1073,7 +1087,6 @@ impl Worker {
             .poll
             .registry()
             .deregister(&mut SourceFd(&port.device.fd()));
-        let _ = self.switch.remove_port(id);
         tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
         drop(port);
         info
@@ -1083,8 +1096,8 @@ impl Worker {
         let p = self.ports.get(&id)?;
         let counters = self
             .switch
-            .port(id)
-            .map(|s| s.counters.to_api())
+            .port_counters(id)
+            .map(view::counters)
             .unwrap_or_default();
         Some(api::PortInfo {
             id: id.0,
@@ -1118,11 +1131,15 @@ impl Worker {
             .sa_list(self.unix)
             .into_iter()
             .map(|sa| api::SaInfo {
-                network: self.switch.network_name(sa.vni).unwrap_or("?").to_string(),
+                network: Vni::new(sa.vni)
+                    .and_then(|v| self.switch.topology().network(v))
+                    .map_or_else(|| "?".to_string(), |n| n.spec.name.clone()),
                 vni: sa.vni,
                 peer: self
                     .switch
-                    .peer_name(VtepAddr(sa.peer))
+                    .topology()
+                    .peer(VtepAddr(sa.peer))
+                    .map(|p| p.name.as_str())
                     .map_or_else(|| sa.peer.to_string(), str::to_string),
                 direction: sa.direction.to_string(),
                 src: sa.src.to_string(),

@@ -1,7 +1,6 @@
 //! Packet/byte counters. Plain integers: each switch instance is owned by one worker thread.
 
 use super::drop_reason::{DropCounters, DropReason};
-use crate::control::api;
 
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -25,15 +24,5 @@ impl Counters {
 
     pub fn drop(&mut self, r: DropReason) {
         self.drops.count(r);
-    }
-
-    pub fn to_api(&self) -> api::Counters {
-        api::Counters {
-            rx_packets: self.rx_packets,
-            rx_bytes: self.rx_bytes,
-            tx_packets: self.tx_packets,
-            tx_bytes: self.tx_bytes,
-            drops: self.drops.to_map(),
-        }
     }
 }

@@ -1,6 +1,8 @@
 //! Forwarding database of one network: MAC → where it lives (a local port or a remote VTEP).
 //!
-//! Learned entries age out after `aging_ms` without traffic; entries made by attach are static.
+//! Learned entries age out after `aging_ms` without traffic; stations the control side
+//! configured (attachments, remote endpoints) are not here but in the topology
+//! (crate::switch::topology), which every lookup consults first.
 //! The table has a hard cap: when full, new MACs are not learned (their frames are still
 //! flooded), so a container sending from random MACs cannot exhaust memory or push out the
 //! stations already known. Capacity is reserved up front (up to `RESERVE_MAX`), so learning
@@ -32,7 +34,6 @@ pub enum Location {
 pub struct Entry {
     pub location: Location,
     pub updated: Timestamp,
-    pub is_static: bool,
     /// When the other workers were last told about this entry (see `announce_every`).
     announced: Timestamp,
 }
@@ -47,8 +48,6 @@ pub enum Learned {
     Moved,
     /// Table full: not learned.
     Full,
-    /// A static entry holds this MAC elsewhere: not overwritten.
-    StaticConflict,
 }
 
 #[derive(Debug)]
@@ -74,47 +73,51 @@ impl Fdb {
         self.announce_every = Some(every_ms);
     }
 
+    pub fn get(&self, mac: MacAddr) -> Option<&Entry> {
+        self.entries.get(&mac)
+    }
+
     pub fn lookup(&self, mac: MacAddr) -> Option<Location> {
         self.entries.get(&mac).map(|e| e.location)
     }
 
-    pub fn learn(&mut self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
-        if let Some(e) = self.entries.get_mut(&mac) {
-            if e.location == location {
-                e.updated = now;
-                if let Some(every) = self.announce_every {
-                    if now.millis_since(e.announced) >= every {
-                        e.announced = now;
-                        return Learned::RefreshDue;
-                    }
-                }
-                return Learned::Refreshed;
-            }
-            if e.is_static {
-                return Learned::StaticConflict;
-            }
-            e.location = location;
-            e.updated = now;
-            e.announced = now;
-            return Learned::Moved;
-        }
-        if self.entries.len() >= self.max_entries {
-            return Learned::Full;
-        }
-        self.entries.insert(
-            mac,
-            Entry {
-                location,
-                updated: now,
-                is_static: false,
-                announced: now,
+    /// What `learn` would do, without doing it (for `Switch::decide` and `trace`).
+    pub fn would_learn(&self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
+        match self.entries.get(&mac) {
+            Some(e) if e.location == location => match self.announce_every {
+                Some(every) if now.millis_since(e.announced) >= every => Learned::RefreshDue,
+                _ => Learned::Refreshed,
             },
-        );
-        Learned::New
+            Some(_) => Learned::Moved,
+            None if self.entries.len() >= self.max_entries => Learned::Full,
+            None => Learned::New,
+        }
     }
 
-    /// Takes what another worker learned (crate::switch::sync): like `learn`, but the entry
-    /// counts as announced now, so this copy does not echo it back.
+    /// Records that `mac` was seen at `location`; says what changed.
+    pub fn learn(&mut self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
+        let outcome = self.would_learn(mac, location, now);
+        match outcome {
+            Learned::Full => {}
+            Learned::Refreshed => {
+                if let Some(e) = self.entries.get_mut(&mac) {
+                    e.updated = now;
+                }
+            }
+            Learned::RefreshDue | Learned::Moved | Learned::New => {
+                self.entries.insert(
+                    mac,
+                    Entry {
+                        location,
+                        updated: now,
+                        announced: now,
+                    },
+                );
+            }
+        }
+        outcome
+    }
+
     pub fn learn_from_peer(&mut self, mac: MacAddr, location: Location, now: Timestamp) {
         if self.learn(mac, location, now) != Learned::Full {
             if let Some(e) = self.entries.get_mut(&mac) {
@@ -123,21 +126,11 @@ impl Fdb {
         }
     }
 
-    /// An entry that never ages (a container attached by us). Not subject to the cap, since
-    /// attachments are bounded by the operator, not by traffic.
-    pub fn insert_static(&mut self, mac: MacAddr, port: PortId, now: Timestamp) {
-        self.entries.insert(
-            mac,
-            Entry {
-                location: Location::Port(port),
-                updated: now,
-                is_static: true,
-                announced: now,
-            },
-        );
+    /// Keeps only the entries whose location `keep` accepts.
+    pub fn retain_locations(&mut self, mut keep: impl FnMut(Location) -> bool) {
+        self.entries.retain(|_, e| keep(e.location));
     }
 
-    /// Forgets everything behind `port` (detach).
     pub fn remove_port(&mut self, port: PortId) {
         self.entries
             .retain(|_, e| e.location != Location::Port(port));
@@ -147,7 +140,7 @@ impl Fdb {
     pub fn expire(&mut self, now: Timestamp, aging_ms: u64) -> usize {
         let before = self.entries.len();
         self.entries
-            .retain(|_, e| e.is_static || now.millis_since(e.updated) < aging_ms);
+            .retain(|_, e| now.millis_since(e.updated) < aging_ms);
         before - self.entries.len()
     }
 

@@ -11,8 +11,20 @@ impl Vni {
     pub const MAX: u32 = (1 << 24) - 1;
 
     /// `None` when the value does not fit in 24 bits.
-    pub fn new(v: u32) -> Option<Vni> {
-        (v <= Vni::MAX).then_some(Vni(v))
+    pub const fn new(v: u32) -> Option<Vni> {
+        if v <= Vni::MAX {
+            Some(Vni(v))
+        } else {
+            None
+        }
+    }
+
+    /// A VNI known to fit, for constants (fails to compile, or panics, when it does not).
+    pub const fn of(v: u32) -> Vni {
+        match Vni::new(v) {
+            Some(vni) => vni,
+            None => panic!("a VNI has 24 bits"),
+        }
     }
 
     pub fn get(self) -> u32 {

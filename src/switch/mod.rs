@@ -1,16 +1,21 @@
-//! The sans-IO forwarding core: `Switch::process_from_port` / `process_from_underlay` decide,
-//! the drivers in `crate::io` and `crate::dataplane` carry out. See `core.rs`.
+//! The sans-IO forwarding core: `Switch::decide` says what happens to a frame (decide.rs),
+//! `commit` applies its learning and counters (core.rs), by a published `Topology`
+//! (topology.rs); the drivers in `crate::io` and `crate::dataplane` carry out.
 
 pub mod core;
 pub mod counters;
+pub mod decide;
 pub mod drop_reason;
 pub mod fdb;
 pub mod garp;
 pub mod ids;
 pub mod neigh;
 pub mod sync;
+pub mod topology;
 
-pub use self::core::{Action, NetIdx, NetworkSpec, Switch, SwitchError, SwitchSpec};
+pub use self::core::{NetState, Switch};
+pub use decide::{Action, Answer, Decision, Ingress, Lookup};
 pub use drop_reason::DropReason;
 pub use ids::{PortId, Timestamp, Vni, VtepAddr};
 pub use sync::TableUpdate;
+pub use topology::{NetworkSpec, Published, SwitchSpec, Topology, TopologyError};

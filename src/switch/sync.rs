@@ -15,7 +15,7 @@
 
 use super::fdb::Location;
 use super::neigh::Source;
-use super::NetIdx;
+use super::Vni;
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
 
@@ -27,13 +27,13 @@ pub const OUTBOX_CAPACITY: usize = 256;
 pub enum TableUpdate {
     /// `mac` lives at `location` in network `net`.
     Fdb {
-        net: NetIdx,
+        net: Vni,
         mac: MacAddr,
         location: Location,
     },
     /// `ip` is at `mac` in network `net`, as learned from `source`.
     Neigh {
-        net: NetIdx,
+        net: Vni,
         ip: Ipv4Addr,
         mac: MacAddr,
         source: Source,

@@ -1,0 +1,395 @@
+//! `Switch::decide`: everything that would happen to a frame, without changing anything.
+//!
+//! Contract: `decide(now, ingress, bytes)` reads the topology snapshot the switch holds and
+//! what it learned, and returns a `Decision`: the network, the learning and neighbour facts
+//! the frame carries, how its destination was found, and the `Action` (deliver, encapsulate,
+//! flood, answer, or drop with a reason). It mutates nothing, allocates nothing and never
+//! panics on any input, so `vswitchctl trace` calls it as forwarding does and cannot drift
+//! from it. `Switch::commit` then applies the decision's learning and counters; the worker
+//! carries out the action.
+//!
+//! Answers the switch writes itself (proxy-ARP now; DNS next) are described by the decision
+//! (`Answer`) and written by `Answer::emit` into a buffer of the caller's, which may be larger
+//! than the frame that asked.
+//!
+//! Thread-safety: pure functions of `&Switch`; called on the worker that owns it.
+
+use super::core::Switch;
+use super::drop_reason::DropReason;
+use super::fdb::{Learned, Location};
+use super::neigh::Source;
+use super::topology::NetworkTopo;
+use super::{PortId, Timestamp, Vni, VtepAddr};
+use crate::wire::ethernet::{self, EtherType, Frame};
+use crate::wire::{arp, ipv4, vxlan, MacAddr};
+use std::net::Ipv4Addr;
+
+/// Where a frame entered the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// From a local port; the bytes are an Ethernet frame.
+    Port(PortId),
+    /// A plaintext UDP payload from the underlay; the bytes are VXLAN header + frame.
+    Underlay(VtepAddr),
+    /// A VXLAN datagram that came inside ESP of network `sa_vni` and verified.
+    Decrypted { from: VtepAddr, sa_vni: Vni },
+}
+
+/// What the driver must do with the frame.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Drop(DropReason),
+    /// Write the frame to this local port.
+    ToPort(PortId),
+    /// Encapsulate with `vni` and send to this remote host.
+    ToVtep {
+        vtep: VtepAddr,
+        vni: Vni,
+    },
+    /// Send to every destination of `Topology::flood_set(network, except, to_peers)`.
+    Flood {
+        network: Vni,
+        except: Option<PortId>,
+        to_peers: bool,
+    },
+    /// The switch answers itself: write `answer` (see `Answer::emit`) to this port.
+    Reply {
+        port: PortId,
+        answer: Answer,
+    },
+}
+
+/// An answer the switch writes in place of forwarding a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Proxy-ARP: `ip` is at `mac`, told to the station that asked.
+    ArpReply {
+        mac: MacAddr,
+        ip: Ipv4Addr,
+        to_mac: MacAddr,
+        to_ip: Ipv4Addr,
+    },
+}
+
+impl Answer {
+    /// The longest answer `emit` writes.
+    pub const MAX_LEN: usize = 1514;
+
+    /// Writes the answer frame into `out` (at least `MAX_LEN` bytes, or as long as the answer)
+    /// and returns its length.
+    pub fn emit(&self, out: &mut [u8]) -> usize {
+        match *self {
+            Answer::ArpReply {
+                mac,
+                ip,
+                to_mac,
+                to_ip,
+            } => {
+                let len = ethernet::HEADER_LEN + arp::PACKET_LEN;
+                let mut eth = Frame::new_unchecked(&mut out[..len]);
+                eth.set_dst(to_mac);
+                eth.set_src(mac);
+                eth.set_ethertype(EtherType::Arp);
+                arp::Repr {
+                    operation: arp::Operation::Reply,
+                    sender_mac: mac,
+                    sender_ip: ip,
+                    target_mac: to_mac,
+                    target_ip: to_ip,
+                }
+                .emit(&mut out[ethernet::HEADER_LEN..len]);
+                len
+            }
+        }
+    }
+}
+
+/// What the frame's source MAC teaches the FDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbFact {
+    pub mac: MacAddr,
+    pub at: Location,
+    pub outcome: Learned,
+}
+
+/// What the frame teaches the neighbour table (proxy-ARP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighFact {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub source: Source,
+}
+
+/// How the destination was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The frame was dropped or answered before a lookup.
+    None,
+    /// Broadcast or multicast destination.
+    Multicast,
+    /// A station the control side configured (attach, or a remote endpoint).
+    Endpoint(Location),
+    /// A learned FDB entry, last refreshed at the given time.
+    Learned(Location, Timestamp),
+    /// Unknown unicast.
+    Miss,
+}
+
+/// Everything `decide` found. See the module documentation.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub ingress: Ingress,
+    /// Bytes as they arrived (the frame from a port; the VXLAN datagram from the underlay).
+    pub len: usize,
+    /// The network, once known.
+    pub network: Option<Vni>,
+    pub learn: Option<FdbFact>,
+    pub neigh: Option<NeighFact>,
+    pub lookup: Lookup,
+    pub action: Action,
+}
+
+impl Decision {
+    fn new(ingress: Ingress, len: usize) -> Decision {
+        Decision {
+            ingress,
+            len,
+            network: None,
+            learn: None,
+            neigh: None,
+            lookup: Lookup::None,
+            action: Action::Drop(DropReason::NoRoute),
+        }
+    }
+
+    fn drop(mut self, r: DropReason) -> Decision {
+        self.action = Action::Drop(r);
+        self
+    }
+}
+
+impl Switch {
+    /// Decides about `bytes` that arrived at `ingress`. Pure: see the module documentation.
+    pub fn decide(&self, now: Timestamp, ingress: Ingress, bytes: &[u8]) -> Decision {
+        let d = Decision::new(ingress, bytes.len());
+        match ingress {
+            Ingress::Port(port) => {
+                let Some(p) = self.topology().port(port) else {
+                    return d.drop(DropReason::UnknownPort);
+                };
+                let Some(net) = self.topology().network(p.vni) else {
+                    return d.drop(DropReason::UnknownPort);
+                };
+                self.decide_from_port(now, net, port, bytes, d)
+            }
+            Ingress::Underlay(from) => self.decide_from_underlay(now, from, bytes, None, d),
+            Ingress::Decrypted { from, sa_vni } => {
+                self.decide_from_underlay(now, from, bytes, Some(sa_vni), d)
+            }
+        }
+    }
+
+    fn fdb_fact(
+        &self,
+        net: &NetworkTopo,
+        mac: MacAddr,
+        at: Location,
+        now: Timestamp,
+    ) -> Option<FdbFact> {
+        // What the control side configured is never overridden by what a frame says.
+        if net.endpoint(mac).is_some() {
+            return None;
+        }
+        let outcome = self.learned(net.vni())?.fdb.would_learn(mac, at, now);
+        Some(FdbFact { mac, at, outcome })
+    }
+
+    fn neigh_fact(
+        &self,
+        net: &NetworkTopo,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        source: Source,
+    ) -> Option<NeighFact> {
+        if !net.is_station_address(ip) || !mac.is_unicast_source() {
+            return None;
+        }
+        if net.endpoint_by_ip(ip).is_some() {
+            return None;
+        }
+        Some(NeighFact { ip, mac, source })
+    }
+
+    /// The MAC behind `ip` in network `vni`: a configured endpoint first, then what was
+    /// snooped.
+    pub fn resolve(&self, vni: Vni, ip: Ipv4Addr) -> Option<MacAddr> {
+        let net = self.topology().network(vni)?;
+        if let Some(e) = net.endpoint_by_ip(ip) {
+            return Some(e.mac);
+        }
+        self.learned(vni)?.neigh.lookup(ip)
+    }
+
+    /// Where `mac` is in network `vni`, and how that is known.
+    pub fn locate(&self, vni: Vni, mac: MacAddr) -> Lookup {
+        let Some(net) = self.topology().network(vni) else {
+            return Lookup::Miss;
+        };
+        if let Some(e) = net.endpoint(mac) {
+            return Lookup::Endpoint(e.at);
+        }
+        match self.learned(vni).and_then(|l| l.fdb.get(mac)) {
+            Some(e) => Lookup::Learned(e.location, e.updated),
+            None => Lookup::Miss,
+        }
+    }
+
+    fn decide_from_port(
+        &self,
+        now: Timestamp,
+        net: &NetworkTopo,
+        port: PortId,
+        frame: &[u8],
+        mut d: Decision,
+    ) -> Decision {
+        d.network = Some(net.vni());
+        let Ok(eth) = Frame::new_checked(frame) else {
+            return d.drop(DropReason::FrameTruncated);
+        };
+        let (src, dst) = (eth.src(), eth.dst());
+        if !src.is_unicast_source() {
+            return d.drop(DropReason::BadSourceMac);
+        }
+        if frame.len() > net.max_frame_len(frame) {
+            return d.drop(DropReason::FrameTooBig);
+        }
+        d.learn = self.fdb_fact(net, src, Location::Port(port), now);
+        if eth.ethertype() == EtherType::Arp {
+            if let Ok(p) = arp::Packet::new_checked(eth.payload()) {
+                d.neigh = self.neigh_fact(net, p.sender_ip(), p.sender_mac(), Source::Arp);
+                if let Some(answer) = self.proxy_arp(net, &p) {
+                    d.action = Action::Reply { port, answer };
+                    return d;
+                }
+            }
+        }
+        let flood = Action::Flood {
+            network: net.vni(),
+            except: Some(port),
+            to_peers: true,
+        };
+        if dst.is_multicast() {
+            d.lookup = Lookup::Multicast;
+            d.action = flood;
+            return d;
+        }
+        d.lookup = self.locate(net.vni(), dst);
+        d.action = match d.lookup {
+            Lookup::Endpoint(at) | Lookup::Learned(at, _) => match at {
+                Location::Port(p) if p == port => Action::Drop(DropReason::Hairpin),
+                Location::Port(p) => Action::ToPort(p),
+                Location::Vtep(vtep) => Action::ToVtep {
+                    vtep,
+                    vni: net.vni(),
+                },
+            },
+            _ => flood,
+        };
+        d
+    }
+
+    /// The answer to an ARP request from a local port, when the switch knows it.
+    fn proxy_arp(&self, net: &NetworkTopo, p: &arp::Packet<&[u8]>) -> Option<Answer> {
+        if p.operation() != arp::Operation::Request || p.is_gratuitous() {
+            return None;
+        }
+        let mac = self.resolve(net.vni(), p.target_ip())?;
+        if mac == p.sender_mac() {
+            return None;
+        }
+        Some(Answer::ArpReply {
+            mac,
+            ip: p.target_ip(),
+            to_mac: p.sender_mac(),
+            to_ip: p.sender_ip(),
+        })
+    }
+
+    fn decide_from_underlay(
+        &self,
+        now: Timestamp,
+        from: VtepAddr,
+        datagram: &[u8],
+        sealed: Option<Vni>,
+        mut d: Decision,
+    ) -> Decision {
+        let topo = self.topology();
+        if topo.peer(from).is_none() {
+            return d.drop(DropReason::UnknownPeer);
+        }
+        let vx = match vxlan::Packet::new_checked(datagram) {
+            Ok(vx) => vx,
+            Err(vxlan::Error::Truncated) => return d.drop(DropReason::VxlanTruncated),
+            Err(vxlan::Error::NoVniFlag) => return d.drop(DropReason::VxlanNoVniFlag),
+        };
+        let net = match Vni::new(vx.vni()).and_then(|v| topo.network(v)) {
+            Some(n) => n,
+            None => return d.drop(DropReason::UnknownVni),
+        };
+        if !net.vteps().contains(&from) {
+            return d.drop(DropReason::PeerNotInNetwork);
+        }
+        match sealed {
+            // No downgrade: an encrypted network takes nothing that did not come through ESP.
+            None if net.spec.encrypted => return d.drop(DropReason::PlaintextOnEncrypted),
+            Some(v) if v != net.vni() => return d.drop(DropReason::EspVniMismatch),
+            _ => {}
+        }
+        d.network = Some(net.vni());
+        let frame = vx.payload();
+        let Ok(eth) = Frame::new_checked(frame) else {
+            return d.drop(DropReason::FrameTruncated);
+        };
+        let (src, dst) = (eth.src(), eth.dst());
+        if !src.is_unicast_source() {
+            return d.drop(DropReason::BadSourceMac);
+        }
+        if frame.len() > net.max_frame_len(frame) {
+            return d.drop(DropReason::FrameTooBig);
+        }
+        d.learn = self.fdb_fact(net, src, Location::Vtep(from), now);
+        d.neigh = match eth.ethertype() {
+            EtherType::Arp => arp::Packet::new_checked(eth.payload())
+                .ok()
+                .and_then(|p| self.neigh_fact(net, p.sender_ip(), p.sender_mac(), Source::Arp)),
+            EtherType::Ipv4 => ipv4::Packet::new_checked(eth.payload())
+                .ok()
+                .and_then(|ip| self.neigh_fact(net, ip.src(), src, Source::Decap)),
+            _ => None,
+        };
+        let flood = Action::Flood {
+            network: net.vni(),
+            except: None,
+            to_peers: false,
+        };
+        if dst.is_multicast() {
+            d.lookup = Lookup::Multicast;
+            d.action = flood;
+            return d;
+        }
+        d.lookup = self.locate(net.vni(), dst);
+        d.action = match d.lookup {
+            Lookup::Endpoint(Location::Port(p)) | Lookup::Learned(Location::Port(p), _) => {
+                Action::ToPort(p)
+            }
+            // Split horizon: what came from the underlay never goes back to it.
+            Lookup::Endpoint(Location::Vtep(_)) | Lookup::Learned(Location::Vtep(_), _) => {
+                Action::Drop(DropReason::SplitHorizon)
+            }
+            _ => flood,
+        };
+        d
+    }
+}

@@ -1,0 +1,738 @@
+//! The topology: everything that is configured — networks keyed by VNI, peers, ports and the
+//! endpoints behind them (local or at a remote VTEP) — as one immutable snapshot.
+//!
+//! Overview. The control side (the control actor, crate::control::server) owns the current
+//! `Topology`, makes a changed copy for every change (`Topology::change`), and publishes it
+//! (`Published::store`). Workers load the published snapshot once per batch of frames, so a
+//! frame is decided by the old or by the new topology, never a mix. What workers learn (FDB,
+//! snooped neighbours, counters) lives in their `Switch` beside it, keyed by VNI and port id,
+//! never by position, so a change to one network leaves what was learned on the others alone.
+//!
+//! Endpoints made from attachments (and later the cluster plane) are static: a lookup finds them
+//! before anything learned, and learning never overrides them. A remote endpoint sits at a VTEP,
+//! so its MAC is forwarded and its address answered by proxy-ARP before its first packet.
+//!
+//! Thread-safety: a `Topology` is immutable once published (`Arc`); building one allocates and
+//! happens only on the control side. Workers only read it.
+
+use super::fdb::Location;
+use super::{PortId, Vni, VtepAddr};
+use crate::wire::MacAddr;
+use arc_swap::ArcSwap;
+use ipnet::Ipv4Net;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub vni: Vni,
+    pub subnet: Ipv4Net,
+    pub mtu: u32,
+    /// Names and addresses of the hosts this network spans.
+    pub peers: Vec<(String, VtepAddr)>,
+    /// Frames travel between hosts only inside ESP; plaintext VXLAN for it is dropped.
+    pub encrypted: bool,
+}
+
+/// The whole configuration a switch starts from.
+#[derive(Debug, Clone)]
+pub struct SwitchSpec {
+    pub networks: Vec<NetworkSpec>,
+    /// Every configured peer (name, address).
+    pub peers: Vec<(String, VtepAddr)>,
+    pub fdb_max_entries: usize,
+    pub aging_ms: u64,
+}
+
+/// A station the control side knows: its MAC, address and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub mac: MacAddr,
+    pub ip: Option<Ipv4Addr>,
+    pub at: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkTopo {
+    pub spec: NetworkSpec,
+    vteps: Vec<VtepAddr>,
+    ports: Vec<PortId>,
+    endpoints: HashMap<MacAddr, Endpoint>,
+    by_ip: HashMap<Ipv4Addr, MacAddr>,
+}
+
+impl NetworkTopo {
+    fn new(spec: NetworkSpec) -> NetworkTopo {
+        NetworkTopo {
+            vteps: spec.peers.iter().map(|(_, a)| *a).collect(),
+            ports: Vec::new(),
+            endpoints: HashMap::new(),
+            by_ip: HashMap::new(),
+            spec,
+        }
+    }
+
+    pub fn vni(&self) -> Vni {
+        self.spec.vni
+    }
+
+    /// The peer VTEPs a flood of this network goes to.
+    pub fn vteps(&self) -> &[VtepAddr] {
+        &self.vteps
+    }
+
+    /// The local ports on this network, in the order they were attached.
+    pub fn ports(&self) -> &[PortId] {
+        &self.ports
+    }
+
+    pub fn endpoint(&self, mac: MacAddr) -> Option<&Endpoint> {
+        self.endpoints.get(&mac)
+    }
+
+    pub fn endpoint_by_ip(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
+        self.by_ip.get(&ip).and_then(|m| self.endpoints.get(m))
+    }
+
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.values()
+    }
+
+    /// An address a station of this network can own: inside the subnet, and neither its
+    /// network nor its broadcast address (nor 0.0.0.0, which ARP probes use).
+    pub fn is_station_address(&self, ip: Ipv4Addr) -> bool {
+        let s = &self.spec.subnet;
+        s.contains(&ip) && ip != s.network() && ip != s.broadcast() && !ip.is_unspecified()
+    }
+
+    /// The largest frame this network carries: the MTU plus the Ethernet header, plus a VLAN
+    /// tag when the frame has one (it rides inside the outer path's budget, as the kernel's).
+    pub fn max_frame_len(&self, frame: &[u8]) -> usize {
+        let tag = if frame.len() >= 14 && frame[12..14] == [0x81, 0x00] {
+            4
+        } else {
+            0
+        };
+        self.spec.mtu as usize + crate::wire::ethernet::HEADER_LEN + tag
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortTopo {
+    pub name: String,
+    pub vni: Vni,
+    /// The station behind the port when the operator told us (attach).
+    pub endpoint: Option<(MacAddr, Ipv4Addr)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTopo {
+    pub name: String,
+    pub addr: VtepAddr,
+}
+
+/// Where one copy of a flooded frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Port(PortId),
+    Vtep(VtepAddr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("no network named {0:?}")]
+    UnknownNetwork(String),
+    #[error("no network with VNI {0}")]
+    UnknownVni(Vni),
+    #[error("a network named {0:?} exists already")]
+    NetworkExists(String),
+    #[error("VNI {vni} is already used by network {network:?}")]
+    VniInUse { vni: Vni, network: String },
+    #[error("network {network:?} still has {ports} port(s) attached: detach them first")]
+    NetworkInUse { network: String, ports: usize },
+    #[error("a peer at {0} exists already")]
+    PeerExists(VtepAddr),
+    #[error("no peer at {0}")]
+    UnknownPeer(VtepAddr),
+    #[error("port {0} is already attached")]
+    PortExists(PortId),
+    #[error("port {0} is not attached")]
+    UnknownPort(PortId),
+    #[error("{ip} is not inside network {network:?}'s subnet {subnet}")]
+    OutsideSubnet {
+        ip: Ipv4Addr,
+        network: String,
+        subnet: Ipv4Net,
+    },
+    #[error("{ip} is already used in network {network:?} by {owner}")]
+    AddressInUse {
+        ip: Ipv4Addr,
+        network: String,
+        owner: String,
+    },
+    #[error("MAC {mac} is already used in network {network:?} by {owner}")]
+    MacInUse {
+        mac: MacAddr,
+        network: String,
+        owner: String,
+    },
+}
+
+/// One snapshot of what is configured. See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    generation: u64,
+    networks: HashMap<Vni, NetworkTopo>,
+    /// VNIs in the order the networks were made, for views.
+    order: Vec<Vni>,
+    peers: Vec<PeerTopo>,
+    ports: HashMap<PortId, PortTopo>,
+    pub fdb_max_entries: usize,
+    pub aging_ms: u64,
+}
+
+impl Topology {
+    /// The topology of a static configuration. The spec is taken as validated (config.rs).
+    pub fn new(spec: SwitchSpec) -> Topology {
+        let mut t = Topology {
+            generation: 0,
+            networks: HashMap::new(),
+            order: Vec::new(),
+            peers: Vec::new(),
+            ports: HashMap::new(),
+            fdb_max_entries: spec.fdb_max_entries,
+            aging_ms: spec.aging_ms,
+        };
+        for (name, addr) in spec.peers {
+            t.peers.push(PeerTopo { name, addr });
+        }
+        for n in spec.networks {
+            t.order.push(n.vni);
+            t.networks.insert(n.vni, NetworkTopo::new(n));
+        }
+        t
+    }
+
+    /// Counts the snapshots made from the first one: a worker compares it to know whether
+    /// what it holds is current.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A copy with `f` applied, one generation on; `self` is untouched if `f` fails.
+    pub fn change(
+        &self,
+        f: impl FnOnce(&mut Topology) -> Result<(), TopologyError>,
+    ) -> Result<Topology, TopologyError> {
+        let mut t = self.clone();
+        f(&mut t)?;
+        t.generation = self.generation + 1;
+        Ok(t)
+    }
+
+    // ----- reading (any thread) -----
+
+    pub fn network(&self, vni: Vni) -> Option<&NetworkTopo> {
+        self.networks.get(&vni)
+    }
+
+    pub fn network_by_name(&self, name: &str) -> Option<&NetworkTopo> {
+        self.networks.values().find(|n| n.spec.name == name)
+    }
+
+    /// Every network, in the order they were made.
+    pub fn networks(&self) -> impl Iterator<Item = &NetworkTopo> {
+        self.order.iter().filter_map(|v| self.networks.get(v))
+    }
+
+    pub fn peers(&self) -> &[PeerTopo] {
+        &self.peers
+    }
+
+    pub fn peer(&self, addr: VtepAddr) -> Option<&PeerTopo> {
+        self.peers.iter().find(|p| p.addr == addr)
+    }
+
+    pub fn port(&self, id: PortId) -> Option<&PortTopo> {
+        self.ports.get(&id)
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = (&PortId, &PortTopo)> {
+        self.ports.iter()
+    }
+
+    /// Every destination of a flood in network `vni`: its local ports but `except`, then, when
+    /// `to_peers`, its peer VTEPs (head-end replication). The one place floods are expanded:
+    /// the worker sends to it, `trace` prints it, tests compare it.
+    pub fn flood_set(
+        &self,
+        vni: Vni,
+        except: Option<PortId>,
+        to_peers: bool,
+    ) -> impl Iterator<Item = Output> + '_ {
+        let net = self.networks.get(&vni);
+        let ports = net.map_or(&[][..], |n| &n.ports[..]);
+        let vteps = match net {
+            Some(n) if to_peers => &n.vteps[..],
+            _ => &[][..],
+        };
+        ports
+            .iter()
+            .filter(move |p| Some(**p) != except)
+            .map(|p| Output::Port(*p))
+            .chain(vteps.iter().map(|v| Output::Vtep(*v)))
+    }
+
+    /// Checks that a new endpoint with `ip` (and `mac`) may join network `name`; returns the
+    /// network. Used inside `add_port`, and by the control side before it makes an interface.
+    pub fn check_endpoint(
+        &self,
+        name: &str,
+        ip: Option<Ipv4Addr>,
+        mac: Option<MacAddr>,
+    ) -> Result<&NetworkTopo, TopologyError> {
+        let net = self
+            .network_by_name(name)
+            .ok_or_else(|| TopologyError::UnknownNetwork(name.to_string()))?;
+        if let Some(ip) = ip {
+            if !net.spec.subnet.contains(&ip) {
+                return Err(TopologyError::OutsideSubnet {
+                    ip,
+                    network: name.to_string(),
+                    subnet: net.spec.subnet,
+                });
+            }
+            if let Some(e) = net.endpoint_by_ip(ip) {
+                return Err(TopologyError::AddressInUse {
+                    ip,
+                    network: name.to_string(),
+                    owner: self.owner(e),
+                });
+            }
+        }
+        if let Some(e) = mac.and_then(|m| net.endpoint(m)) {
+            return Err(TopologyError::MacInUse {
+                mac: e.mac,
+                network: name.to_string(),
+                owner: self.owner(e),
+            });
+        }
+        Ok(net)
+    }
+
+    fn owner(&self, e: &Endpoint) -> String {
+        match e.at {
+            Location::Port(p) => match self.ports.get(&p) {
+                Some(port) => format!("port {}", port.name),
+                None => format!("port {p}"),
+            },
+            Location::Vtep(v) => format!("{} on {}", e.name, self.peer_label(v)),
+        }
+    }
+
+    fn peer_label(&self, v: VtepAddr) -> String {
+        self.peer(v)
+            .map_or_else(|| v.to_string(), |p| format!("{} ({v})", p.name))
+    }
+
+    // ----- changing (control side, inside `change`) -----
+
+    pub fn add_network(&mut self, spec: NetworkSpec) -> Result<(), TopologyError> {
+        if let Some(n) = self.networks.get(&spec.vni) {
+            return Err(TopologyError::VniInUse {
+                vni: spec.vni,
+                network: n.spec.name.clone(),
+            });
+        }
+        if self.network_by_name(&spec.name).is_some() {
+            return Err(TopologyError::NetworkExists(spec.name));
+        }
+        self.order.push(spec.vni);
+        self.networks.insert(spec.vni, NetworkTopo::new(spec));
+        Ok(())
+    }
+
+    /// Removes a network; refused while ports are attached to it.
+    pub fn remove_network(&mut self, vni: Vni) -> Result<NetworkSpec, TopologyError> {
+        let n = self
+            .networks
+            .get(&vni)
+            .ok_or(TopologyError::UnknownVni(vni))?;
+        if !n.ports.is_empty() {
+            return Err(TopologyError::NetworkInUse {
+                network: n.spec.name.clone(),
+                ports: n.ports.len(),
+            });
+        }
+        self.order.retain(|v| *v != vni);
+        Ok(self.networks.remove(&vni).expect("found above").spec)
+    }
+
+    /// Changes what may change of a network in place: its MTU and the peers it spans
+    /// (endpoints at a VTEP that leaves it are removed).
+    pub fn update_network(
+        &mut self,
+        vni: Vni,
+        mtu: u32,
+        peers: Vec<(String, VtepAddr)>,
+    ) -> Result<(), TopologyError> {
+        let n = self
+            .networks
+            .get_mut(&vni)
+            .ok_or(TopologyError::UnknownVni(vni))?;
+        n.spec.mtu = mtu;
+        n.vteps = peers.iter().map(|(_, a)| *a).collect();
+        n.spec.peers = peers;
+        let vteps = n.vteps.clone();
+        let gone: Vec<MacAddr> = n
+            .endpoints
+            .values()
+            .filter(|e| matches!(e.at, Location::Vtep(v) if !vteps.contains(&v)))
+            .map(|e| e.mac)
+            .collect();
+        for mac in gone {
+            n.remove_endpoint(mac);
+        }
+        Ok(())
+    }
+
+    pub fn add_peer(&mut self, name: &str, addr: VtepAddr) -> Result<(), TopologyError> {
+        if self.peer(addr).is_some() {
+            return Err(TopologyError::PeerExists(addr));
+        }
+        self.peers.push(PeerTopo {
+            name: name.to_string(),
+            addr,
+        });
+        Ok(())
+    }
+
+    /// Removes a peer from the topology and from every network it was in, with the endpoints
+    /// that were published at it.
+    pub fn remove_peer(&mut self, addr: VtepAddr) -> Result<(), TopologyError> {
+        if self.peer(addr).is_none() {
+            return Err(TopologyError::UnknownPeer(addr));
+        }
+        self.peers.retain(|p| p.addr != addr);
+        for n in self.networks.values_mut() {
+            if n.vteps.contains(&addr) {
+                n.vteps.retain(|v| *v != addr);
+                n.spec.peers.retain(|(_, a)| *a != addr);
+                let gone: Vec<MacAddr> = n
+                    .endpoints
+                    .values()
+                    .filter(|e| e.at == Location::Vtep(addr))
+                    .map(|e| e.mac)
+                    .collect();
+                for mac in gone {
+                    n.remove_endpoint(mac);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a port to network `vni`. With an endpoint, its MAC is forwarded to the port and
+    /// its address answered by proxy-ARP from the first frame; an address or MAC already used
+    /// in the network is refused.
+    pub fn add_port(
+        &mut self,
+        id: PortId,
+        name: &str,
+        vni: Vni,
+        endpoint: Option<(MacAddr, Ipv4Addr)>,
+    ) -> Result<(), TopologyError> {
+        if self.ports.contains_key(&id) {
+            return Err(TopologyError::PortExists(id));
+        }
+        let net_name = self
+            .networks
+            .get(&vni)
+            .ok_or(TopologyError::UnknownVni(vni))?
+            .spec
+            .name
+            .clone();
+        if let Some((mac, ip)) = endpoint {
+            self.check_endpoint(&net_name, Some(ip), Some(mac))?;
+        }
+        let net = self.networks.get_mut(&vni).expect("checked above");
+        net.ports.push(id);
+        if let Some((mac, ip)) = endpoint {
+            net.insert_endpoint(Endpoint {
+                name: name.to_string(),
+                mac,
+                ip: Some(ip),
+                at: Location::Port(id),
+            });
+        }
+        self.ports.insert(
+            id,
+            PortTopo {
+                name: name.to_string(),
+                vni,
+                endpoint,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn remove_port(&mut self, id: PortId) -> Result<PortTopo, TopologyError> {
+        let port = self
+            .ports
+            .remove(&id)
+            .ok_or(TopologyError::UnknownPort(id))?;
+        if let Some(net) = self.networks.get_mut(&port.vni) {
+            net.ports.retain(|p| *p != id);
+            if let Some((mac, _)) = port.endpoint {
+                net.remove_endpoint(mac);
+            }
+        }
+        Ok(port)
+    }
+
+    /// Installs a station of network `vni` that lives behind the peer at `vtep` (from the
+    /// cluster plane): its frames go straight there and its address is answered locally. An
+    /// endpoint with the same MAC elsewhere is replaced in one step (a move).
+    pub fn add_remote_endpoint(
+        &mut self,
+        vni: Vni,
+        name: &str,
+        mac: MacAddr,
+        ip: Option<Ipv4Addr>,
+        vtep: VtepAddr,
+    ) -> Result<(), TopologyError> {
+        let net = self
+            .networks
+            .get(&vni)
+            .ok_or(TopologyError::UnknownVni(vni))?;
+        if !net.vteps.contains(&vtep) {
+            return Err(TopologyError::UnknownPeer(vtep));
+        }
+        if let Some(e) = net.endpoint(mac) {
+            if matches!(e.at, Location::Port(_)) {
+                return Err(TopologyError::MacInUse {
+                    mac,
+                    network: net.spec.name.clone(),
+                    owner: self.owner(e),
+                });
+            }
+        }
+        if let Some(ip) = ip {
+            if let Some(e) = net.endpoint_by_ip(ip).filter(|e| e.mac != mac) {
+                return Err(TopologyError::AddressInUse {
+                    ip,
+                    network: net.spec.name.clone(),
+                    owner: self.owner(e),
+                });
+            }
+        }
+        let net = self.networks.get_mut(&vni).expect("checked above");
+        net.remove_endpoint(mac);
+        net.insert_endpoint(Endpoint {
+            name: name.to_string(),
+            mac,
+            ip,
+            at: Location::Vtep(vtep),
+        });
+        Ok(())
+    }
+
+    pub fn remove_remote_endpoint(&mut self, vni: Vni, mac: MacAddr) -> Result<(), TopologyError> {
+        let net = self
+            .networks
+            .get_mut(&vni)
+            .ok_or(TopologyError::UnknownVni(vni))?;
+        if net
+            .endpoint(mac)
+            .is_some_and(|e| matches!(e.at, Location::Vtep(_)))
+        {
+            net.remove_endpoint(mac);
+        }
+        Ok(())
+    }
+}
+
+impl NetworkTopo {
+    fn insert_endpoint(&mut self, e: Endpoint) {
+        if let Some(ip) = e.ip {
+            self.by_ip.insert(ip, e.mac);
+        }
+        self.endpoints.insert(e.mac, e);
+    }
+
+    fn remove_endpoint(&mut self, mac: MacAddr) {
+        if let Some(e) = self.endpoints.remove(&mac) {
+            if let Some(ip) = e.ip {
+                if self.by_ip.get(&ip) == Some(&mac) {
+                    self.by_ip.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// The published topology: the control side stores, workers load. Loading takes no lock and
+/// does not allocate (arc_swap).
+#[derive(Clone)]
+pub struct Published(Arc<ArcSwap<Topology>>);
+
+impl Published {
+    pub fn new(t: Topology) -> Published {
+        Published(Arc::new(ArcSwap::from_pointee(t)))
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Topology> {
+        self.0.load_full()
+    }
+
+    /// The current snapshot if it is not `held` (the worker's fast path: one atomic load per
+    /// batch, and a reference count taken only when the topology changed).
+    pub fn newer(&self, held: &Arc<Topology>) -> Option<Arc<Topology>> {
+        let cur = self.0.load();
+        if Arc::ptr_eq(&cur, held) {
+            return None;
+        }
+        Some(arc_swap::Guard::into_inner(cur))
+    }
+
+    pub fn store(&self, t: Topology) {
+        self.0.store(Arc::new(t));
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Published(generation {})", self.0.load().generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SwitchSpec {
+        let b = ("b".to_string(), VtepAddr(Ipv4Addr::new(192, 0, 2, 2)));
+        SwitchSpec {
+            networks: vec![NetworkSpec {
+                name: "blue".into(),
+                vni: Vni::new(42).unwrap(),
+                subnet: "10.0.9.0/24".parse().unwrap(),
+                mtu: 1450,
+                peers: vec![b.clone()],
+                encrypted: false,
+            }],
+            peers: vec![b],
+            fdb_max_entries: 16,
+            aging_ms: 300_000,
+        }
+    }
+
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 2);
+
+    #[test]
+    fn a_change_makes_a_new_generation_and_leaves_the_old_alone() {
+        let t = Topology::new(spec());
+        let vni = Vni::new(42).unwrap();
+        let t2 = t
+            .change(|t| t.add_port(PortId(1), "c1", vni, Some((MAC, IP))))
+            .unwrap();
+        assert_eq!(t2.generation(), 1);
+        assert!(t.network(vni).unwrap().endpoint(MAC).is_none());
+        assert_eq!(
+            t2.network(vni).unwrap().endpoint_by_ip(IP).unwrap().at,
+            Location::Port(PortId(1))
+        );
+        // A refused change leaves nothing behind and no new generation.
+        let e = t2
+            .change(|t| {
+                t.add_port(
+                    PortId(2),
+                    "c2",
+                    vni,
+                    Some((MacAddr([2, 0, 0, 0, 0, 2]), IP)),
+                )
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("already used"), "{e}");
+        let e = t2
+            .change(|t| {
+                t.add_port(
+                    PortId(2),
+                    "c2",
+                    vni,
+                    Some((MAC, Ipv4Addr::new(10, 0, 9, 3))),
+                )
+            })
+            .unwrap_err();
+        assert!(matches!(e, TopologyError::MacInUse { .. }), "{e}");
+    }
+
+    #[test]
+    fn floods_expand_in_one_place() {
+        let vni = Vni::new(42).unwrap();
+        let t = Topology::new(spec())
+            .change(|t| {
+                t.add_port(PortId(1), "c1", vni, None)?;
+                t.add_port(PortId(2), "c2", vni, None)
+            })
+            .unwrap();
+        let all: Vec<Output> = t.flood_set(vni, Some(PortId(1)), true).collect();
+        assert_eq!(
+            all,
+            vec![
+                Output::Port(PortId(2)),
+                Output::Vtep(VtepAddr(Ipv4Addr::new(192, 0, 2, 2)))
+            ]
+        );
+        assert_eq!(t.flood_set(vni, None, false).count(), 2);
+        assert_eq!(t.flood_set(Vni::new(7).unwrap(), None, true).count(), 0);
+    }
+
+    #[test]
+    fn remote_endpoints_move_in_one_step_and_leave_with_their_peer() {
+        let vni = Vni::new(42).unwrap();
+        let b = VtepAddr(Ipv4Addr::new(192, 0, 2, 2));
+        let c = VtepAddr(Ipv4Addr::new(192, 0, 2, 3));
+        let mut t = Topology::new(spec());
+        t.add_peer("c", c).unwrap();
+        t.update_network(vni, 1450, vec![("b".into(), b), ("c".into(), c)])
+            .unwrap();
+        t.add_remote_endpoint(vni, "web", MAC, Some(IP), b).unwrap();
+        t.add_remote_endpoint(vni, "web", MAC, Some(IP), c).unwrap();
+        let n = t.network(vni).unwrap();
+        assert_eq!(n.endpoint(MAC).unwrap().at, Location::Vtep(c));
+        assert_eq!(n.endpoint_by_ip(IP).unwrap().mac, MAC);
+        t.remove_peer(c).unwrap();
+        let n = t.network(vni).unwrap();
+        assert!(n.endpoint(MAC).is_none() && n.endpoint_by_ip(IP).is_none());
+        assert_eq!(n.vteps(), &[b]);
+    }
+
+    #[test]
+    fn a_network_with_ports_is_not_removed() {
+        let vni = Vni::new(42).unwrap();
+        let mut t = Topology::new(spec());
+        t.add_port(PortId(1), "c1", vni, None).unwrap();
+        assert!(matches!(
+            t.remove_network(vni),
+            Err(TopologyError::NetworkInUse { ports: 1, .. })
+        ));
+        t.remove_port(PortId(1)).unwrap();
+        t.remove_network(vni).unwrap();
+        assert_eq!(t.networks().count(), 0);
+    }
+
+    #[test]
+    fn published_refresh_swaps_only_on_change() {
+        let p = Published::new(Topology::new(spec()));
+        let held = p.load();
+        assert!(p.newer(&held).is_none());
+        p.store(held.change(|_| Ok(())).unwrap());
+        assert_eq!(p.newer(&held).unwrap().generation(), 1);
+    }
+}
