@@ -456,6 +456,12 @@ fn gen_key(out: Option<PathBuf>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `print!` into a closed pipe (`vswitchctl show stats | head -1`)
+    // panics. Restore the default, as `ls` has it: the process ends quietly on the signal.
+    // SAFETY: setting a signal's disposition to SIG_DFL before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::GenKey { out } = cli.command {
         return gen_key(out);

@@ -241,6 +241,7 @@ fn busy_poll_window() -> std::time::Duration {
 }
 
 fn run(args: Args) -> Result<()> {
+    raise_nofile_limit();
     let cfg = Config::load(&args.config)?;
     let found = underlay_mtu(&cfg)?;
     let mtu = match (&found, cfg.node.underlay_mtu) {
@@ -383,4 +384,39 @@ fn run(args: Args) -> Result<()> {
     let _ = std::fs::remove_file(&cfg.node.control_socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, so many control connections (and ports) fit
+/// under the usual soft default of 1024 descriptors.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    if lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    let old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        tracing::warn!(
+            "setrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    tracing::info!(
+        from = old,
+        to = lim.rlim_max,
+        "raised the open-file limit (RLIMIT_NOFILE)"
+    );
 }
