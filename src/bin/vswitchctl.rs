@@ -180,6 +180,54 @@ Example:
         wireshark: bool,
     },
 
+    /// Tell what the switch would do with a frame: learning, proxy answer, lookup, flood set,
+    /// encapsulation or drop reason. Changes no table and sends nothing
+    #[command(after_help = "\
+Examples:
+  vswitchctl trace --network blue --in-port c1 --src-ip 10.0.9.2 --dst-ip 10.0.9.3
+  vswitchctl trace --network blue --in-port 1 --src-ip 10.0.9.2 --dst-ip 10.0.9.3 --proto tcp --dport 443
+  vswitchctl trace --network blue --from-vtep 192.0.2.2 --src-ip 10.0.9.3 --dst-ip 10.0.9.2
+  vswitchctl trace --network blue --in-port c1 --frame ffffffffffff0242...   # a whole frame, hex
+
+MACs left out are the sender's own (its port's endpoint) and the one the switch knows for the
+destination; if it knows none, the trace is of the ARP request the sender would send first.")]
+    Trace {
+        /// The network the frame is on
+        #[arg(long, value_parser = parse_name)]
+        network: String,
+        /// The local port it comes from: an id or a name from `show ports`
+        #[arg(
+            long,
+            value_name = "PORT",
+            conflicts_with = "from_vtep",
+            required_unless_present = "from_vtep"
+        )]
+        in_port: Option<String>,
+        /// Or the peer it comes from, by underlay address
+        #[arg(long, value_name = "IP")]
+        from_vtep: Option<Ipv4Addr>,
+        /// The whole Ethernet frame as hex
+        #[arg(long, value_name = "HEX", conflicts_with_all = ["src_ip", "dst_ip"], required_unless_present_all = ["src_ip", "dst_ip"])]
+        frame: Option<String>,
+        #[arg(long, value_name = "IP", requires = "dst_ip")]
+        src_ip: Option<Ipv4Addr>,
+        #[arg(long, value_name = "IP", requires = "src_ip")]
+        dst_ip: Option<Ipv4Addr>,
+        /// icmp (an echo request), tcp (a SYN) or udp
+        #[arg(long, value_parser = ["icmp", "tcp", "udp"], default_value = "icmp")]
+        proto: String,
+        /// Destination port for tcp and udp
+        #[arg(long, default_value_t = 80)]
+        dport: u16,
+        #[arg(long, value_name = "MAC")]
+        src_mac: Option<String>,
+        #[arg(long, value_name = "MAC")]
+        dst_mac: Option<String>,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Make a network secret for an encrypted network's key_file (32 random bytes, as hex)
     #[command(
         after_help = "Examples:\n  vswitchctl gen-key --out /etc/vswitch/blue.key   # written mode 0600\n  \
@@ -292,6 +340,7 @@ enum Output {
     Attached { json: bool },
     Detached { what: String, json: bool },
     Show { what: ShowWhat, json: bool },
+    Trace { json: bool },
     Wireshark,
 }
 
@@ -376,6 +425,33 @@ fn request(cmd: Command) -> (Request, Output) {
                 Output::Show { what, json }
             },
         ),
+        Command::Trace {
+            network,
+            in_port,
+            from_vtep,
+            frame,
+            src_ip,
+            dst_ip,
+            proto,
+            dport,
+            src_mac,
+            dst_mac,
+            json,
+        } => (
+            Request::Trace(vswitch::control::api::TraceRequest {
+                network,
+                in_port,
+                from_vtep: from_vtep.map(|v| v.to_string()),
+                frame,
+                src_ip: src_ip.map(|v| v.to_string()),
+                dst_ip: dst_ip.map(|v| v.to_string()),
+                proto: Some(proto),
+                dport: Some(dport),
+                src_mac,
+                dst_mac,
+            }),
+            Output::Trace { json },
+        ),
         Command::GenKey { .. } => unreachable!("gen-key is answered locally"),
     }
 }
@@ -395,7 +471,9 @@ fn print(resp: Response, out: Output) -> Result<String, String> {
     Ok(match out {
         Output::Attached { json: true }
         | Output::Detached { json: true, .. }
-        | Output::Show { json: true, .. } => pretty(&result),
+        | Output::Show { json: true, .. }
+        | Output::Trace { json: true } => pretty(&result),
+        Output::Trace { json: false } => render_trace(&result),
         Output::Wireshark => typed::<Vec<SaInfo>>(result)?
             .iter()
             .filter_map(|sa| {
@@ -419,6 +497,37 @@ fn print(resp: Response, out: Output) -> Result<String, String> {
             ShowWhat::Sa => render::render_sa(&typed::<Vec<SaInfo>>(result)?),
         },
     })
+}
+
+/// A trace, one step a line, then the verdict.
+fn render_trace(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for s in v["steps"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<12} {}\n",
+            s["step"].as_str().unwrap_or(""),
+            s["detail"].as_str().unwrap_or("")
+        ));
+    }
+    let outputs: Vec<&str> = v["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.as_str())
+        .collect();
+    out.push_str(&format!(
+        "{:<12} {}",
+        "verdict",
+        v["verdict"].as_str().unwrap_or("?")
+    ));
+    if let Some(r) = v["drop_reason"].as_str() {
+        out.push_str(&format!(" ({r})"));
+    }
+    if !outputs.is_empty() {
+        out.push_str(&format!(": {}", outputs.join(", ")));
+    }
+    out.push('\n');
+    out
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {

@@ -35,6 +35,8 @@ pub enum Request {
         network: String,
         interface: String,
     },
+    /// What the switch would do with a frame; changes nothing (see crate::switch::trace).
+    Trace(TraceRequest),
     Show {
         what: ShowWhat,
         /// With `sa`: include key material (for `--wireshark`). Only ever sent over the
@@ -306,4 +308,33 @@ pub struct SaInfo {
     /// AES key followed by the 4-byte salt, hex: only with `secrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+}
+
+/// `vswitchctl trace`: a frame given as hex, or made from addresses, entering network
+/// `network` at a local port or from a peer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TraceRequest {
+    pub network: String,
+    /// A port id or name (`show ports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_port: Option<String>,
+    /// The underlay address of the peer the frame comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_vtep: Option<String>,
+    /// The whole Ethernet frame, as hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_ip: Option<String>,
+    /// icmp (default), tcp or udp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_mac: Option<String>,
 }

@@ -1,21 +1,28 @@
 //! The control thread: serves the Unix-socket API (`api.rs`) that `vswitchctl` speaks.
 //!
-//! It does the slow, fallible work of attach/detach (namespaces, netlink, TAP creation) itself,
-//! then hands finished ports to the worker over its command channel, so the data plane never
-//! waits on the kernel's control paths. Requests are handled one at a time: attach is rare and
-//! serialising it keeps port ids and interface names free of races.
+//! Overview. `Server` is the control actor: one thread (`Server::start`) that owns the control
+//! state — the topology it publishes to the workers, port ids — and answers requests one at a
+//! time, so a check and its effect are one step (two attaches of one address: one wins). It
+//! does the slow, fallible work of attach/detach (namespaces, netlink, TAP creation) itself,
+//! then hands finished ports to the workers over their command channels, so the data plane
+//! never waits on the kernel's control paths. Front-ends reach it through a `ControlHandle`:
+//! the Unix socket (`serve`: a thread per connection, each bounded in request size and time,
+//! so a client that is idle, slow or never reads holds up only itself), and SIGHUP.
+//!
+//! Thread-safety: `Server` lives on the actor thread; `ControlHandle` is Send + Clone.
 //!
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
-use super::api::{Request, Response};
+use super::api::{Request, Response, TraceRequest};
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
 use crate::dataplane::worker::PortSelector;
 use crate::dataplane::{PortDevice, PortMeta, Workers};
 use crate::io::af_packet::PacketSocket;
 use crate::switch::{PortId, Published, Topology, Vni};
 use crate::wire::MacAddr;
+use crossbeam_channel::Sender;
 use ipnet::Ipv4Net;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -98,34 +105,27 @@ impl Server {
         self
     }
 
-    /// Serves connections until the listener fails. Runs on its own thread.
-    pub fn serve(mut self, listener: UnixListener) {
-        for conn in listener.incoming() {
-            match conn {
-                Ok(stream) => {
-                    if let Err(e) = self.serve_one(stream) {
-                        tracing::debug!("control connection ended: {e}");
-                    }
+    /// Starts the control actor on its own thread: it owns this `Server` and answers requests
+    /// one at a time, so a check and its effect (an address free, then taken) are one step.
+    /// The returned handle is how front-ends reach it.
+    pub fn start(mut self) -> std::io::Result<ControlHandle> {
+        let (tx, rx) = crossbeam_channel::bounded::<(Request, Sender<Response>)>(256);
+        std::thread::Builder::new()
+            .name("vswitch-control".into())
+            .spawn(move || {
+                for (req, reply) in rx {
+                    let _ = reply.send(self.handle(req));
                 }
-                Err(e) => {
-                    tracing::error!("control socket accept failed: {e}");
-                    return;
-                }
-            }
-        }
+            })?;
+        Ok(ControlHandle { tx })
     }
 
-    fn serve_one(&mut self, stream: UnixStream) -> io::Result<()> {
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        let response = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => self.handle(req),
-            Err(e) => Response::err(format!("malformed request: {e}")),
-        };
-        let mut out = serde_json::to_vec(&response).unwrap_or_default();
-        out.push(b'\n');
-        (&stream).write_all(&out)
+    /// Starts the actor and serves the socket until the listener fails (see `serve`).
+    pub fn serve(self, listener: UnixListener) {
+        match self.start() {
+            Ok(handle) => serve(listener, handle),
+            Err(e) => tracing::error!("cannot start the control actor: {e}"),
+        }
     }
 
     pub fn handle(&mut self, req: Request) -> Response {
@@ -160,6 +160,7 @@ impl Server {
                 self.detach_interface(&network, &interface)
             }
             Request::Show { what, secrets } => self.workers.show(what, secrets),
+            Request::Trace(t) => self.trace(&t),
         };
         match result {
             Ok(v) => Response {
@@ -370,6 +371,203 @@ impl Server {
             format!("interface {interface} on network {network}"),
         )
     }
+}
+
+/// The longest request line taken; a longer one is refused and the connection closed.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// A whole request must arrive within this time of connecting.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// A reply the client does not read within this time is abandoned with its connection.
+pub const REPLY_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once; more are answered "busy" at once and closed.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a connection waits for the actor (attach does netlink work).
+const ACTOR_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A front-end's way to the control actor: the socket's connections, SIGHUP, and later the
+/// Docker, CNI and cluster front-ends. Cloneable; any thread.
+#[derive(Clone)]
+pub struct ControlHandle {
+    tx: Sender<(Request, Sender<Response>)>,
+}
+
+impl ControlHandle {
+    /// Sends `req` to the actor and waits for its answer.
+    pub fn call(&self, req: Request) -> Response {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.tx.send((req, tx)).is_err() {
+            return Response::err("vswitchd is shutting down");
+        }
+        rx.recv_timeout(ACTOR_DEADLINE)
+            .unwrap_or_else(|_| Response::err("vswitchd did not answer in time"))
+    }
+}
+
+/// Serves the control socket: every connection on a thread of its own, bounded in size and
+/// time (`MAX_REQUEST`, `REQUEST_DEADLINE`, `REPLY_DEADLINE`, `MAX_CONNECTIONS`), so an idle,
+/// slow or non-reading client only ever holds up itself. Requests go to the one actor.
+pub fn serve(listener: UnixListener, handle: ControlHandle) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let open = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!("control socket accept failed: {e}");
+                return;
+            }
+        };
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::SeqCst);
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let busy = Response::err("vswitchd is busy: too many open control connections");
+            let _ = reply(&stream, &busy);
+            continue;
+        }
+        let (handle, open2) = (handle.clone(), Arc::clone(&open));
+        let spawned = std::thread::Builder::new()
+            .name("vswitch-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve_connection(&stream, &handle) {
+                    tracing::debug!("control connection ended: {e}");
+                }
+                open2.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            open.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!("cannot serve a control connection: {e}");
+        }
+    }
+}
+
+fn serve_connection(stream: &UnixStream, handle: &ControlHandle) -> io::Result<()> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no whole request in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = match (&*stream).read(&mut chunk) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed early")),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let seen = buf.len();
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf[seen..].iter().position(|b| *b == b'\n') {
+            buf.truncate(seen + i);
+            break buf;
+        }
+        if buf.len() > MAX_REQUEST {
+            stream.set_write_timeout(Some(REPLY_DEADLINE))?;
+            return reply(stream, &Response::err("request longer than 1 MiB: refused"));
+        }
+    };
+    let response = match serde_json::from_slice::<Request>(&line) {
+        Ok(req) => handle.call(req),
+        Err(e) => Response::err(format!("malformed request: {e}")),
+    };
+    stream.set_write_timeout(Some(REPLY_DEADLINE))?;
+    reply(stream, &response)
+}
+
+fn reply(stream: &UnixStream, response: &Response) -> io::Result<()> {
+    let mut out = serde_json::to_vec(response).unwrap_or_default();
+    out.push(b'\n');
+    (&*stream).write_all(&out)
+}
+
+impl Server {
+    /// `vswitchctl trace`: checks the request against the topology and asks a worker to
+    /// decide about the frame without doing anything.
+    fn trace(&self, t: &TraceRequest) -> Result<serde_json::Value, String> {
+        use crate::dataplane::worker::{TraceFrame, TraceInput};
+        use crate::switch::trace::Proto;
+        let net = self.topology.network_by_name(&t.network).ok_or_else(|| {
+            format!(
+                "no network named {:?} (see `vswitchctl show networks`)",
+                t.network
+            )
+        })?;
+        let ingress =
+            match (&t.in_port, &t.from_vtep) {
+                (Some(p), None) => {
+                    let found = self.topology.ports().find(|(id, port)| {
+                        port.name == *p || p.parse::<u32>().is_ok_and(|n| n == id.0)
+                    });
+                    let (id, port) = found.ok_or_else(|| {
+                        format!("no port {p:?} (see `vswitchctl show ports`: an id or a name)")
+                    })?;
+                    if port.vni != net.vni() {
+                        return Err(format!("port {p:?} is not on network {:?}", t.network));
+                    }
+                    Ok(*id)
+                }
+                (None, Some(v)) => Err(crate::switch::VtepAddr(v.parse().map_err(|_| {
+                    format!("invalid --from-vtep {v:?}: expected an IPv4 address")
+                })?)),
+                _ => return Err("give exactly one of --in-port and --from-vtep".to_string()),
+            };
+        let ip = |what: &str, v: &Option<String>| -> Result<Ipv4Addr, String> {
+            let v = v.as_deref().ok_or_else(|| {
+                format!("give --frame HEX, or --src-ip and --dst-ip ({what} missing)")
+            })?;
+            v.parse()
+                .map_err(|_| format!("invalid {what} {v:?}: expected an IPv4 address"))
+        };
+        let mac = |v: &Option<String>| v.as_deref().map(parse_station_mac).transpose();
+        let frame = match &t.frame {
+            Some(hex) => TraceFrame::Bytes(parse_hex(hex)?),
+            None => TraceFrame::Made {
+                src_ip: ip("--src-ip", &t.src_ip)?,
+                dst_ip: ip("--dst-ip", &t.dst_ip)?,
+                proto: match t.proto.as_deref().unwrap_or("icmp") {
+                    "icmp" => Proto::Icmp,
+                    "tcp" => Proto::Tcp,
+                    "udp" => Proto::Udp,
+                    other => return Err(format!("invalid --proto {other:?}: icmp, tcp or udp")),
+                },
+                dport: t.dport.unwrap_or(80),
+                src_mac: mac(&t.src_mac)?,
+                dst_mac: t
+                    .dst_mac
+                    .as_deref()
+                    .map(|m| m.parse::<MacAddr>().map_err(|e| e.to_string()))
+                    .transpose()?,
+            },
+        };
+        let trace = self.workers.trace(TraceInput {
+            network: net.vni(),
+            ingress,
+            frame,
+        })?;
+        serde_json::to_value(trace).map_err(|e| e.to_string())
+    }
+}
+
+/// Hex bytes, with or without spaces or colons between them.
+fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let digits: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if digits.len() % 2 != 0 || digits.is_empty() {
+        return Err("invalid --frame: expected an even number of hex digits".to_string());
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "invalid --frame: expected hex digits".to_string())
 }
 
 fn parse_ip_prefix(s: &str) -> Result<Ipv4Net, String> {

@@ -147,6 +147,18 @@ impl Workers {
         Ok(info)
     }
 
+    /// Worker 0's trace of a frame (every worker has the same topology, and the learned
+    /// tables are kept in step).
+    pub fn trace(
+        &self,
+        input: super::worker::TraceInput,
+    ) -> Result<crate::switch::trace::Trace, String> {
+        let (tx, rx) = bounded(1);
+        self.handles[0].send(Command::Trace { input, reply: tx });
+        rx.recv_timeout(ANSWER_TIMEOUT)
+            .map_err(|_| "the data plane did not answer".to_string())
+    }
+
     /// Every worker's answer to a `show`, merged.
     pub fn show(&self, what: api::ShowWhat, secrets: bool) -> Result<serde_json::Value, String> {
         let views: Vec<View> = self.ask_all(|_, reply| Command::Show {

@@ -87,6 +87,11 @@ pub enum Command {
         select: PortSelector,
         reply: Sender<Result<api::PortInfo, String>>,
     },
+    /// Tell what would happen to a frame, changing nothing (crate::switch::trace).
+    Trace {
+        input: TraceInput,
+        reply: Sender<crate::switch::trace::Trace>,
+    },
     Show {
         what: api::ShowWhat,
         /// Include key material (show sa --wireshark).
@@ -94,6 +99,27 @@ pub enum Command {
         reply: Sender<View>,
     },
     Stop,
+}
+
+/// A frame to trace: given whole, or to be made from addresses by the worker, which knows
+/// the MACs it learned.
+pub struct TraceInput {
+    pub network: Vni,
+    /// A local port, or the peer the frame comes from.
+    pub ingress: Result<PortId, VtepAddr>,
+    pub frame: TraceFrame,
+}
+
+pub enum TraceFrame {
+    Bytes(Vec<u8>),
+    Made {
+        src_ip: Ipv4Addr,
+        dst_ip: Ipv4Addr,
+        proto: crate::switch::trace::Proto,
+        dport: u16,
+        src_mac: Option<MacAddr>,
+        dst_mac: Option<MacAddr>,
+    },
 }
 
 /// Handle the control thread uses to talk to a worker.
@@ -1034,6 +1060,9 @@ impl Worker {
                     };
                     let _ = reply.send(r);
                 }
+                Command::Trace { input, reply } => {
+                    let _ = reply.send(self.trace(now, input));
+                }
                 Command::Show {
                     what,
                     secrets,
@@ -1090,6 +1119,109 @@ impl Worker {
         tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
         drop(port);
         info
+    }
+
+    /// What would happen to the frame of `input`: the same `decide` as forwarding, then
+    /// nothing applied and nothing sent.
+    fn trace(&self, now: Timestamp, input: TraceInput) -> crate::switch::trace::Trace {
+        use crate::switch::trace::{self, Step};
+        let mut before = Vec::new();
+        let frame = match input.frame {
+            TraceFrame::Bytes(b) => b,
+            TraceFrame::Made {
+                src_ip,
+                dst_ip,
+                proto,
+                dport,
+                src_mac,
+                dst_mac,
+            } => {
+                let src_mac = src_mac
+                    .or_else(|| {
+                        let p = self.switch.topology().port(*input.ingress.as_ref().ok()?)?;
+                        p.endpoint.map(|(m, _)| m)
+                    })
+                    .or_else(|| self.switch.resolve(input.network, src_ip))
+                    .unwrap_or(MacAddr([0x02, 0, 0, 0, 0, 0x01]));
+                let mut buf = vec![0u8; 128];
+                match dst_mac.or_else(|| self.switch.resolve(input.network, dst_ip)) {
+                    Some(dst_mac) => {
+                        let n = trace::synthesize(
+                            &mut buf,
+                            (src_mac, dst_mac),
+                            (src_ip, dst_ip),
+                            proto,
+                            dport,
+                        );
+                        buf.truncate(n);
+                    }
+                    None => {
+                        // What the container does first: ask for the MAC.
+                        before.push(Step {
+                            step: "resolve",
+                            detail: format!(
+                                "no MAC known for {dst_ip}: the sender first broadcasts an ARP request for it, traced here"
+                            ),
+                        });
+                        use crate::wire::{arp, ethernet};
+                        buf.truncate(ethernet::HEADER_LEN + arp::PACKET_LEN);
+                        let mut eth = ethernet::Frame::new_unchecked(&mut buf[..]);
+                        eth.set_dst(MacAddr::BROADCAST);
+                        eth.set_src(src_mac);
+                        eth.set_ethertype(ethernet::EtherType::Arp);
+                        arp::Repr {
+                            operation: arp::Operation::Request,
+                            sender_mac: src_mac,
+                            sender_ip: src_ip,
+                            target_mac: MacAddr::ZERO,
+                            target_ip: dst_ip,
+                        }
+                        .emit(&mut buf[ethernet::HEADER_LEN..]);
+                    }
+                }
+                buf
+            }
+        };
+        let encrypted = self.switch.is_encrypted(input.network);
+        let mut t = match input.ingress {
+            Ok(port) => self
+                .switch
+                .trace(now, crate::switch::Ingress::Port(port), &frame),
+            Err(from) => {
+                let mut d = vec![0u8; vxlan::HEADER_LEN + frame.len()];
+                vxlan::emit(&mut d, input.network.get());
+                d[vxlan::HEADER_LEN..].copy_from_slice(&frame);
+                let ingress = if encrypted {
+                    crate::switch::Ingress::Decrypted {
+                        from,
+                        sa_vni: input.network,
+                    }
+                } else {
+                    crate::switch::Ingress::Underlay(from)
+                };
+                self.switch.trace(now, ingress, &d)
+            }
+        };
+        if encrypted && matches!(t.verdict, "encapsulate" | "flood") {
+            for sa in self.sa_info(false) {
+                let to = format!("vtep {} ", sa.dst);
+                if sa.vni == input.network.get()
+                    && sa.direction == "out"
+                    && t.outputs.iter().any(|o| o.starts_with(&to))
+                {
+                    t.steps.push(Step {
+                        step: "esp",
+                        detail: format!(
+                            "sealed for {} with SA spi 0x{:08x}, ESP-in-UDP",
+                            sa.peer, sa.spi
+                        ),
+                    });
+                }
+            }
+        }
+        before.append(&mut t.steps);
+        t.steps = before;
+        t
     }
 
     fn port_info(&self, id: PortId) -> Option<api::PortInfo> {

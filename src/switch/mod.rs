@@ -12,6 +12,7 @@ pub mod ids;
 pub mod neigh;
 pub mod sync;
 pub mod topology;
+pub mod trace;
 
 pub use self::core::{NetState, Switch};
 pub use decide::{Action, Answer, Decision, Ingress, Lookup};
