@@ -447,3 +447,125 @@ fn vswitchctl_is_quiet_on_a_closed_pipe() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+#[test]
+fn reload_adds_and_removes_networks_and_peers_while_traffic_flows() {
+    use common::testbed::RED;
+    let mut tb = Testbed::two_hosts(&prefix("reload"), bins(), &[BLUE]).unwrap();
+    let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
+    let _b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 2, &[]),
+        (2, 2),
+        "{}",
+        tb.logs()
+    );
+    let ghost = "[[peer]]\nname = \"ghost\"\nunderlay_ip = \"192.0.2.99\"\n";
+    let names = |tb: &Testbed, i: usize| -> Vec<String> {
+        let v = tb.hosts[i].show_json(&tb.bins, "networks").unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let peers = |tb: &Testbed, i: usize| -> Vec<String> {
+        let v = tb.hosts[i].show_json(&tb.bins, "peers").unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let fdb_before = tb.hosts[0]
+        .show_json(&tb.bins, "fdb")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+
+    std::thread::scope(|s| {
+        // 60 pings 50 ms apart on blue, running through every reload below.
+        let pinger = s.spawn(|| ping(tb.container(a), "10.0.9.3", 60, &["-i", "0.05"]));
+        std::thread::sleep(Duration::from_millis(300));
+        // Add network red and a peer, by `vswitchctl reload` on host 0 and SIGHUP on host 1.
+        for i in 0..2 {
+            tb.write_config(i, &[BLUE, RED], "").unwrap();
+            let text = std::fs::read_to_string(&tb.hosts[i].config).unwrap() + ghost;
+            std::fs::write(&tb.hosts[i].config, text).unwrap();
+        }
+        let out = tb.hosts[0].ctl(&tb.bins, &["reload"]).unwrap();
+        assert!(
+            out.contains("network red (vni 43") && out.contains("peer ghost"),
+            "{out}"
+        );
+        let pid = tb.hosts[1].daemon.as_ref().unwrap().pid();
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while names(&tb, 1) != ["blue", "red"] && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(names(&tb, 0), ["blue", "red"]);
+        assert_eq!(
+            names(&tb, 1),
+            ["blue", "red"],
+            "SIGHUP did not reload\n{}",
+            tb.logs()
+        );
+        assert!(peers(&tb, 0).contains(&"ghost".to_string()));
+        // A broken file is refused, naming the file and the key; the running config stays.
+        let good = std::fs::read_to_string(&tb.hosts[0].config).unwrap();
+        std::fs::write(
+            &tb.hosts[0].config,
+            format!("{good}[[network]]\nname = \"x\"\nvnii = 7\n"),
+        )
+        .unwrap();
+        let e = tb.hosts[0].ctl(&tb.bins, &["reload"]).unwrap_err();
+        assert!(
+            e.contains(tb.hosts[0].config.to_str().unwrap()) && e.contains("vnii"),
+            "{e}"
+        );
+        assert_eq!(names(&tb, 0), ["blue", "red"]);
+        // Remove red and the peer again.
+        tb.write_config(0, &[BLUE], "").unwrap();
+        let out = tb.hosts[0].ctl(&tb.bins, &["reload"]).unwrap();
+        assert!(
+            out.contains("network red (vni 43) removed") && out.contains("peer ghost"),
+            "{out}"
+        );
+        assert_eq!(names(&tb, 0), ["blue"]);
+        assert!(!peers(&tb, 0).contains(&"ghost".to_string()));
+        let (sent, got) = pinger.join().unwrap();
+        assert_eq!(
+            (sent, got),
+            (60, 60),
+            "pings lost across reloads\n{}",
+            tb.logs()
+        );
+    });
+    // What was learned on blue survived.
+    let fdb_after = tb.hosts[0]
+        .show_json(&tb.bins, "fdb")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(fdb_after >= fdb_before, "{fdb_before} -> {fdb_after}");
+    // A container on the new network works after a reload on both hosts.
+    for i in 0..2 {
+        tb.write_config(i, &[BLUE, RED], "").unwrap();
+        tb.hosts[i].ctl(&tb.bins, &["reload"]).unwrap();
+    }
+    let r = step!(tb, tb.add_container(0, "r", "red", "10.0.9.5/24"));
+    let _r2 = step!(tb, tb.add_container(1, "r2", "red", "10.0.9.6/24"));
+    assert_eq!(
+        ping(tb.container(r), "10.0.9.6", 3, &[]),
+        (3, 3),
+        "{}",
+        tb.logs()
+    );
+}

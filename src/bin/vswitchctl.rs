@@ -180,6 +180,16 @@ Example:
         wireshark: bool,
     },
 
+    /// Re-read the daemon's node.toml and apply what changed (also: kill -HUP vswitchd).
+    /// Networks and peers are added or removed, MTUs and a network's peers changed, without
+    /// touching traffic on the rest; a file with an error, or a change that needs a restart,
+    /// is refused whole and the running configuration stays
+    Reload {
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Tell what the switch would do with a frame: learning, proxy answer, lookup, flood set,
     /// encapsulation or drop reason. Changes no table and sends nothing
     #[command(after_help = "\
@@ -341,6 +351,7 @@ enum Output {
     Detached { what: String, json: bool },
     Show { what: ShowWhat, json: bool },
     Trace { json: bool },
+    Reloaded { json: bool },
     Wireshark,
 }
 
@@ -452,6 +463,7 @@ fn request(cmd: Command) -> (Request, Output) {
             }),
             Output::Trace { json },
         ),
+        Command::Reload { json } => (Request::Reload, Output::Reloaded { json }),
         Command::GenKey { .. } => unreachable!("gen-key is answered locally"),
     }
 }
@@ -472,7 +484,21 @@ fn print(resp: Response, out: Output) -> Result<String, String> {
         Output::Attached { json: true }
         | Output::Detached { json: true, .. }
         | Output::Show { json: true, .. }
-        | Output::Trace { json: true } => pretty(&result),
+        | Output::Trace { json: true }
+        | Output::Reloaded { json: true } => pretty(&result),
+        Output::Reloaded { json: false } => {
+            let changes: Vec<&str> = result["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str())
+                .collect();
+            if changes.is_empty() {
+                "reloaded: nothing changed\n".to_string()
+            } else {
+                format!("reloaded:\n  {}\n", changes.join("\n  "))
+            }
+        }
         Output::Trace { json: false } => render_trace(&result),
         Output::Wireshark => typed::<Vec<SaInfo>>(result)?
             .iter()

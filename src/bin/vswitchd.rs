@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 use vswitch::control::config::Config;
@@ -351,17 +351,21 @@ fn run(args: Args) -> Result<()> {
         built.push(worker);
     }
     let listener = server::bind(&cfg.node.control_socket)?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot install signal handlers")?;
 
     // One worker is left to the scheduler; several are pinned, one per core.
     let (handle, threads) =
         dataplane::group::start(built, workers > 1).context("cannot start the workers")?;
-    let server = Server::new(handle.clone(), tap, published).with_packet_rx(packet_rx_mode());
+    let server = Server::new(handle.clone(), tap, published)
+        .with_packet_rx(packet_rx_mode())
+        .with_config(cfg.clone(), mtu);
+    let control = server.start().context("cannot start the control actor")?;
+    let socket_front = control.clone();
     std::thread::Builder::new()
-        .name("vswitch-control".into())
-        .spawn(move || server.serve(listener))
-        .context("cannot start the control thread")?;
+        .name("vswitch-socket".into())
+        .spawn(move || server::serve(listener, socket_front))
+        .context("cannot start the control socket thread")?;
 
     tracing::info!(
         node = %cfg.node.name,
@@ -372,7 +376,20 @@ fn run(args: Args) -> Result<()> {
         "vswitchd ready"
     );
 
-    let signal = signals.forever().next();
+    // SIGHUP reloads node.toml (as `vswitchctl reload`); SIGINT and SIGTERM stop.
+    let mut signal = None;
+    for s in signals.forever() {
+        if s == SIGHUP {
+            let r = control.call(vswitch::control::api::Request::Reload);
+            match (r.ok, r.error) {
+                (true, _) => tracing::info!("SIGHUP: configuration reloaded"),
+                (false, e) => tracing::warn!("SIGHUP: reload refused: {}", e.unwrap_or_default()),
+            }
+            continue;
+        }
+        signal = Some(s);
+        break;
+    }
     tracing::info!(
         ?signal,
         "shutting down: removing the interfaces this daemon made"

@@ -35,6 +35,8 @@ pub enum Request {
         network: String,
         interface: String,
     },
+    /// Re-read node.toml and apply what changed (crate::control::reload).
+    Reload,
     /// What the switch would do with a frame; changes nothing (see crate::switch::trace).
     Trace(TraceRequest),
     Show {

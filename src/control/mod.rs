@@ -3,5 +3,6 @@ pub mod api;
 pub mod attach;
 pub mod client;
 pub mod config;
+pub mod reload;
 pub mod render;
 pub mod server;

@@ -69,6 +69,8 @@ pub struct Server {
     /// workers (crate::switch::topology).
     topology: Topology,
     published: Published,
+    /// The file the daemon runs from and the underlay MTU it was read against, for reload.
+    config: Option<(crate::control::config::Config, u32)>,
 }
 
 impl Server {
@@ -85,7 +87,60 @@ impl Server {
             packet_rx: crate::io::RxMode::default(),
             topology: (*published.load()).clone(),
             published,
+            config: None,
         }
+    }
+
+    /// The configuration the topology was built from, so that `reload` can re-read its file.
+    pub fn with_config(mut self, cfg: crate::control::config::Config, underlay_mtu: u32) -> Server {
+        self.config = Some((cfg, underlay_mtu));
+        self
+    }
+
+    /// Re-reads node.toml and publishes what changed, all or nothing.
+    fn reload(&mut self) -> Result<serde_json::Value, String> {
+        use crate::control::config::Config;
+        use crate::control::reload::{self, ReloadError};
+        let Some((old, mtu)) = &self.config else {
+            return Err("this daemon was not started from a file: nothing to reload".into());
+        };
+        let mtu = *mtu;
+        let refuse = |e: ReloadError| {
+            tracing::warn!("reload refused: {e}");
+            e.to_string()
+        };
+        let new = Config::load(&old.path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate_mtus(mtu).map(|_| c).map_err(|e| e.to_string()))
+            .map_err(|e| refuse(ReloadError::Config(e)))?;
+        reload::check_node(old, &new).map_err(refuse)?;
+        let (old_spec, new_spec) = (old.switch_spec(mtu), new.switch_spec(mtu));
+        let mut done = Vec::new();
+        let mut failed = None;
+        let changed = self
+            .topology
+            .change(|t| match reload::apply(t, &old_spec, &new_spec) {
+                Ok(d) => {
+                    done = d;
+                    Ok(())
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    Err(crate::switch::TopologyError::UnknownNetwork(String::new()))
+                }
+            });
+        if let Some(e) = failed {
+            return Err(refuse(e));
+        }
+        let t = changed.map_err(|e| refuse(e.into()))?;
+        self.published.store(t.clone());
+        self.topology = t;
+        for line in &done {
+            tracing::info!("reload: {line}");
+        }
+        tracing::info!(changes = done.len(), file = %new.path.display(), "reloaded");
+        self.config = Some((new, mtu));
+        Ok(serde_json::json!({ "changes": done }))
     }
 
     /// Applies `f` to the topology and publishes the result; nothing changes if `f` fails.
@@ -161,6 +216,7 @@ impl Server {
             }
             Request::Show { what, secrets } => self.workers.show(what, secrets),
             Request::Trace(t) => self.trace(&t),
+            Request::Reload => self.reload(),
         };
         match result {
             Ok(v) => Response {
