@@ -1,0 +1,615 @@
+//! The worker (files: this one, the loop that reads batches, moves to the published topology
+//! and asks the core; `execute.rs`, which carries out the core's decisions; `commands.rs`, the
+//! control side's commands): one thread running an event loop (mio, edge-triggered, a budget of frames per
+//! source per turn) over the underlay sockets and every local port. It owns the `Switch` and
+//! carries out the `Action`s the core returns. Commands from the control thread (attach,
+//! detach, show, stop) arrive on a channel with a waker.
+//!
+//! Buffer: one preallocated buffer, a read slot (up to a 64 KB TSO super-frame) followed by
+//! segment slots. Every frame sits `HEADROOM` bytes into its slot, so encapsulation — UDP and
+//! VXLAN, or UDP, ESP, inner UDP and VXLAN — is written in front of it, never copied.
+//!
+//! Offloads (crate::offload): a super-frame from a container is cut into segments, and the
+//! datagrams that one batch of port reads makes for a peer (segments, or small frames, each
+//! copied into a segment slot) go to it as UDP GSO runs, one sendmsg per run; datagrams from
+//! the underlay (a UDP GRO run or one at a time) are coalesced per TCP (or, for TAPs with USO,
+//! UDP) flow and written to a TAP port once per run.
+//!
+//! Per packet there is no allocation, no lock and no log (tests/no_alloc.rs). `now` and the
+//! wall clock are read once per loop turn; two monotonic clock reads per frame feed the latency
+//! histogram.
+
+mod commands;
+mod execute;
+
+use crate::dataplane::busy_poll::BusyPoll;
+use crate::dataplane::port::{PortDevice, PortMeta};
+use crate::dataplane::sync::SyncLinks;
+use crate::dataplane::view::{self, SwitchViews, View};
+use crate::control::api;
+use crate::crypto::{EspDrop, EspTable};
+use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
+use crate::offload::gro::Coalescer;
+use crate::offload::{tso, vnet};
+use crate::switch::topology::Output;
+use crate::switch::DropReason;
+use crate::switch::{garp, Action, Answer, PortId, Published, Switch, Timestamp, Vni, VtepAddr};
+use crate::wire::esp;
+use crate::wire::{flow, vxlan, MacAddr};
+use crossbeam_channel::{Receiver, Sender};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(0);
+const UNDERLAY: Token = Token(1);
+const UNDERLAY_ESP: Token = Token(2);
+const PORT_TOKEN_BASE: usize = 3;
+/// Where a frame from a local port is read into the buffer: room in front for the outer UDP
+/// header, ESP header and IV, inner UDP header and VXLAN header, so encapsulation (plain or
+/// encrypted) writes in front of the frame and never moves it.
+pub const HEADROOM: usize = 40;
+/// Plain VXLAN starts here: UDP + VXLAN headers right before the frame. When encrypted, the
+/// same bytes are the inner UDP and VXLAN headers that ESP protects.
+const VXLAN_START: usize = HEADROOM - VXLAN_HEADERS_LEN;
+/// ESP header and IV go right before the protected datagram; the outer UDP header before that.
+const ESP_START: usize = VXLAN_START - esp::PREFIX_LEN;
+const OUTER_UDP_START: usize = ESP_START - UDP_HEADER_LEN;
+/// Room kept after the largest frame we read, for the ESP trailer and ICV.
+const TAILROOM: usize = 64;
+/// Frames taken from one source before the others get a turn. At most `SEG_SLOTS`: each read
+/// of a batch may leave one datagram waiting in a segment slot for the GSO run.
+const BUDGET: usize = 64;
+/// The read slot: large enough for any frame a TAP or AF_PACKET socket hands over, a 64 KB TSO
+/// super-frame included, with headroom and tailroom.
+const READ_SLOT: usize = HEADROOM + 65536 + TAILROOM;
+/// Segment slots follow the read slot: a super-frame is cut into them (crate::offload::tso),
+/// each segment with the same headroom, so it is forwarded in place like a frame as read.
+const SEG_SLOT: usize = 2048;
+const SEG_SLOTS: usize = 64;
+const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
+const _: () = assert!(BUDGET <= SEG_SLOTS);
+
+/// Picks a port by its id and description (detach by namespace and name, or by id).
+pub type PortSelector = std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>;
+
+pub enum Command {
+    AddPort {
+        id: PortId,
+        device: Box<dyn PortDevice>,
+        meta: PortMeta,
+        /// The station behind the port (its gratuitous ARP is sent on attach).
+        endpoint: Option<(MacAddr, Ipv4Addr)>,
+        /// Send the endpoint's gratuitous ARP (one worker of several does).
+        announce: bool,
+        reply: Sender<Result<api::PortInfo, String>>,
+    },
+    RemovePort {
+        /// Picks the port by its id and description.
+        select: PortSelector,
+        reply: Sender<Result<api::PortInfo, String>>,
+    },
+    /// Tell what would happen to a frame, changing nothing (crate::switch::trace).
+    Trace {
+        input: TraceInput,
+        reply: Sender<crate::switch::trace::Trace>,
+    },
+    Show {
+        what: api::ShowWhat,
+        /// Include key material (show sa --wireshark).
+        secrets: bool,
+        reply: Sender<View>,
+    },
+    Stop,
+}
+
+/// A frame to trace: given whole, or to be made from addresses by the worker, which knows
+/// the MACs it learned.
+pub struct TraceInput {
+    pub network: Vni,
+    /// A local port, or the peer the frame comes from.
+    pub ingress: Result<PortId, VtepAddr>,
+    pub frame: TraceFrame,
+}
+
+pub enum TraceFrame {
+    Bytes(Vec<u8>),
+    Made {
+        src_ip: Ipv4Addr,
+        dst_ip: Ipv4Addr,
+        proto: crate::switch::trace::Proto,
+        dport: u16,
+        src_mac: Option<MacAddr>,
+        dst_mac: Option<MacAddr>,
+    },
+}
+
+/// Handle the control thread uses to talk to a worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: Sender<Command>,
+    waker: std::sync::Arc<Waker>,
+}
+
+impl WorkerHandle {
+    pub fn send(&self, cmd: Command) {
+        if self.tx.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Datagrams on their way to one peer, sent together with UDP GSO: the segments of a
+/// super-frame, or the datagrams of the frames one batch of port reads made for that peer.
+struct GsoBatch {
+    /// Set while a batch of port reads is being forwarded.
+    collecting: bool,
+    /// Peer, network, destination port and source port of the run.
+    dest: Option<(VtepAddr, Vni, u16, u16)>,
+    /// Where each UDP payload of the run is in the buffer (start, end).
+    items: [(usize, usize); SEG_SLOTS],
+    n: usize,
+    /// Items taken in so far, ever: tells whether a read left something in the run.
+    added: u64,
+    /// When each read whose datagrams wait in the run was read: its latency is recorded
+    /// when the run is sent.
+    reads: [Instant; SEG_SLOTS],
+    n_reads: usize,
+}
+
+/// Encryption state: the SAs, and the counters of ESP packets refused before they reached the
+/// switch core.
+pub struct Esp {
+    table: EspTable,
+    port: u16,
+    drops: [u64; EspDrop::ALL.len()],
+    /// A flood to several peers seals one copy per peer here, keeping the plaintext intact.
+    scratch: Vec<u8>,
+}
+
+impl Esp {
+    pub fn new(table: EspTable, port: u16) -> Esp {
+        Esp {
+            table,
+            port,
+            drops: [0; EspDrop::ALL.len()],
+            scratch: vec![0u8; BUF_LEN],
+        }
+    }
+}
+
+/// Seconds since the Unix epoch: SA epochs are wall-clock based so that hosts agree on them.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+struct Port {
+    device: Box<dyn PortDevice>,
+    meta: PortMeta,
+}
+
+/// Kernel refusals on the underlay, by errno, without allocating on the packet path.
+#[derive(Default)]
+struct TxErrors {
+    msgsize: u64,
+    nobufs: u64,
+    unreachable: u64,
+    other: u64,
+}
+
+impl TxErrors {
+    fn count(&mut self, e: &io::Error) {
+        match e.raw_os_error() {
+            Some(libc::EMSGSIZE) => self.msgsize += 1,
+            Some(libc::ENOBUFS) | Some(libc::EAGAIN) => self.nobufs += 1,
+            Some(libc::EHOSTUNREACH) | Some(libc::ENETUNREACH) | Some(libc::EHOSTDOWN) => {
+                self.unreachable += 1
+            }
+            _ => self.other += 1,
+        }
+    }
+
+    fn to_map(&self) -> std::collections::BTreeMap<String, u64> {
+        [
+            ("message_too_long", self.msgsize),
+            ("no_buffer_space", self.nobufs),
+            ("unreachable", self.unreachable),
+            ("other", self.other),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+pub struct Worker {
+    poll: Poll,
+    switch: Switch,
+    underlay: Underlay,
+    ports: HashMap<PortId, Port>,
+    commands: Receiver<Command>,
+    started: Instant,
+    buf: Vec<u8>,
+    /// Where answers the switch writes itself (proxy-ARP) are built: room for any answer.
+    answer: Vec<u8>,
+    /// The topology the control side publishes, loaded once per loop turn.
+    published: Option<Published>,
+    seg_lens: [usize; SEG_SLOTS],
+    gso_batch: GsoBatch,
+    coalescer: Coalescer,
+    tx_errors: TxErrors,
+    /// Sources that still had frames when their budget ran out.
+    pending: Vec<Token>,
+    esp: Option<Esp>,
+    /// Wall-clock seconds, read once per loop iteration like `now`.
+    unix: u64,
+    latency: Latency,
+    /// Polling without sleeping for a while after traffic, unless the core is wanted.
+    busy_poll: BusyPoll,
+    offload: api::OffloadStats,
+    /// Links to the other workers' copies of the tables (none when working alone).
+    sync: Option<SyncLinks>,
+    /// This worker's index and load, for `show stats`.
+    load: api::WorkerStats,
+    handle: WorkerHandle,
+}
+
+/// Nanoseconds a frame spends in the worker, read to sent: two clock reads per frame (vDSO,
+/// no syscall) and a counter increment in a histogram whose buckets exist from the start.
+struct Latency {
+    hist: hdrhistogram::Histogram<u64>,
+}
+
+impl Latency {
+    /// 1 ns to 10 s at 3 significant digits: every bucket is allocated here, so `record` never
+    /// allocates (values above the range are clamped to it).
+    fn new() -> Latency {
+        Latency {
+            hist: hdrhistogram::Histogram::new_with_bounds(1, 10_000_000_000, 3)
+                .expect("valid histogram bounds"),
+        }
+    }
+
+    fn record(&mut self, since: Instant) {
+        let ns = since.elapsed().as_nanos() as u64;
+        self.hist.saturating_record(ns.max(1));
+    }
+
+    fn stats(&self, worker: u32) -> api::LatencyStats {
+        let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
+        api::LatencyStats {
+            worker,
+            samples: self.hist.len(),
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            max_us: self.hist.max() as f64 / 1000.0,
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(
+        switch: Switch,
+        underlay: Underlay,
+        esp: Option<Esp>,
+    ) -> io::Result<(Worker, WorkerHandle)> {
+        let poll = Poll::new()?;
+        let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
+        poll.registry().register(
+            &mut SourceFd(&underlay.recv_fd()),
+            UNDERLAY,
+            Interest::READABLE,
+        )?;
+        if let Some(fd) = underlay.esp_recv_fd() {
+            poll.registry()
+                .register(&mut SourceFd(&fd), UNDERLAY_ESP, Interest::READABLE)?;
+        }
+        let (tx, commands) = crossbeam_channel::unbounded();
+        let worker = Worker {
+            poll,
+            switch,
+            underlay,
+            ports: HashMap::new(),
+            commands,
+            started: Instant::now(),
+            buf: vec![0u8; BUF_LEN],
+            answer: vec![0u8; Answer::MAX_LEN],
+            published: None,
+            seg_lens: [0; SEG_SLOTS],
+            coalescer: Coalescer::new(),
+            gso_batch: GsoBatch {
+                collecting: false,
+                dest: None,
+                items: [(0, 0); SEG_SLOTS],
+                n: 0,
+                added: 0,
+                reads: [Instant::now(); SEG_SLOTS],
+                n_reads: 0,
+            },
+            tx_errors: TxErrors::default(),
+            pending: Vec::with_capacity(256),
+            esp,
+            unix: unix_now(),
+            latency: Latency::new(),
+            busy_poll: BusyPoll::new(Duration::ZERO),
+            offload: api::OffloadStats::default(),
+            sync: None,
+            load: api::WorkerStats::default(),
+            handle: WorkerHandle { tx, waker },
+        };
+        let handle = worker.handle.clone();
+        Ok((worker, handle))
+    }
+
+    /// Makes the worker follow the topology the control side publishes: it moves to each new
+    /// snapshot between batches (crate::switch::topology).
+    pub fn follow(&mut self, published: Published) {
+        self.published = Some(published);
+        self.refresh_topology();
+    }
+
+    /// Moves to the published topology if it changed: one atomic load when it did not.
+    pub(super) fn refresh_topology(&mut self) {
+        if let Some(t) = self
+            .published
+            .as_ref()
+            .and_then(|p| p.newer(self.switch.topology()))
+        {
+            self.switch.set_topology(t);
+        }
+    }
+
+    /// Sets the busy-poll window (see `run`).
+    pub fn set_busy_poll(&mut self, window: Duration) {
+        self.busy_poll = BusyPoll::new(window);
+    }
+
+    /// Makes this worker number `index` of several that share the clock `started` (so table
+    /// ages agree) and keep their tables in step over `links`.
+    pub fn join_group(&mut self, index: u32, started: Instant, links: Option<SyncLinks>) {
+        self.load.worker = index;
+        self.started = started;
+        if links.is_some() {
+            self.switch.enable_sync();
+        }
+        self.sync = links;
+    }
+
+    /// A handle for the control thread.
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
+    }
+
+    /// Records the core this worker's thread is pinned to, for `show stats`.
+    pub fn set_cpu(&mut self, cpu: Option<u32>) {
+        self.load.cpu = cpu;
+    }
+
+    /// Applies what the other workers learned since the last turn.
+    pub(super) fn apply_updates(&mut self, now: Timestamp) {
+        let Some(links) = &self.sync else { return };
+        while let Some(u) = links.next() {
+            self.switch.apply_update(now, &u);
+            self.load.updates_applied += 1;
+        }
+    }
+
+    /// Tells the other workers what this one learned in the batch just done.
+    pub(super) fn publish_updates(&mut self) {
+        let Some(links) = &self.sync else { return };
+        let (mut sent, mut lost) = (0, 0);
+        self.switch.take_updates(|u| {
+            sent += 1;
+            lost += links.announce(u);
+        });
+        self.load.updates_sent += sent;
+        self.load.updates_lost += lost;
+    }
+
+    pub(super) fn now(&self) -> Timestamp {
+        Timestamp(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// Runs until `Command::Stop`. Dropping the worker afterwards closes every port, which
+    /// removes the TAP devices it made.
+    pub fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut last_expire = self.now();
+        let mut ready: Vec<Token> = Vec::with_capacity(256);
+        loop {
+            // Sources left with frames are polled again at once; after traffic the worker
+            // busy-polls for a while unless the core is wanted (super::busy_poll); else it sleeps
+            // until something arrives.
+            let timeout = if !self.pending.is_empty() || self.busy_poll.spinning() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(1000)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("poll failed: {e}");
+                    return;
+                }
+            }
+            let now = self.now();
+            self.unix = unix_now();
+            self.refresh_topology();
+            self.apply_updates(now);
+            ready.clear();
+            ready.append(&mut self.pending);
+            ready.extend(events.iter().map(|e| e.token()));
+            if !ready.is_empty() {
+                self.busy_poll.activity();
+            } else if timeout.is_zero() {
+                // Spinning: let whatever else is runnable on this core (the container's stack,
+                // the other host's worker on a small machine) go first, or stop spinning.
+                self.busy_poll.idle_turn();
+            }
+            for &token in &ready {
+                match token {
+                    WAKER => {
+                        if !self.handle_commands(now) {
+                            return;
+                        }
+                    }
+                    UNDERLAY => self.drain_underlay(now),
+                    UNDERLAY_ESP => self.drain_esp(now),
+                    Token(t) => self.drain_port(now, PortId((t - PORT_TOKEN_BASE) as u32)),
+                }
+                self.publish_updates();
+            }
+            if now.millis_since(last_expire) >= 1000 {
+                self.switch.expire(now);
+                if let Some(esp) = &mut self.esp {
+                    esp.table.expire(self.unix);
+                }
+                last_expire = now;
+            }
+        }
+    }
+
+    pub(super) fn drain_underlay(&mut self, now: Timestamp) {
+        self.drain_underlay_batch(now);
+        self.flush_coalescer();
+    }
+
+    pub(super) fn drain_underlay_batch(&mut self, now: Timestamp) {
+        for _ in 0..BUDGET {
+            let got = match self.underlay.recv(&mut self.buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("underlay receive failed: {e}");
+                    return;
+                }
+            };
+            // With UDP GRO one read may hold a run of datagrams of `seg` bytes each.
+            // An empty datagram is still one datagram (and a drop to count).
+            let seg = got.seg.max(1);
+            if seg < got.len {
+                self.offload.gro_runs += 1;
+            }
+            let mut off = 0;
+            loop {
+                self.load.underlay_datagrams += 1;
+                let end = (off + seg).min(got.len);
+                let start = Instant::now();
+                self.forward_datagram(now, VtepAddr(got.src), off..end);
+                self.latency.record(start);
+                off = end;
+                if off >= got.len {
+                    break;
+                }
+            }
+        }
+        self.pending.push(UNDERLAY);
+    }
+
+    /// Carries out the core's decision for the plaintext VXLAN datagram at `buf[datagram]`.
+    pub(super) fn forward_datagram(
+        &mut self,
+        now: Timestamp,
+        src: VtepAddr,
+        datagram: std::ops::Range<usize>,
+    ) {
+        let action = self
+            .switch
+            .process_from_underlay(now, src, &self.buf[datagram.clone()]);
+        self.deliver_decapsulated(action, datagram);
+    }
+
+    /// ESP-in-UDP from peers: verify, decrypt and replay-check in place, then hand the VXLAN
+    /// datagram inside to the core, which checks it names the SA's network.
+    pub(super) fn drain_esp(&mut self, now: Timestamp) {
+        self.drain_esp_batch(now);
+        self.flush_coalescer();
+    }
+
+    pub(super) fn drain_esp_batch(&mut self, now: Timestamp) {
+        for _ in 0..BUDGET {
+            let (n, src) = match self.underlay.recv_esp(&mut self.buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("ESP receive failed: {e}");
+                    return;
+                }
+            };
+            let Some(esp) = &mut self.esp else { return };
+            let start = Instant::now();
+            self.load.underlay_datagrams += 1;
+            self.switch.note_underlay_rx(n);
+            let opened = esp.table.open(self.unix, now.0, src, &mut self.buf[..n]);
+            let (vni, plain) = match opened {
+                Ok(r) => r,
+                Err(d) => {
+                    esp.drops[d as usize] += 1;
+                    continue;
+                }
+            };
+            // plain = inner UDP header, VXLAN header, frame.
+            let datagram = plain.start + UDP_HEADER_LEN..plain.end;
+            let Some(vni) = Vni::new(vni) else { continue };
+            let action =
+                self.switch
+                    .process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
+            self.deliver_decapsulated(action, datagram);
+            self.latency.record(start);
+        }
+        self.pending.push(UNDERLAY_ESP);
+    }
+
+    /// Reads a batch of frames from port `id` and forwards them. The datagrams they make for
+    /// one peer (and one source port) leave together as a UDP GSO run when the batch ends —
+    /// one sendmsg for the batch rather than one per frame — or sooner when a datagram for
+    /// another peer, or one sent on its own, must go out after them.
+    pub(super) fn drain_port(&mut self, now: Timestamp, id: PortId) {
+        self.gso_batch.collecting = self.underlay.segmentation();
+        self.drain_port_batch(now, id);
+        self.flush_gso_batch();
+        self.gso_batch.collecting = false;
+    }
+
+    pub(super) fn drain_port_batch(&mut self, now: Timestamp, id: PortId) {
+        for _ in 0..BUDGET {
+            let Some(port) = self.ports.get_mut(&id) else {
+                return;
+            };
+            let got = match port
+                .device
+                .recv(&mut self.buf[HEADROOM..READ_SLOT - TAILROOM])
+            {
+                Ok(Some(got)) => got,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(port = %port.meta.name, "port failed ({e}); detaching it (was its namespace deleted?)");
+                    self.remove_port(id);
+                    return;
+                }
+            };
+            let start = Instant::now();
+            self.load.port_frames += 1;
+            let added = self.gso_batch.added;
+            match got.gso {
+                None => self.forward_local_frame(now, id, 0, got.len),
+                Some(hdr) => self.forward_super_frame(now, id, &hdr, got.len),
+            }
+            let b = &mut self.gso_batch;
+            if b.added != added && b.dest.is_some() && b.n_reads < SEG_SLOTS {
+                // Not sent yet: counted when its run is.
+                b.reads[b.n_reads] = start;
+                b.n_reads += 1;
+            } else {
+                self.latency.record(start);
+            }
+        }
+        self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
+    }
+}
