@@ -16,9 +16,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use vswitch::control::api;
 use vswitch::dataplane::view::SwitchViews;
+use vswitch::switch::fdb::Learned;
 use vswitch::switch::topology::Output;
 use vswitch::switch::{
-    garp, Action, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
+    garp, Action, DropReason, Ingress, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni,
+    VtepAddr,
 };
 use vswitch::wire::ethernet::{EtherType, Frame};
 use vswitch::wire::{arp, vxlan, MacAddr};
@@ -1624,4 +1626,141 @@ fn without_sync_nothing_is_collected() {
     let mut n = 0;
     a.take_updates(|_| n += 1);
     assert_eq!(n, 0);
+}
+
+// ===== decide, then commit; a topology that changes =====
+
+#[test]
+fn decide_changes_nothing_and_commit_applies_exactly_what_it_said() {
+    let mut sw = switch();
+    let f = arp_frame(
+        MacAddr::BROADCAST,
+        arp::Repr {
+            operation: arp::Operation::Request,
+            sender_mac: mac(7),
+            sender_ip: ip(7),
+            target_mac: MacAddr::ZERO,
+            target_ip: ip(9),
+        },
+    );
+    let before = (sw.fdb_info(T0), sw.neigh_info(T0), sw.network_stats());
+    let d = sw.decide(T0, Ingress::Port(P1), &f);
+    // Deciding twice gives the same answer: nothing moved in between.
+    assert_eq!(sw.decide(T0, Ingress::Port(P1), &f), d);
+    assert_eq!(
+        (sw.fdb_info(T0), sw.neigh_info(T0), sw.network_stats()),
+        before
+    );
+    assert_eq!(d.network, Some(BLUE));
+    assert_eq!(
+        d.learn.map(|l| (l.mac, l.outcome)),
+        Some((mac(7), Learned::New))
+    );
+    assert_eq!(d.neigh.map(|n| (n.ip, n.mac)), Some((ip(7), mac(7))));
+    assert!(matches!(
+        d.action,
+        Action::Flood {
+            network: BLUE,
+            except: Some(P1),
+            to_peers: true
+        }
+    ));
+
+    sw.commit(T0, &d);
+    assert_eq!(fdb_entry(&sw, "blue", mac(7)).unwrap().location, "port1");
+    assert_eq!(
+        neigh_entry(&sw, "blue", ip(7)).unwrap().mac,
+        mac(7).to_string()
+    );
+    let s = stats(&sw, "blue");
+    assert_eq!((s.counters.rx_packets, s.flooded, s.fdb_learned), (1, 1, 1));
+    // The trace of the same frame now says the entry would be refreshed, and changes nothing.
+    let t = sw.trace(T0, Ingress::Port(P1), &f);
+    assert!(
+        t.steps
+            .iter()
+            .any(|s| s.detail.starts_with("would refresh")),
+        "{t:?}"
+    );
+    assert_eq!(stats(&sw, "blue").counters.rx_packets, 1);
+}
+
+#[test]
+fn a_remote_endpoint_is_answered_and_forwarded_before_its_first_packet() {
+    let mut sw = switch();
+    let t = sw
+        .topology()
+        .change(|t| t.add_remote_endpoint(BLUE, "web", mac(40), Some(ip(40)), VTEP_B))
+        .unwrap();
+    sw.set_topology(std::sync::Arc::new(t));
+    let mut req = arp_frame(
+        MacAddr::BROADCAST,
+        arp::Repr {
+            operation: arp::Operation::Request,
+            sender_mac: mac(7),
+            sender_ip: ip(7),
+            target_mac: MacAddr::ZERO,
+            target_ip: ip(40),
+        },
+    );
+    assert_eq!(replied(sw.process_from_port(T0, P1, &mut req)), Some(P1));
+    assert_arp_reply(&req, mac(40), ip(40), mac(7), ip(7));
+    let action = sw.process_from_port(T0, P1, &mut frame_of_len(mac(40), mac(7), 60));
+    assert_eq!(
+        action,
+        Action::ToVtep {
+            vtep: VTEP_B,
+            vni: vni(42)
+        }
+    );
+    // A frame claiming that MAC from another host does not move it.
+    let _ = sw.process_from_underlay(
+        T0,
+        VTEP_C,
+        &vxlan_datagram(42, &frame_of_len(MacAddr::BROADCAST, mac(40), 60)),
+    );
+    let action = sw.process_from_port(T0, P1, &mut frame_of_len(mac(40), mac(7), 60));
+    assert_eq!(
+        action,
+        Action::ToVtep {
+            vtep: VTEP_B,
+            vni: vni(42)
+        }
+    );
+}
+
+#[test]
+fn a_new_topology_keeps_what_untouched_networks_learned() {
+    let mut sw = switch();
+    let _ = sw.process_from_port(T0, P1, &mut frame_of_len(MacAddr::BROADCAST, mac(7), 60));
+    let _ = sw.process_from_port(T0, G1, &mut frame_of_len(MacAddr::BROADCAST, mac(8), 60));
+    let t = sw
+        .topology()
+        .change(|t| {
+            t.remove_port(G1)?;
+            t.remove_port(G2)?;
+            t.remove_network(GREEN).map(|_| ())?;
+            t.add_network(NetworkSpec {
+                name: "red".into(),
+                vni: vni(44),
+                subnet: "10.0.8.0/24".parse().unwrap(),
+                mtu: 1450,
+                peers: vec![("b".into(), VTEP_B)],
+                encrypted: false,
+            })
+        })
+        .unwrap();
+    sw.set_topology(std::sync::Arc::new(t));
+    assert_eq!(fdb_entry(&sw, "blue", mac(7)).unwrap().location, "port1");
+    assert_eq!(stats(&sw, "blue").fdb_learned, 1);
+    assert!(sw.learned(GREEN).is_none());
+    let names: Vec<String> = sw.networks_info().into_iter().map(|n| n.name).collect();
+    assert_eq!(names, ["blue", "red"]);
+    // The gone network's VNI is now unknown on the wire.
+    let a = sw.process_from_underlay(
+        T0,
+        VTEP_B,
+        &vxlan_datagram(43, &frame_of_len(MacAddr::BROADCAST, mac(9), 60)),
+    );
+    assert_eq!(a, Action::Drop(DropReason::UnknownVni));
 }

@@ -161,14 +161,30 @@ impl Workers {
 
     /// Every worker's answer to a `show`, merged.
     pub fn show(&self, what: api::ShowWhat, secrets: bool) -> Result<serde_json::Value, String> {
+        self.merged(what, secrets).map(|v| v.to_json())
+    }
+
+    fn merged(&self, what: api::ShowWhat, secrets: bool) -> Result<View, String> {
         let views: Vec<View> = self.ask_all(|_, reply| Command::Show {
             what,
             secrets,
             reply,
         })?;
-        view::merge(views)
-            .map(|v| v.to_json())
-            .ok_or_else(|| "no worker answered".to_string())
+        let mut merged = view::merge(views).ok_or_else(|| "no worker answered".to_string())?;
+        if let (View::Networks(nets), true) = (&mut merged, self.handles.len() > 1) {
+            // Each copy's table size is not the network's: count the union of the copies.
+            let (View::Fdb(fdb), View::Neigh(neigh)) = (
+                self.merged(api::ShowWhat::Fdb, false)?,
+                self.merged(api::ShowWhat::Neigh, false)?,
+            ) else {
+                return Ok(merged);
+            };
+            for n in nets.iter_mut() {
+                n.fdb_entries = fdb.iter().filter(|e| e.vni == n.vni).count() as u32;
+                n.neigh_entries = neigh.iter().filter(|e| e.vni == Some(n.vni)).count() as u32;
+            }
+        }
+        Ok(merged)
     }
 
     pub fn stop(&self) {

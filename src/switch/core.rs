@@ -24,7 +24,7 @@ use super::sync::{Outbox, TableUpdate};
 use super::topology::{SwitchSpec, Topology, TopologyError};
 use super::{PortId, Timestamp, Vni, VtepAddr};
 use crate::wire::{vxlan, MacAddr};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -76,9 +76,9 @@ impl Switch {
     pub fn with_topology(topo: Arc<Topology>) -> Switch {
         let mut s = Switch {
             topo: Arc::new(Topology::default()),
-            nets: HashMap::new(),
-            ports: HashMap::new(),
-            peers: HashMap::new(),
+            nets: HashMap::default(),
+            ports: HashMap::default(),
+            peers: HashMap::default(),
             underlay: Counters::default(),
             announce_every: None,
         };

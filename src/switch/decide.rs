@@ -234,13 +234,17 @@ impl Switch {
 
     /// Where `mac` is in network `vni`, and how that is known.
     pub fn locate(&self, vni: Vni, mac: MacAddr) -> Lookup {
-        let Some(net) = self.topology().network(vni) else {
-            return Lookup::Miss;
-        };
+        match self.topology().network(vni) {
+            Some(net) => self.locate_in(net, mac),
+            None => Lookup::Miss,
+        }
+    }
+
+    fn locate_in(&self, net: &NetworkTopo, mac: MacAddr) -> Lookup {
         if let Some(e) = net.endpoint(mac) {
             return Lookup::Endpoint(e.at);
         }
-        match self.learned(vni).and_then(|l| l.fdb.get(mac)) {
+        match self.learned(net.vni()).and_then(|l| l.fdb.get(mac)) {
             Some(e) => Lookup::Learned(e.location, e.updated),
             None => Lookup::Miss,
         }
@@ -285,7 +289,7 @@ impl Switch {
             d.action = flood;
             return d;
         }
-        d.lookup = self.locate(net.vni(), dst);
+        d.lookup = self.locate_in(net, dst);
         d.action = match d.lookup {
             Lookup::Endpoint(at) | Lookup::Learned(at, _) => match at {
                 Location::Port(p) if p == port => Action::Drop(DropReason::Hairpin),
@@ -379,7 +383,7 @@ impl Switch {
             d.action = flood;
             return d;
         }
-        d.lookup = self.locate(net.vni(), dst);
+        d.lookup = self.locate_in(net, dst);
         d.action = match d.lookup {
             Lookup::Endpoint(Location::Port(p)) | Lookup::Learned(Location::Port(p), _) => {
                 Action::ToPort(p)

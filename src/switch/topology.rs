@@ -20,7 +20,7 @@ use super::{PortId, Vni, VtepAddr};
 use crate::wire::MacAddr;
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -69,8 +69,8 @@ impl NetworkTopo {
         NetworkTopo {
             vteps: spec.peers.iter().map(|(_, a)| *a).collect(),
             ports: Vec::new(),
-            endpoints: HashMap::new(),
-            by_ip: HashMap::new(),
+            endpoints: HashMap::default(),
+            by_ip: HashMap::default(),
             spec,
         }
     }
@@ -199,10 +199,10 @@ impl Topology {
     pub fn new(spec: SwitchSpec) -> Topology {
         let mut t = Topology {
             generation: 0,
-            networks: HashMap::new(),
+            networks: HashMap::default(),
             order: Vec::new(),
             peers: Vec::new(),
-            ports: HashMap::new(),
+            ports: HashMap::default(),
             fdb_max_entries: spec.fdb_max_entries,
             aging_ms: spec.aging_ms,
         };

@@ -27,7 +27,11 @@ fn send_counted(
 impl Worker {
     /// Carries out the core's decision for a frame that came from the underlay (plain or
     /// decrypted); the frame follows the VXLAN header of `buf[datagram]`.
-    pub(super) fn deliver_decapsulated(&mut self, action: Action, datagram: std::ops::Range<usize>) {
+    pub(super) fn deliver_decapsulated(
+        &mut self,
+        action: Action,
+        datagram: std::ops::Range<usize>,
+    ) {
         let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
         match action {
             Action::ToPort(p) => self.deliver_coalesced(p, frame),
@@ -42,7 +46,13 @@ impl Worker {
 
     /// Cuts a TSO super-frame (in the read slot) into MSS-sized segments in the segment slots
     /// and forwards each one as if the container had sent it.
-    pub(super) fn forward_super_frame(&mut self, now: Timestamp, id: PortId, hdr: &vnet::Header, len: usize) {
+    pub(super) fn forward_super_frame(
+        &mut self,
+        now: Timestamp,
+        id: PortId,
+        hdr: &vnet::Header,
+        len: usize,
+    ) {
         // The segments are cut into the slots where earlier frames' datagrams may wait.
         self.flush_gso_batch();
         let (read, segs) = self.buf.split_at_mut(READ_SLOT);
@@ -191,7 +201,13 @@ impl Worker {
 
     /// Carries out the core's decision for the frame at `buf[base + HEADROOM..][..len]` that
     /// came from local port `id`. `base` is 0 for a frame as read, or a segment slot's start.
-    pub(super) fn forward_local_frame(&mut self, now: Timestamp, id: PortId, base: usize, len: usize) {
+    pub(super) fn forward_local_frame(
+        &mut self,
+        now: Timestamp,
+        id: PortId,
+        base: usize,
+        len: usize,
+    ) {
         let frame = base + HEADROOM..base + HEADROOM + len;
         match self
             .switch

@@ -22,12 +22,12 @@
 mod commands;
 mod execute;
 
+use crate::control::api;
+use crate::crypto::{EspDrop, EspTable};
 use crate::dataplane::busy_poll::BusyPoll;
 use crate::dataplane::port::{PortDevice, PortMeta};
 use crate::dataplane::sync::SyncLinks;
 use crate::dataplane::view::{self, SwitchViews, View};
-use crate::control::api;
-use crate::crypto::{EspDrop, EspTable};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use crate::offload::gro::Coalescer;
 use crate::offload::{tso, vnet};
