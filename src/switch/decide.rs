@@ -259,16 +259,11 @@ impl Switch {
         mut d: Decision,
     ) -> Decision {
         d.network = Some(net.vni());
-        let Ok(eth) = Frame::new_checked(frame) else {
-            return d.drop(DropReason::FrameTruncated);
+        let eth = match admit(net, frame) {
+            Ok(eth) => eth,
+            Err(r) => return d.drop(r),
         };
         let (src, dst) = (eth.src(), eth.dst());
-        if !src.is_unicast_source() {
-            return d.drop(DropReason::BadSourceMac);
-        }
-        if frame.len() > net.max_frame_len(frame) {
-            return d.drop(DropReason::FrameTooBig);
-        }
         d.learn = self.fdb_fact(net, src, Location::Port(port), now);
         if eth.ethertype() == EtherType::Arp {
             if let Ok(p) = arp::Packet::new_checked(eth.payload()) {
@@ -352,17 +347,11 @@ impl Switch {
             _ => {}
         }
         d.network = Some(net.vni());
-        let frame = vx.payload();
-        let Ok(eth) = Frame::new_checked(frame) else {
-            return d.drop(DropReason::FrameTruncated);
+        let eth = match admit(net, vx.payload()) {
+            Ok(eth) => eth,
+            Err(r) => return d.drop(r),
         };
         let (src, dst) = (eth.src(), eth.dst());
-        if !src.is_unicast_source() {
-            return d.drop(DropReason::BadSourceMac);
-        }
-        if frame.len() > net.max_frame_len(frame) {
-            return d.drop(DropReason::FrameTooBig);
-        }
         d.learn = self.fdb_fact(net, src, Location::Vtep(from), now);
         d.neigh = match eth.ethertype() {
             EtherType::Arp => arp::Packet::new_checked(eth.payload())
@@ -396,4 +385,17 @@ impl Switch {
         };
         d
     }
+}
+
+/// The checks every frame passes before it is looked at, whichever way it came: a whole
+/// Ethernet header, a source that can be a station, and no larger than the network carries.
+fn admit<'a>(net: &NetworkTopo, frame: &'a [u8]) -> Result<Frame<&'a [u8]>, DropReason> {
+    let eth = Frame::new_checked(frame).map_err(|_| DropReason::FrameTruncated)?;
+    if !eth.src().is_unicast_source() {
+        return Err(DropReason::BadSourceMac);
+    }
+    if frame.len() > net.max_frame_len(frame) {
+        return Err(DropReason::FrameTooBig);
+    }
+    Ok(eth)
 }

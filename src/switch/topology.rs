@@ -387,15 +387,7 @@ impl Topology {
         n.vteps = peers.iter().map(|(_, a)| *a).collect();
         n.spec.peers = peers;
         let vteps = n.vteps.clone();
-        let gone: Vec<MacAddr> = n
-            .endpoints
-            .values()
-            .filter(|e| matches!(e.at, Location::Vtep(v) if !vteps.contains(&v)))
-            .map(|e| e.mac)
-            .collect();
-        for mac in gone {
-            n.remove_endpoint(mac);
-        }
+        n.remove_endpoints_at(|v| !vteps.contains(&v));
         Ok(())
     }
 
@@ -421,15 +413,7 @@ impl Topology {
             if n.vteps.contains(&addr) {
                 n.vteps.retain(|v| *v != addr);
                 n.spec.peers.retain(|(_, a)| *a != addr);
-                let gone: Vec<MacAddr> = n
-                    .endpoints
-                    .values()
-                    .filter(|e| e.at == Location::Vtep(addr))
-                    .map(|e| e.mac)
-                    .collect();
-                for mac in gone {
-                    n.remove_endpoint(mac);
-                }
+                n.remove_endpoints_at(|v| v == addr);
             }
         }
         Ok(())
@@ -561,6 +545,19 @@ impl NetworkTopo {
             self.by_ip.insert(ip, e.mac);
         }
         self.endpoints.insert(e.mac, e);
+    }
+
+    /// Removes the remote endpoints at the VTEPs `gone` picks.
+    fn remove_endpoints_at(&mut self, gone: impl Fn(VtepAddr) -> bool) {
+        let macs: Vec<MacAddr> = self
+            .endpoints
+            .values()
+            .filter(|e| matches!(e.at, Location::Vtep(v) if gone(v)))
+            .map(|e| e.mac)
+            .collect();
+        for mac in macs {
+            self.remove_endpoint(mac);
+        }
     }
 
     fn remove_endpoint(&mut self, mac: MacAddr) {
