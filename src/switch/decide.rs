@@ -14,7 +14,7 @@
 //!
 //! Thread-safety: pure functions of `&Switch`; called on the worker that owns it.
 
-use super::core::Switch;
+use super::core::{NetState, Switch};
 use super::drop_reason::DropReason;
 use super::fdb::{Learned, Location};
 use super::neigh::Source;
@@ -192,7 +192,7 @@ impl Switch {
     }
 
     fn fdb_fact(
-        &self,
+        learned: Option<&NetState>,
         net: &NetworkTopo,
         mac: MacAddr,
         at: Location,
@@ -202,7 +202,7 @@ impl Switch {
         if net.endpoint(mac).is_some() {
             return None;
         }
-        let outcome = self.learned(net.vni())?.fdb.would_learn(mac, at, now);
+        let outcome = learned?.fdb.would_learn(mac, at, now);
         Some(FdbFact { mac, at, outcome })
     }
 
@@ -235,16 +235,16 @@ impl Switch {
     /// Where `mac` is in network `vni`, and how that is known.
     pub fn locate(&self, vni: Vni, mac: MacAddr) -> Lookup {
         match self.topology().network(vni) {
-            Some(net) => self.locate_in(net, mac),
+            Some(net) => Switch::locate_in(self.learned(vni), net, mac),
             None => Lookup::Miss,
         }
     }
 
-    fn locate_in(&self, net: &NetworkTopo, mac: MacAddr) -> Lookup {
+    fn locate_in(learned: Option<&NetState>, net: &NetworkTopo, mac: MacAddr) -> Lookup {
         if let Some(e) = net.endpoint(mac) {
             return Lookup::Endpoint(e.at);
         }
-        match self.learned(net.vni()).and_then(|l| l.fdb.get(mac)) {
+        match learned.and_then(|l| l.fdb.get(mac)) {
             Some(e) => Lookup::Learned(e.location, e.updated),
             None => Lookup::Miss,
         }
@@ -264,7 +264,8 @@ impl Switch {
             Err(r) => return d.drop(r),
         };
         let (src, dst) = (eth.src(), eth.dst());
-        d.learn = self.fdb_fact(net, src, Location::Port(port), now);
+        let learned = self.learned(net.vni());
+        d.learn = Switch::fdb_fact(learned, net, src, Location::Port(port), now);
         if eth.ethertype() == EtherType::Arp {
             if let Ok(p) = arp::Packet::new_checked(eth.payload()) {
                 d.neigh = self.neigh_fact(net, p.sender_ip(), p.sender_mac(), Source::Arp);
@@ -284,7 +285,7 @@ impl Switch {
             d.action = flood;
             return d;
         }
-        d.lookup = self.locate_in(net, dst);
+        d.lookup = Switch::locate_in(learned, net, dst);
         d.action = match d.lookup {
             Lookup::Endpoint(at) | Lookup::Learned(at, _) => match at {
                 Location::Port(p) if p == port => Action::Drop(DropReason::Hairpin),
@@ -352,7 +353,8 @@ impl Switch {
             Err(r) => return d.drop(r),
         };
         let (src, dst) = (eth.src(), eth.dst());
-        d.learn = self.fdb_fact(net, src, Location::Vtep(from), now);
+        let learned = self.learned(net.vni());
+        d.learn = Switch::fdb_fact(learned, net, src, Location::Vtep(from), now);
         d.neigh = match eth.ethertype() {
             EtherType::Arp => arp::Packet::new_checked(eth.payload())
                 .ok()
@@ -372,7 +374,7 @@ impl Switch {
             d.action = flood;
             return d;
         }
-        d.lookup = self.locate_in(net, dst);
+        d.lookup = Switch::locate_in(learned, net, dst);
         d.action = match d.lookup {
             Lookup::Endpoint(Location::Port(p)) | Lookup::Learned(Location::Port(p), _) => {
                 Action::ToPort(p)

@@ -94,17 +94,30 @@ impl Fdb {
         }
     }
 
-    /// Records that `mac` was seen at `location`; says what changed.
+    /// Records that `mac` was seen at `location`; says what changed (one lookup).
     pub fn learn(&mut self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
-        let outcome = self.would_learn(mac, location, now);
-        match outcome {
-            Learned::Full => {}
-            Learned::Refreshed => {
-                if let Some(e) = self.entries.get_mut(&mac) {
-                    e.updated = now;
+        let full = self.entries.len() >= self.max_entries;
+        match self.entries.get_mut(&mac) {
+            Some(e) if e.location == location => {
+                e.updated = now;
+                match self.announce_every {
+                    Some(every) if now.millis_since(e.announced) >= every => {
+                        e.announced = now;
+                        Learned::RefreshDue
+                    }
+                    _ => Learned::Refreshed,
                 }
             }
-            Learned::RefreshDue | Learned::Moved | Learned::New => {
+            Some(e) => {
+                *e = Entry {
+                    location,
+                    updated: now,
+                    announced: now,
+                };
+                Learned::Moved
+            }
+            None if full => Learned::Full,
+            None => {
                 self.entries.insert(
                     mac,
                     Entry {
@@ -113,9 +126,9 @@ impl Fdb {
                         announced: now,
                     },
                 );
+                Learned::New
             }
         }
-        outcome
     }
 
     pub fn learn_from_peer(&mut self, mac: MacAddr, location: Location, now: Timestamp) {

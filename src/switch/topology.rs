@@ -189,6 +189,8 @@ pub struct Topology {
     /// VNIs in the order the networks were made, for views.
     order: Vec<Vni>,
     peers: Vec<PeerTopo>,
+    /// Index into `peers` by address: every datagram from the underlay looks its sender up.
+    peer_at: HashMap<VtepAddr, usize>,
     ports: HashMap<PortId, PortTopo>,
     pub fdb_max_entries: usize,
     pub aging_ms: u64,
@@ -202,6 +204,7 @@ impl Topology {
             networks: HashMap::default(),
             order: Vec::new(),
             peers: Vec::new(),
+            peer_at: HashMap::default(),
             ports: HashMap::default(),
             fdb_max_entries: spec.fdb_max_entries,
             aging_ms: spec.aging_ms,
@@ -209,6 +212,7 @@ impl Topology {
         for (name, addr) in spec.peers {
             t.peers.push(PeerTopo { name, addr });
         }
+        t.index_peers();
         for n in spec.networks {
             t.order.push(n.vni);
             t.networks.insert(n.vni, NetworkTopo::new(n));
@@ -253,7 +257,16 @@ impl Topology {
     }
 
     pub fn peer(&self, addr: VtepAddr) -> Option<&PeerTopo> {
-        self.peers.iter().find(|p| p.addr == addr)
+        self.peer_at.get(&addr).map(|&i| &self.peers[i])
+    }
+
+    fn index_peers(&mut self) {
+        self.peer_at = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.addr, i))
+            .collect();
     }
 
     pub fn port(&self, id: PortId) -> Option<&PortTopo> {
@@ -399,6 +412,7 @@ impl Topology {
             name: name.to_string(),
             addr,
         });
+        self.index_peers();
         Ok(())
     }
 
@@ -409,6 +423,7 @@ impl Topology {
             return Err(TopologyError::UnknownPeer(addr));
         }
         self.peers.retain(|p| p.addr != addr);
+        self.index_peers();
         for n in self.networks.values_mut() {
             if n.vteps.contains(&addr) {
                 n.vteps.retain(|v| *v != addr);
