@@ -4,7 +4,7 @@
 use super::MacAddr;
 use std::net::Ipv4Addr;
 
-pub type Field = core::ops::Range<usize>;
+use super::Field;
 
 mod field {
     use super::Field;

@@ -13,7 +13,7 @@
 //! This file only knows the layout: where the fields are, how long the trailer is, and how to
 //! read the trailer once it is decrypted. Sealing and opening are `crate::crypto::sa`.
 
-use super::vxlan::Field;
+use super::Field;
 
 mod field {
     use super::Field;

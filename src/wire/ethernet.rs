@@ -3,7 +3,7 @@
 
 use super::MacAddr;
 
-pub type Field = core::ops::Range<usize>;
+use super::Field;
 
 mod field {
     use super::Field;

@@ -53,6 +53,7 @@ mod tests {
         let mut f = vec![0u8; 14 + 24];
         f[12] = 0x08;
         f[14] = 0x45;
+        f[14 + 3] = 24; // total length: the whole datagram is here
         f[14 + 9] = 6;
         f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 9, 2]);
         f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 9, 3]);
@@ -78,9 +79,10 @@ mod tests {
     }
 
     #[test]
-    fn odd_frames_do_not_panic() {
+    fn odd_frames_still_get_a_port_in_the_dynamic_range() {
         for len in 0..40 {
-            let _ = source_port(&vec![0x45; len]);
+            let p = source_port(&vec![0x45; len]);
+            assert!(p >= 49152, "len {len}: port {p}");
         }
     }
 }

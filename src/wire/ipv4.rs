@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-pub type Field = core::ops::Range<usize>;
+use super::Field;
 
 mod field {
     use super::Field;
@@ -43,6 +43,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         let hl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
         if hl < MIN_HEADER_LEN || b.len() < hl {
+            return Err(Error::Truncated);
+        }
+        // The datagram must fit the buffer and hold its own header; bytes after it (Ethernet
+        // padding) are allowed.
+        let total = usize::from(u16::from_be_bytes([b[2], b[3]]));
+        if total < hl || total > b.len() {
             return Err(Error::Truncated);
         }
         Ok(Packet { buffer })
@@ -104,38 +110,59 @@ mod tests {
         0x02, 0x0a, 0x00, 0x09, 0x03, 0x9c, 0x40, 0x14, 0x51,
     ];
 
+    /// The SYN whole: its header start, then zeros up to its total length (60).
+    fn syn() -> [u8; 60] {
+        let mut p = [0u8; 60];
+        p[..24].copy_from_slice(&TCP);
+        p
+    }
+
     #[test]
     fn deconstruct() {
-        let p = Packet::new_checked(&TCP[..]).unwrap();
+        let syn = syn();
+        let p = Packet::new_checked(&syn[..]).unwrap();
         assert_eq!(p.src(), Ipv4Addr::new(10, 0, 9, 2));
         assert_eq!(p.dst(), Ipv4Addr::new(10, 0, 9, 3));
         assert_eq!(p.protocol(), PROTO_TCP);
         assert_eq!(p.total_len(), 60);
         assert_eq!(p.l4_ports(), Some((40000, 5201)));
+        // Ethernet padding after the datagram is fine.
+        let mut padded = [0u8; 64];
+        padded[..60].copy_from_slice(&syn);
+        assert!(Packet::new_checked(&padded[..]).is_ok());
     }
 
     #[test]
     fn rejects_bad() {
+        let syn = syn();
         assert_eq!(
-            Packet::new_checked(&TCP[..19]).unwrap_err(),
+            Packet::new_checked(&syn[..19]).unwrap_err(),
             Error::Truncated
         );
-        let mut v6 = TCP;
+        // total_len says 60: a buffer of 24 holds only part of the datagram.
+        assert_eq!(Packet::new_checked(&TCP[..]).unwrap_err(), Error::Truncated);
+        let mut short = syn;
+        short[2..4].copy_from_slice(&19u16.to_be_bytes());
+        assert_eq!(
+            Packet::new_checked(&short[..]).unwrap_err(),
+            Error::Truncated,
+            "a total length shorter than the header"
+        );
+        let mut v6 = syn;
         v6[0] = 0x65;
         assert_eq!(Packet::new_checked(&v6[..]).unwrap_err(), Error::NotIpv4);
-        let mut long_ihl = TCP;
+        let mut long_ihl = syn;
         long_ihl[0] = 0x4f;
-        assert_eq!(
-            Packet::new_checked(&long_ihl[..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert!(Packet::new_checked(&long_ihl[..20]).is_err());
     }
 
     #[test]
     fn ports_absent_for_fragments_and_short_l4() {
-        let p = Packet::new_checked(&TCP[..22]).unwrap();
+        let mut short = TCP;
+        short[2..4].copy_from_slice(&22u16.to_be_bytes());
+        let p = Packet::new_checked(&short[..22]).unwrap();
         assert_eq!(p.l4_ports(), None);
-        let mut frag = TCP;
+        let mut frag = syn();
         frag[7] = 0x10;
         assert_eq!(Packet::new_checked(&frag[..]).unwrap().l4_ports(), None);
     }

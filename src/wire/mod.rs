@@ -15,3 +15,6 @@ pub mod mac;
 pub mod vxlan;
 
 pub use mac::MacAddr;
+
+/// A span of bytes in a header, for the `field` modules of every protocol file.
+pub type Field = core::ops::Range<usize>;

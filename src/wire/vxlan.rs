@@ -8,7 +8,7 @@
 //!
 //! Receivers check only the I flag; the reserved bits "MUST be ... ignored on receipt" (§5).
 
-pub type Field = core::ops::Range<usize>;
+use super::Field;
 
 mod field {
     use super::Field;
