@@ -302,7 +302,10 @@ fn keys_rotate_every_5s_without_stalling_a_15s_transfer() {
         child: server,
         what: "iperf3 server".into(),
     };
-    std::thread::sleep(Duration::from_millis(500));
+    step!(
+        tb,
+        common::testbed::wait_for_listener(tb.container(b), 5201)
+    );
     let out = step!(
         tb,
         tb.container(a)

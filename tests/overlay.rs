@@ -657,7 +657,18 @@ for s, make in kinds:
         if i % 50 == 0: time.sleep(0.005)
 "#;
     step!(tb, h1.exec(&["python3", "-c", script]));
-    std::thread::sleep(Duration::from_millis(500));
+    // Every datagram sent has reached the switch (and been counted) before counting.
+    let rx = |s: &Value| counter(s, &["underlay", "rx_packets"]);
+    let all_in = testbed::wait_until(Duration::from_secs(10), || {
+        tb.hosts[0]
+            .show_json(&tb.bins, "stats")
+            .is_ok_and(|s| rx(&s) >= rx(&before) + 5000)
+    });
+    assert!(
+        all_in,
+        "the switch did not receive the 5,000 datagrams\n{}",
+        tb.logs()
+    );
 
     let after = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
     let d = |s: &Value, k: &str| counter(s, &["underlay", "drops", k]);

@@ -530,7 +530,7 @@ pub fn tcp_transfer(
             .map_err(|e| e.to_string())?,
         what: "tcp receiver".into(),
     };
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_listener(to, port)?;
     let py_send = format!(
         "import socket\ns=socket.create_connection(('{to_ip}',{port}),timeout=60)\nf=open('{}','rb')\nwhile True:\n  d=f.read(1<<16)\n  if not d: break\n  s.sendall(d)\ns.shutdown(socket.SHUT_WR);s.recv(1);s.close()",
         src.display()
@@ -559,6 +559,38 @@ pub fn tcp_transfer(
 }
 
 /// `ping` from a container; returns (transmitted, received).
+/// Waits until `cond` holds, polling every 20 ms; false if it still does not after `limit`.
+/// Tests wait for the event they need (a listener, a counter), not for a fixed time.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until a TCP listener on `port` exists in `ns` (as `ss -ltn` shows it).
+pub fn wait_for_listener(ns: &Netns, port: u16) -> Result<()> {
+    let sport = format!("sport = :{port}");
+    let listening = || {
+        let out = ns.try_exec(&["ss", "-Hltn", &sport]);
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    };
+    if wait_until(Duration::from_secs(10), listening) {
+        Ok(())
+    } else {
+        Err(format!(
+            "no TCP listener on port {port} in {} after 10 s",
+            ns.name
+        ))
+    }
+}
+
 pub fn ping(from: &Netns, ip: &str, count: u32, extra: &[&str]) -> (u32, u32) {
     let c = count.to_string();
     let mut args = vec!["ping", "-n", "-c", c.as_str(), "-i", "0.2", "-W", "2"];
