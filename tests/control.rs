@@ -86,7 +86,23 @@ fn trace_tells_what_forwarding_would_do_and_changes_nothing() {
     );
     let a_port = format!("{}-a/eth0", tb.prefix);
     let h = &tb.hosts[0];
-    let before = tables_and_counters(h, &tb);
+    // The containers' own kernels must not send meanwhile (IPv6 router solicitations and MLD
+    // reports come seconds after an interface is up): IPv6 off, then wait until the switch's
+    // tables and counters stand still, so that any change after the traces is theirs.
+    for c in &tb.containers {
+        let _ = c.try_exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    }
+    let mut before = tables_and_counters(h, &tb);
+    let settled = common::testbed::wait_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = tables_and_counters(h, &tb);
+        std::mem::replace(&mut before, now) == before
+    });
+    assert!(
+        settled,
+        "the switch's counters never stood still\n{}",
+        tb.logs()
+    );
 
     // A remote destination: encapsulated to host 1's VTEP with the network's VNI.
     let t = trace(

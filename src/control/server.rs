@@ -175,14 +175,6 @@ impl Server {
         Ok(ControlHandle { tx })
     }
 
-    /// Starts the actor and serves the socket until the listener fails (see `serve`).
-    pub fn serve(self, listener: UnixListener) {
-        match self.start() {
-            Ok(handle) => serve(listener, handle),
-            Err(e) => tracing::error!("cannot start the control actor: {e}"),
-        }
-    }
-
     pub fn handle(&mut self, req: Request) -> Response {
         let result = match req {
             Request::AttachNamespace {

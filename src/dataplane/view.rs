@@ -205,7 +205,9 @@ pub fn merge(views: Vec<View>) -> Option<View> {
     let mut it = views.into_iter();
     let first = it.next()?;
     Some(it.fold(first, |acc, v| match (acc, v) {
-        (View::Networks(a), View::Networks(b)) => View::Networks(merge_networks(a, &b)),
+        // Table sizes are not added or maxed: `Workers::show` counts the union of the merged
+        // tables (the copies share most entries).
+        (View::Networks(a), View::Networks(_)) => View::Networks(a),
         (View::Ports(a), View::Ports(b)) => View::Ports(merge_ports(a, &b)),
         (View::Fdb(a), View::Fdb(b)) => View::Fdb(union_newest(
             a,
@@ -227,16 +229,6 @@ pub fn merge(views: Vec<View>) -> Option<View> {
         }
         (a, _) => a,
     }))
-}
-
-fn merge_networks(mut a: Vec<api::NetworkInfo>, b: &[api::NetworkInfo]) -> Vec<api::NetworkInfo> {
-    for n in &mut a {
-        if let Some(o) = b.iter().find(|o| o.vni == n.vni) {
-            n.fdb_entries = n.fdb_entries.max(o.fdb_entries);
-            n.neigh_entries = n.neigh_entries.max(o.neigh_entries);
-        }
-    }
-    a
 }
 
 fn merge_ports(mut a: Vec<api::PortInfo>, b: &[api::PortInfo]) -> Vec<api::PortInfo> {

@@ -122,10 +122,15 @@ impl Switch {
                 }
                 s
             });
-            state.fdb.retain_locations(|at| match at {
-                Location::Port(p) => n.ports().contains(&p),
-                Location::Vtep(v) => n.vteps().contains(&v),
-            });
+            // Only where the network's ports or peers changed: a topology change (an attach on
+            // another network, say) must not walk every table.
+            let old = self.topo.network(n.vni());
+            if old.map(|o| (o.ports(), o.vteps())) != Some((n.ports(), n.vteps())) {
+                state.fdb.retain_locations(|at| match at {
+                    Location::Port(p) => n.ports().contains(&p),
+                    Location::Vtep(v) => n.vteps().contains(&v),
+                });
+            }
         }
         self.ports.retain(|id, _| topo.port(*id).is_some());
         for (id, _) in topo.ports() {
@@ -144,11 +149,12 @@ impl Switch {
             Action::Drop(r) => Some(r),
             _ => None,
         };
+        // Every plaintext datagram counts as received (decrypted ones were, as ESP).
+        if let Ingress::Underlay(_) = d.ingress {
+            self.underlay.rx(d.len);
+        }
         let Some(vni) = d.network else {
             // Refused before a network was found: the underlay's (or an unknown port's).
-            if let Ingress::Underlay(_) = d.ingress {
-                self.underlay.rx(d.len);
-            }
             if let Some(r) = drop {
                 self.underlay.drop(r);
             }
@@ -168,9 +174,6 @@ impl Switch {
                 }
             }
             Ingress::Underlay(from) | Ingress::Decrypted { from, .. } => {
-                if let Ingress::Underlay(_) = d.ingress {
-                    self.underlay.rx(d.len);
-                }
                 net.counters
                     .traffic
                     .rx(d.len.saturating_sub(vxlan::HEADER_LEN));

@@ -151,6 +151,16 @@ pub struct Decision {
     pub action: Action,
 }
 
+impl Lookup {
+    /// Where the destination is, when it is known (a flood otherwise).
+    pub fn location(self) -> Option<Location> {
+        match self {
+            Lookup::Endpoint(at) | Lookup::Learned(at, _) => Some(at),
+            Lookup::None | Lookup::Multicast | Lookup::Miss => None,
+        }
+    }
+}
+
 impl Decision {
     fn new(ingress: Ingress, len: usize) -> Decision {
         Decision {
@@ -240,6 +250,15 @@ impl Switch {
         }
     }
 
+    /// How a frame to `dst` is looked up: multicast floods, unicast is located.
+    fn lookup_dst(learned: Option<&NetState>, net: &NetworkTopo, dst: MacAddr) -> Lookup {
+        if dst.is_multicast() {
+            Lookup::Multicast
+        } else {
+            Switch::locate_in(learned, net, dst)
+        }
+    }
+
     fn locate_in(learned: Option<&NetState>, net: &NetworkTopo, mac: MacAddr) -> Lookup {
         if let Some(e) = net.endpoint(mac) {
             return Lookup::Endpoint(e.at);
@@ -275,27 +294,19 @@ impl Switch {
                 }
             }
         }
-        let flood = Action::Flood {
-            network: net.vni(),
-            except: Some(port),
-            to_peers: true,
-        };
-        if dst.is_multicast() {
-            d.lookup = Lookup::Multicast;
-            d.action = flood;
-            return d;
-        }
-        d.lookup = Switch::locate_in(learned, net, dst);
-        d.action = match d.lookup {
-            Lookup::Endpoint(at) | Lookup::Learned(at, _) => match at {
-                Location::Port(p) if p == port => Action::Drop(DropReason::Hairpin),
-                Location::Port(p) => Action::ToPort(p),
-                Location::Vtep(vtep) => Action::ToVtep {
-                    vtep,
-                    vni: net.vni(),
-                },
+        d.lookup = Switch::lookup_dst(learned, net, dst);
+        d.action = match d.lookup.location() {
+            Some(Location::Port(p)) if p == port => Action::Drop(DropReason::Hairpin),
+            Some(Location::Port(p)) => Action::ToPort(p),
+            Some(Location::Vtep(vtep)) => Action::ToVtep {
+                vtep,
+                vni: net.vni(),
             },
-            _ => flood,
+            None => Action::Flood {
+                network: net.vni(),
+                except: Some(port),
+                to_peers: true,
+            },
         };
         d
     }
@@ -364,26 +375,16 @@ impl Switch {
                 .and_then(|ip| self.neigh_fact(net, ip.src(), src, Source::Decap)),
             _ => None,
         };
-        let flood = Action::Flood {
-            network: net.vni(),
-            except: None,
-            to_peers: false,
-        };
-        if dst.is_multicast() {
-            d.lookup = Lookup::Multicast;
-            d.action = flood;
-            return d;
-        }
-        d.lookup = Switch::locate_in(learned, net, dst);
-        d.action = match d.lookup {
-            Lookup::Endpoint(Location::Port(p)) | Lookup::Learned(Location::Port(p), _) => {
-                Action::ToPort(p)
-            }
+        d.lookup = Switch::lookup_dst(learned, net, dst);
+        d.action = match d.lookup.location() {
+            Some(Location::Port(p)) => Action::ToPort(p),
             // Split horizon: what came from the underlay never goes back to it.
-            Lookup::Endpoint(Location::Vtep(_)) | Lookup::Learned(Location::Vtep(_), _) => {
-                Action::Drop(DropReason::SplitHorizon)
-            }
-            _ => flood,
+            Some(Location::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
+            None => Action::Flood {
+                network: net.vni(),
+                except: None,
+                to_peers: false,
+            },
         };
         d
     }

@@ -83,49 +83,36 @@ impl Fdb {
 
     /// What `learn` would do, without doing it (for `Switch::decide` and `trace`).
     pub fn would_learn(&self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
-        match self.entries.get(&mac) {
-            Some(e) if e.location == location => match self.announce_every {
-                Some(every) if now.millis_since(e.announced) >= every => Learned::RefreshDue,
-                _ => Learned::Refreshed,
-            },
-            Some(_) => Learned::Moved,
-            None if self.entries.len() >= self.max_entries => Learned::Full,
-            None => Learned::New,
-        }
+        let e = self.entries.get(&mac);
+        outcome(e, self.full(), self.announce_every, location, now)
     }
 
-    /// Records that `mac` was seen at `location`; says what changed (one lookup).
+    fn full(&self) -> bool {
+        self.entries.len() >= self.max_entries
+    }
+
+    /// Records that `mac` was seen at `location`; says what changed. One lookup.
     pub fn learn(&mut self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
-        let full = self.entries.len() >= self.max_entries;
+        let (full, every) = (self.full(), self.announce_every);
+        let fresh = Entry {
+            location,
+            updated: now,
+            announced: now,
+        };
         match self.entries.get_mut(&mac) {
-            Some(e) if e.location == location => {
-                e.updated = now;
-                match self.announce_every {
-                    Some(every) if now.millis_since(e.announced) >= every => {
-                        e.announced = now;
-                        Learned::RefreshDue
-                    }
-                    _ => Learned::Refreshed,
-                }
-            }
             Some(e) => {
-                *e = Entry {
-                    location,
-                    updated: now,
-                    announced: now,
+                let o = outcome(Some(&*e), full, every, location, now);
+                let announced = if o == Learned::Refreshed {
+                    e.announced
+                } else {
+                    now
                 };
-                Learned::Moved
+                *e = Entry { announced, ..fresh };
+                o
             }
             None if full => Learned::Full,
             None => {
-                self.entries.insert(
-                    mac,
-                    Entry {
-                        location,
-                        updated: now,
-                        announced: now,
-                    },
-                );
+                self.entries.insert(mac, fresh);
                 Learned::New
             }
         }
@@ -167,5 +154,25 @@ impl Fdb {
 
     pub fn iter(&self) -> impl Iterator<Item = (&MacAddr, &Entry)> {
         self.entries.iter()
+    }
+}
+
+/// What seeing a station at `location` means for its entry `e`: the one place the outcomes
+/// are told apart, for `would_learn` and `learn` alike.
+fn outcome(
+    e: Option<&Entry>,
+    full: bool,
+    announce_every: Option<u64>,
+    location: Location,
+    now: Timestamp,
+) -> Learned {
+    match e {
+        Some(e) if e.location == location => match announce_every {
+            Some(every) if now.millis_since(e.announced) >= every => Learned::RefreshDue,
+            _ => Learned::Refreshed,
+        },
+        Some(_) => Learned::Moved,
+        None if full => Learned::Full,
+        None => Learned::New,
     }
 }

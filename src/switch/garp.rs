@@ -10,6 +10,12 @@ pub const FRAME_LEN: usize = 60;
 /// Writes a broadcast ARP request announcing `ip` at `mac` (RFC 5227 §3 "ARP Announcement")
 /// into `buf[..FRAME_LEN]`.
 pub fn build(buf: &mut [u8], mac: MacAddr, ip: Ipv4Addr) -> usize {
+    request(buf, mac, ip, ip)
+}
+
+/// Writes a broadcast ARP request from `mac`/`sender_ip` for `target_ip` into
+/// `buf[..FRAME_LEN]` (an announcement when the two addresses are the same).
+pub fn request(buf: &mut [u8], mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> usize {
     buf[..FRAME_LEN].fill(0);
     let mut eth = Frame::new_unchecked(&mut buf[..]);
     eth.set_dst(MacAddr::BROADCAST);
@@ -18,9 +24,9 @@ pub fn build(buf: &mut [u8], mac: MacAddr, ip: Ipv4Addr) -> usize {
     arp::Repr {
         operation: arp::Operation::Request,
         sender_mac: mac,
-        sender_ip: ip,
+        sender_ip,
         target_mac: MacAddr::ZERO,
-        target_ip: ip,
+        target_ip,
     }
     .emit(&mut buf[HEADER_LEN..]);
     FRAME_LEN

@@ -137,20 +137,8 @@ impl Worker {
                                 "no MAC known for {dst_ip}: the sender first broadcasts an ARP request for it, traced here"
                             ),
                         });
-                        use crate::wire::{arp, ethernet};
-                        buf.truncate(ethernet::HEADER_LEN + arp::PACKET_LEN);
-                        let mut eth = ethernet::Frame::new_unchecked(&mut buf[..]);
-                        eth.set_dst(MacAddr::BROADCAST);
-                        eth.set_src(src_mac);
-                        eth.set_ethertype(ethernet::EtherType::Arp);
-                        arp::Repr {
-                            operation: arp::Operation::Request,
-                            sender_mac: src_mac,
-                            sender_ip: src_ip,
-                            target_mac: MacAddr::ZERO,
-                            target_ip: dst_ip,
-                        }
-                        .emit(&mut buf[ethernet::HEADER_LEN..]);
+                        let n = garp::request(&mut buf, src_mac, src_ip, dst_ip);
+                        buf.truncate(n);
                     }
                 }
                 buf
