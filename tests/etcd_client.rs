@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use vswitch::cluster::etcd::{Compare, Etcd, EtcdError, Event, Op, Txn};
+use vswitch::cluster::etcd::{Compare, Etcd, EtcdError, Event, Op, TlsFiles, Txn};
 
 const CLIENT_URL: &str = "http://127.0.0.1:2379";
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -23,10 +23,24 @@ struct EtcdNs {
     ns: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// The client URL, http or https.
+    url: String,
+    /// For an https etcd: the CA, and a client certificate it requires.
+    tls: Option<TlsFiles>,
 }
 
 impl EtcdNs {
     fn start() -> EtcdNs {
+        EtcdNs::start_with(false)
+    }
+
+    /// An etcd serving https with a certificate of a throwaway CA, and requiring client
+    /// certificates of that CA.
+    fn start_tls() -> EtcdNs {
+        EtcdNs::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> EtcdNs {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let ns = format!("vsw-etcdc-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(format!("{ns}.d"));
@@ -34,6 +48,8 @@ impl EtcdNs {
             ns,
             dir,
             child: None,
+            url: CLIENT_URL.to_string(),
+            tls: None,
         };
         run("ip", &["netns", "add", &guard.ns]);
         run(
@@ -41,6 +57,27 @@ impl EtcdNs {
             &["netns", "exec", &guard.ns, "ip", "link", "set", "lo", "up"],
         );
         std::fs::create_dir_all(&guard.dir).unwrap();
+        let mut tls_args: Vec<String> = Vec::new();
+        if tls {
+            guard.url = CLIENT_URL.replace("http:", "https:");
+            let pki = make_pki(&guard.dir);
+            tls_args = [
+                "--cert-file",
+                &pki.server_cert,
+                "--key-file",
+                &pki.server_key,
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                &pki.ca,
+            ]
+            .map(String::from)
+            .to_vec();
+            guard.tls = Some(TlsFiles {
+                ca_file: Some(pki.ca.into()),
+                cert_file: Some(pki.client_cert.into()),
+                key_file: Some(pki.client_key.into()),
+            });
+        }
         let log = File::create(guard.dir.join("etcd.log")).unwrap();
         let data = guard.dir.join("data");
         // `ip netns exec` execs etcd in place, so the child's pid is etcd's.
@@ -55,11 +92,12 @@ impl EtcdNs {
                 "--data-dir",
             ])
             .arg(&data)
+            .args(&tls_args)
             .args([
                 "--listen-client-urls",
-                CLIENT_URL,
+                &guard.url,
                 "--advertise-client-urls",
-                CLIENT_URL,
+                &guard.url,
                 "--listen-peer-urls",
                 "http://127.0.0.1:2380",
                 "--initial-advertise-peer-urls",
@@ -81,15 +119,16 @@ impl EtcdNs {
     fn run<F: FnOnce(Etcd) + Send + 'static>(&self, body: F) {
         let ns = self.ns.clone();
         let log = self.dir.join("etcd.log");
+        let url = self.url.clone();
+        let tls = self.tls.clone();
         let result = std::thread::spawn(move || {
             enter_netns(&ns);
-            let etcd = Etcd::new(&[CLIENT_URL.to_string()], None, TIMEOUT).unwrap();
+            let etcd = Etcd::new(&[url], tls.as_ref(), TIMEOUT).unwrap();
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 match etcd.get(b"ping") {
                     Ok(_) => break,
-                    Err(e) if Instant::now() < deadline => {
-                        let _ = e;
+                    Err(_) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                     Err(e) => panic!(
@@ -144,9 +183,86 @@ impl Drop for EtcdNs {
     }
 }
 
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_pki(dir: &std::path::Path) -> Pki {
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=vsw-test-ca"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+    run("openssl", &ca);
+    let leaf = |name: &str, ext: &str| {
+        let (key, csr, pem, extfile) = (
+            p(&format!("{name}.key")),
+            p(&format!("{name}.csr")),
+            p(&format!("{name}.pem")),
+            p(&format!("{name}.ext")),
+        );
+        std::fs::write(&extfile, ext).unwrap();
+        let mut req = vec!["req", "-subj", "/CN=vsw-test"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr]);
+        run("openssl", &req);
+        run(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "1",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-extfile",
+                &extfile,
+            ],
+        );
+        (pem, key)
+    };
+    // clientAuth too: with client-cert-auth, etcd's gateway dials its own gRPC server with the
+    // server certificate as its client certificate.
+    let (server_cert, server_key) = leaf(
+        "server",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    );
+    let (client_cert, client_key) = leaf("client", "extendedKeyUsage=clientAuth\n");
+    Pki {
+        ca: ca_pem,
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    }
+}
+
 fn run(cmd: &str, args: &[&str]) {
-    let status = Command::new(cmd).args(args).status().expect(cmd);
-    assert!(status.success(), "{cmd} {args:?} failed");
+    let out = Command::new(cmd).args(args).output().expect(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn enter_netns(ns: &str) {
@@ -422,7 +538,7 @@ fn failover_and_unreachable() {
         assert!(watch.next().unwrap().is_some());
 
         // Refused: fails at once.
-        let only_dead = Etcd::new(&[dead.clone()], None, TIMEOUT).unwrap();
+        let only_dead = Etcd::new(std::slice::from_ref(&dead), None, TIMEOUT).unwrap();
         let start = Instant::now();
         match only_dead.get(b"f/k") {
             Err(EtcdError::Unreachable { endpoints, last }) => {
@@ -449,5 +565,44 @@ fn failover_and_unreachable() {
             "took {took:?}"
         );
         drop(silent);
+    });
+}
+
+#[test]
+fn https_with_ca_and_client_certificate() {
+    let etcd_ns = EtcdNs::start_tls();
+    let tls = etcd_ns.tls.clone().unwrap();
+    let url = etcd_ns.url.clone();
+    etcd_ns.run(move |etcd| {
+        etcd.put(b"tls/k", b"v", 0).unwrap();
+        assert_eq!(etcd.get(b"tls/k").unwrap().unwrap().value, b"v");
+        let mut watch = etcd
+            .watch_prefix(b"tls/", 1, Duration::from_secs(2))
+            .unwrap();
+        assert!(watch.next().unwrap().is_some());
+
+        // Without the client certificate the member refuses the client.
+        let ca_only = TlsFiles {
+            ca_file: tls.ca_file.clone(),
+            cert_file: None,
+            key_file: None,
+        };
+        let anonymous = Etcd::new(std::slice::from_ref(&url), Some(&ca_only), TIMEOUT).unwrap();
+        assert!(matches!(
+            anonymous.get(b"tls/k"),
+            Err(EtcdError::Unreachable { .. })
+        ));
+        // Without the CA the member's certificate is not trusted.
+        let no_ca = TlsFiles {
+            ca_file: None,
+            ..tls.clone()
+        };
+        let untrusting = Etcd::new(&[url], Some(&no_ca), TIMEOUT).unwrap();
+        match untrusting.get(b"tls/k") {
+            Err(EtcdError::Unreachable { last, .. }) => {
+                assert!(last.to_lowercase().contains("cert"), "{last}")
+            }
+            other => panic!("expected a certificate error, got {other:?}"),
+        }
     });
 }

@@ -453,6 +453,8 @@ impl Watch {
     /// The next batch of events (skip the creation acknowledgement and empty progress messages
     /// internally, but return Ok(None) on idle timeout). Err(Compacted{..}) if the start revision
     /// was compacted; Err(Unreachable) if the stream ended or broke.
+    // Not an Iterator: an idle timeout is Ok(None), which is no end of the stream.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<WatchBatch>, EtcdError> {
         loop {
             if let Some(e) = &self.ended {
