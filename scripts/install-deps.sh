@@ -12,6 +12,9 @@ command -v iperf3 >/dev/null   || need+=(iperf3)
 command -v tshark >/dev/null   || need+=(tshark)
 command -v python3 >/dev/null  || need+=(python3)
 command -v sha256sum >/dev/null || need+=(coreutils)
+command -v etcd >/dev/null      || need+=(etcd-server)   # tests/etcd_client.rs
+command -v etcdctl >/dev/null   || need+=(etcd-client)
+command -v openssl >/dev/null   || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

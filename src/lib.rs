@@ -8,7 +8,9 @@
 //!   netlink and network namespaces.
 //! - `dataplane`: the worker event loop that moves frames between `io` and `switch`.
 //! - `control`: config file, Unix-socket API, attach/detach.
+//! - `cluster`: shared state between hosts (an etcd client).
 
+pub mod cluster;
 pub mod control;
 pub mod crypto;
 pub mod dataplane;
