@@ -69,6 +69,9 @@ pub struct Config {
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
 pub const MAX_LEASE_TTL: Duration = Duration::from_secs(300);
+pub const DEFAULT_ADDRESS_GRACE: Duration = Duration::from_secs(300);
+/// The longest `address_grace` accepted: a week.
+pub const MAX_ADDRESS_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_CLUSTER_PREFIX: &str = "/vswitch";
 
 /// `[cluster]`: the etcd cluster this node registers in and watches.
@@ -78,6 +81,10 @@ pub struct ClusterConfig {
     pub etcd_endpoints: Vec<String>,
     /// How long this node's registration and endpoints outlive its last keepalive.
     pub lease_ttl: Duration,
+    /// How long a host's address claims outlive its last keepalive: a host that dies or is cut
+    /// off from etcd keeps its containers' addresses this long (so it keeps them across a
+    /// restart, and they are never handed out while it could still be using them).
+    pub address_grace: Duration,
     /// Every key vswitch writes starts with this (no trailing `/`).
     pub prefix: String,
     /// TLS client settings for `https://` endpoints.

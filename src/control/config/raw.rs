@@ -56,6 +56,7 @@ pub(super) struct RawNetwork {
 pub(super) struct RawCluster {
     pub etcd_endpoints: Vec<String>,
     pub lease_ttl: Option<String>,
+    pub address_grace: Option<String>,
     pub prefix: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,

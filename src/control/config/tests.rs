@@ -580,6 +580,7 @@ fn cluster_needs_no_network_and_has_defaults() {
     assert_eq!(cl.etcd_endpoints.len(), 2);
     assert_eq!(cl.lease_ttl, Duration::from_secs(10));
     assert_eq!(cl.prefix, "/vswitch");
+    assert_eq!(cl.address_grace, Duration::from_secs(300));
     assert_eq!(cl.tls, None);
 }
 
@@ -592,7 +593,7 @@ fn without_cluster_a_network_is_still_required() {
 #[test]
 fn cluster_values_are_checked() {
     let text = format!(
-        "{}lease_ttl = \"1s\"\nprefix = \"vswitch/\"\n",
+        "{}lease_ttl = \"1s\"\nprefix = \"vswitch/\"\naddress_grace = \"5s\"\n",
         CLUSTER_ONLY.replace("\"http://192.0.2.101:2379\"", "\"192.0.2.101:2379\"")
     );
     refused(
@@ -601,6 +602,7 @@ fn cluster_values_are_checked() {
             "cluster.etcd_endpoints[1]: \"192.0.2.101:2379\" is not an etcd client URL",
             "cluster.lease_ttl: \"1s\" is out of range",
             "cluster.prefix: \"vswitch/\" must start with '/'",
+            "cluster.address_grace: \"5s\" is out of range; it must be at least twice",
         ],
     );
     refused(

@@ -487,6 +487,29 @@ pub(super) fn validate_cluster(raw: RawCluster, p: &mut Problems) -> ClusterConf
             }
         },
     };
+    let grace_floor = lease_ttl * 2;
+    let address_grace = match raw.address_grace {
+        None => DEFAULT_ADDRESS_GRACE.max(grace_floor),
+        Some(s) => match parse_duration(&s) {
+            Ok(d) if d >= grace_floor && d <= MAX_ADDRESS_GRACE => d,
+            Ok(_) => {
+                p.add(
+                    "cluster.address_grace",
+                    format!(
+                        "{s:?} is out of range; it must be at least twice cluster.lease_ttl ({}s) \
+                         and at most 7 days, so that an address is never reused while its holder \
+                         could still be alive",
+                        grace_floor.as_secs()
+                    ),
+                );
+                DEFAULT_ADDRESS_GRACE.max(grace_floor)
+            }
+            Err(m) => {
+                p.add("cluster.address_grace", m);
+                DEFAULT_ADDRESS_GRACE.max(grace_floor)
+            }
+        },
+    };
     let prefix = raw
         .prefix
         .unwrap_or_else(|| DEFAULT_CLUSTER_PREFIX.to_string());
@@ -540,6 +563,7 @@ pub(super) fn validate_cluster(raw: RawCluster, p: &mut Problems) -> ClusterConf
     ClusterConfig {
         etcd_endpoints: raw.etcd_endpoints,
         lease_ttl,
+        address_grace,
         prefix,
         tls,
     }
