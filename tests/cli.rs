@@ -215,7 +215,7 @@ fn attach_prints_what_it_made() {
         Request::AttachNamespace {
             network: "blue".into(),
             netns: "c1".into(),
-            ip: "10.0.9.2/24".into(),
+            ip: Some("10.0.9.2/24".into()),
             mac: Some("02:42:0a:00:09:02".into()),
             ifname: None,
             name: None,

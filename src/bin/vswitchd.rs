@@ -272,6 +272,16 @@ fn run(args: Args) -> Result<()> {
             cfg.peers.len(),
             cfg.networks.len()
         );
+        if let Some(c) = &cfg.cluster {
+            println!(
+                "  cluster: etcd {} ({}), prefix {}, lease_ttl {}s, address_grace {}s; peers and networks also come from etcd",
+                c.etcd_endpoints.join(","),
+                if c.tls.is_some() { "tls" } else { "plain http" },
+                c.prefix,
+                c.lease_ttl.as_secs(),
+                c.address_grace.as_secs()
+            );
+        }
         for n in &cfg.networks {
             println!(
                 "  network {} vni {} subnet {} mtu {}{}",
@@ -351,16 +361,41 @@ fn run(args: Args) -> Result<()> {
         built.push(worker);
     }
     let listener = server::bind(&cfg.node.control_socket)?;
+    // With [cluster]: register (refused if this name runs elsewhere) before anything is made.
+    let cluster = match &cfg.cluster {
+        Some(c) => Some(vswitch::cluster::agent::Cluster::join(c, &cfg.node)?),
+        None => None,
+    };
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot install signal handlers")?;
 
     // One worker is left to the scheduler; several are pinned, one per core.
     let (handle, threads) =
         dataplane::group::start(built, workers > 1).context("cannot start the workers")?;
-    let server = Server::new(handle.clone(), tap, published)
+    let mut server = Server::new(handle.clone(), tap, published)
         .with_packet_rx(packet_rx_mode())
         .with_config(cfg.clone(), mtu);
+    if let Some(agent) = &cluster {
+        let local = vswitch::cluster::reconcile::Local {
+            name: cfg.node.name.clone(),
+            addr: vswitch::switch::VtepAddr(cfg.node.underlay_ip),
+            underlay_mtu: mtu,
+        };
+        server = server.with_cluster(agent.clone(), local);
+    }
     let control = server.start().context("cannot start the control actor")?;
+    if let Some(agent) = &cluster {
+        let keep = agent.clone();
+        std::thread::Builder::new()
+            .name("vswitch-lease".into())
+            .spawn(move || keep.run_keepalive())
+            .context("cannot start the cluster keepalive thread")?;
+        let (watch, to_actor) = (agent.clone(), control.clone());
+        std::thread::Builder::new()
+            .name("vswitch-watch".into())
+            .spawn(move || watch.run_watch(move |v| to_actor.cluster_view(v)))
+            .context("cannot start the cluster watch thread")?;
+    }
     let socket_front = control.clone();
     std::thread::Builder::new()
         .name("vswitch-socket".into())
@@ -394,6 +429,11 @@ fn run(args: Args) -> Result<()> {
         ?signal,
         "shutting down: removing the interfaces this daemon made"
     );
+    if let Some(agent) = &cluster {
+        // Others forget this node's endpoints now rather than in lease_ttl; its addresses stay
+        // claimed for address_grace, so a restart keeps them.
+        agent.leave();
+    }
     handle.stop();
     for t in threads {
         let _ = t.join();

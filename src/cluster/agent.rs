@@ -363,6 +363,19 @@ impl Cluster {
         }
     }
 
+    /// At a clean stop: revokes the node lease, so every other host drops this node and its
+    /// endpoints at once. The address lease stays (a restart keeps the addresses).
+    pub fn leave(&self) {
+        let lease = self.state.lock().unwrap().node_lease;
+        match self.etcd.lease_revoke(lease) {
+            Ok(_) => tracing::info!("cluster: left (registration and endpoints withdrawn)"),
+            Err(e) => tracing::warn!(
+                "cluster: cannot withdraw the registration: {e} (it expires in {}s)",
+                self.ttl_secs()
+            ),
+        }
+    }
+
     /// The newest view.
     pub fn view(&self) -> Arc<ClusterView> {
         self.view.lock().unwrap().clone()
@@ -506,10 +519,12 @@ impl Cluster {
                         // Ours already: keep it (and make sure the address is ours too).
                         return self.claim_exact(net, name, c.ip, lease, Some(kv.mod_revision));
                     }
-                    Some(c) => return Err(format!(
+                    Some(c) => {
+                        return Err(format!(
                         "name {name:?} is taken on network {}: by the container at {} on host {}",
                         net.name, c.ip, c.host
-                    )),
+                    ))
+                    }
                     None => name_rev = kv.mod_revision,
                 }
             }

@@ -13,8 +13,10 @@ pub enum Request {
     AttachNamespace {
         network: String,
         netns: String,
-        /// ADDR/PREFIX, e.g. 10.0.9.2/24
-        ip: String,
+        /// ADDR/PREFIX, e.g. 10.0.9.2/24. On a cluster network it may be a bare ADDR (the
+        /// prefix is the network's) or absent (the next free address is allocated).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
         mac: Option<String>,
         ifname: Option<String>,
         name: Option<String>,
@@ -39,6 +41,29 @@ pub enum Request {
     Reload,
     /// What the switch would do with a frame; changes nothing (see crate::switch::trace).
     Trace(TraceRequest),
+    /// Make a network for the whole cluster (needs `[cluster]`).
+    NetworkCreate {
+        name: String,
+        subnet: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vni: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        encrypted: bool,
+    },
+    /// The cluster's networks, with the store's state (`NetworkList`).
+    NetworkLs,
+    /// One cluster network with every endpoint on every host (`ClusterNetworkInfo`).
+    NetworkInspect {
+        name: String,
+    },
+    /// Remove a cluster network; refused while it has endpoints.
+    NetworkRm {
+        name: String,
+    },
+    /// This node's view of the cluster store (`ClusterStatusInfo`).
+    ClusterStatus,
     Show {
         what: ShowWhat,
         /// With `sa`: include key material (for `--wireshark`). Only ever sent over the
@@ -188,6 +213,68 @@ pub struct PeerInfo {
     /// Seconds since the last valid VXLAN packet from this peer; absent if never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_secs: Option<u64>,
+    /// Cluster mode: "up" (registered in etcd), "down" (its registration expired) or
+    /// "static" (from node.toml). Absent without `[cluster]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Down: seconds since this daemon saw its registration go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_for_secs: Option<u64>,
+    /// Up: seconds since it last renewed its lease in etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_age_secs: Option<u64>,
+}
+
+/// Whether this node reaches the cluster store (`cluster-status`, and under `show peers` and
+/// `network ls`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatusInfo {
+    /// This node's name in the cluster.
+    pub node: String,
+    /// The etcd client URLs in node.toml.
+    pub endpoints: Vec<String>,
+    pub reachable: bool,
+    /// Seconds since it stopped answering (absent when reachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_for_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The store revision of this node's view.
+    pub revision: i64,
+    pub nodes_up: u32,
+    pub nodes_down: u32,
+}
+
+/// One endpoint of a cluster network, wherever it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterEndpointInfo {
+    pub name: String,
+    pub ip: String,
+    pub mac: String,
+    /// The node it is attached on.
+    pub host: String,
+}
+
+/// A network made with `network create` (`network ls` / `network inspect`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterNetworkInfo {
+    pub name: String,
+    pub vni: u32,
+    pub subnet: String,
+    /// As created; absent: the largest the hosts' underlay allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    pub encrypted: bool,
+    /// Whether this host carries it (see the daemon's log when not).
+    pub carried_here: bool,
+    pub endpoints: Vec<ClusterEndpointInfo>,
+}
+
+/// `network ls`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkList {
+    pub store: ClusterStatusInfo,
+    pub networks: Vec<ClusterNetworkInfo>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

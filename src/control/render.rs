@@ -11,6 +11,8 @@ use super::api::{
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+pub mod cluster;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Align {
     Left,
@@ -216,16 +218,22 @@ pub fn render_peers(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
         return "no peers\n".to_string();
     }
-    let mut t = Table::new(&[
+    // Cluster mode: each node's state in etcd too.
+    let cluster = peers.iter().any(|p| p.state.is_some());
+    let mut cols = vec![
         ("NAME", L),
         ("UNDERLAY", L),
         ("NETWORKS", L),
         ("RX", R),
         ("TX", R),
         ("LAST_SEEN", R),
-    ]);
+    ];
+    if cluster {
+        cols.extend([("STATE", L), ("KEEPALIVE", R)]);
+    }
+    let mut t = Table::new(&cols);
     for p in peers {
-        t.row(vec![
+        let mut row = vec![
             p.name.clone(),
             p.underlay_ip.clone(),
             list_or_dash(&p.networks),
@@ -235,7 +243,19 @@ pub fn render_peers(peers: &[PeerInfo]) -> String {
                 Some(s) => format!("{} ago", format_age(s)),
                 None => "never".to_string(),
             },
-        ]);
+        ];
+        if cluster {
+            row.push(match (p.state.as_deref(), p.down_for_secs) {
+                (Some("down"), Some(s)) => format!("down {} ago", format_age(s)),
+                (Some(st), _) => st.to_string(),
+                (None, _) => "-".to_string(),
+            });
+            row.push(match p.keepalive_age_secs {
+                Some(s) => format!("{} ago", format_age(s)),
+                None => "-".to_string(),
+            });
+        }
+        t.row(row);
     }
     t.render("")
 }
@@ -614,6 +634,9 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                     ..Counters::default()
                 },
                 last_seen_secs: Some(2),
+                state: None,
+                down_for_secs: None,
+                keepalive_age_secs: None,
             },
             PeerInfo {
                 name: "node-c".into(),
@@ -621,6 +644,9 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                 networks: vec!["blue".into()],
                 counters: Counters::default(),
                 last_seen_secs: None,
+                state: None,
+                down_for_secs: None,
+                keepalive_age_secs: None,
             },
         ]);
         assert_eq!(

@@ -13,7 +13,10 @@
 //!
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
+mod cluster;
+
 use super::api::{Request, Response, TraceRequest};
+use crate::cluster::view::ClusterView;
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
 use crate::dataplane::worker::PortSelector;
 use crate::dataplane::{PortDevice, PortMeta, Workers};
@@ -71,6 +74,8 @@ pub struct Server {
     published: Published,
     /// The file the daemon runs from and the underlay MTU it was read against, for reload.
     config: Option<(crate::control::config::Config, u32)>,
+    /// With `[cluster]`: the agent, and what the actor applied of it (server/cluster.rs).
+    cluster: Option<cluster::ClusterPlane>,
 }
 
 impl Server {
@@ -88,6 +93,7 @@ impl Server {
             topology: (*published.load()).clone(),
             published,
             config: None,
+            cluster: None,
         }
     }
 
@@ -140,6 +146,9 @@ impl Server {
         }
         tracing::info!(changes = done.len(), file = %new.path.display(), "reloaded");
         self.config = Some((new, mtu));
+        if let Some(view) = self.cluster.as_ref().map(|c| c.view.clone()) {
+            self.apply_view(view);
+        }
         Ok(serde_json::json!({ "changes": done }))
     }
 
@@ -165,14 +174,34 @@ impl Server {
     /// The returned handle is how front-ends reach it.
     pub fn start(mut self) -> std::io::Result<ControlHandle> {
         let (tx, rx) = crossbeam_channel::bounded::<(Request, Sender<Response>)>(256);
+        let (views_tx, views_rx) = crossbeam_channel::unbounded::<Arc<ClusterView>>();
         std::thread::Builder::new()
             .name("vswitch-control".into())
             .spawn(move || {
-                for (req, reply) in rx {
-                    let _ = reply.send(self.handle(req));
+                let mut views = views_rx;
+                loop {
+                    crossbeam_channel::select! {
+                        recv(rx) -> m => match m {
+                            Ok((req, reply)) => { let _ = reply.send(self.handle(req)); }
+                            Err(_) => return,
+                        },
+                        recv(views) -> v => match v {
+                            Ok(mut v) => {
+                                // Views are whole snapshots: only the newest matters.
+                                while let Ok(newer) = views.try_recv() {
+                                    v = newer;
+                                }
+                                self.apply_view(v);
+                            }
+                            Err(_) => views = crossbeam_channel::never(),
+                        },
+                    }
                 }
             })?;
-        Ok(ControlHandle { tx })
+        Ok(ControlHandle {
+            tx,
+            views: views_tx,
+        })
     }
 
     pub fn handle(&mut self, req: Request) -> Response {
@@ -187,7 +216,7 @@ impl Server {
             } => self.attach_namespace(
                 &network,
                 &netns,
-                &ip,
+                ip.as_deref(),
                 mac.as_deref(),
                 ifname.as_deref(),
                 name.as_deref(),
@@ -206,9 +235,31 @@ impl Server {
             Request::DetachInterface { network, interface } => {
                 self.detach_interface(&network, &interface)
             }
+            Request::Show {
+                what: crate::control::api::ShowWhat::Peers,
+                ..
+            } if self.cluster.is_some() => self
+                .workers
+                .show(crate::control::api::ShowWhat::Peers, false)
+                .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+                .map(|peers| self.cluster_peers(peers))
+                .and_then(to_json),
             Request::Show { what, secrets } => self.workers.show(what, secrets),
             Request::Trace(t) => self.trace(&t),
             Request::Reload => self.reload(),
+            Request::NetworkCreate {
+                name,
+                subnet,
+                vni,
+                mtu,
+                encrypted,
+            } => self
+                .network_create(&name, &subnet, vni, mtu, encrypted)
+                .and_then(to_json),
+            Request::NetworkLs => self.network_ls().and_then(to_json),
+            Request::NetworkInspect { name } => self.network_inspect(&name).and_then(to_json),
+            Request::NetworkRm { name } => self.network_rm(&name),
+            Request::ClusterStatus => self.cluster_status().and_then(to_json),
         };
         match result {
             Ok(v) => Response {
@@ -280,13 +331,44 @@ impl Server {
         &mut self,
         network: &str,
         netns: &str,
-        ip: &str,
+        ip: Option<&str>,
         mac: Option<&str>,
         ifname: Option<&str>,
         name: Option<&str>,
     ) -> Result<serde_json::Value, String> {
         let ifname = ifname.unwrap_or("eth0");
-        let addr = parse_ip_prefix(ip)?;
+        let name = name.map_or_else(
+            || format!("{}/{}", netns_label(netns), ifname),
+            str::to_string,
+        );
+        match self.claim_for_attach(network, ip, &name)? {
+            Some(claimed) => {
+                let addr = claimed.addr;
+                let r = self.attach_namespace_at(network, netns, addr, mac, ifname, &name);
+                self.finish_attach(claimed, r)
+            }
+            None => {
+                let ip = ip.ok_or_else(|| {
+                    format!(
+                        "--ip is needed: network {network} is not a cluster network, so no \
+                         addresses are handed out on it (give ADDR/PREFIX such as 10.0.9.2/24)"
+                    )
+                })?;
+                let addr = parse_ip_prefix(ip)?;
+                self.attach_namespace_at(network, netns, addr, mac, ifname, &name)
+            }
+        }
+    }
+
+    fn attach_namespace_at(
+        &mut self,
+        network: &str,
+        netns: &str,
+        addr: Ipv4Net,
+        mac: Option<&str>,
+        ifname: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, String> {
         let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
         let mac = match mac {
             Some(m) => parse_station_mac(m)?,
@@ -315,10 +397,7 @@ impl Server {
             .map(|q| Box::new(q) as Box<dyn PortDevice>)
             .collect();
         let meta = PortMeta {
-            name: name.map_or_else(
-                || format!("{}/{}", netns_label(netns), ifname),
-                str::to_string,
-            ),
+            name: name.to_string(),
             kind: "tap",
             network: network.to_string(),
             vni: vni.get(),
@@ -341,7 +420,7 @@ impl Server {
         let (network_s, ifname_s, netns_s) =
             (network.to_string(), ifname.to_string(), netns.to_string());
         let id = netns_identity(netns);
-        self.remove_port(
+        let info = self.remove_port(
             Arc::new(move |_, m: &PortMeta| {
                 m.kind == "tap"
                     && m.network == network_s
@@ -350,7 +429,9 @@ impl Server {
                         || (id.is_some() && m.netns_id == id))
             }),
             format!("{ifname} in netns {netns} on network {network}"),
-        )
+        )?;
+        self.finish_detach(&info);
+        Ok(info)
     }
 
     fn attach_interface(
@@ -437,6 +518,7 @@ const ACTOR_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: Sender<(Request, Sender<Response>)>,
+    views: Sender<Arc<ClusterView>>,
 }
 
 impl ControlHandle {
@@ -449,6 +531,16 @@ impl ControlHandle {
         rx.recv_timeout(ACTOR_DEADLINE)
             .unwrap_or_else(|_| Response::err("vswitchd did not answer in time"))
     }
+
+    /// Hands the actor a new view of the cluster (from the agent's watch thread); never
+    /// blocks. The actor applies the newest it has when it gets to it.
+    pub fn cluster_view(&self, view: Arc<ClusterView>) {
+        let _ = self.views.send(view);
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
 }
 
 /// Serves the control socket: every connection on a thread of its own, bounded in size and

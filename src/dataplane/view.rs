@@ -175,6 +175,9 @@ impl SwitchViews for Switch {
                     last_seen_secs: state
                         .and_then(|s| s.last_seen)
                         .map(|t| now.millis_since(t) / 1000),
+                    state: None,
+                    down_for_secs: None,
+                    keepalive_age_secs: None,
                 }
             })
             .collect()

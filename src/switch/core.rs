@@ -25,6 +25,7 @@ use super::topology::{SwitchSpec, Topology, TopologyError};
 use super::{PortId, Timestamp, Vni, VtepAddr};
 use crate::wire::{vxlan, MacAddr};
 use rustc_hash::FxHashMap as HashMap;
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -125,11 +126,38 @@ impl Switch {
             // Only where the network's ports or peers changed: a topology change (an attach on
             // another network, say) must not walk every table.
             let old = self.topo.network(n.vni());
+            // Stations behind a VTEP that left the network, or published endpoints that went
+            // or moved: what was learned about them (MAC and address) goes too, so that no
+            // table keeps pointing at a host that is gone.
+            let mut gone: HashSet<MacAddr> = HashSet::new();
             if old.map(|o| (o.ports(), o.vteps())) != Some((n.ports(), n.vteps())) {
-                state.fdb.retain_locations(|at| match at {
-                    Location::Port(p) => n.ports().contains(&p),
-                    Location::Vtep(v) => n.vteps().contains(&v),
+                state.fdb.retain(|mac, at| {
+                    let keep = match at {
+                        Location::Port(p) => n.ports().contains(&p),
+                        Location::Vtep(v) => n.vteps().contains(&v),
+                    };
+                    if !keep && matches!(at, Location::Vtep(_)) {
+                        gone.insert(mac);
+                    }
+                    keep
                 });
+            }
+            if let Some(o) = old.filter(|o| !std::ptr::eq(*o, n)) {
+                for e in o.endpoints() {
+                    if matches!(e.at, Location::Vtep(_))
+                        && n.endpoint(e.mac).map(|x| x.at) != Some(e.at)
+                    {
+                        gone.insert(e.mac);
+                    }
+                }
+                if !gone.is_empty() {
+                    state.fdb.retain(|mac, at| {
+                        !(gone.contains(&mac) && matches!(at, Location::Vtep(_)))
+                    });
+                }
+            }
+            if !gone.is_empty() {
+                state.neigh.forget_macs(&gone);
             }
         }
         self.ports.retain(|id, _| topo.port(*id).is_some());

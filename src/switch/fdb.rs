@@ -131,6 +131,11 @@ impl Fdb {
         self.entries.retain(|_, e| keep(e.location));
     }
 
+    /// Keeps only the entries `keep` accepts, given their MAC and location.
+    pub fn retain(&mut self, mut keep: impl FnMut(MacAddr, Location) -> bool) {
+        self.entries.retain(|m, e| keep(*m, e.location));
+    }
+
     pub fn remove_port(&mut self, port: PortId) {
         self.entries
             .retain(|_, e| e.location != Location::Port(port));

@@ -119,6 +119,12 @@ impl NeighTable {
         }
     }
 
+    /// Forgets what was learned (not attached) about the stations with these MACs.
+    pub fn forget_macs(&mut self, macs: &std::collections::HashSet<MacAddr>) {
+        self.entries
+            .retain(|_, e| e.source == Source::Attach || !macs.contains(&e.mac));
+    }
+
     pub fn expire(&mut self, now: Timestamp, aging_ms: u64) -> usize {
         let before = self.entries.len();
         self.entries

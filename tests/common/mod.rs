@@ -9,6 +9,7 @@ macro_rules! step {
     };
 }
 
+pub mod cluster;
 pub mod frames;
 pub mod testbed;
 

@@ -209,6 +209,9 @@ pub struct Testbed {
     pub bins: Binaries,
     /// Environment for every vswitchd the testbed starts (e.g. VSWITCH_OFFLOADS=off).
     pub daemon_env: Vec<(String, String)>,
+    /// Services the test started in the testbed's namespaces (etcd members): stopped after
+    /// the daemons, before the namespaces go.
+    pub services: Vec<Option<Process>>,
     // Containers before hosts: dropped first.
     pub containers: Vec<Netns>,
     pub hosts: Vec<Host>,
@@ -226,6 +229,7 @@ impl Testbed {
             dir,
             bins,
             daemon_env: Vec::new(),
+            services: Vec::new(),
             containers: Vec::new(),
             hosts: Vec::new(),
         })
@@ -438,6 +442,11 @@ impl Drop for Testbed {
         for h in &mut self.hosts {
             if let Some(mut d) = h.daemon.take() {
                 d.stop();
+            }
+        }
+        for s in &mut self.services {
+            if let Some(mut p) = s.take() {
+                p.stop();
             }
         }
         self.containers.clear();

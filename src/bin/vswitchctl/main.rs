@@ -18,6 +18,8 @@ use vswitch::control::{client, render};
 use vswitch::crypto::{keyfile, wireshark};
 use vswitch::wire::MacAddr;
 
+mod network;
+
 const EXAMPLES: &str = "\
 Examples:
   # Give the container in network namespace c1 (made by `ip netns add c1`) an eth0 on network blue
@@ -90,22 +92,29 @@ Example:
         /// /proc/PID/ns/net
         #[arg(long, value_name = "NETNS", value_parser = parse_name)]
         netns: String,
-        /// Address and prefix length of the container, e.g. 10.0.9.2/24
+        /// Address and prefix length of the container, e.g. 10.0.9.2/24. Optional on a cluster
+        /// network (`network create`): without it the next free address of the network's
+        /// subnet is handed out
         #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_host_cidr)]
-        ip: String,
+        ip: Option<String>,
         /// MAC address of the interface, e.g. 02:42:0a:00:09:02 [default: random, locally administered]
         #[arg(long, value_name = "MAC", value_parser = parse_mac)]
         mac: Option<String>,
         /// Interface name inside the namespace [default: eth0]
         #[arg(long, value_name = "IFNAME", value_parser = parse_ifname)]
         ifname: Option<String>,
-        /// Endpoint name shown by `show ports` [default: generated]
+        /// Endpoint name shown by `show ports`; unique per network on a cluster network
+        /// [default: NETNS/IFNAME]
         #[arg(long, value_name = "ENDPOINT", value_parser = parse_name)]
         name: Option<String>,
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
     },
+
+    /// Networks of the whole cluster (needs [cluster] in node.toml): create, list, inspect, remove
+    #[command(subcommand, after_help = network::HELP)]
+    Network(network::NetworkCmd),
 
     /// Remove a container's interface made by attach-namespace and forget what was learned on it
     #[command(after_help = "Example:\n  vswitchctl detach-namespace --network blue --netns c1")]
@@ -353,6 +362,7 @@ enum Output {
     Trace { json: bool },
     Reloaded { json: bool },
     Wireshark,
+    Network(network::Output),
 }
 
 fn request(cmd: Command) -> (Request, Output) {
@@ -464,6 +474,10 @@ fn request(cmd: Command) -> (Request, Output) {
             Output::Trace { json },
         ),
         Command::Reload { json } => (Request::Reload, Output::Reloaded { json }),
+        Command::Network(cmd) => {
+            let (req, out) = network::request(cmd);
+            (req, Output::Network(out))
+        }
         Command::GenKey { .. } => unreachable!("gen-key is answered locally"),
     }
 }
@@ -500,6 +514,7 @@ fn print(resp: Response, out: Output) -> Result<String, String> {
             }
         }
         Output::Trace { json: false } => render_trace(&result),
+        Output::Network(out) => network::print(result, out)?,
         Output::Wireshark => typed::<Vec<SaInfo>>(result)?
             .iter()
             .filter_map(|sa| {
@@ -626,8 +641,23 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let peers_text = matches!(
+        out,
+        Output::Show {
+            what: ShowWhat::Peers,
+            json: false
+        }
+    );
     match print(resp, out) {
-        Ok(text) => {
+        Ok(mut text) => {
+            if peers_text {
+                // In cluster mode, whether the store answers belongs next to the peers.
+                if let Ok(r) = client::call(&socket, &Request::ClusterStatus) {
+                    if let Some(s) = r.result.filter(|_| r.ok).and_then(|v| typed(v).ok()) {
+                        text.push_str(&render::cluster::render_store(&s));
+                    }
+                }
+            }
             print!("{text}");
             ExitCode::SUCCESS
         }
