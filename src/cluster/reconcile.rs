@@ -258,3 +258,193 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::records::{EndpointRecord, NetworkRecord, NodeRecord};
+
+    fn node(name: &str, last: u8) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            underlay_ip: Ipv4Addr::new(192, 0, 2, last),
+            vxlan_port: 4789,
+            version: "t".into(),
+            boot_id: "b".into(),
+            started: 0,
+            lease: 1,
+            address_lease: 2,
+        }
+    }
+
+    fn ep(name: &str, last: u8, host: &str) -> EndpointRecord {
+        EndpointRecord {
+            network: "blue".into(),
+            name: name.into(),
+            ip: Ipv4Addr::new(10, 0, 9, last),
+            mac: format!("02:00:00:00:00:{last:02x}"),
+            host: host.into(),
+        }
+    }
+
+    fn view(nodes: &[NodeRecord], eps: &[EndpointRecord]) -> ClusterView {
+        let mut v = ClusterView::default();
+        for n in nodes {
+            v.nodes.insert(n.name.clone(), n.clone());
+        }
+        v.networks.insert(
+            "blue".into(),
+            NetworkRecord {
+                name: "blue".into(),
+                vni: 4096,
+                subnet: "10.0.9.0/24".parse().unwrap(),
+                mtu: None,
+                encrypted: false,
+            },
+        );
+        for e in eps {
+            v.endpoints.insert((e.network.clone(), e.ip), e.clone());
+        }
+        v
+    }
+
+    fn base() -> SwitchSpec {
+        SwitchSpec {
+            networks: vec![],
+            peers: vec![],
+            fdb_max_entries: 1024,
+            aging_ms: 300_000,
+        }
+    }
+
+    fn me() -> Local {
+        Local {
+            name: "a".into(),
+            addr: VtepAddr(Ipv4Addr::new(192, 0, 2, 1)),
+            underlay_mtu: 1500,
+        }
+    }
+
+    const BLUE: Vni = match Vni::new(4096) {
+        Some(v) => v,
+        None => panic!(),
+    };
+
+    fn at(t: &Topology, last: u8) -> Option<Location> {
+        t.network(BLUE)?
+            .endpoint_by_ip(Ipv4Addr::new(10, 0, 9, last))
+            .map(|e| e.at)
+    }
+
+    #[test]
+    fn nodes_become_peers_networks_span_them_and_remote_endpoints_are_installed() {
+        let mut t = Topology::new(base());
+        let (a, b, c) = (node("a", 1), node("b", 2), node("c", 3));
+        let v = view(&[a, b.clone(), c], &[ep("x", 5, "b"), ep("y", 6, "a")]);
+        let out = reconcile(&mut t, &base(), &v, &me());
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        assert_eq!(t.peers().len(), 2, "this node is not its own peer");
+        let n = t.network(BLUE).expect("cluster network carried");
+        assert_eq!(n.spec.mtu, 1450);
+        assert_eq!(n.vteps().len(), 2);
+        assert_eq!(at(&t, 5), Some(Location::Vtep(VtepAddr(b.underlay_ip))));
+        assert_eq!(
+            at(&t, 6),
+            None,
+            "own endpoints come from attach, not from etcd"
+        );
+        // The same view again changes nothing.
+        let again = reconcile(&mut t, &base(), &v, &me());
+        assert_eq!(again, Outcome::default());
+    }
+
+    #[test]
+    fn a_host_that_leaves_takes_its_endpoints_and_a_move_replaces_the_location() {
+        let mut t = Topology::new(base());
+        let (a, b, c) = (node("a", 1), node("b", 2), node("c", 3));
+        let v = view(
+            &[a.clone(), b.clone(), c.clone()],
+            &[ep("x", 5, "b"), ep("z", 7, "c")],
+        );
+        reconcile(&mut t, &base(), &v, &me());
+        assert!(at(&t, 7).is_some());
+        // c's lease expired: its record and endpoints are gone from the view.
+        let v = view(&[a.clone(), b.clone()], &[ep("x", 5, "b")]);
+        reconcile(&mut t, &base(), &v, &me());
+        assert_eq!(at(&t, 7), None);
+        assert!(t.peer(VtepAddr(c.underlay_ip)).is_none());
+        // x moves from b to c (same MAC, same address): one step, new location.
+        let v = view(&[a, b, c.clone()], &[ep("x", 5, "c")]);
+        let out = reconcile(&mut t, &base(), &v, &me());
+        assert_eq!(
+            at(&t, 5),
+            Some(Location::Vtep(VtepAddr(c.underlay_ip))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn an_address_reused_by_another_mac_replaces_the_old_holder() {
+        let mut t = Topology::new(base());
+        let (a, b, c) = (node("a", 1), node("b", 2), node("c", 3));
+        reconcile(
+            &mut t,
+            &base(),
+            &view(&[a.clone(), b, c.clone()], &[ep("x", 5, "b")]),
+            &me(),
+        );
+        let mut reused = ep("w", 5, "c");
+        reused.mac = "02:00:00:00:00:99".into();
+        reconcile(&mut t, &base(), &view(&[a, c.clone()], &[reused]), &me());
+        let e = t
+            .network(BLUE)
+            .unwrap()
+            .endpoint_by_ip(Ipv4Addr::new(10, 0, 9, 5))
+            .unwrap();
+        assert_eq!(e.mac.to_string(), "02:00:00:00:00:99");
+        assert_eq!(e.at, Location::Vtep(VtepAddr(c.underlay_ip)));
+    }
+
+    #[test]
+    fn static_networks_win_and_unusable_cluster_networks_are_skipped_with_a_reason() {
+        let mut b = base();
+        b.networks.push(NetworkSpec {
+            name: "blue".into(),
+            vni: Vni::new(42).unwrap(),
+            subnet: "10.0.9.0/24".parse().unwrap(),
+            mtu: 1450,
+            peers: vec![],
+            encrypted: false,
+        });
+        let mut t = Topology::new(b.clone());
+        let mut v = view(&[node("a", 1), node("b", 2)], &[]);
+        v.networks.insert(
+            "big".into(),
+            NetworkRecord {
+                name: "big".into(),
+                vni: 5000,
+                subnet: "10.1.0.0/24".parse().unwrap(),
+                mtu: Some(9000),
+                encrypted: false,
+            },
+        );
+        let out = reconcile(&mut t, &b, &v, &me());
+        assert!(t.network(BLUE).is_none());
+        assert!(
+            t.network(Vni::new(42).unwrap()).is_some(),
+            "the static one stays"
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("node.toml's network blue")),
+            "{out:?}"
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("mtu 9000 does not fit")),
+            "{out:?}"
+        );
+    }
+}
