@@ -16,6 +16,8 @@
 mod cluster;
 #[path = "support/demo.rs"]
 mod demo;
+#[path = "../tests/common/pki.rs"]
+mod pki;
 #[path = "../tests/common/testbed.rs"]
 mod testbed;
 

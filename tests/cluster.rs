@@ -266,7 +266,9 @@ fn concurrent_attaches_get_distinct_addresses_and_taken_ones_and_names_are_refus
 
     // An address taken on node-b is refused on node-a, naming it and its holder.
     let (taken, holder) = on_b[0].clone();
-    let err = tb.attach(0, "t1", "blue", &["--ip", &taken]).unwrap_err();
+    let err = tb
+        .attach(0, "t1", "blue", &["--ip", &format!("{taken}/24")])
+        .unwrap_err();
     assert!(
         err.contains(&taken) && err.contains("node-b") && err.contains(&holder),
         "{err}"
@@ -276,6 +278,24 @@ fn concurrent_attaches_get_distinct_addresses_and_taken_ones_and_names_are_refus
     let err = tb.attach(1, "n2", "blue", &["--name", "web"]).unwrap_err();
     assert!(
         err.contains("name \"web\" is taken") && err.contains("node-a"),
+        "{err}"
+    );
+    // Over plain http no secret may travel: an encrypted network is refused, saying why.
+    let err = tb.hosts[0]
+        .ctl(
+            &tb.bins,
+            &[
+                "network",
+                "create",
+                "sec",
+                "--subnet",
+                "10.0.7.0/24",
+                "--encrypted",
+            ],
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("only over TLS with a client certificate"),
         "{err}"
     );
     // A static network is not a cluster network: --ip stays required there.
@@ -297,7 +317,10 @@ fn concurrent_attaches_get_distinct_addresses_and_taken_ones_and_names_are_refus
             ]
         )
     );
-    let (_, got) = step!(tb, tb.attach(0, "t2", "blue", &["--ip", &taken]));
+    let (_, got) = step!(
+        tb,
+        tb.attach(0, "t2", "blue", &["--ip", &format!("{taken}/24")])
+    );
     assert_eq!(addr_of(&got), taken);
     // And a network with endpoints cannot be removed.
     let err = tb.hosts[0]
@@ -367,7 +390,9 @@ fn a_killed_host_is_forgotten_within_its_lease_and_keeps_its_addresses_when_it_r
         "{inspect}"
     );
     // Its address is not handed to anyone while it could still be alive.
-    let err = tb.attach(0, "x", "blue", &["--ip", &ip_c]).unwrap_err();
+    let err = tb
+        .attach(0, "x", "blue", &["--ip", &format!("{ip_c}/24")])
+        .unwrap_err();
     assert!(err.contains("taken") && err.contains("node-c"), "{err}");
 
     // It comes back: registered again, and its container gets its address back.
@@ -543,4 +568,97 @@ fn losing_one_of_three_etcd_members_changes_nothing() {
         assert_eq!(peer(&p, other).unwrap()["state"], "up", "{p}");
     }
     let _ = run(&["true"]);
+}
+
+#[test]
+fn an_encrypted_cluster_network_gets_its_secret_over_tls_only_and_carries_only_esp() {
+    let mut tb = Testbed::new(&prefix("esp"), bins()).unwrap();
+    step!(tb, tb.add_hosts(2));
+    let urls = step!(tb, tb.start_etcd_tls(1));
+    assert!(urls[0].starts_with("https://"));
+    for i in 0..2 {
+        let name = tb.hosts[i].name.clone();
+        step!(tb, tb.write_cluster_config(i, &name, &urls, ""));
+        step!(tb, tb.start_daemon(i));
+    }
+    let net = json(
+        &tb,
+        0,
+        &[
+            "network",
+            "create",
+            "red",
+            "--subnet",
+            "10.0.8.0/24",
+            "--encrypted",
+            "--json",
+        ],
+    );
+    assert_eq!(net["encrypted"], true, "{net}");
+    for h in 0..2 {
+        assert!(
+            wait_until(Duration::from_secs(1), || carries(&tb, h, "red")),
+            "host {h} does not carry the encrypted network\n{}",
+            tb.logs()
+        );
+    }
+    // The secret is in etcd, readable only with a client certificate.
+    let secret = step!(
+        tb,
+        tb.etcdctl(
+            &urls,
+            &["get", "--print-value-only", "/vswitch/secrets/red"]
+        )
+    );
+    assert_eq!(secret.trim().len(), 64, "{secret}");
+    let nets = tb.hosts[1].show_json(&tb.bins, "networks").unwrap();
+    let red = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "red")
+        .unwrap();
+    assert_eq!(
+        red["mtu"], 1408,
+        "ESP leaves 1408 bytes on a 1500 underlay: {red}"
+    );
+
+    let (a, _) = step!(tb, tb.attach(0, "a", "red", &[]));
+    let (_, pb) = step!(tb, tb.attach(1, "b", "red", &[]));
+    let ip_b = addr_of(&pb);
+    assert!(wait_until(Duration::from_secs(1), || neigh_ips(
+        &tb, 0, "red"
+    )
+    .contains(&ip_b)));
+    let (vxlan, esp) = (tb.dir.join("vxlan.pcap"), tb.dir.join("esp.pcap"));
+    let ns = &tb.hosts[0].ns;
+    let mut got = (0, 0);
+    testbed::capture_underlay(ns, &vxlan, "udp port 4789", || {
+        testbed::capture_underlay(ns, &esp, "udp port 4500", || {
+            got = ping(tb.container(a), &ip_b, 10, &[]);
+        });
+    });
+    assert_eq!(
+        got,
+        (10, 10),
+        "ping over the encrypted network\n{}",
+        tb.logs()
+    );
+    assert_eq!(
+        testbed::pcap_packets(&vxlan).len(),
+        0,
+        "plaintext VXLAN on the underlay"
+    );
+    assert!(
+        testbed::pcap_packets(&esp).len() >= 10,
+        "no ESP on the underlay"
+    );
+    let sa = tb.hosts[0].show_json(&tb.bins, "sa").unwrap();
+    assert!(
+        sa.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["network"] == "red" && s["peer"] == "node-b"),
+        "{sa}"
+    );
 }

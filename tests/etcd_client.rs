@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::pki::make_pki;
 use vswitch::cluster::etcd::{Compare, Etcd, EtcdError, Event, Op, TlsFiles, Txn};
 
 const CLIENT_URL: &str = "http://127.0.0.1:2379";
@@ -60,7 +63,7 @@ impl EtcdNs {
         let mut tls_args: Vec<String> = Vec::new();
         if tls {
             guard.url = CLIENT_URL.replace("http:", "https:");
-            let pki = make_pki(&guard.dir);
+            let pki = make_pki(&guard.dir, &["127.0.0.1"]);
             tls_args = [
                 "--cert-file",
                 &pki.server_cert,
@@ -180,79 +183,6 @@ impl Drop for EtcdNs {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
-fn make_pki(dir: &std::path::Path) -> Pki {
-    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=vsw-test-ca"];
-    ca.extend(ec);
-    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
-    ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
-    run("openssl", &ca);
-    let leaf = |name: &str, ext: &str| {
-        let (key, csr, pem, extfile) = (
-            p(&format!("{name}.key")),
-            p(&format!("{name}.csr")),
-            p(&format!("{name}.pem")),
-            p(&format!("{name}.ext")),
-        );
-        std::fs::write(&extfile, ext).unwrap();
-        let mut req = vec!["req", "-subj", "/CN=vsw-test"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr]);
-        run("openssl", &req);
-        run(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "1",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_pem,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-extfile",
-                &extfile,
-            ],
-        );
-        (pem, key)
-    };
-    // clientAuth too: with client-cert-auth, etcd's gateway dials its own gRPC server with the
-    // server certificate as its client certificate.
-    let (server_cert, server_key) = leaf(
-        "server",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-    );
-    let (client_cert, client_key) = leaf("client", "extendedKeyUsage=clientAuth\n");
-    Pki {
-        ca: ca_pem,
-        server_cert,
-        server_key,
-        client_cert,
-        client_key,
     }
 }
 

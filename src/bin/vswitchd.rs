@@ -116,8 +116,16 @@ fn next_boot(state_dir: &Path) -> Result<u32> {
 
 /// The ESP table for the encrypted networks, and their UDP port; `None` when none is encrypted.
 fn encryption(cfg: &Config, secrets: Vec<(u32, [u8; 32])>) -> Result<Option<(EspTable, u16)>> {
-    let Some(first) = cfg.networks.iter().find_map(|n| n.encryption.as_ref()) else {
-        return Ok(None);
+    let first = cfg.networks.iter().find_map(|n| n.encryption.as_ref());
+    let cluster_esp = cfg.cluster.as_ref().is_some_and(|c| c.secrets_safe());
+    let (rekey, port) = match first {
+        Some(e) => (e.rekey_interval, e.esp_port),
+        // Encrypted networks may come from the cluster: be ready for them.
+        None if cluster_esp => (
+            vswitch::control::config::DEFAULT_REKEY_INTERVAL,
+            vswitch::control::config::DEFAULT_ESP_PORT,
+        ),
+        None => return Ok(None),
     };
     let boot = next_boot(&cfg.node.state_dir)?;
     let networks = secrets
@@ -142,16 +150,17 @@ fn encryption(cfg: &Config, secrets: Vec<(u32, [u8; 32])>) -> Result<Option<(Esp
     let table = EspTable::new(EspConfig {
         local_ip: cfg.node.underlay_ip,
         boot,
-        rekey_interval_secs: first.rekey_interval.as_secs(),
+        rekey_interval_secs: rekey.as_secs(),
         networks,
     })?;
     tracing::info!(
         boot,
-        esp_port = first.esp_port,
-        rekey_interval_secs = first.rekey_interval.as_secs(),
+        esp_port = port,
+        rekey_interval_secs = rekey.as_secs(),
+        cluster = cluster_esp,
         "encryption on (ESP, AES-256-GCM)"
     );
-    Ok(Some((table, first.esp_port)))
+    Ok(Some((table, port)))
 }
 
 /// TAP offloads: on unless VSWITCH_OFFLOADS is "off", "0" or "false" (for comparison and as
@@ -346,6 +355,8 @@ fn run(args: Args) -> Result<()> {
         }
         None => (0..workers).map(|_| None).collect(),
     };
+    let esp_ready =
+        esp_tables[0].is_some() && cfg.cluster.as_ref().is_some_and(|c| c.secrets_safe());
     let busy_poll = busy_poll_window();
     // The topology: built here, owned by the control actor from now on, and followed by
     // every worker (crate::switch::topology).
@@ -380,6 +391,7 @@ fn run(args: Args) -> Result<()> {
             name: cfg.node.name.clone(),
             addr: vswitch::switch::VtepAddr(cfg.node.underlay_ip),
             underlay_mtu: mtu,
+            esp: esp_ready,
         };
         server = server.with_cluster(agent.clone(), local);
     }

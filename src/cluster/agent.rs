@@ -717,7 +717,14 @@ impl Cluster {
             .map_err(|e| self.store_err(e))
     }
 
+    /// Whether secrets may travel between this node and etcd: every endpoint is https and
+    /// this node shows etcd a client certificate (so etcd can refuse anyone without one).
+    pub fn secrets_safe(&self) -> bool {
+        self.cfg.secrets_safe()
+    }
+
     /// Makes a cluster network: name and VNI unique, the VNI picked atomically if not given.
+    /// An encrypted one gets a new random secret, written in the same transaction.
     pub fn network_create(
         &self,
         mut rec: NetworkRecord,
@@ -741,6 +748,17 @@ impl Cluster {
                     .ok_or("no VNI left")?;
             }
             let (nk, vk) = (self.keys.network(&rec.name), self.keys.vni(rec.vni));
+            let mut success = vec![
+                put(nk.clone(), json(&rec), 0),
+                put(vk.clone(), rec.name.clone().into_bytes(), 0),
+            ];
+            if rec.encrypted {
+                success.push(put(
+                    self.keys.secret(&rec.name),
+                    crate::crypto::generate_key_hex().into_bytes(),
+                    0,
+                ));
+            }
             let t = self
                 .etcd
                 .txn(&Txn {
@@ -748,10 +766,7 @@ impl Cluster {
                         Compare::CreateRevision(nk.clone().into_bytes(), 0),
                         Compare::CreateRevision(vk.clone().into_bytes(), 0),
                     ],
-                    success: vec![
-                        put(nk.clone(), json(&rec), 0),
-                        put(vk.clone(), rec.name.clone().into_bytes(), 0),
-                    ],
+                    success,
                     failure: vec![Op::Get(nk.into_bytes()), Op::Get(vk.into_bytes())],
                 })
                 .map_err(|e| self.store_err(e))?;
@@ -779,6 +794,15 @@ impl Cluster {
             }
         }
         Err("could not reserve a VNI: too much contention, try again".into())
+    }
+
+    /// The secret of encrypted network `name`, read now (the watch brings it too, later).
+    pub fn secret(&self, name: &str) -> Result<Option<crate::switch::NetSecret>, String> {
+        let kv = self
+            .etcd
+            .get(self.keys.secret(name).as_bytes())
+            .map_err(|e| self.store_err(e))?;
+        Ok(kv.and_then(|kv| super::view::parse_secret(&kv.value)))
     }
 
     /// Removes a cluster network; refused while any host has endpoints on it.
@@ -821,6 +845,7 @@ impl Cluster {
                 success: vec![
                     Op::Delete(nk.into_bytes()),
                     Op::Delete(self.keys.vni(rec.vni).into_bytes()),
+                    Op::Delete(self.keys.secret(name).into_bytes()),
                     Op::DeletePrefix(self.keys.addresses_of(name).into_bytes()),
                     Op::DeletePrefix(self.keys.names_of(name).into_bytes()),
                 ],

@@ -31,6 +31,9 @@ pub struct Local {
     pub addr: VtepAddr,
     /// For the MTU of cluster networks that do not set one.
     pub underlay_mtu: u32,
+    /// Whether this host can carry encrypted cluster networks: it runs ESP, and talks to etcd
+    /// over TLS with a client certificate (the only way their secrets travel).
+    pub esp: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -73,6 +76,7 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
     // Networks.
     let is_static = |vni: Vni| base.networks.iter().any(|n| n.vni == vni);
     let mut wanted: HashMap<Vni, NetworkSpec> = HashMap::new();
+    let mut secrets: HashMap<Vni, crate::switch::NetSecret> = HashMap::new();
     for r in view.networks.values() {
         let Some(vni) = Vni::new(r.vni).filter(|v| v.get() != 0) else {
             out.warnings
@@ -90,16 +94,55 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
             ));
             continue;
         }
+        let secret = if r.encrypted {
+            if !me.esp {
+                out.warnings.push(format!(
+                    "cluster network {} is encrypted: not carried here (that needs [cluster] over https with a client certificate: its secret travels only over TLS)",
+                    r.name
+                ));
+                continue;
+            }
+            let Some(secret) = view.secrets.get(&r.name) else {
+                out.warnings.push(format!(
+                    "cluster network {} is encrypted but its secret is not readable: not carried here",
+                    r.name
+                ));
+                continue;
+            };
+            // An SPI carries the VNI modulo 4096: two encrypted networks must differ in it.
+            let id = vni.get() % 4096;
+            let clash = base
+                .networks
+                .iter()
+                .filter(|s| s.encrypted)
+                .map(|s| (s.name.clone(), s.vni))
+                .chain(
+                    wanted
+                        .values()
+                        .filter(|w| w.encrypted)
+                        .map(|w| (w.name.clone(), w.vni)),
+                )
+                .find(|(_, v)| v.get() % 4096 == id);
+            if let Some((other, v)) = clash {
+                out.warnings.push(format!(
+                    "cluster network {} (vni {vni}) is not carried here: encrypted network {other} (vni {v}) has the same VNI modulo 4096, which ESP SPIs carry",
+                    r.name
+                ));
+                continue;
+            }
+            Some(secret.clone())
+        } else {
+            None
+        };
+        let overhead = if r.encrypted {
+            crate::control::config::ESP_OVERHEAD
+        } else {
+            crate::control::config::VXLAN_OVERHEAD
+        };
+        let mut max = me.underlay_mtu.saturating_sub(overhead);
         if r.encrypted {
-            out.warnings.push(format!(
-                "cluster network {} is encrypted: not carried here (this vswitchd makes ESP SAs only for node.toml's networks)",
-                r.name
-            ));
-            continue;
+            max &= !3;
         }
-        let max = me
-            .underlay_mtu
-            .saturating_sub(crate::control::config::VXLAN_OVERHEAD);
         let mtu = r.mtu.unwrap_or(max);
         if mtu > max {
             out.warnings.push(format!(
@@ -107,6 +150,9 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
                 r.name
             ));
             continue;
+        }
+        if let Some(s) = secret {
+            secrets.insert(vni, s);
         }
         wanted.insert(
             vni,
@@ -116,7 +162,7 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
                 subnet: r.subnet,
                 mtu,
                 peers: nodes.clone(),
-                encrypted: false,
+                encrypted: r.encrypted,
             },
         );
     }
@@ -126,9 +172,9 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
         if is_static(vni) {
             continue;
         }
-        let keep = wanted
-            .get(&vni)
-            .is_some_and(|w| w.name == spec.name && w.subnet == spec.subnet);
+        let keep = wanted.get(&vni).is_some_and(|w| {
+            w.name == spec.name && w.subnet == spec.subnet && w.encrypted == spec.encrypted
+        });
         if keep {
             continue;
         }
@@ -156,7 +202,7 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
                     .warnings
                     .push(format!("cluster network {}: {e}", w.name)),
             },
-            Some(s) if s.name == w.name && s.subnet == w.subnet => {
+            Some(s) if s.name == w.name && s.subnet == w.subnet && s.encrypted == w.encrypted => {
                 let idle = t.network(*vni).is_some_and(|n| n.ports().is_empty());
                 let mtu = if idle { w.mtu } else { s.mtu };
                 if mtu != w.mtu {
@@ -175,6 +221,18 @@ pub fn reconcile(t: &mut Topology, base: &SwitchSpec, view: &ClusterView, me: &L
                 }
             }
             Some(_) => {} // kept above: could not be removed
+        }
+    }
+
+    for (vni, w) in &wanted {
+        if t.network(*vni).map(|n| &n.spec.name) == Some(&w.name) {
+            let had = t.secrets().get(vni).cloned();
+            let want = secrets.get(vni).cloned();
+            if had != want {
+                t.set_secret(*vni, want);
+                out.changes
+                    .push(format!("network {}: encryption keys set", w.name));
+            }
         }
     }
 
@@ -322,6 +380,7 @@ mod tests {
             name: "a".into(),
             addr: VtepAddr(Ipv4Addr::new(192, 0, 2, 1)),
             underlay_mtu: 1500,
+            esp: false,
         }
     }
 

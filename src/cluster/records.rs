@@ -10,11 +10,13 @@
 //! | `endpoints/{network}/{ip}` | [`EndpointRecord`] | the node's lease |
 //! | `addresses/{network}/{ip}` | [`Claim`] | the node's address lease (`address_grace`) |
 //! | `names/{network}/{name}` | [`Claim`] | the node's address lease |
+//! | `secrets/{network}` | an encrypted network's secret, 64 hex characters | until `network rm` |
 //!
 //! Endpoints die with their host's lease, so a dead host's containers disappear from every
 //! other host within `lease_ttl`; their addresses and names are held longer, under a second
 //! lease, so that a restarted host finds them still its own and nobody is handed an address a
-//! host cut off from etcd may still be using.
+//! host cut off from etcd may still be using. Secrets are written and read only over TLS with
+//! client certificates (see crate::cluster::agent).
 //!
 //! Thread-safety: plain data.
 
@@ -82,6 +84,8 @@ pub enum Key {
     Endpoint(String, Ipv4Addr),
     Address(String, Ipv4Addr),
     Name(String, String),
+    /// The secret of an encrypted network (64 hex characters).
+    Secret(String),
 }
 
 /// Builds and parses the keys under one prefix.
@@ -142,6 +146,9 @@ impl Keys {
     pub fn names_of(&self, network: &str) -> String {
         format!("{}names/{network}/", self.root)
     }
+    pub fn secret(&self, network: &str) -> String {
+        format!("{}secrets/{network}", self.root)
+    }
     pub fn names(&self) -> String {
         format!("{}names/", self.root)
     }
@@ -170,6 +177,7 @@ impl Keys {
                 let (n, name) = two()?;
                 Some(Key::Name(n.into(), name.into()))
             }
+            "secrets" if !rest.is_empty() && !rest.contains('/') => Some(Key::Secret(rest.into())),
             _ => None,
         }
     }

@@ -27,6 +27,8 @@ pub struct ClusterView {
     pub endpoints: BTreeMap<(String, Ipv4Addr), EndpointRecord>,
     /// Values under the prefix that did not parse (skipped).
     pub unreadable: u64,
+    /// Secrets of encrypted networks, by network name.
+    pub secrets: BTreeMap<String, crate::switch::NetSecret>,
 }
 
 impl ClusterView {
@@ -82,6 +84,13 @@ impl ClusterView {
                 }
                 _ => false,
             },
+            Some(Key::Secret(name)) => match parse_secret(&kv.value) {
+                Some(secret) => {
+                    self.secrets.insert(name, secret);
+                    true
+                }
+                None => false,
+            },
             Some(Key::Network(name)) => match serde_json::from_slice::<NetworkRecord>(&kv.value) {
                 Ok(r) if r.name == name => {
                     self.networks.insert(name, r);
@@ -117,6 +126,9 @@ impl ClusterView {
                     self.down.insert(name, (r, now));
                 }
             }
+            Some(Key::Secret(name)) => {
+                self.secrets.remove(&name);
+            }
             Some(Key::Network(name)) => {
                 self.networks.remove(&name);
             }
@@ -137,6 +149,19 @@ impl ClusterView {
             .take_while(move |((n, _), _)| n == network)
             .map(|(_, e)| e)
     }
+}
+
+/// 64 hex characters → the 32-byte secret.
+pub fn parse_secret(v: &[u8]) -> Option<crate::switch::NetSecret> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(crate::switch::NetSecret(out))
 }
 
 #[cfg(test)]

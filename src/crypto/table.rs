@@ -327,12 +327,31 @@ impl EspTable {
         Ok(())
     }
 
+    /// The encrypted networks as they are now (for a copy, or to add to them).
+    pub fn networks(&self) -> Vec<EspNetwork> {
+        let mut v: Vec<EspNetwork> = self
+            .networks
+            .values()
+            .map(|n| EspNetwork {
+                vni: n.vni,
+                secret: n.secret,
+                peers: n.peers.clone(),
+            })
+            .collect();
+        v.sort_by_key(|n| n.vni);
+        v
+    }
+
     /// Another copy of this table for another worker: the same keys and networks, its own
     /// inbound SAs and counters, and the outbound sequence counters shared with this one, so
     /// no nonce is used twice whichever worker sends. (Inbound ESP for one host is received by
     /// one worker only: a replay window must see every packet of its SA.)
     pub fn replica(&self) -> EspTable {
-        let mut t = EspTable::new(self.config.clone()).expect("config was accepted before");
+        let config = EspConfig {
+            networks: self.networks(),
+            ..self.config.clone()
+        };
+        let mut t = EspTable::new(config).expect("config was accepted before");
         t.counters = Arc::clone(&self.counters);
         t
     }

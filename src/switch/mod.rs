@@ -19,4 +19,4 @@ pub use decide::{Action, Answer, Decision, Ingress, Lookup};
 pub use drop_reason::DropReason;
 pub use ids::{PortId, Timestamp, Vni, VtepAddr};
 pub use sync::TableUpdate;
-pub use topology::{NetworkSpec, Published, SwitchSpec, Topology, TopologyError};
+pub use topology::{NetSecret, NetworkSpec, Published, SwitchSpec, Topology, TopologyError};

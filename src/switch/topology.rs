@@ -21,6 +21,7 @@ use crate::wire::MacAddr;
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -181,10 +182,24 @@ pub enum TopologyError {
     },
 }
 
+/// A network secret (32 bytes) from the cluster plane; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NetSecret(pub [u8; 32]);
+
+impl std::fmt::Debug for NetSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetSecret(..)")
+    }
+}
+
 /// One snapshot of what is configured. See the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     generation: u64,
+    /// Secrets of the encrypted networks made by the cluster plane (node.toml's own are given
+    /// to the ESP tables at start). Shared between snapshots until one changes: a worker
+    /// re-keys its ESP table only when this or the hosts of these networks change.
+    secrets: Arc<BTreeMap<Vni, NetSecret>>,
     networks: HashMap<Vni, NetworkTopo>,
     /// VNIs in the order the networks were made, for views.
     order: Vec<Vni>,
@@ -201,6 +216,7 @@ impl Topology {
     pub fn new(spec: SwitchSpec) -> Topology {
         let mut t = Topology {
             generation: 0,
+            secrets: Arc::default(),
             networks: HashMap::default(),
             order: Vec::new(),
             peers: Vec::new(),
@@ -351,7 +367,24 @@ impl Topology {
             .map_or_else(|| v.to_string(), |p| format!("{} ({v})", p.name))
     }
 
+    /// The cluster plane's network secrets (see the field).
+    pub fn secrets(&self) -> &Arc<BTreeMap<Vni, NetSecret>> {
+        &self.secrets
+    }
+
     // ----- changing (control side, inside `change`) -----
+
+    /// Sets or clears the secret of cluster network `vni`.
+    pub fn set_secret(&mut self, vni: Vni, secret: Option<NetSecret>) {
+        if self.secrets.get(&vni) == secret.as_ref() {
+            return;
+        }
+        let m = Arc::make_mut(&mut self.secrets);
+        match secret {
+            Some(s) => m.insert(vni, s),
+            None => m.remove(&vni),
+        };
+    }
 
     pub fn add_network(&mut self, spec: NetworkSpec) -> Result<(), TopologyError> {
         if let Some(n) = self.networks.get(&spec.vni) {
@@ -381,6 +414,7 @@ impl Topology {
             });
         }
         self.order.retain(|v| *v != vni);
+        self.set_secret(vni, None);
         Ok(self.networks.remove(&vni).expect("found above").spec)
     }
 

@@ -13,6 +13,10 @@ pub fn etcd_url(k: usize) -> String {
     format!("http://192.0.2.{}:2379", 100 + k)
 }
 
+fn member_ip(k: usize) -> String {
+    format!("192.0.2.{}", 100 + k)
+}
+
 impl Testbed {
     fn ul_ns_name(&self) -> String {
         format!("{}-ul", self.prefix)
@@ -21,6 +25,22 @@ impl Testbed {
     /// Starts an etcd cluster of `n` members (after `add_hosts`) and waits until it answers.
     /// Returns the client URLs.
     pub fn start_etcd(&mut self, n: usize) -> Result<Vec<String>> {
+        self.start_etcd_with(n, false)
+    }
+
+    /// `start_etcd` serving https with certificates of a throwaway CA, and requiring client
+    /// certificates (`--client-cert-auth`).
+    pub fn start_etcd_tls(&mut self, n: usize) -> Result<Vec<String>> {
+        self.start_etcd_with(n, true)
+    }
+
+    fn start_etcd_with(&mut self, n: usize, tls: bool) -> Result<Vec<String>> {
+        if tls {
+            let ips: Vec<String> = (0..n).map(member_ip).collect();
+            let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+            let pki = super::pki::make_pki(&self.dir, &ips);
+            self.etcd_tls = Some([pki.ca, pki.client_cert, pki.client_key]);
+        }
         let ul = self.ul_ns_name();
         for k in 0..n {
             run(&[
@@ -40,9 +60,30 @@ impl Testbed {
         for k in 0..n {
             self.start_etcd_member(k, n)?;
         }
-        let urls: Vec<String> = (0..n).map(etcd_url).collect();
+        let urls: Vec<String> = (0..n).map(|k| self.client_url(k)).collect();
         self.wait_etcd_healthy(&urls)?;
         Ok(urls)
+    }
+
+    fn client_url(&self, k: usize) -> String {
+        let url = etcd_url(k);
+        if self.etcd_tls.is_some() {
+            url.replace("http:", "https:")
+        } else {
+            url
+        }
+    }
+
+    /// etcdctl's TLS flags for this testbed's etcd.
+    fn etcdctl_tls(&self) -> Vec<String> {
+        match &self.etcd_tls {
+            Some([ca, cert, key]) => vec![
+                format!("--cacert={ca}"),
+                format!("--cert={cert}"),
+                format!("--key={key}"),
+            ],
+            None => vec![],
+        }
     }
 
     /// Starts (again) member `k` of an `n`-member cluster, on its data directory.
@@ -57,7 +98,20 @@ impl Testbed {
             .append(true)
             .open(&log)
             .map_err(|e| e.to_string())?;
-        let url = etcd_url(k);
+        let url = self.client_url(k);
+        let mut tls: Vec<String> = Vec::new();
+        if let Some([ca, ..]) = &self.etcd_tls {
+            let server = |ext: &str| self.dir.join(format!("server.{ext}")).display().to_string();
+            tls = vec![
+                "--cert-file".into(),
+                server("pem"),
+                "--key-file".into(),
+                server("key"),
+                "--client-cert-auth".into(),
+                "--trusted-ca-file".into(),
+                ca.clone(),
+            ];
+        }
         // `ip netns exec` execs etcd in place, so the child's pid is etcd's.
         let child = std::process::Command::new("ip")
             .args([
@@ -70,6 +124,7 @@ impl Testbed {
                 "--data-dir",
             ])
             .arg(&data)
+            .args(&tls)
             .args([
                 "--listen-client-urls",
                 &url,
@@ -106,8 +161,9 @@ impl Testbed {
     pub fn wait_etcd_healthy(&self, urls: &[String]) -> Result<()> {
         let ul = self.ul_ns_name();
         let eps = urls.join(",");
+        let tls = self.etcdctl_tls();
         let healthy = || {
-            run(&[
+            let mut args = vec![
                 "ip",
                 "netns",
                 "exec",
@@ -117,10 +173,10 @@ impl Testbed {
                 &eps,
                 "--dial-timeout",
                 "1s",
-                "endpoint",
-                "health",
-            ])
-            .is_ok()
+            ];
+            args.extend(tls.iter().map(String::as_str));
+            args.extend(["endpoint", "health"]);
+            run(&args).is_ok()
         };
         if wait_until(Duration::from_secs(20), healthy) {
             Ok(())
@@ -136,7 +192,9 @@ impl Testbed {
     pub fn etcdctl(&self, urls: &[String], args: &[&str]) -> Result<String> {
         let ul = self.ul_ns_name();
         let eps = urls.join(",");
+        let tls = self.etcdctl_tls();
         let mut full = vec!["ip", "netns", "exec", &ul, "etcdctl", "--endpoints", &eps];
+        full.extend(tls.iter().map(String::as_str));
         full.extend_from_slice(args);
         run(&full).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     }
@@ -180,6 +238,12 @@ impl Testbed {
             "[cluster]\netcd_endpoints = [{}]\n{extra}",
             list.join(", ")
         );
+        if let Some([ca, cert, key]) = &self.etcd_tls {
+            let _ = writeln!(
+                s,
+                "ca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\""
+            );
+        }
         std::fs::write(&h.config, s).map_err(|e| e.to_string())
     }
 

@@ -11,6 +11,7 @@ macro_rules! step {
 
 pub mod cluster;
 pub mod frames;
+pub mod pki;
 pub mod testbed;
 
 /// The vswitchd and vswitchctl that cargo built for the integration test being run.

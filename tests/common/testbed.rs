@@ -212,6 +212,8 @@ pub struct Testbed {
     /// Services the test started in the testbed's namespaces (etcd members): stopped after
     /// the daemons, before the namespaces go.
     pub services: Vec<Option<Process>>,
+    /// With a TLS etcd (tests/common/cluster.rs): CA, client certificate, client key.
+    pub etcd_tls: Option<[String; 3]>,
     // Containers before hosts: dropped first.
     pub containers: Vec<Netns>,
     pub hosts: Vec<Host>,
@@ -230,6 +232,7 @@ impl Testbed {
             bins,
             daemon_env: Vec::new(),
             services: Vec::new(),
+            etcd_tls: None,
             containers: Vec::new(),
             hosts: Vec::new(),
         })

@@ -91,6 +91,18 @@ pub struct ClusterConfig {
     pub tls: Option<ClusterTls>,
 }
 
+impl ClusterConfig {
+    /// Whether network secrets may travel between this node and etcd: every endpoint is
+    /// https and this node shows a client certificate (so etcd can refuse anyone without one).
+    pub fn secrets_safe(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.client.is_some())
+            && self
+                .etcd_endpoints
+                .iter()
+                .all(|e| e.starts_with("https://"))
+    }
+}
+
 /// PEM files for `https://` etcd endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterTls {

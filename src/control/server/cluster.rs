@@ -356,23 +356,28 @@ impl Server {
         let mtu = mtu
             .map(|m| check_mtu(m as i64).map_err(|e| format!("--mtu: {e}")))
             .transpose()?;
-        let max = cp
-            .local
-            .underlay_mtu
-            .saturating_sub(crate::control::config::VXLAN_OVERHEAD);
+        let (overhead, what) = if encrypted {
+            (crate::control::config::ESP_OVERHEAD, "VXLAN in ESP")
+        } else {
+            (crate::control::config::VXLAN_OVERHEAD, "VXLAN")
+        };
+        let mut max = cp.local.underlay_mtu.saturating_sub(overhead);
+        if encrypted {
+            max &= !3;
+        }
         if let Some(m) = mtu.filter(|m| *m > max) {
             return Err(format!(
-                "--mtu {m} does not fit this host's underlay: at most {max} (underlay MTU {} less {} bytes of VXLAN)",
-                cp.local.underlay_mtu,
-                crate::control::config::VXLAN_OVERHEAD
+                "--mtu {m} does not fit this host's underlay: at most {max} (underlay MTU {} less {overhead} bytes of {what})",
+                cp.local.underlay_mtu
             ));
         }
-        if encrypted {
+        if encrypted && !cp.local.esp {
             return Err(
-                "--encrypted is not available for cluster networks yet: their ESP keys \
-                        would have to travel through etcd, and this vswitchd makes ESP SAs only at \
-                        start from node.toml's key files. Make the encrypted network a [[network]] \
-                        with `encryption` in every host's node.toml (README \"Encryption\")"
+                "--encrypted needs the network's secret to travel through etcd, which \
+                        vswitchd does only over TLS with a client certificate: give [cluster] \
+                        https:// etcd_endpoints, ca_file, cert_file and key_file (and run etcd \
+                        with --client-cert-auth), or make the network a [[network]] with \
+                        `encrypted = true` in every host's node.toml"
                     .to_string(),
             );
         }
@@ -393,13 +398,18 @@ impl Server {
             vni: vni.map_or(0, |v| v.get()),
             subnet,
             mtu,
-            encrypted: false,
+            encrypted,
         };
         let agent = cp.agent.clone();
         let rec = agent.network_create(rec, vni.is_none())?;
         // Carry it here at once, ahead of the watch, so that an attach right after works.
         let mut view = (*self.cluster.as_ref().expect("checked").view).clone();
         view.networks.insert(rec.name.clone(), rec.clone());
+        if rec.encrypted {
+            if let Ok(Some(secret)) = agent.secret(&rec.name) {
+                view.secrets.insert(rec.name.clone(), secret);
+            }
+        }
         self.apply_view(Arc::new(view));
         Ok(self.network_info(&rec))
     }

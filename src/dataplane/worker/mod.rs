@@ -165,6 +165,9 @@ struct GsoBatch {
 pub struct Esp {
     table: EspTable,
     port: u16,
+    /// node.toml's encrypted networks, as the table started with them; the cluster plane's
+    /// (from the topology's secrets) are added to these.
+    base: Vec<crate::crypto::EspNetwork>,
     drops: [u64; EspDrop::ALL.len()],
     /// A flood to several peers seals one copy per peer here, keeping the plaintext intact.
     scratch: Vec<u8>,
@@ -173,10 +176,39 @@ pub struct Esp {
 impl Esp {
     pub fn new(table: EspTable, port: u16) -> Esp {
         Esp {
+            base: table.networks(),
             table,
             port,
             drops: [0; EspDrop::ALL.len()],
             scratch: vec![0u8; BUF_LEN],
+        }
+    }
+}
+
+impl Esp {
+    /// Re-keys the table when the cluster plane's encrypted networks, or the hosts they span,
+    /// changed between two topologies (between batches; may allocate).
+    fn follow(&mut self, old: &crate::switch::Topology, new: &crate::switch::Topology) {
+        let hosts =
+            |t: &crate::switch::Topology, vni: &Vni| t.network(*vni).map(|n| n.vteps().to_vec());
+        let changed = !std::sync::Arc::ptr_eq(old.secrets(), new.secrets())
+            || new.secrets().keys().any(|v| hosts(old, v) != hosts(new, v));
+        if !changed {
+            return;
+        }
+        let mut nets = self.base.clone();
+        for (vni, secret) in new.secrets().iter() {
+            if let Some(n) = new.network(*vni) {
+                nets.push(crate::crypto::EspNetwork {
+                    vni: vni.get(),
+                    secret: secret.0,
+                    peers: n.vteps().iter().map(|v| v.0).collect(),
+                });
+            }
+        }
+        if let Err(e) = self.table.set_networks(nets) {
+            // The control side checks for this before publishing; say so if it slipped by.
+            tracing::error!("ESP networks not changed: {e}");
         }
     }
 }
@@ -362,7 +394,11 @@ impl Worker {
             .as_ref()
             .and_then(|p| p.newer(self.switch.topology()))
         {
-            self.switch.set_topology(t);
+            let old = std::sync::Arc::clone(self.switch.topology());
+            self.switch.set_topology(std::sync::Arc::clone(&t));
+            if let Some(esp) = &mut self.esp {
+                esp.follow(&old, &t);
+            }
         }
     }
 
