@@ -54,6 +54,9 @@ fn main() {
     std::process::exit(if r.is_ok() && left.is_empty() { 0 } else { 1 });
 }
 
+/// Work done with an etcd client inside the underlay namespace.
+type EtcdJob = Box<dyn FnOnce(&Etcd) -> Result<()> + Send>;
+
 fn ep_ip(k: usize) -> Ipv4Addr {
     // 10.0.0.0/16: 250 per /24 keeps clear of .0 and .255.
     Ipv4Addr::new(10, 0, (k / 250) as u8, (k % 250 + 1) as u8)
@@ -140,7 +143,7 @@ fn bench(tb: &mut Testbed, hosts: usize, per: usize) -> Result<()> {
     let ul =
         vswitch::io::netns::open_netns(&format!("{}-ul", tb.prefix)).map_err(|e| e.to_string())?;
     let url = urls[0].clone();
-    let in_ul = |f: Box<dyn FnOnce(&Etcd) -> Result<()> + Send>| -> Result<()> {
+    let in_ul = |f: EtcdJob| -> Result<()> {
         let url = url.clone();
         vswitch::io::netns::run_in_netns(&ul, move || {
             let etcd =
