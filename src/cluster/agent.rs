@@ -37,6 +37,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// VNIs chosen by `network create` without `--vni` start here, clear of the small numbers
 /// people write into node.toml by hand.
 pub const FIRST_AUTO_VNI: u32 = 4096;
+/// How long `show peers` may spend asking etcd when each node last renewed its lease.
+const KEEPALIVE_QUERY_BUDGET: Duration = Duration::from_millis(300);
 /// How often a failed read of the store is retried.
 const RETRY: Duration = Duration::from_millis(500);
 /// A watch that has carried nothing for this long is reopened (a member cut off from its
@@ -865,7 +867,8 @@ impl Cluster {
         let mut out = BTreeMap::new();
         let start = Instant::now();
         for n in view.nodes.values() {
-            if start.elapsed() > REQUEST_TIMEOUT {
+            // One request per node, on the control actor: a large cluster gets the first ones.
+            if start.elapsed() > KEEPALIVE_QUERY_BUDGET {
                 break;
             }
             if let Ok(Some((ttl, granted))) = self.etcd.lease_time_to_live(n.lease) {

@@ -7,7 +7,9 @@
 //! then hands finished ports to the workers over their command channels, so the data plane
 //! never waits on the kernel's control paths. Front-ends reach it through a `ControlHandle`:
 //! the Unix socket (`serve`: a thread per connection, each bounded in request size and time,
-//! so a client that is idle, slow or never reads holds up only itself), and SIGHUP.
+//! so a client that is idle, slow or never reads holds up only itself), SIGHUP, and the
+//! cluster agent's watch (crate::cluster), whose newest view of etcd waits in a one-view slot
+//! and is applied in one topology change (server/cluster.rs).
 //!
 //! Thread-safety: `Server` lives on the actor thread; `ControlHandle` is Send + Clone.
 //!
@@ -174,33 +176,34 @@ impl Server {
     /// The returned handle is how front-ends reach it.
     pub fn start(mut self) -> std::io::Result<ControlHandle> {
         let (tx, rx) = crossbeam_channel::bounded::<(Request, Sender<Response>)>(256);
-        let (views_tx, views_rx) = crossbeam_channel::unbounded::<Arc<ClusterView>>();
+        // The newest view of the cluster waits in one slot; a bounded(1) channel wakes the
+        // actor. However fast views come and however long a request takes, one is held.
+        let slot: ViewSlot = Arc::default();
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(1);
+        let held = Arc::clone(&slot);
         std::thread::Builder::new()
             .name("vswitch-control".into())
-            .spawn(move || {
-                let mut views = views_rx;
-                loop {
-                    crossbeam_channel::select! {
-                        recv(rx) -> m => match m {
-                            Ok((req, reply)) => { let _ = reply.send(self.handle(req)); }
-                            Err(_) => return,
-                        },
-                        recv(views) -> v => match v {
-                            Ok(mut v) => {
-                                // Views are whole snapshots: only the newest matters.
-                                while let Ok(newer) = views.try_recv() {
-                                    v = newer;
-                                }
-                                self.apply_view(v);
-                            }
-                            Err(_) => views = crossbeam_channel::never(),
-                        },
-                    }
+            .spawn(move || loop {
+                crossbeam_channel::select! {
+                    recv(rx) -> m => match m {
+                        Ok((req, reply)) => { let _ = reply.send(self.handle(req)); }
+                        Err(_) => return,
+                    },
+                    recv(wake_rx) -> w => {
+                        if w.is_err() {
+                            return;
+                        }
+                        let newest = held.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        if let Some(v) = newest {
+                            self.apply_view(v);
+                        }
+                    },
                 }
             })?;
         Ok(ControlHandle {
             tx,
-            views: views_tx,
+            views: slot,
+            wake: wake_tx,
         })
     }
 
@@ -518,8 +521,12 @@ const ACTOR_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct ControlHandle {
     tx: Sender<(Request, Sender<Response>)>,
-    views: Sender<Arc<ClusterView>>,
+    views: ViewSlot,
+    wake: Sender<()>,
 }
+
+/// Where the newest cluster view waits for the actor (control threads only).
+type ViewSlot = Arc<std::sync::Mutex<Option<Arc<ClusterView>>>>;
 
 impl ControlHandle {
     /// Sends `req` to the actor and waits for its answer.
@@ -535,7 +542,9 @@ impl ControlHandle {
     /// Hands the actor a new view of the cluster (from the agent's watch thread); never
     /// blocks. The actor applies the newest it has when it gets to it.
     pub fn cluster_view(&self, view: Arc<ClusterView>) {
-        let _ = self.views.send(view);
+        *self.views.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
+        // Full: a wake-up is pending already, and it will find this view.
+        let _ = self.wake.try_send(());
     }
 }
 
