@@ -360,6 +360,10 @@ pub struct OffloadStats {
     /// Super-frames written to ports after coalescing, and the segments they carried.
     pub coalesced_frames: u64,
     pub coalesced_segments: u64,
+    /// Frames from the underlay whose inner TCP/UDP checksum the sender left partial (a Linux
+    /// peer over a path that never fills checksums in), completed here (crate::offload::csum).
+    #[serde(default)]
+    pub partial_checksums: u64,
 }
 
 /// Distribution of the time a frame spends inside one worker: from the moment its read returns

@@ -328,6 +328,7 @@ fn merge_stats(a: &mut api::Stats, b: api::Stats) {
     f.gro_runs += o.gro_runs;
     f.coalesced_frames += o.coalesced_frames;
     f.coalesced_segments += o.coalesced_segments;
+    f.partial_checksums += o.partial_checksums;
     a.workers.extend(b.workers);
 }
 

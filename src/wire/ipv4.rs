@@ -77,6 +77,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
+    /// Part of a fragmented datagram (more fragments follow, or the offset is non-zero): its
+    /// L4 checksum covers bytes this packet does not hold.
+    pub fn is_fragment(&self) -> bool {
+        let b = &self.buffer.as_ref()[field::FLAGS_FRAG];
+        u16::from_be_bytes([b[0], b[1]]) & 0x3fff != 0
+    }
+
     /// Fragment offset is non-zero: no L4 header in this packet.
     pub fn is_later_fragment(&self) -> bool {
         let b = &self.buffer.as_ref()[field::FLAGS_FRAG];

@@ -33,6 +33,11 @@ impl Worker {
         datagram: std::ops::Range<usize>,
     ) {
         let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
+        if matches!(action, Action::ToPort(_) | Action::Flood { .. })
+            && crate::offload::csum::complete_partial(&mut self.buf[frame.clone()])
+        {
+            self.offload.partial_checksums += 1;
+        }
         match action {
             Action::ToPort(p) => self.deliver_coalesced(p, frame),
             Action::Reply { port, answer } => self.send_answer(port, answer),
