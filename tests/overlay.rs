@@ -158,6 +158,12 @@ fn every_datagram_of_a_flow_carries_one_outer_source_port_gso_or_not() {
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     assert_eq!(ping(tb.container(a), "10.0.9.3", 1, &[]), (1, 1));
+    // A veth with tx offloads passes our GSO runs to the capture whole; without them the
+    // kernel cuts each run before the capture point, so every datagram is seen.
+    step!(
+        tb,
+        tb.hosts[0].ns.exec(&["ethtool", "-K", "ul0", "tx", "off"])
+    );
     let pcap = tb.dir.join("sport.pcap");
     let mut transfer = Err(String::new());
     testbed::capture_underlay(&tb.hosts[0].ns, &pcap, "udp dst port 4789", || {
@@ -505,14 +511,18 @@ fn kernel_interop(offloads: bool) {
         )
     );
     assert_eq!(s2, r2, "kernel -> vswitch TCP");
-
-    // The kernel's underlay as a veth really is (tx checksum offload on): its VXLAN device
-    // leaves every inner UDP checksum partial, and vswitchd completes them. Without that the
-    // container's kernel would drop each datagram as corrupt.
-    step!(
-        tb,
-        tb.hosts[1].ns.exec(&["ethtool", "-K", "ul0", "tx", "on"])
+    // The kernel's underlay is a veth with tx offloads on, as the testbed leaves it: its TCP
+    // arrived as tunnel-GSO super-datagrams that vswitchd wrote whole (offloads on) or cut
+    // (offloads off) rather than dropped.
+    let stats = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    assert!(
+        counter(&stats, &["offload", "peer_super_frames"]) > 0,
+        "no super-frame from the kernel peer: {}",
+        stats["offload"]
     );
+
+    // And its VXLAN device leaves every inner UDP checksum partial, which vswitchd completes.
+    // Without that the container's kernel would drop each datagram as corrupt.
     let rx = testbed::udp_in(&tb.container(a).name, "10.0.9.2:5005");
     rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let before = counter(

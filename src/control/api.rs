@@ -364,6 +364,10 @@ pub struct OffloadStats {
     /// peer over a path that never fills checksums in), completed here (crate::offload::csum).
     #[serde(default)]
     pub partial_checksums: u64,
+    /// TCP super-frames from a peer whose path never segmented them (a Linux sender over a
+    /// veth with tx offloads), written whole or cut here (crate::offload::superframe).
+    #[serde(default)]
+    pub peer_super_frames: u64,
 }
 
 /// Distribution of the time a frame spends inside one worker: from the moment its read returns

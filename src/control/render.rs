@@ -422,9 +422,9 @@ pub fn render_stats(s: &Stats) -> String {
     let o = &s.offload;
     let _ = writeln!(
         out,
-        "\noffloads\n  tso {} frames -> {} segments; gso {} sends ({} datagrams, {} refused); gro {} runs; coalesced {} frames <- {} segments; partial checksums completed {}",
+        "\noffloads\n  tso {} frames -> {} segments; gso {} sends ({} datagrams, {} refused); gro {} runs; coalesced {} frames <- {} segments; partial checksums completed {}; peer super-frames {}",
         o.tso_frames, o.tso_segments, o.gso_sends, o.gso_datagrams, o.gso_fallbacks, o.gro_runs,
-        o.coalesced_frames, o.coalesced_segments, o.partial_checksums
+        o.coalesced_frames, o.coalesced_segments, o.partial_checksums, o.peer_super_frames
     );
     if !s.workers.is_empty() {
         out.push_str(

@@ -329,6 +329,7 @@ fn merge_stats(a: &mut api::Stats, b: api::Stats) {
     f.coalesced_frames += o.coalesced_frames;
     f.coalesced_segments += o.coalesced_segments;
     f.partial_checksums += o.partial_checksums;
+    f.peer_super_frames += o.peer_super_frames;
     a.workers.extend(b.workers);
 }
 

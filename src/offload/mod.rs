@@ -4,6 +4,7 @@
 
 pub mod csum;
 pub mod gro;
+pub mod superframe;
 pub mod tso;
 pub mod vnet;
 

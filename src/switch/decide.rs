@@ -359,7 +359,7 @@ impl Switch {
             _ => {}
         }
         d.network = Some(net.vni());
-        let eth = match admit(net, vx.payload()) {
+        let eth = match admit_from_peer(net, vx.payload()) {
             Ok(eth) => eth,
             Err(r) => return d.drop(r),
         };
@@ -387,6 +387,19 @@ impl Switch {
             },
         };
         d
+    }
+}
+
+/// `admit` for a frame from a peer, which may also be a TCP super-frame a Linux sender's path
+/// left whole (crate::offload::superframe): the executor writes it as one or cuts it.
+fn admit_from_peer<'a>(net: &NetworkTopo, frame: &'a [u8]) -> Result<Frame<&'a [u8]>, DropReason> {
+    match admit(net, frame) {
+        Err(DropReason::FrameTooBig)
+            if crate::offload::superframe::peer_super_frame(frame, net.spec.mtu).is_some() =>
+        {
+            Frame::new_checked(frame).map_err(|_| DropReason::FrameTruncated)
+        }
+        r => r,
     }
 }
 

@@ -33,6 +33,12 @@ impl Worker {
         datagram: std::ops::Range<usize>,
     ) {
         let frame = datagram.start + vxlan::HEADER_LEN..datagram.end;
+        if let Action::ToPort(p) = action {
+            let mtu = self.ports.get(&p).map_or(u32::MAX, |port| port.meta.mtu);
+            if let Some(hdr) = superframe::peer_super_frame(&self.buf[frame.clone()], mtu) {
+                return self.deliver_super_frame(p, &hdr, frame);
+            }
+        }
         if matches!(action, Action::ToPort(_) | Action::Flood { .. })
             && crate::offload::csum::complete_partial(&mut self.buf[frame.clone()])
         {
@@ -46,6 +52,53 @@ impl Worker {
                 network, except, ..
             } => self.flood(network, except, false, 0, frame),
             Action::Drop(_) | Action::ToVtep { .. } => {}
+        }
+    }
+
+    /// Writes a peer's TCP super-frame (crate::offload::superframe) to port `id`: whole, with a
+    /// virtio_net_hdr, where the port takes one; else cut into segments in the worker's
+    /// scratch slots (never the slots where other datagrams of this read may wait).
+    fn deliver_super_frame(
+        &mut self,
+        id: PortId,
+        hdr: &vnet::Header,
+        frame: std::ops::Range<usize>,
+    ) {
+        if self.coalescer.owner() == Some(id.0) {
+            self.flush_coalescer();
+        }
+        superframe::prepare(&mut self.buf[frame.clone()]);
+        let len = frame.len();
+        let Some(port) = self.ports.get_mut(&id) else {
+            return;
+        };
+        self.offload.peer_super_frames += 1;
+        if port.device.accepts_gso() {
+            match port.device.send_gso(hdr, &self.buf[frame]) {
+                Ok(()) => self.switch.note_port_tx(id, len),
+                Err(_) => self.switch.note_port_tx_failed(id),
+            }
+            return;
+        }
+        let scratch = &mut self.super_scratch;
+        match tso::segment(
+            hdr,
+            &self.buf[frame],
+            scratch,
+            SEG_SLOT,
+            0,
+            &mut self.super_lens,
+        ) {
+            Ok(n) => {
+                for k in 0..n {
+                    let seg = &scratch[k * SEG_SLOT..k * SEG_SLOT + self.super_lens[k]];
+                    match port.device.send(seg) {
+                        Ok(()) => self.switch.note_port_tx(id, seg.len()),
+                        Err(_) => self.switch.note_port_tx_failed(id),
+                    }
+                }
+            }
+            Err(_) => self.switch.note_port_drop(id, DropReason::BadOffload),
         }
     }
 

@@ -30,7 +30,7 @@ use crate::dataplane::sync::SyncLinks;
 use crate::dataplane::view::{self, SwitchViews, View};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use crate::offload::gro::Coalescer;
-use crate::offload::{tso, vnet};
+use crate::offload::{superframe, tso, vnet};
 use crate::switch::topology::Output;
 use crate::switch::DropReason;
 use crate::switch::{garp, Action, Answer, PortId, Published, Switch, Timestamp, Vni, VtepAddr};
@@ -273,6 +273,10 @@ pub struct Worker {
     /// The topology the control side publishes, loaded once per loop turn.
     published: Option<Published>,
     seg_lens: [usize; SEG_SLOTS],
+    /// Where a peer's TCP super-frame is cut for a port that takes no virtio_net_hdr
+    /// (execute.rs `deliver_super_frame`): SEG_SLOTS slots of SEG_SLOT bytes, made once.
+    super_scratch: Vec<u8>,
+    super_lens: [usize; SEG_SLOTS],
     gso_batch: GsoBatch,
     coalescer: Coalescer,
     tx_errors: TxErrors,
@@ -355,6 +359,8 @@ impl Worker {
             answer: vec![0u8; Answer::MAX_LEN],
             published: None,
             seg_lens: [0; SEG_SLOTS],
+            super_scratch: vec![0u8; SEG_SLOT * SEG_SLOTS],
+            super_lens: [0; SEG_SLOTS],
             coalescer: Coalescer::new(),
             gso_batch: GsoBatch {
                 collecting: false,
