@@ -219,6 +219,7 @@ fn attach_prints_what_it_made() {
             mac: Some("02:42:0a:00:09:02".into()),
             ifname: None,
             name: None,
+            no_port_security: false,
         },
         Response::ok(&port),
     );

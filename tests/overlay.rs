@@ -1029,3 +1029,66 @@ fn bad_attach_requests_fail_with_clear_errors() {
     drop(other);
     let _ = testbed::run(&["true"]);
 }
+
+#[test]
+fn port_security_drops_and_counts_what_a_container_forges_unless_relaxed() {
+    let mut tb = Testbed::two_hosts(&prefix("psec"), bins(), &[BLUE]).unwrap();
+    let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
+    let _b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
+    assert_eq!(
+        ping(tb.container(a), "10.0.9.3", 1, &[]),
+        (1, 1),
+        "{}",
+        tb.logs()
+    );
+    let port_drops = |tb: &Testbed, reason: &str| {
+        let ports = tb.hosts[0].show_json(&tb.bins, "ports").unwrap();
+        ports[0]["counters"]["drops"][reason].as_u64().unwrap_or(0)
+    };
+
+    // A second address the switch did not give it: its packets never leave the host.
+    let ca = tb.container(a);
+    ca.exec(&["ip", "addr", "add", "10.0.9.99/24", "dev", "eth0"])
+        .unwrap();
+    assert_eq!(ping(ca, "10.0.9.3", 2, &["-I", "10.0.9.99"]), (2, 0));
+    // (The ICMP itself, or the ARP it needs first, which names the forged address too.)
+    let forged = port_drops(&tb, "spoofed_ip") + port_drops(&tb, "spoofed_arp");
+    assert!(
+        forged >= 2,
+        "{}",
+        tb.hosts[0].show_json(&tb.bins, "ports").unwrap()
+    );
+    // Another MAC: nothing passes, and the neighbours keep the real one.
+    ca.exec(&["ip", "link", "set", "eth0", "address", "02:66:66:66:66:66"])
+        .unwrap();
+    assert_eq!(ping(ca, "10.0.9.3", 2, &[]).1, 0);
+    assert!(port_drops(&tb, "spoofed_mac") >= 2);
+
+    // Relaxed for a container that routes: the same forged source gets its answers.
+    let r = step!(tb, Netns::new(&format!("{}-r", tb.prefix)));
+    step!(
+        tb,
+        tb.hosts[0].ctl(
+            &tb.bins,
+            &[
+                "attach-namespace",
+                "--network",
+                "blue",
+                "--netns",
+                &r.name,
+                "--ip",
+                "10.0.9.4/24",
+                "--no-port-security",
+            ],
+        )
+    );
+    r.exec(&["ip", "addr", "add", "10.0.9.98/24", "dev", "eth0"])
+        .unwrap();
+    assert_eq!(
+        ping(&r, "10.0.9.3", 2, &["-I", "10.0.9.98"]),
+        (2, 2),
+        "{}",
+        tb.logs()
+    );
+    tb.containers.push(r);
+}

@@ -1764,3 +1764,86 @@ fn a_new_topology_keeps_what_untouched_networks_learned() {
     );
     assert_eq!(a, Action::Drop(DropReason::UnknownVni));
 }
+
+// ----- port security -----
+
+/// Port 1 carries the endpoint (`mac(2)`, 10.0.9.2) with port security on.
+fn secured() -> Switch {
+    let mut sw = switch_with_endpoint();
+    sw.set_port_security(P1, true).unwrap();
+    sw
+}
+
+fn arp_request_from(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    arp_frame(
+        MacAddr::BROADCAST,
+        arp::Repr {
+            operation: arp::Operation::Request,
+            sender_mac,
+            sender_ip,
+            target_mac: MacAddr::ZERO,
+            target_ip,
+        },
+    )
+}
+
+#[test]
+fn a_secured_port_sends_only_as_its_own_station() {
+    let mut sw = secured();
+    // Its own MAC and address, DHCP's 0.0.0.0 and an ARP probe pass.
+    for mut f in [
+        ipv4_frame(mac(2), mac(3), ip(2), ip(3), 40),
+        ipv4_frame(
+            mac(2),
+            MacAddr::BROADCAST,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+            40,
+        ),
+        arp_request_from(mac(2), ip(2), ip(3)),
+        arp_request_from(mac(2), Ipv4Addr::UNSPECIFIED, ip(2)),
+    ] {
+        let a = sw.process_from_port(T0, P1, &mut f);
+        assert!(!matches!(a, Action::Drop(_)), "{a:?}");
+    }
+    assert!(all_drops(&sw).is_empty(), "{:?}", all_drops(&sw));
+
+    // Another MAC, another source address, ARP claiming another address or MAC: dropped, each
+    // under its reason, and nothing learned from them.
+    let cases = [
+        (ipv4_frame(mac(9), mac(3), ip(2), ip(3), 40), "spoofed_mac"),
+        (ipv4_frame(mac(2), mac(3), ip(99), ip(3), 40), "spoofed_ip"),
+        (arp_request_from(mac(2), ip(3), ip(4)), "spoofed_arp"),
+        (
+            {
+                // Ethernet source its own, ARP sender MAC someone else's.
+                let mut f = arp_request_from(mac(9), ip(2), ip(4));
+                f[6..12].copy_from_slice(&mac(2).0);
+                f
+            },
+            "spoofed_arp",
+        ),
+    ];
+    for (mut f, reason) in cases {
+        let mut fresh = secured();
+        let a = fresh.process_from_port(T0, P1, &mut f);
+        assert!(matches!(a, Action::Drop(_)), "{reason}: {a:?}");
+        assert_eq!(all_drops(&fresh), one_drop(reason));
+        assert!(
+            fdb_entry(&fresh, "blue", mac(9)).is_none(),
+            "{reason}: learned a forged MAC"
+        );
+        assert!(
+            neigh_entry(&fresh, "blue", ip(3)).is_none(),
+            "{reason}: learned a forged address"
+        );
+    }
+}
+
+#[test]
+fn a_port_without_security_may_send_as_anyone() {
+    let mut sw = switch_with_endpoint(); // security off, as for attach-interface or a router
+    let a = sw.process_from_port(T0, P1, &mut ipv4_frame(mac(9), mac(3), ip(99), ip(3), 40));
+    assert!(!matches!(a, Action::Drop(_)), "{a:?}");
+    assert!(fdb_entry(&sw, "blue", mac(9)).is_some());
+}

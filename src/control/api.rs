@@ -20,6 +20,10 @@ pub enum Request {
         mac: Option<String>,
         ifname: Option<String>,
         name: Option<String>,
+        /// Let the container send from any MAC and address (a router, a VPN endpoint). By
+        /// default a container may send only as itself (port security).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_port_security: bool,
     },
     DetachNamespace {
         network: String,

@@ -216,6 +216,7 @@ impl Server {
                 mac,
                 ifname,
                 name,
+                no_port_security,
             } => self.attach_namespace(
                 &network,
                 &netns,
@@ -223,6 +224,7 @@ impl Server {
                 mac.as_deref(),
                 ifname.as_deref(),
                 name.as_deref(),
+                !no_port_security,
             ),
             Request::DetachNamespace {
                 network,
@@ -296,10 +298,14 @@ impl Server {
         vni: Vni,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
+        security: bool,
     ) -> Result<serde_json::Value, String> {
         let name = meta.name.clone();
-        self.change_topology(|t| t.add_port(id, &name, vni, endpoint))
-            .map_err(|e| e.to_string())?;
+        self.change_topology(|t| {
+            t.add_port(id, &name, vni, endpoint)?;
+            t.set_port_security(id, security)
+        })
+        .map_err(|e| e.to_string())?;
         let info = match self.workers.add_port(id, devices, meta, endpoint) {
             Ok(info) => info,
             Err(e) => {
@@ -338,6 +344,7 @@ impl Server {
         mac: Option<&str>,
         ifname: Option<&str>,
         name: Option<&str>,
+        security: bool,
     ) -> Result<serde_json::Value, String> {
         let ifname = ifname.unwrap_or("eth0");
         let name = name.map_or_else(
@@ -347,7 +354,8 @@ impl Server {
         match self.claim_for_attach(network, ip, &name)? {
             Some(claimed) => {
                 let addr = claimed.addr;
-                let r = self.attach_namespace_at(network, netns, addr, mac, ifname, &name);
+                let r =
+                    self.attach_namespace_at(network, netns, addr, mac, ifname, &name, security);
                 self.finish_attach(claimed, r)
             }
             None => {
@@ -358,7 +366,7 @@ impl Server {
                     )
                 })?;
                 let addr = parse_ip_prefix(ip)?;
-                self.attach_namespace_at(network, netns, addr, mac, ifname, &name)
+                self.attach_namespace_at(network, netns, addr, mac, ifname, &name, security)
             }
         }
     }
@@ -371,6 +379,7 @@ impl Server {
         mac: Option<&str>,
         ifname: &str,
         name: &str,
+        security: bool,
     ) -> Result<serde_json::Value, String> {
         let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
         let mac = match mac {
@@ -411,7 +420,7 @@ impl Server {
             ip: Some(addr),
             mtu,
         };
-        self.add_port(devices, meta, vni, Some((mac, addr.addr())), id)
+        self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, security)
     }
 
     fn detach_namespace(
@@ -465,7 +474,9 @@ impl Server {
             mtu,
         };
         let endpoint = mac.zip(addr.map(|a| a.addr()));
-        self.add_port(devices, meta, vni, endpoint, id)
+        // The station behind an existing interface may be anything (a router, a host): no
+        // port security there.
+        self.add_port(devices, meta, vni, endpoint, id, false)
     }
 
     /// One packet socket per worker; with several, they share the interface's frames in a

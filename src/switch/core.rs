@@ -361,6 +361,11 @@ impl Switch {
         self.change(|t| t.add_port(id, name, network, endpoint))
     }
 
+    /// Port security for a port of this switch's own topology.
+    pub fn set_port_security(&mut self, id: PortId, on: bool) -> Result<(), TopologyError> {
+        self.change(|t| t.set_port_security(id, on))
+    }
+
     /// Removes a port from this switch's own topology; its counters.
     pub fn remove_port(&mut self, id: PortId) -> Result<Counters, TopologyError> {
         let counters = self.ports.get(&id).cloned().unwrap_or_default();

@@ -282,6 +282,9 @@ impl Switch {
             Ok(eth) => eth,
             Err(r) => return d.drop(r),
         };
+        if let Some(r) = self.port_security(port, &eth) {
+            return d.drop(r);
+        }
         let (src, dst) = (eth.src(), eth.dst());
         let learned = self.learned(net.vni());
         d.learn = Switch::fdb_fact(learned, net, src, Location::Port(port), now);
@@ -309,6 +312,32 @@ impl Switch {
             },
         };
         d
+    }
+
+    /// Port security (crate::switch::topology::PortTopo::security): why the frame from `port`
+    /// is refused, if it is. A station may send only from its MAC; IPv4 only from its address
+    /// (or 0.0.0.0, as DHCP does); ARP only with its MAC and address as sender (or 0.0.0.0,
+    /// an address probe). IPv6 and other protocols pass on the MAC check alone.
+    fn port_security(&self, port: PortId, eth: &Frame<&[u8]>) -> Option<DropReason> {
+        let p = self.topology().port(port).filter(|p| p.security)?;
+        let (mac, ip) = p.endpoint?;
+        if eth.src() != mac {
+            return Some(DropReason::SpoofedMac);
+        }
+        let own = |a: Ipv4Addr| a == ip || a.is_unspecified();
+        match eth.ethertype() {
+            EtherType::Ipv4 => match crate::wire::ipv4::Packet::new_checked(eth.payload()) {
+                Ok(v4) if !own(v4.src()) => Some(DropReason::SpoofedIp),
+                _ => None,
+            },
+            EtherType::Arp => match arp::Packet::new_checked(eth.payload()) {
+                Ok(a) if a.sender_mac() != mac || !own(a.sender_ip()) => {
+                    Some(DropReason::SpoofedArp)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// The answer to an ARP request from a local port, when the switch knows it.

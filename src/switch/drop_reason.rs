@@ -31,6 +31,9 @@ drop_reasons! {
     PeerNotInNetwork => "peer_not_in_network", "VXLAN from a peer that is not in this network's peers";
     FrameTruncated => "frame_truncated", "frame shorter than an Ethernet header";
     BadSourceMac => "bad_source_mac", "source MAC is multicast or zero";
+    SpoofedMac => "spoofed_mac", "a container sent from a MAC that is not its own (port security; attach with --no-port-security for a router)";
+    SpoofedIp => "spoofed_ip", "a container sent IPv4 from an address that is not its own (port security)";
+    SpoofedArp => "spoofed_arp", "a container sent ARP about an address or MAC that is not its own (port security)";
     FrameTooBig => "frame_too_big", "frame larger than the network MTU: check MTUs on both ends";
     Hairpin => "hairpin", "destination is behind the port the frame came from";
     SplitHorizon => "split_horizon", "frame from the underlay addressed to another remote host";

@@ -127,6 +127,9 @@ pub struct PortTopo {
     pub vni: Vni,
     /// The station behind the port when the operator told us (attach).
     pub endpoint: Option<(MacAddr, Ipv4Addr)>,
+    /// Port security: the station may send only from its own MAC, IPv4 only from its own
+    /// address, and ARP only about itself (`decide`). Needs `endpoint`.
+    pub security: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -507,8 +510,19 @@ impl Topology {
                 name: name.to_string(),
                 vni,
                 endpoint,
+                security: false,
             },
         );
+        Ok(())
+    }
+
+    /// Turns port security on or off for a port with an endpoint.
+    pub fn set_port_security(&mut self, id: PortId, on: bool) -> Result<(), TopologyError> {
+        let port = self
+            .ports
+            .get_mut(&id)
+            .ok_or(TopologyError::UnknownPort(id))?;
+        port.security = on && port.endpoint.is_some();
         Ok(())
     }
 

@@ -107,6 +107,11 @@ Example:
         /// [default: NETNS/IFNAME]
         #[arg(long, value_name = "ENDPOINT", value_parser = parse_name)]
         name: Option<String>,
+        /// Let the container send from any MAC and IPv4 address (a router or VPN container).
+        /// By default it may send only as itself: other source MACs, source addresses and ARP
+        /// about others are dropped and counted (spoofed_mac, spoofed_ip, spoofed_arp)
+        #[arg(long)]
+        no_port_security: bool,
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
@@ -374,6 +379,7 @@ fn request(cmd: Command) -> (Request, Output) {
             mac,
             ifname,
             name,
+            no_port_security,
             json,
         } => (
             Request::AttachNamespace {
@@ -383,6 +389,7 @@ fn request(cmd: Command) -> (Request, Output) {
                 mac,
                 ifname,
                 name,
+                no_port_security,
             },
             Output::Attached { json },
         ),
