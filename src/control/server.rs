@@ -63,6 +63,20 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     Ok(listener)
 }
 
+/// An `attach-namespace` request, as the actor works on it.
+struct NsAttach {
+    network: String,
+    netns: String,
+    /// As given: ADDR/PREFIX, a bare ADDR (cluster networks), or none (cluster networks).
+    ip: Option<String>,
+    mac: Option<String>,
+    ifname: String,
+    /// The endpoint name; default NETNS/IFNAME.
+    name: Option<String>,
+    /// Port security (crate::switch::topology::PortTopo::security).
+    security: bool,
+}
+
 pub struct Server {
     workers: Workers,
     next_port: u32,
@@ -217,15 +231,15 @@ impl Server {
                 ifname,
                 name,
                 no_port_security,
-            } => self.attach_namespace(
-                &network,
-                &netns,
-                ip.as_deref(),
-                mac.as_deref(),
-                ifname.as_deref(),
-                name.as_deref(),
-                !no_port_security,
-            ),
+            } => self.attach_namespace(NsAttach {
+                network,
+                netns,
+                ip,
+                mac,
+                ifname: ifname.unwrap_or_else(|| "eth0".to_string()),
+                name,
+                security: !no_port_security,
+            }),
             Request::DetachNamespace {
                 network,
                 netns,
@@ -336,53 +350,39 @@ impl Server {
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
 
-    fn attach_namespace(
-        &mut self,
-        network: &str,
-        netns: &str,
-        ip: Option<&str>,
-        mac: Option<&str>,
-        ifname: Option<&str>,
-        name: Option<&str>,
-        security: bool,
-    ) -> Result<serde_json::Value, String> {
-        let ifname = ifname.unwrap_or("eth0");
-        let name = name.map_or_else(
-            || format!("{}/{}", netns_label(netns), ifname),
-            str::to_string,
-        );
-        match self.claim_for_attach(network, ip, &name)? {
+    fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, String> {
+        let name = a
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", netns_label(&a.netns), a.ifname));
+        match self.claim_for_attach(&a.network, a.ip.as_deref(), &name)? {
             Some(claimed) => {
-                let addr = claimed.addr;
-                let r =
-                    self.attach_namespace_at(network, netns, addr, mac, ifname, &name, security);
+                let r = self.attach_namespace_at(&a, &name, claimed.addr);
                 self.finish_attach(claimed, r)
             }
             None => {
-                let ip = ip.ok_or_else(|| {
+                let ip = a.ip.as_deref().ok_or_else(|| {
                     format!(
-                        "--ip is needed: network {network} is not a cluster network, so no \
-                         addresses are handed out on it (give ADDR/PREFIX such as 10.0.9.2/24)"
+                        "--ip is needed: network {} is not a cluster network, so no \
+                         addresses are handed out on it (give ADDR/PREFIX such as 10.0.9.2/24)",
+                        a.network
                     )
                 })?;
                 let addr = parse_ip_prefix(ip)?;
-                self.attach_namespace_at(network, netns, addr, mac, ifname, &name, security)
+                self.attach_namespace_at(&a, &name, addr)
             }
         }
     }
 
     fn attach_namespace_at(
         &mut self,
-        network: &str,
-        netns: &str,
-        addr: Ipv4Net,
-        mac: Option<&str>,
-        ifname: &str,
+        a: &NsAttach,
         name: &str,
-        security: bool,
+        addr: Ipv4Net,
     ) -> Result<serde_json::Value, String> {
+        let (network, netns, ifname) = (a.network.as_str(), a.netns.as_str(), a.ifname.as_str());
         let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
-        let mac = match mac {
+        let mac = match a.mac.as_deref() {
             Some(m) => parse_station_mac(m)?,
             None => generated_mac(vni.get(), addr.addr()),
         };
@@ -420,7 +420,7 @@ impl Server {
             ip: Some(addr),
             mtu,
         };
-        self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, security)
+        self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)
     }
 
     fn detach_namespace(
