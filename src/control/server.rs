@@ -16,6 +16,7 @@
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
 mod cluster;
+mod docker;
 
 use super::api::{Request, Response, TraceRequest};
 use crate::cluster::view::ClusterView;
@@ -92,6 +93,8 @@ pub struct Server {
     config: Option<(crate::control::config::Config, u32)>,
     /// With `[cluster]`: the agent, and what the actor applied of it (server/cluster.rs).
     cluster: Option<cluster::ClusterPlane>,
+    /// The Docker plugin's networks, addresses and endpoints (server/docker.rs).
+    docker: docker::DockerState,
 }
 
 impl Server {
@@ -110,6 +113,7 @@ impl Server {
             published,
             config: None,
             cluster: None,
+            docker: docker::DockerState::default(),
         }
     }
 
@@ -279,6 +283,7 @@ impl Server {
             Request::NetworkInspect { name } => self.network_inspect(&name).and_then(to_json),
             Request::NetworkRm { name } => self.network_rm(&name),
             Request::ClusterStatus => self.cluster_status().and_then(to_json),
+            Request::Docker { call } => self.docker(call),
         };
         match result {
             Ok(v) => Response {
