@@ -543,6 +543,7 @@ mod tests {
                 ports: 2,
                 fdb_entries: 3,
                 neigh_entries: 1,
+                dns: None,
             },
             NetworkInfo {
                 name: "red".into(),
@@ -553,6 +554,7 @@ mod tests {
                 ports: 0,
                 fdb_entries: 0,
                 neigh_entries: 0,
+                dns: None,
             },
         ];
         assert_eq!(
