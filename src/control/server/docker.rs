@@ -17,12 +17,13 @@
 //!
 //! Everything here runs on the actor thread.
 
-use super::{generated_mac, parse_station_mac, Server};
+use super::{parse_station_mac, Server};
 use crate::cluster::records::EndpointRecord;
 use crate::control::attach::create_host_port_queues;
 use crate::dataplane::{PortDevice, PortMeta};
 use crate::docker::calls::{AddressReply, DockerCall, EndpointReply, JoinReply, NetworkReply};
 use crate::io::TapDevice;
+use crate::switch::service::station_mac;
 use crate::switch::{NetworkSpec, PortId};
 use crate::wire::MacAddr;
 use ipnet::Ipv4Net;
@@ -60,18 +61,18 @@ struct DockerEndpoint {
     attached: bool,
 }
 
-/// The DNS address of a subnet: its first host address, never handed to a container; Docker
-/// is given it as the network's gateway.
+/// The DNS address of a subnet (crate::switch::service): Docker is given it as the network's
+/// gateway. Subnets are at least /30 here, so there is one.
 pub fn dns_address(subnet: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.network()).saturating_add(1))
+    crate::switch::service::service_addr(subnet).unwrap_or(subnet.network())
 }
 
 fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
     let subnet = crate::control::config::values::parse_subnet(s)?;
-    if subnet.prefix_len() > 29 {
+    if crate::switch::service::service_addr(subnet).is_none() {
         return Err(format!(
-            "subnet {subnet} is too small: a vswitch network needs at least a /29 (network, DNS \
-             and broadcast addresses are never handed out)"
+            "subnet {subnet} is too small: a vswitch network needs at least a /30 (its first \
+             host address is the network's DNS address and Docker's gateway)"
         ));
     }
     Ok(subnet)
@@ -275,14 +276,7 @@ impl Server {
                     .expect("cluster network")
                     .agent
                     .clone();
-                let mut got = agent.claim(&rec, &name, want)?;
-                if got == dns {
-                    // Held under a name of its own so that it is never handed out again.
-                    let _ = agent.release(network, got, &name);
-                    let _ = agent.claim(&rec, &format!("dns-{network}"), Some(dns));
-                    got = agent.claim(&rec, &name, want)?;
-                }
-                (got, name)
+                (agent.claim(&rec, &name, want)?, name)
             }
             None => {
                 let w = match want {
@@ -309,20 +303,16 @@ impl Server {
         })
     }
 
-    /// The lowest host address of a static network that no port and no Docker endpoint has,
-    /// never the DNS address.
+    /// The lowest host address of a static network that no port holds and no Docker endpoint
+    /// was given (Server::local_free_address, which knows only ports), never the DNS address.
     fn lowest_free(&self, network: &str, subnet: Ipv4Net) -> Result<Ipv4Addr, String> {
         let net = self
             .topology
             .network_by_name(network)
             .ok_or_else(|| format!("no network {network}"))?;
-        let dns = dns_address(subnet);
-        subnet
-            .hosts()
+        crate::switch::service::station_addrs(subnet)
             .find(|a| {
-                *a != dns
-                    && net.endpoint_by_ip(*a).is_none()
-                    && !self.docker.held.contains_key(&(subnet, *a))
+                net.endpoint_by_ip(*a).is_none() && !self.docker.held.contains_key(&(subnet, *a))
             })
             .ok_or_else(|| format!("network {network} has no free address left in {subnet}"))
     }
@@ -370,7 +360,7 @@ impl Server {
         let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
         let mac = match mac.filter(|m| !m.is_empty()) {
             Some(m) => parse_station_mac(m)?,
-            None => generated_mac(vni.get(), addr.addr()),
+            None => station_mac(vni.get(), addr.addr()),
         };
         self.check_endpoint(network, Some(addr.addr()), Some(mac))?;
         if let Some(e) = self.docker.endpoints.get(&endpoint) {
@@ -574,7 +564,7 @@ mod tests {
 
     #[test]
     fn subnets_too_small_or_not_canonical_are_refused() {
-        assert!(parse_subnet("10.0.9.0/30").unwrap_err().contains("/29"));
+        assert!(parse_subnet("10.0.9.0/31").unwrap_err().contains("/30"));
         assert!(parse_subnet("10.0.9.1/24").is_err());
         assert!(parse_subnet("10.0.9.0/24").is_ok());
     }
