@@ -15,6 +15,9 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v etcd >/dev/null      || need+=(etcd-server)   # tests/etcd_client.rs
 command -v etcdctl >/dev/null   || need+=(etcd-client)
 command -v openssl >/dev/null   || need+=(openssl)
+command -v dockerd >/dev/null   || need+=(docker.io)       # tests/docker.rs
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)   # its image's rootfs
+command -v nsenter >/dev/null   || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
