@@ -16,7 +16,7 @@ command -v etcd >/dev/null      || need+=(etcd-server)   # tests/etcd_client.rs
 command -v etcdctl >/dev/null   || need+=(etcd-client)
 command -v openssl >/dev/null   || need+=(openssl)
 command -v dockerd >/dev/null   || need+=(docker.io)       # tests/docker.rs
-[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)   # its image's rootfs
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)   # tests/docker.rs: its image (static: no libc inside)
 command -v nsenter >/dev/null   || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -598,3 +598,272 @@ pub enum After {
     /// Docker's network and endpoint IDs: learn the container's name, attach the endpoint.
     ContainerName(String, String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::dockerd::DockerNetwork;
+    use super::*;
+
+    /// Records the calls; answers each kind with what the actor would.
+    #[derive(Default)]
+    struct FakeActor {
+        calls: Mutex<Vec<DockerCall>>,
+    }
+
+    impl Backend for FakeActor {
+        fn call(&self, call: DockerCall) -> Result<Value, String> {
+            self.calls.lock().unwrap().push(call.clone());
+            Ok(match call {
+                DockerCall::Network { name, subnet, .. } => json!({
+                    "name": name, "vni": 42, "subnet": subnet, "dns": "10.0.9.1", "mtu": 1450
+                }),
+                DockerCall::RequestAddress { ip, .. } => {
+                    json!({ "address": format!("{}/24", ip.unwrap_or("10.0.9.2".into())) })
+                }
+                DockerCall::CreateEndpoint { mac, .. } => {
+                    json!({ "mac": mac.unwrap_or("02:aa:bb:cc:dd:ee".into()) })
+                }
+                DockerCall::Join { .. } => json!({ "tap": "vsw7" }),
+                _ => json!({}),
+            })
+        }
+    }
+
+    struct FakeDockerd(Vec<DockerNetwork>);
+
+    impl Dockerd for FakeDockerd {
+        fn network(&self, id: &str) -> Result<Option<DockerNetwork>, String> {
+            Ok(self.0.iter().find(|n| n.id == id).cloned())
+        }
+        fn networks(&self) -> Result<Vec<DockerNetwork>, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn blue() -> DockerNetwork {
+        DockerNetwork {
+            id: "n1".into(),
+            name: "blue".into(),
+            driver: "vswitch".into(),
+            subnets: vec!["10.0.9.0/24".into()],
+            options: [("vni".to_string(), "42".to_string())].into(),
+            endpoints: [("e1".to_string(), "web".to_string())].into(),
+        }
+    }
+
+    fn plugin() -> (Arc<Plugin>, Arc<FakeActor>) {
+        let actor = Arc::new(FakeActor::default());
+        let p = Plugin::new(
+            actor.clone(),
+            Arc::new(FakeDockerd(vec![blue()])),
+            Duration::from_secs(1),
+        );
+        (Arc::new(p), actor)
+    }
+
+    fn ok(p: &Arc<Plugin>, path: &str, body: &str) -> (Value, Option<After>) {
+        let (a, after) = p.handle(path, body.as_bytes());
+        (a.unwrap_or_else(|e| panic!("{path}: {e}")), after)
+    }
+
+    fn err(p: &Arc<Plugin>, path: &str, body: &str) -> String {
+        p.handle(path, body.as_bytes()).0.unwrap_err()
+    }
+
+    const CREATE_BLUE: &str = r#"{"NetworkID":"n1","Options":{"com.docker.network.enable_ipv6":false,
+        "com.docker.network.generic":{"vni":"42","encrypted":""}},
+        "IPv4Data":[{"AddressSpace":"vswitch-local","Pool":"10.0.9.0/24","Gateway":"10.0.9.1/24","AuxAddresses":null}],
+        "IPv6Data":[]}"#;
+
+    #[test]
+    fn handshake() {
+        let (p, _) = plugin();
+        let (v, _) = ok(&p, "/Plugin.Activate", "");
+        assert_eq!(v, json!({ "Implements": ["NetworkDriver", "IpamDriver"] }));
+        let (v, _) = ok(&p, "/NetworkDriver.GetCapabilities", "{}");
+        assert_eq!(v["Scope"], "local");
+        let (v, _) = ok(&p, "/IpamDriver.GetDefaultAddressSpaces", "");
+        assert_eq!(v["LocalDefaultAddressSpace"], "vswitch-local");
+        let (v, _) = ok(&p, "/IpamDriver.GetCapabilities", "");
+        assert_eq!(v["RequiresMACAddress"], false);
+        assert!(err(&p, "/NetworkDriver.AllocateNetwork", "{}").contains("does not implement"));
+        assert!(err(&p, "/NetworkDriver.Join", "{").contains("malformed request"));
+    }
+
+    #[test]
+    fn pools_are_the_given_subnet_and_the_gateway_is_the_dns_address() {
+        let (p, actor) = plugin();
+        let (v, _) = ok(
+            &p,
+            "/IpamDriver.RequestPool",
+            r#"{"AddressSpace":"vswitch-local","Pool":"10.0.9.0/24","SubPool":"","Options":{},"V6":false}"#,
+        );
+        assert_eq!(v["PoolID"], "vswitch:10.0.9.0/24");
+        assert_eq!(v["Pool"], "10.0.9.0/24");
+        assert!(err(&p, "/IpamDriver.RequestPool", r#"{"Pool":""}"#).contains("--subnet"));
+        assert!(err(&p, "/IpamDriver.RequestPool", r#"{"Pool":"","V6":true}"#).contains("IPv4"));
+        assert!(err(
+            &p,
+            "/IpamDriver.RequestPool",
+            r#"{"Pool":"10.0.9.0/24","SubPool":"10.0.9.0/25"}"#
+        )
+        .contains("--ip-range"));
+        assert!(
+            err(&p, "/IpamDriver.RequestPool", r#"{"Pool":"10.0.9.0/31"}"#).contains("too small")
+        );
+        assert!(
+            err(&p, "/IpamDriver.RequestPool", r#"{"Pool":"10.0.9.1/24"}"#).contains("--subnet")
+        );
+        let gw = r#"{"PoolID":"vswitch:10.0.9.0/24","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}}"#;
+        let (v, _) = ok(&p, "/IpamDriver.RequestAddress", gw);
+        assert_eq!(v["Address"], "10.0.9.1/24");
+        let other = gw.replace(r#""Address":"""#, r#""Address":"10.0.9.254""#);
+        assert!(err(&p, "/IpamDriver.RequestAddress", &other).contains("DNS address 10.0.9.1"));
+        // The gateway is released without asking the actor for anything it did not hand out.
+        assert!(actor.calls.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn create_network_learns_the_name_from_dockerd_then_makes_the_network() {
+        let (p, actor) = plugin();
+        let (v, after) = ok(&p, "/NetworkDriver.CreateNetwork", CREATE_BLUE);
+        assert_eq!(v, json!({}));
+        let after = after.expect("the name is asked for after the answer");
+        assert_eq!(after, After::NetworkName("n1".into()));
+        p.after(after);
+        assert_eq!(
+            actor.calls.lock().unwrap().as_slice(),
+            &[DockerCall::Network {
+                name: "blue".into(),
+                subnet: "10.0.9.0/24".into(),
+                vni: Some(42),
+                encrypted: true
+            }]
+        );
+        let bad = CREATE_BLUE.replace(r#""vni":"42""#, r#""colour":"green""#);
+        assert!(err(&p, "/NetworkDriver.CreateNetwork", &bad).contains("unknown option -o colour"));
+        let bad = CREATE_BLUE.replace(r#""vni":"42""#, r#""vni":"blue""#);
+        assert!(err(&p, "/NetworkDriver.CreateNetwork", &bad).contains("-o vni=blue"));
+        let foreign = CREATE_BLUE.replace("vswitch-local", "LocalDefault");
+        assert!(err(&p, "/NetworkDriver.CreateNetwork", &foreign).contains("--ipam-driver vswitch"));
+        let v6 = CREATE_BLUE.replace(r#""IPv6Data":[]"#, r#""IPv6Data":[{"Pool":"fd00::/64"}]"#);
+        assert!(err(&p, "/NetworkDriver.CreateNetwork", &v6).contains("IPv4 only"));
+    }
+
+    #[test]
+    fn a_container_gets_an_address_a_mac_and_a_tap_then_its_name() {
+        let (p, actor) = plugin();
+        ok(&p, "/NetworkDriver.CreateNetwork", CREATE_BLUE);
+        // What the HTTP front-end runs once CreateNetwork is answered.
+        p.after(After::NetworkName("n1".into()));
+        let (v, _) = ok(
+            &p,
+            "/IpamDriver.RequestAddress",
+            r#"{"PoolID":"vswitch:10.0.9.0/24","Address":"","Options":{}}"#,
+        );
+        assert_eq!(v["Address"], "10.0.9.2/24");
+        let (v, _) = ok(
+            &p,
+            "/NetworkDriver.CreateEndpoint",
+            r#"{"NetworkID":"n1","EndpointID":"e1","Interface":{"Address":"10.0.9.2/24","AddressIPv6":"","MacAddress":""},"Options":{}}"#,
+        );
+        assert_eq!(
+            v,
+            json!({ "Interface": { "MacAddress": "02:aa:bb:cc:dd:ee" } })
+        );
+        let (v, _) = ok(
+            &p,
+            "/NetworkDriver.CreateEndpoint",
+            r#"{"NetworkID":"n1","EndpointID":"e2","Interface":{"Address":"10.0.9.3/24","MacAddress":"02:00:00:00:00:09"}}"#,
+        );
+        assert_eq!(v, json!({}), "a MAC Docker gave is not given back");
+        let (v, after) = ok(
+            &p,
+            "/NetworkDriver.Join",
+            r#"{"NetworkID":"n1","EndpointID":"e1","SandboxKey":"/var/run/docker/netns/abc","Options":{}}"#,
+        );
+        assert_eq!(
+            v["InterfaceName"],
+            json!({ "SrcName": "vsw7", "DstPrefix": "eth" })
+        );
+        assert_eq!(v["DisableGatewayService"], true);
+        p.after(after.expect("the container's name is asked for after Join"));
+        ok(
+            &p,
+            "/NetworkDriver.Leave",
+            r#"{"NetworkID":"n1","EndpointID":"e1"}"#,
+        );
+        ok(
+            &p,
+            "/NetworkDriver.DeleteEndpoint",
+            r#"{"NetworkID":"n1","EndpointID":"e1"}"#,
+        );
+        ok(
+            &p,
+            "/IpamDriver.ReleaseAddress",
+            r#"{"PoolID":"vswitch:10.0.9.0/24","Address":"10.0.9.2"}"#,
+        );
+        ok(&p, "/NetworkDriver.DeleteNetwork", r#"{"NetworkID":"n1"}"#);
+        let calls = actor.calls.lock().unwrap().clone();
+        let want = [
+            DockerCall::RequestAddress {
+                network: "blue".into(),
+                ip: None,
+            },
+            DockerCall::CreateEndpoint {
+                network: "blue".into(),
+                endpoint: "e1".into(),
+                address: "10.0.9.2/24".into(),
+                mac: None,
+            },
+            DockerCall::Join {
+                endpoint: "e1".into(),
+                sandbox: "/var/run/docker/netns/abc".into(),
+            },
+            DockerCall::Named {
+                endpoint: "e1".into(),
+                name: Some("web".into()),
+            },
+            DockerCall::DeleteEndpoint {
+                endpoint: "e1".into(),
+            },
+            DockerCall::ReleaseAddress {
+                subnet: "10.0.9.0/24".into(),
+                ip: "10.0.9.2".into(),
+            },
+            DockerCall::NetworkGone {
+                name: "blue".into(),
+            },
+        ];
+        for w in &want {
+            assert!(calls.contains(w), "{w:?} not in {calls:#?}");
+        }
+    }
+
+    #[test]
+    fn a_network_made_before_a_restart_is_learned_from_dockerd() {
+        let (p, actor) = plugin();
+        let (v, _) = ok(
+            &p,
+            "/IpamDriver.RequestAddress",
+            r#"{"PoolID":"vswitch:10.0.9.0/24","Address":"10.0.9.7"}"#,
+        );
+        assert_eq!(v["Address"], "10.0.9.7/24");
+        let calls = actor.calls.lock().unwrap().clone();
+        assert!(
+            matches!(&calls[0], DockerCall::Network { name, vni: Some(42), .. } if name == "blue")
+        );
+        assert!(err(
+            &p,
+            "/IpamDriver.RequestAddress",
+            r#"{"PoolID":"vswitch:10.0.8.0/24","Address":""}"#
+        )
+        .contains("no vswitch network has the subnet 10.0.8.0/24"));
+        assert!(err(
+            &p,
+            "/IpamDriver.RequestAddress",
+            r#"{"PoolID":"x","Address":""}"#
+        )
+        .contains("not one of vswitch's"));
+    }
+}
