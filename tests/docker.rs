@@ -209,6 +209,17 @@ fn enable_docker(tb: &Testbed, i: usize, dir: &Path) {
     std::fs::write(&tb.hosts[i].config, text).unwrap();
 }
 
+/// `docker network create` with `args` before the name; `ipam`: with `--ipam-driver vswitch`.
+fn create_network(d: &Dockerd, name: &str, ipam: bool, args: &[&str]) -> Result<String, String> {
+    let mut full = vec!["network", "create", "-d", "vswitch"];
+    if ipam {
+        full.extend_from_slice(&["--ipam-driver", "vswitch"]);
+    }
+    full.extend_from_slice(args);
+    full.push(name);
+    d.cli(&full)
+}
+
 fn inspect(d: &Dockerd, what: &str) -> Value {
     let out = d.cli(&["inspect", what]).unwrap_or_else(|e| panic!("{e}"));
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -242,21 +253,19 @@ fn docker_network_on_a_cluster() {
     }
 
     // The network: made by dockerd's CreateNetwork, carried by both hosts.
-    let create = d.cli(&[
-        "network",
-        "create",
-        "-d",
-        "vswitch",
-        "--ipam-driver",
-        "vswitch",
-        "--subnet",
-        "10.0.9.0/24",
-        "--gateway",
-        "10.0.9.1",
-        "-o",
-        "vni=4242",
+    let create = create_network(
+        &d,
         "blue",
-    ]);
+        true,
+        &[
+            "--subnet",
+            "10.0.9.0/24",
+            "--gateway",
+            "10.0.9.1",
+            "-o",
+            "vni=4242",
+        ],
+    );
     if let Err(e) = create {
         fail(&tb, &d, e);
     }
@@ -392,63 +401,26 @@ fn docker_network_without_a_cluster() {
     if let Err(e) = d.import_busybox() {
         fail(&tb, &d, e);
     }
-    // An unknown option and a foreign IPAM driver are refused, saying why.
-    let e = d
-        .cli(&[
-            "network",
-            "create",
-            "-d",
-            "vswitch",
-            "--ipam-driver",
-            "vswitch",
-            "--subnet",
-            "10.0.7.0/24",
-            "-o",
-            "colour=green",
-            "bad",
-        ])
-        .unwrap_err();
-    assert!(e.contains("unknown option -o colour"), "{e}");
-    let e = d
-        .cli(&[
-            "network",
-            "create",
-            "-d",
-            "vswitch",
-            "--subnet",
-            "10.0.7.0/24",
-            "bad",
-        ])
-        .unwrap_err();
-    assert!(e.contains("--ipam-driver vswitch"), "{e}");
-    let e = d
-        .cli(&[
-            "network",
-            "create",
-            "-d",
-            "vswitch",
-            "--ipam-driver",
-            "vswitch",
-            "--subnet",
-            "10.0.7.0/24",
-            "--gateway",
-            "10.0.7.254",
-            "bad",
-        ])
-        .unwrap_err();
-    assert!(e.contains("its DNS address 10.0.7.1"), "{e}");
-
-    if let Err(e) = d.cli(&[
-        "network",
-        "create",
-        "-d",
-        "vswitch",
-        "--ipam-driver",
-        "vswitch",
-        "--subnet",
-        "10.0.8.0/24",
-        "green",
-    ]) {
+    // An unknown option, a foreign IPAM driver and another gateway are refused, saying why.
+    for (ipam, args, why) in [
+        (
+            true,
+            &["-o", "colour=green"][..],
+            "unknown option -o colour",
+        ),
+        (false, &[][..], "--ipam-driver vswitch"),
+        (
+            true,
+            &["--gateway", "10.0.7.254"][..],
+            "its DNS address 10.0.7.1",
+        ),
+    ] {
+        let mut full = vec!["--subnet", "10.0.7.0/24"];
+        full.extend_from_slice(args);
+        let e = create_network(&d, "bad", ipam, &full).unwrap_err();
+        assert!(e.contains(why), "{why:?} not in: {e}");
+    }
+    if let Err(e) = create_network(&d, "green", true, &["--subnet", "10.0.8.0/24"]) {
         fail(&tb, &d, e);
     }
     if let Err(e) = d.cli(&[

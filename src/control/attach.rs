@@ -102,16 +102,8 @@ pub fn create_namespace_port_queues(
     }
 
     let mut nl_here = Netlink::open().map_err(step("opening netlink"))?;
-    let tap = TapDevice::create_with(&req.tap_name, req.tap).map_err(step("creating the port"))?;
     // From here on, returning early drops `taps`, which removes the device wherever it is.
-    let mut taps = Vec::with_capacity(queues.max(1));
-    taps.push(tap);
-    for q in 1..queues {
-        let more = taps[0]
-            .open_queue()
-            .map_err(step(format!("opening queue {q} of the port")))?;
-        taps.push(more);
-    }
+    let taps = open_tap_queues(&req.tap_name, req.tap, queues)?;
     let tap_name = &req.tap_name;
     let index = nl_here
         .link_index(tap_name)
@@ -177,15 +169,7 @@ pub fn create_host_port_queues(
         )));
     }
     let mut nl = Netlink::open().map_err(step("opening netlink"))?;
-    let tap = TapDevice::create_with(tap_name, options).map_err(step("creating the port"))?;
-    let mut taps = Vec::with_capacity(queues.max(1));
-    taps.push(tap);
-    for q in 1..queues {
-        let more = taps[0]
-            .open_queue()
-            .map_err(step(format!("opening queue {q} of the port")))?;
-        taps.push(more);
-    }
+    let taps = open_tap_queues(tap_name, options, queues)?;
     let index = nl
         .link_index(tap_name)
         .map_err(step(format!("looking up new TAP {tap_name}")))?
@@ -194,6 +178,24 @@ pub fn create_host_port_queues(
         .map_err(step(format!("setting MAC {mac} on {tap_name}")))?;
     nl.set_link_mtu(index, mtu)
         .map_err(step(format!("setting MTU {mtu} on {tap_name}")))?;
+    Ok(taps)
+}
+
+/// A new TAP in our namespace with `queues` queues (at least one); dropping them removes it.
+fn open_tap_queues(
+    name: &str,
+    options: TapOptions,
+    queues: usize,
+) -> Result<Vec<TapDevice>, AttachError> {
+    let tap = TapDevice::create_with(name, options).map_err(step("creating the port"))?;
+    let mut taps = Vec::with_capacity(queues.max(1));
+    taps.push(tap);
+    for q in 1..queues {
+        let more = taps[0]
+            .open_queue()
+            .map_err(step(format!("opening queue {q} of the port")))?;
+        taps.push(more);
+    }
     Ok(taps)
 }
 

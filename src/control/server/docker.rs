@@ -133,6 +133,15 @@ impl Server {
         }
     }
 
+    /// The cluster agent (only called for cluster networks).
+    fn agent(&self) -> Arc<crate::cluster::agent::Cluster> {
+        self.cluster
+            .as_ref()
+            .expect("cluster network")
+            .agent
+            .clone()
+    }
+
     fn network_reply(&self, name: &str) -> Result<NetworkReply, String> {
         let net = self
             .topology
@@ -270,12 +279,7 @@ impl Server {
         let (addr, name) = match self.cluster_network(network)? {
             Some(rec) => {
                 let name = provisional_name();
-                let agent = self
-                    .cluster
-                    .as_ref()
-                    .expect("cluster network")
-                    .agent
-                    .clone();
+                let agent = self.agent();
                 (agent.claim(&rec, &name, want)?, name)
             }
             None => {
@@ -335,12 +339,7 @@ impl Server {
             self.docker_delete_endpoint(&id);
         }
         if let Ok(Some(_)) = self.cluster_network(&held.network) {
-            let agent = self
-                .cluster
-                .as_ref()
-                .expect("cluster network")
-                .agent
-                .clone();
+            let agent = self.agent();
             agent.release(&held.network, ip, &held.name)?;
         }
         tracing::info!(network = %held.network, %ip, "docker: address released");
@@ -447,12 +446,7 @@ impl Server {
         let fallback = || format!("docker-{}", &endpoint[..endpoint.len().min(12)]);
         let mut name = name.unwrap_or_else(|| held_name.clone().unwrap_or_else(fallback));
         if cluster {
-            let agent = self
-                .cluster
-                .as_ref()
-                .expect("cluster network")
-                .agent
-                .clone();
+            let agent = self.agent();
             if let Some(old) = held_name.filter(|o| *o != name) {
                 match agent.rename_claim(&network, addr.addr(), &old, &name) {
                     Ok(()) => {
@@ -501,12 +495,7 @@ impl Server {
             .expect("looked up")
             .attached = true;
         if cluster {
-            let agent = self
-                .cluster
-                .as_ref()
-                .expect("cluster network")
-                .agent
-                .clone();
+            let agent = self.agent();
             let rec = EndpointRecord {
                 network: network.clone(),
                 name,
@@ -533,12 +522,7 @@ impl Server {
                 format!("port {}", id.0),
             );
             if let Ok(Some(_)) = self.cluster_network(&e.network) {
-                let agent = self
-                    .cluster
-                    .as_ref()
-                    .expect("cluster network")
-                    .agent
-                    .clone();
+                let agent = self.agent();
                 if let Err(err) = agent.unpublish_endpoint(&e.network, e.addr.addr()) {
                     tracing::warn!(network = %e.network, "docker: endpoint not unpublished: {err}");
                 }
