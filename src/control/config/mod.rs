@@ -27,8 +27,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::{
-    network_key, validate_cluster, validate_docker, validate_networks, validate_node,
-    validate_peers, Problems,
+    network_key, validate_cluster, validate_dns, validate_docker, validate_networks,
+    validate_node, validate_peers, Problems,
 };
 
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
@@ -67,6 +67,17 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `[docker]`: serve Docker's network and IPAM plugin API (crate::docker). `None`: off.
     pub docker: Option<DockerConfig>,
+    /// `[dns]`: where names the switch does not own are asked.
+    pub dns: DnsConfig,
+}
+
+/// `[dns]`. Every network's own address answers DNS (crate::switch::dns); names that are not
+/// endpoints are forwarded to `upstreams`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Resolvers to forward to, tried in order. `None`: the nameservers of the host's
+    /// /etc/resolv.conf, read at start.
+    pub upstreams: Option<Vec<std::net::SocketAddr>>,
 }
 
 pub const DEFAULT_DOCKER_PLUGIN_SOCKET: &str = "/run/docker/plugins/vswitch.sock";
@@ -281,6 +292,7 @@ impl Config {
         let cluster = raw.cluster.map(|c| validate_cluster(c, &mut p));
         let networks = validate_networks(raw.network, &peers, cluster.is_some(), &mut p);
         let docker = raw.docker.map(|d| validate_docker(d, &mut p));
+        let dns = raw.dns.map(|d| validate_dns(d, &mut p)).unwrap_or_default();
 
         let config = Config {
             path: path.clone(),
@@ -289,6 +301,7 @@ impl Config {
             networks,
             cluster,
             docker,
+            dns,
         };
         if let Some(mtu) = config.node.underlay_mtu {
             config.mtu_problems(mtu, "node.underlay_mtu", &mut p);

@@ -15,6 +15,13 @@ pub(super) struct RawFile {
     pub network: Vec<RawNetwork>,
     pub cluster: Option<RawCluster>,
     pub docker: Option<RawDocker>,
+    pub dns: Option<RawDns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub upstreams: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
