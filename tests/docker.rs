@@ -220,6 +220,30 @@ fn create_network(d: &Dockerd, name: &str, ipam: bool, args: &[&str]) -> Result<
     d.cli(&full)
 }
 
+/// `/etc/netns/NS/resolv.conf` naming `server`, which `ip netns exec NS` mounts over
+/// /etc/resolv.conf; removed when dropped (only if this made it).
+struct NetnsResolvConf(Option<PathBuf>);
+
+impl NetnsResolvConf {
+    fn write(ns: &str, server: &str) -> NetnsResolvConf {
+        let dir = Path::new("/etc/netns").join(ns);
+        if dir.join("resolv.conf").exists() {
+            return NetnsResolvConf(None);
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n")).unwrap();
+        NetnsResolvConf(Some(dir))
+    }
+}
+
+impl Drop for NetnsResolvConf {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 fn inspect(d: &Dockerd, what: &str) -> Value {
     let out = d.cli(&["inspect", what]).unwrap_or_else(|e| panic!("{e}"));
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -289,12 +313,16 @@ fn docker_network_on_a_cluster() {
     assert_eq!(net["IPAM"]["Config"][0]["Subnet"], "10.0.9.0/24", "{net}");
     assert_eq!(net["IPAM"]["Config"][0]["Gateway"], "10.0.9.1", "{net}");
 
-    // A container on A, by Docker; one on B, by vswitchctl.
+    // A container on A, by Docker; one on B, by vswitchctl. --dns: Docker's embedded DNS
+    // forwards the names it does not know (every container on another host) to the network's
+    // DNS address.
     if let Err(e) = d.cli(&[
         "run",
         "-d",
         "--network",
         "blue",
+        "--dns",
+        "10.0.9.1",
         "--name",
         "web",
         "bb:test",
@@ -348,6 +376,41 @@ fn docker_network_on_a_cluster() {
     if let Err(e) = d.cli(&["exec", "web", "ping", "-c", "3", "-W", "2", &c1_ip]) {
         fail(&tb, &d, format!("web → c1: {e}"));
     }
+
+    // And by name: web asks Docker's embedded DNS, which forwards to 10.0.9.1 on host A; c1
+    // asks 10.0.9.1 on host B.
+    let _resolv = NetnsResolvConf::write(&tb.container(c1).name, "10.0.9.1");
+    let (sent, got) = ping(tb.container(c1), "web", 3, &[]);
+    if got != sent || sent == 0 {
+        fail(&tb, &d, format!("c1 → web by name: {got} of {sent}"));
+    }
+    if let Err(e) = d.cli(&["exec", "web", "ping", "-c", "3", "-W", "2", "c1"]) {
+        let dbg: Vec<String> = [
+            &["exec", "web", "cat", "/etc/resolv.conf"][..],
+            &["exec", "web", "nslookup", "c1", "10.0.9.1"][..],
+            &["exec", "web", "nslookup", "c1"][..],
+            &["exec", "web", "nslookup", "c1.blue"][..],
+        ]
+        .iter()
+        .map(|a| format!("{a:?}: {:?}", d.cli(a)))
+        .collect();
+        let stats = tb.hosts[0]
+            .ctl(&tb.bins, &["show", "stats"])
+            .unwrap_or_default();
+        // dockerd's embedded DNS logs where it forwards and what failed.
+        let log = std::fs::read_to_string(ddir.join("dockerd.log")).unwrap_or_default();
+        let resolver: Vec<&str> = log.lines().filter(|l| l.contains("[resolver]")).collect();
+        let stats = format!("{stats}\n{}", resolver.join("\n"));
+        fail(
+            &tb,
+            &d,
+            format!("web → c1 by name: {e}\n{}\n{stats}", dbg.join("\n")),
+        );
+    }
+    let looked_up = d
+        .cli(&["exec", "web", "nslookup", "c1.blue"])
+        .unwrap_or_else(|e| fail(&tb, &d, e));
+    assert!(looked_up.contains(&c1_ip), "{looked_up}");
 
     // Removal: the container, then the network.
     if let Err(e) = d.cli(&["rm", "-f", "web"]) {
@@ -452,6 +515,11 @@ fn docker_network_without_a_cluster() {
     let (sent, got) = ping(tb.container(c), &db_ip, 3, &[]);
     if got != sent {
         fail(&tb, &d, format!("c2 → db: {got} of {sent}"));
+    }
+    let _resolv = NetnsResolvConf::write(&tb.container(c).name, "10.0.8.1");
+    let (sent, got) = ping(tb.container(c), "db.green", 3, &[]);
+    if got != sent || sent == 0 {
+        fail(&tb, &d, format!("c2 → db.green by name: {got} of {sent}"));
     }
     step!(
         tb,

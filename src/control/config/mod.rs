@@ -27,8 +27,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::{
-    network_key, validate_cluster, validate_dns, validate_docker, validate_networks,
-    validate_node, validate_peers, Problems,
+    network_key, validate_cluster, validate_dns, validate_docker, validate_networks, validate_node,
+    validate_peers, Problems,
 };
 
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
