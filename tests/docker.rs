@@ -221,25 +221,31 @@ fn create_network(d: &Dockerd, name: &str, ipam: bool, args: &[&str]) -> Result<
 }
 
 /// `/etc/netns/NS/resolv.conf` naming `server`, which `ip netns exec NS` mounts over
-/// /etc/resolv.conf; removed when dropped (only if this made it).
-struct NetnsResolvConf(Option<PathBuf>);
+/// /etc/resolv.conf; removed when dropped (only if this made it), with /etc/netns if this made
+/// that and it is empty then.
+struct NetnsResolvConf(Option<(PathBuf, bool)>);
 
 impl NetnsResolvConf {
     fn write(ns: &str, server: &str) -> NetnsResolvConf {
-        let dir = Path::new("/etc/netns").join(ns);
+        let top = Path::new("/etc/netns");
+        let dir = top.join(ns);
         if dir.join("resolv.conf").exists() {
             return NetnsResolvConf(None);
         }
+        let made_top = !top.exists();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n")).unwrap();
-        NetnsResolvConf(Some(dir))
+        NetnsResolvConf(Some((dir, made_top)))
     }
 }
 
 impl Drop for NetnsResolvConf {
     fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            let _ = std::fs::remove_dir_all(dir);
+        if let Some((dir, made_top)) = self.0.take() {
+            let _ = std::fs::remove_dir_all(&dir);
+            if made_top {
+                let _ = std::fs::remove_dir("/etc/netns");
+            }
         }
     }
 }
