@@ -397,7 +397,8 @@ impl Server {
     }
 
     /// IPAM without a cluster: the lowest address of the network's subnet that no endpoint of
-    /// this host's topology holds (nor the switch's own, crate::switch::service). Called on the
+    /// this host's topology holds (nor the switch's own, crate::switch::service, nor one the
+    /// Docker plugin handed out for a container not attached yet). Called on the
     /// actor, so the choice and the attach that takes it are one step.
     pub(crate) fn local_free_address(&self, network: &str) -> Result<Ipv4Net, String> {
         let net = self
@@ -406,7 +407,7 @@ impl Server {
             .map_err(|e| e.to_string())?;
         let subnet = net.spec.subnet;
         crate::switch::service::station_addrs(subnet)
-            .find(|ip| net.endpoint_by_ip(*ip).is_none())
+            .find(|ip| net.endpoint_by_ip(*ip).is_none() && !self.docker_holds(subnet, *ip))
             .map(|ip| Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix of a subnet"))
             .ok_or_else(|| {
                 format!("network {network} has no free address left in {subnet}: give --ip")

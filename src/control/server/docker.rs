@@ -288,7 +288,7 @@ impl Server {
                         self.check_endpoint(network, Some(w), None)?;
                         w
                     }
-                    None => self.lowest_free(network, subnet)?,
+                    None => self.local_free_address(network)?.addr(),
                 };
                 (w, format!("{network}/{w}"))
             }
@@ -307,18 +307,10 @@ impl Server {
         })
     }
 
-    /// The lowest host address of a static network that no port holds and no Docker endpoint
-    /// was given (Server::local_free_address, which knows only ports), never the DNS address.
-    fn lowest_free(&self, network: &str, subnet: Ipv4Net) -> Result<Ipv4Addr, String> {
-        let net = self
-            .topology
-            .network_by_name(network)
-            .ok_or_else(|| format!("no network {network}"))?;
-        crate::switch::service::station_addrs(subnet)
-            .find(|a| {
-                net.endpoint_by_ip(*a).is_none() && !self.docker.held.contains_key(&(subnet, *a))
-            })
-            .ok_or_else(|| format!("network {network} has no free address left in {subnet}"))
+    /// Whether the Docker plugin handed out `ip` of pool `subnet` (server.rs's local IPAM
+    /// skips those).
+    pub(super) fn docker_holds(&self, subnet: Ipv4Net, ip: Ipv4Addr) -> bool {
+        self.docker.held.contains_key(&(subnet, ip))
     }
 
     fn docker_release_address(&mut self, subnet: &str, ip: &str) -> Result<(), String> {
