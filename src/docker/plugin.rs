@@ -342,7 +342,8 @@ impl Plugin {
     }
 
     /// The vswitch network of Docker's network `id`, waiting (at most the timeout) for its
-    /// name; asks dockerd itself for networks made before this vswitchd started.
+    /// name; asks dockerd itself for networks made before this vswitchd started, and again for
+    /// one whose making failed.
     fn network_name(&self, id: &str) -> Result<String, String> {
         let deadline = Instant::now() + self.timeout;
         let mut nets = self.nets();
@@ -350,8 +351,13 @@ impl Plugin {
             match nets.get(id) {
                 Some(Net { name: Some(n), .. }) => return Ok(n.clone()),
                 Some(Net {
-                    failed: Some(e), ..
-                }) => return Err(e.clone()),
+                    failed: Some(_), ..
+                }) => {
+                    // Made or joined in vain after CreateNetwork (etcd away, a subnet that
+                    // differs): try again now, and say why if it still fails.
+                    drop(nets);
+                    return self.resolve_network(id);
+                }
                 Some(_) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -608,11 +614,22 @@ mod tests {
     #[derive(Default)]
     struct FakeActor {
         calls: Mutex<Vec<DockerCall>>,
+        /// Network calls to refuse first (the store away).
+        refuse_networks: std::sync::atomic::AtomicUsize,
     }
 
     impl Backend for FakeActor {
         fn call(&self, call: DockerCall) -> Result<Value, String> {
             self.calls.lock().unwrap().push(call.clone());
+            use std::sync::atomic::Ordering::SeqCst;
+            if matches!(call, DockerCall::Network { .. })
+                && self
+                    .refuse_networks
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                return Err("the cluster store is unreachable".into());
+            }
             Ok(match call {
                 DockerCall::Network { name, subnet, .. } => json!({
                     "name": name, "vni": 42, "subnet": subnet, "dns": "10.0.9.1", "mtu": 1450
@@ -838,6 +855,30 @@ mod tests {
         for w in &want {
             assert!(calls.contains(w), "{w:?} not in {calls:#?}");
         }
+    }
+
+    #[test]
+    fn a_network_whose_making_failed_is_made_at_the_first_address_request() {
+        let (p, actor) = plugin();
+        actor
+            .refuse_networks
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        ok(&p, "/NetworkDriver.CreateNetwork", CREATE_BLUE);
+        p.after(After::NetworkName("n1".into()));
+        let (v, _) = ok(
+            &p,
+            "/IpamDriver.RequestAddress",
+            r#"{"PoolID":"vswitch:10.0.9.0/24","Address":""}"#,
+        );
+        assert_eq!(v["Address"], "10.0.9.2/24");
+        let networks = actor
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| matches!(c, DockerCall::Network { .. }))
+            .count();
+        assert_eq!(networks, 2);
     }
 
     #[test]
