@@ -18,6 +18,7 @@ command -v openssl >/dev/null   || need+=(openssl)
 command -v dockerd >/dev/null   || need+=(docker.io)       # tests/docker.rs
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)   # tests/docker.rs: its image (static: no libc inside)
 command -v nsenter >/dev/null   || need+=(util-linux)
+command -v dnsmasq >/dev/null   || need+=(dnsmasq-base)  # tests/dns.rs: a real upstream resolver
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

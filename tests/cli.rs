@@ -210,6 +210,7 @@ fn attach_prints_what_it_made() {
         mtu: 1450,
         counters: Counters::default(),
         queues: 1,
+        dns: None,
     };
     let t = fake_daemon(
         &sock,

@@ -146,6 +146,19 @@ pub struct PortInfo {
     /// Queues of the device, one per worker (TAP: IFF_MULTI_QUEUE; AF_PACKET: a fanout group).
     #[serde(default)]
     pub queues: u32,
+    /// The container's resolver: set on attach-namespace (crate::switch::dns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<PortDns>,
+}
+
+/// How a container resolves names: its network's DNS address and search domain, and the
+/// resolv.conf the attach wrote for it, if it wrote one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortDns {
+    pub nameserver: String,
+    pub search: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

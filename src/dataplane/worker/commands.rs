@@ -214,6 +214,7 @@ impl Worker {
             mtu: p.meta.mtu,
             counters,
             queues: 1,
+            dns: None,
         })
     }
 
