@@ -209,6 +209,7 @@ fn attach_prints_what_it_made() {
         mtu: 1450,
         counters: Counters::default(),
         queues: 1,
+        attachment: None,
     };
     let t = fake_daemon(
         &sock,
@@ -220,6 +221,7 @@ fn attach_prints_what_it_made() {
             ifname: None,
             name: None,
             no_port_security: false,
+            attachment: None,
         },
         Response::ok(&port),
     );

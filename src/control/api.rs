@@ -24,6 +24,17 @@ pub enum Request {
         /// default a container may send only as itself (port security).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         no_port_security: bool,
+        /// Who made this port and for what, opaque to the daemon (the CNI plugin gives
+        /// `cni:NETCONF:CONTAINERID:IFNAME`): shown in `show ports`, unique among the ports,
+        /// and the key of `detach-attachment`, which needs no namespace (it may be gone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment: Option<String>,
+    },
+    /// Removes the port made with `attachment` (server/attachments.rs); answers the PortInfo
+    /// of the removed port, or `null` when no port carries it (already gone: not an error, so
+    /// that a runtime may ask twice).
+    DetachAttachment {
+        attachment: String,
     },
     DetachNamespace {
         network: String,
@@ -142,6 +153,9 @@ pub struct PortInfo {
     /// Queues of the device, one per worker (TAP: IFF_MULTI_QUEUE; AF_PACKET: a fanout group).
     #[serde(default)]
     pub queues: u32,
+    /// The `attachment` given at attach (e.g. by the CNI plugin), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

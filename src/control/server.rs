@@ -15,6 +15,7 @@
 //!
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
+mod attachments;
 mod cluster;
 
 use super::api::{Request, Response, TraceRequest};
@@ -75,6 +76,8 @@ struct NsAttach {
     name: Option<String>,
     /// Port security (crate::switch::topology::PortTopo::security).
     security: bool,
+    /// Who asks, for what (api::Request::AttachNamespace); unique among the ports.
+    attachment: Option<String>,
 }
 
 pub struct Server {
@@ -231,6 +234,7 @@ impl Server {
                 ifname,
                 name,
                 no_port_security,
+                attachment,
             } => self.attach_namespace(NsAttach {
                 network,
                 netns,
@@ -239,7 +243,9 @@ impl Server {
                 ifname: ifname.unwrap_or_else(|| "eth0".to_string()),
                 name,
                 security: !no_port_security,
+                attachment,
             }),
+            Request::DetachAttachment { attachment } => self.detach_attachment(&attachment),
             Request::DetachNamespace {
                 network,
                 netns,
@@ -351,6 +357,7 @@ impl Server {
     }
 
     fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, String> {
+        self.check_attachment_free(a.attachment.as_deref())?;
         let name = a
             .name
             .clone()
@@ -419,6 +426,7 @@ impl Server {
             mac: Some(mac),
             ip: Some(addr),
             mtu,
+            attachment: a.attachment.clone(),
         };
         self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)
     }
@@ -472,6 +480,7 @@ impl Server {
             mac,
             ip: addr,
             mtu,
+            attachment: None,
         };
         let endpoint = mac.zip(addr.map(|a| a.addr()));
         // The station behind an existing interface may be anything (a router, a host): no
