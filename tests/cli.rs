@@ -57,6 +57,7 @@ fn blue() -> NetworkInfo {
         ports: 1,
         fdb_entries: 2,
         neigh_entries: 1,
+        dns: None,
     }
 }
 

@@ -196,6 +196,9 @@ pub struct NetworkInfo {
     pub ports: u32,
     pub fdb_entries: u32,
     pub neigh_entries: u32,
+    /// The switch's own address in the network: its DNS server (and Docker's gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -286,6 +289,9 @@ pub struct ClusterNetworkInfo {
     /// Whether this host carries it (see the daemon's log when not).
     pub carried_here: bool,
     pub endpoints: Vec<ClusterEndpointInfo>,
+    /// The switch's own address in the network: its DNS server (and Docker's gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 /// `network ls`.

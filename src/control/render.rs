@@ -544,6 +544,7 @@ mod tests {
                 ports: 2,
                 fdb_entries: 3,
                 neigh_entries: 1,
+                dns: None,
             },
             NetworkInfo {
                 name: "red".into(),
@@ -554,6 +555,7 @@ mod tests {
                 ports: 0,
                 fdb_entries: 0,
                 neigh_entries: 0,
+                dns: None,
             },
         ];
         assert_eq!(

@@ -368,17 +368,30 @@ impl Server {
                 self.finish_attach(claimed, r)
             }
             None => {
-                let ip = a.ip.as_deref().ok_or_else(|| {
-                    format!(
-                        "--ip is needed: network {} is not a cluster network, so no \
-                         addresses are handed out on it (give ADDR/PREFIX such as 10.0.9.2/24)",
-                        a.network
-                    )
-                })?;
-                let addr = parse_ip_prefix(ip)?;
+                let addr = match a.ip.as_deref() {
+                    Some(ip) => parse_ip_prefix(ip)?,
+                    None => self.local_free_address(&a.network)?,
+                };
                 self.attach_namespace_at(&a, &name, addr)
             }
         }
+    }
+
+    /// IPAM without a cluster: the lowest address of the network's subnet that no endpoint of
+    /// this host's topology holds (nor the switch's own, crate::switch::service). Called on the
+    /// actor, so the choice and the attach that takes it are one step.
+    pub(crate) fn local_free_address(&self, network: &str) -> Result<Ipv4Net, String> {
+        let net = self
+            .topology
+            .check_endpoint(network, None, None)
+            .map_err(|e| e.to_string())?;
+        let subnet = net.spec.subnet;
+        crate::switch::service::station_addrs(subnet)
+            .find(|ip| net.endpoint_by_ip(*ip).is_none())
+            .map(|ip| Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix of a subnet"))
+            .ok_or_else(|| {
+                format!("network {network} has no free address left in {subnet}: give --ip")
+            })
     }
 
     fn attach_namespace_at(
@@ -768,14 +781,7 @@ fn parse_station_mac(s: &str) -> Result<MacAddr, String> {
     Ok(mac)
 }
 
-/// A stable, locally administered unicast MAC for an endpoint: 02 + 5 bytes of a hash of the
-/// VNI and address, so the same container gets the same MAC after a re-attach.
-pub fn generated_mac(vni: u32, ip: Ipv4Addr) -> MacAddr {
-    use crate::wire::flow::{fnv1a, FNV_OFFSET};
-    let h = fnv1a(fnv1a(FNV_OFFSET, &vni.to_be_bytes()), &ip.octets());
-    let b = h.to_be_bytes();
-    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
-}
+pub use crate::switch::service::station_mac as generated_mac;
 
 fn netns_path(spec: &str) -> PathBuf {
     if spec.contains('/') {
@@ -802,14 +808,6 @@ fn netns_identity(spec: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_macs_are_local_unicast_and_stable() {
-        let a = generated_mac(42, Ipv4Addr::new(10, 0, 9, 2));
-        assert_eq!(a, generated_mac(42, Ipv4Addr::new(10, 0, 9, 2)));
-        assert_ne!(a, generated_mac(43, Ipv4Addr::new(10, 0, 9, 2)));
-        assert!(a.is_locally_administered() && a.is_unicast_source());
-    }
 
     #[test]
     fn ip_parsing_errors_say_what_is_expected() {

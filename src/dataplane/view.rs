@@ -79,6 +79,7 @@ impl SwitchViews for Switch {
                     neigh_entries: (n.endpoints().filter(|e| e.ip.is_some()).count()
                         + learned.map_or(0, |l| l.neigh.len()))
                         as u32,
+                    dns: n.service().map(|(ip, _)| ip.to_string()),
                 }
             })
             .collect()

@@ -10,6 +10,7 @@ pub mod fdb;
 pub mod garp;
 pub mod ids;
 pub mod neigh;
+pub mod service;
 pub mod sync;
 pub mod topology;
 pub mod trace;

@@ -63,11 +63,15 @@ pub struct NetworkTopo {
     ports: Vec<PortId>,
     endpoints: HashMap<MacAddr, Endpoint>,
     by_ip: HashMap<Ipv4Addr, MacAddr>,
+    /// The switch's own address and MAC in this network (crate::switch::service).
+    service: Option<(Ipv4Addr, MacAddr)>,
 }
 
 impl NetworkTopo {
     fn new(spec: NetworkSpec) -> NetworkTopo {
         NetworkTopo {
+            service: super::service::service_addr(spec.subnet)
+                .map(|ip| (ip, super::service::station_mac(spec.vni.get(), ip))),
             vteps: spec.peers.iter().map(|(_, a)| *a).collect(),
             ports: Vec::new(),
             endpoints: HashMap::default(),
@@ -100,6 +104,11 @@ impl NetworkTopo {
 
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         self.endpoints.values()
+    }
+
+    /// The switch's own address in this network and the MAC it answers ARP for it with.
+    pub fn service(&self) -> Option<(Ipv4Addr, MacAddr)> {
+        self.service
     }
 
     /// An address a station of this network can own: inside the subnet, and neither its
@@ -177,6 +186,10 @@ pub enum TopologyError {
         network: String,
         owner: String,
     },
+    #[error(
+        "{ip} is network {network:?}'s own address (its DNS server): give a container another one"
+    )]
+    ServiceAddress { ip: Ipv4Addr, network: String },
     #[error("MAC {mac} is already used in network {network:?} by {owner}")]
     MacInUse {
         mac: MacAddr,
@@ -335,6 +348,12 @@ impl Topology {
                     ip,
                     network: name.to_string(),
                     subnet: net.spec.subnet,
+                });
+            }
+            if net.service.is_some_and(|(own, _)| own == ip) {
+                return Err(TopologyError::ServiceAddress {
+                    ip,
+                    network: name.to_string(),
                 });
             }
             if let Some(e) = net.endpoint_by_ip(ip) {
