@@ -5,9 +5,9 @@
 
 mod common;
 
+use common::bins;
 use common::podman::{busybox_rootfs, Podman};
 use common::testbed::{ping, wait_until, Netns, Testbed, BLUE};
-use common::bins;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -284,6 +284,33 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     assert!(r.ok, "DEL with the namespace gone: {r:?}");
     assert!(ports_with_attachment(&tb, b_key).is_empty());
 
+    // The runtime's capability arguments choose the MAC and the address.
+    let c4 = Netns::new(&format!("{}-c4", tb.prefix)).unwrap();
+    let c4_path = netns_path(&c4);
+    tb.containers.push(c4);
+    let d = Att {
+        id: "c4c4c4",
+        netns: &c4_path,
+        ifname: "net1",
+        args: "",
+    };
+    let chosen = with(
+        &conf,
+        "runtimeConfig",
+        json!({"mac": "02:42:0a:00:09:4d", "ips": ["10.0.9.77/24"]}),
+    );
+    let r = cni(&host, &d.env("ADD"), &chosen);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.json()["interfaces"][0]["mac"], "02:42:0a:00:09:4d");
+    assert_eq!(r.json()["interfaces"][0]["name"], "net1");
+    assert_eq!(r.json()["ips"][0]["address"], "10.0.9.77/24");
+    assert_eq!(
+        iface(tb.containers.last().unwrap(), "net1"),
+        Some(("02:42:0a:00:09:4d".into(), "10.0.9.77/24".into()))
+    );
+    let r = cni(&host, &d.env("DEL"), &chosen);
+    assert!(r.ok, "{r:?}");
+
     // GC: of three attachments of this configuration, the one not listed goes; a port made
     // by vswitchctl and one of another configuration stay.
     for (i, id) in ["gc-keep", "gc-stale", "gc-other"].iter().enumerate() {
@@ -411,7 +438,7 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
 fn podman_runs_a_container_on_a_vswitch_network_that_reaches_another_host() {
     let tb = Testbed::two_hosts(&format!("cni-pod-{}", std::process::id()), bins(), &[BLUE]);
     let mut tb = tb.unwrap();
-    step!(tb, tb.add_container(1, "b1", "blue", "10.0.9.200/24"));
+    let b1 = step!(tb, tb.add_container(1, "b1", "blue", "10.0.9.200/24"));
     let dir = tb.dir.join("podman");
     let rootfs = step!(tb, busybox_rootfs(&tb.dir));
     let podman = step!(tb, Podman::new(&dir, &tb.hosts[0].ns.name));
@@ -419,17 +446,11 @@ fn podman_runs_a_container_on_a_vswitch_network_that_reaches_another_host() {
         tb,
         podman.install_plugin("vswitch-cni", std::path::Path::new(PLUGIN))
     );
-    // Podman 4.3 (Debian 12) reads CNI up to 1.0.0; the list offers 1.1.0 to runtimes that
-    // know it (spec 1.1.0 "cniVersions").
-    let conflist = json!({
-        "cniVersion": "1.0.0",
-        "cniVersions": ["1.0.0", "1.1.0"],
-        "name": "blue",
-        "plugins": [{
-            "type": "vswitch-cni",
-            "socket": tb.hosts[0].socket,
-        }],
-    });
+    // The example of the README, as installed, with this host's socket.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/cni/vswitch.conflist");
+    let mut conflist: Value =
+        serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    conflist["plugins"][0]["socket"] = json!(tb.hosts[0].socket);
     step!(tb, podman.add_conflist("blue", &conflist.to_string()));
 
     let script = "ip -4 -o addr show dev eth0; echo resolv:; cat /etc/resolv.conf; \
@@ -445,7 +466,14 @@ fn podman_runs_a_container_on_a_vswitch_network_that_reaches_another_host() {
     );
     assert!(stdout.contains("inet 10.0.9."), "{stdout}");
     assert!(stdout.contains("3 packets received"), "{stdout}");
-    assert!(stdout.contains("nameserver 10.0.9.1"), "{stdout}");
+    // Podman wrote the result's DNS into the container's resolv.conf, vswitch's first.
+    let resolv = stdout.split("resolv:").nth(1).unwrap_or_default();
+    assert!(resolv.contains("search blue"), "{stdout}");
+    assert_eq!(
+        resolv.lines().find(|l| l.starts_with("nameserver")),
+        Some("nameserver 10.0.9.1"),
+        "{stdout}"
+    );
     // While it ran, host a had its port, named by the container; `--rm` ran DEL after.
     let log = tb.hosts[0].log_text();
     assert!(log.contains("name=web1"), "{log}");
@@ -456,4 +484,58 @@ fn podman_runs_a_container_on_a_vswitch_network_that_reaches_another_host() {
             .unwrap_or(false)
     });
     assert!(gone, "the container's port outlived it\n{}", tb.logs());
+
+    // The other way: a detached container, reached from host b, removed with `podman rm`.
+    let rootfs_s = rootfs.to_string_lossy().into_owned();
+    let out = podman.output(&[
+        "run",
+        "-d",
+        "--network",
+        "blue",
+        "--name",
+        "web2",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        "--rootfs",
+        &rootfs_s,
+        "/bin/sleep",
+        "120",
+    ]);
+    assert!(
+        out.status.success(),
+        "podman run -d: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        tb.logs()
+    );
+    let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
+    let web2 = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "web2")
+        .unwrap_or_else(|| panic!("no port named web2: {ports}"))
+        .clone();
+    assert!(
+        web2["attachment"]
+            .as_str()
+            .unwrap()
+            .starts_with("cni:blue:"),
+        "{web2}"
+    );
+    let ip = web2["ip"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (tx, rx) = ping(tb.container(b1), &ip, 3, &[]);
+    assert_eq!((tx, rx), (3, 3), "host b to web2 at {ip}\n{}", tb.logs());
+    let out = podman.output(&["rm", "--force", "--time", "0", "web2"]);
+    assert!(out.status.success(), "podman rm: {out:?}");
+    let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
+    assert_eq!(ports, json!([]), "podman rm ran DEL");
 }
