@@ -364,6 +364,59 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
         1
     );
 
+    // Runtimes run plugins for different containers at once (spec §3): eight concurrent ADDs
+    // get eight distinct addresses, and their DELs leave nothing.
+    let nss: Vec<String> = (0..8)
+        .map(|i| {
+            let ns = Netns::new(&format!("{}-p{i}", tb.prefix)).unwrap();
+            let path = netns_path(&ns);
+            tb.containers.push(ns);
+            path
+        })
+        .collect();
+    let conf_s = conf.to_string();
+    let results: Vec<Reply> = std::thread::scope(|s| {
+        let handles: Vec<_> = nss
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let (host, conf_s) = (&host, &conf_s);
+                s.spawn(move || {
+                    let id = format!("par{i}");
+                    let att = Att {
+                        id: &id,
+                        netns: path,
+                        ifname: "eth0",
+                        args: "",
+                    };
+                    cni(host, &att.env("ADD"), conf_s)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addrs: Vec<String> = results
+        .iter()
+        .map(|r| {
+            assert!(r.ok, "concurrent ADD: {r:?}");
+            r.json()["ips"][0]["address"].as_str().unwrap().to_string()
+        })
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 8, "{addrs:?}");
+    for (i, path) in nss.iter().enumerate() {
+        let id = format!("par{i}");
+        let att = Att {
+            id: &id,
+            netns: path,
+            ifname: "eth0",
+            args: "",
+        };
+        assert!(cni(&host, &att.env("DEL"), &conf_s).ok);
+        assert!(ports_with_attachment(&tb, &format!("cni:bluenet:{id}:eth0")).is_empty());
+    }
+
     // Errors as CNI error objects with the spec's codes.
     let fresh = Netns::new(&format!("{}-e", tb.prefix)).unwrap();
     let fresh_path = netns_path(&fresh);

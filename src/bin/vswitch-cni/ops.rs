@@ -213,7 +213,11 @@ pub fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
         nameserver: dns_address(&net),
         search: vec![conf.network.clone()],
     };
-    Ok(spec::add_result(&conf.cni_version, &attached))
+    Ok(spec::add_result(
+        &conf.cni_version,
+        &attached,
+        conf.prev_result.as_ref(),
+    ))
 }
 
 /// DEL: removes the port of this attachment. Succeeds when there is none (already deleted, or

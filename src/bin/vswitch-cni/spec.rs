@@ -483,32 +483,42 @@ pub struct Attached {
 }
 
 /// The ADD result (spec §5 "ADD Success") in `version`'s shape: `ips[].version` before 1.0.0,
-/// `interfaces[].mtu` from 1.1.0.
-pub fn add_result(version: &str, a: &Attached) -> Value {
+/// `interfaces[].mtu` from 1.1.0. Chained after another plugin (`prev`, its result), ours is
+/// added to it, as the spec asks of a plugin given a `prevResult`: the interface appended, the
+/// address pointing at it, DNS filled in where the previous result has none.
+pub fn add_result(version: &str, a: &Attached, prev: Option<&Value>) -> Value {
     let mut iface = json!({ "name": a.ifname, "mac": a.mac, "sandbox": a.sandbox });
     if semver(version) >= (1, 1, 0) {
         iface["mtu"] = json!(a.mtu);
     }
-    let mut ip = json!({ "address": a.address, "interface": 0 });
+    let mut out = prev.cloned().unwrap_or_else(|| json!({}));
+    out["cniVersion"] = json!(version);
+    let mut interfaces = out["interfaces"].as_array().cloned().unwrap_or_default();
+    let index = interfaces.len();
+    interfaces.push(iface);
+    let mut ip = json!({ "address": a.address, "interface": index });
     if let Some(g) = &a.gateway {
         ip["gateway"] = json!(g);
     }
     if semver(version) < (1, 0, 0) {
         ip["version"] = json!("4");
     }
-    let mut dns = Map::new();
+    let mut ips = out["ips"].as_array().cloned().unwrap_or_default();
+    ips.push(ip);
+    let mut dns = out["dns"].as_object().cloned().unwrap_or_default();
     if let Some(ns) = &a.nameserver {
-        dns.insert("nameservers".into(), json!([ns]));
+        let list = dns.entry("nameservers").or_insert_with(|| json!([]));
+        if let Some(l) = list.as_array_mut().filter(|l| !l.contains(&json!(ns))) {
+            l.insert(0, json!(ns));
+        }
     }
     if !a.search.is_empty() {
-        dns.insert("search".into(), json!(a.search));
+        dns.entry("search").or_insert_with(|| json!(a.search));
     }
-    json!({
-        "cniVersion": version,
-        "interfaces": [iface],
-        "ips": [ip],
-        "dns": dns,
-    })
+    out["interfaces"] = json!(interfaces);
+    out["ips"] = json!(ips);
+    out["dns"] = Value::Object(dns);
+    out
 }
 
 /// What CHECK expects, from `prevResult`: the interface named `ifname` in `sandbox`, its MAC
@@ -741,7 +751,7 @@ mod tests {
             nameserver: Some("10.0.9.1".into()),
             search: vec!["blue".into()],
         };
-        let r = add_result("1.1.0", &a);
+        let r = add_result("1.1.0", &a, None);
         assert_eq!(r["interfaces"][0]["mtu"], 1450);
         assert_eq!(
             r["ips"][0],
@@ -751,15 +761,35 @@ mod tests {
             r["dns"],
             json!({"nameservers": ["10.0.9.1"], "search": ["blue"]})
         );
-        let r = add_result("1.0.0", &a);
+        let r = add_result("1.0.0", &a, None);
         assert!(r["interfaces"][0].get("mtu").is_none());
-        assert_eq!(add_result("0.4.0", &a)["ips"][0]["version"], "4");
+        assert_eq!(add_result("0.4.0", &a, None)["ips"][0]["version"], "4");
         let (mac, ips) = expected_from_prev(&r, "eth0", "/run/netns/x").unwrap();
         assert_eq!(
             (mac.as_deref(), ips),
             (Some("02:00:00:00:00:01"), vec!["10.0.9.2/24".to_string()])
         );
         assert!(expected_from_prev(&r, "eth1", "/run/netns/x").is_err());
+
+        // Chained after a plugin that made an interface of its own: ours is appended.
+        let prev = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "lo", "sandbox": "/run/netns/x"}],
+            "ips": [{"address": "127.0.0.1/8", "interface": 0}],
+            "dns": {"nameservers": ["192.0.2.53"]},
+        });
+        let r = add_result("1.0.0", &a, Some(&prev));
+        assert_eq!(r["interfaces"][1]["name"], "eth0");
+        assert_eq!(
+            r["ips"][1],
+            json!({"address": "10.0.9.2/24", "interface": 1})
+        );
+        assert_eq!(r["dns"]["nameservers"], json!(["10.0.9.1", "192.0.2.53"]));
+        assert_eq!(r["interfaces"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            expected_from_prev(&r, "eth0", "/run/netns/x").unwrap().1,
+            vec!["10.0.9.2/24".to_string()]
+        );
     }
 
     #[test]
