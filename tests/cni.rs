@@ -81,7 +81,17 @@ struct Att<'a> {
     args: &'a str,
 }
 
-impl Att<'_> {
+impl<'a> Att<'a> {
+    /// Container `id`'s eth0 in `netns`, no CNI_ARGS.
+    fn eth0(id: &'a str, netns: &'a str) -> Att<'a> {
+        Att {
+            id,
+            netns,
+            ifname: "eth0",
+            args: "",
+        }
+    }
+
     fn env<'b>(&'b self, command: &'b str) -> Vec<(&'b str, &'b str)> {
         vec![
             ("CNI_COMMAND", command),
@@ -101,6 +111,15 @@ fn with(conf: &Value, key: &str, v: Value) -> String {
 
 fn netns_path(ns: &Netns) -> String {
     format!("/var/run/netns/{}", ns.name)
+}
+
+/// A new container namespace, kept (and removed) with the testbed's; its path, as runtimes
+/// give CNI_NETNS.
+fn new_netns(tb: &mut Testbed, tag: &str) -> String {
+    let ns = Netns::new(&format!("{}-{tag}", tb.prefix)).unwrap();
+    let path = netns_path(&ns);
+    tb.containers.push(ns);
+    path
 }
 
 /// `ip -j addr show IFNAME` in `ns`: (MAC, ADDR/PREFIX of its first IPv4 address).
@@ -144,9 +163,7 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
         "network": "blue",
         "socket": sock,
     });
-    let c1 = Netns::new(&format!("{}-c1", tb.prefix)).unwrap();
-    let c1_path = netns_path(&c1);
-    tb.containers.push(c1);
+    let c1_path = new_netns(&mut tb, "c1");
     let c1 = tb.containers.len() - 1;
 
     // VERSION: what a runtime asks first, with only CNI_COMMAND.
@@ -260,12 +277,7 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     // DEL after the namespace is gone (the runtime removed it first), without CNI_NETNS.
     let c3 = Netns::new(&format!("{}-c3", tb.prefix)).unwrap();
     let c3_path = netns_path(&c3);
-    let b = Att {
-        id: "c3c3c3",
-        netns: &c3_path,
-        ifname: "eth0",
-        args: "",
-    };
+    let b = Att::eth0("c3c3c3", &c3_path);
     let r = cni(&host, &b.env("ADD"), &conf.to_string());
     assert!(r.ok, "{r:?}");
     // No container name given: the endpoint is named by the short container id.
@@ -285,9 +297,7 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     assert!(ports_with_attachment(&tb, b_key).is_empty());
 
     // The runtime's capability arguments choose the MAC and the address.
-    let c4 = Netns::new(&format!("{}-c4", tb.prefix)).unwrap();
-    let c4_path = netns_path(&c4);
-    tb.containers.push(c4);
+    let c4_path = new_netns(&mut tb, "c4");
     let d = Att {
         id: "c4c4c4",
         netns: &c4_path,
@@ -314,9 +324,7 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     // GC: of three attachments of this configuration, the one not listed goes; a port made
     // by vswitchctl and one of another configuration stay.
     for (i, id) in ["gc-keep", "gc-stale", "gc-other"].iter().enumerate() {
-        let ns = Netns::new(&format!("{}-g{i}", tb.prefix)).unwrap();
-        let path = netns_path(&ns);
-        tb.containers.push(ns);
+        let path = new_netns(&mut tb, &format!("g{i}"));
         let conf_i = if *id == "gc-other" {
             with(&conf, "name", json!("othernet"))
         } else {
@@ -367,12 +375,7 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     // Runtimes run plugins for different containers at once (spec §3): eight concurrent ADDs
     // get eight distinct addresses, and their DELs leave nothing.
     let nss: Vec<String> = (0..8)
-        .map(|i| {
-            let ns = Netns::new(&format!("{}-p{i}", tb.prefix)).unwrap();
-            let path = netns_path(&ns);
-            tb.containers.push(ns);
-            path
-        })
+        .map(|i| new_netns(&mut tb, &format!("p{i}")))
         .collect();
     let conf_s = conf.to_string();
     let results: Vec<Reply> = std::thread::scope(|s| {
@@ -383,12 +386,7 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
                 let (host, conf_s) = (&host, &conf_s);
                 s.spawn(move || {
                     let id = format!("par{i}");
-                    let att = Att {
-                        id: &id,
-                        netns: path,
-                        ifname: "eth0",
-                        args: "",
-                    };
+                    let att = Att::eth0(&id, path);
                     cni(host, &att.env("ADD"), conf_s)
                 })
             })
@@ -407,26 +405,14 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     assert_eq!(addrs.len(), 8, "{addrs:?}");
     for (i, path) in nss.iter().enumerate() {
         let id = format!("par{i}");
-        let att = Att {
-            id: &id,
-            netns: path,
-            ifname: "eth0",
-            args: "",
-        };
+        let att = Att::eth0(&id, path);
         assert!(cni(&host, &att.env("DEL"), &conf_s).ok);
         assert!(ports_with_attachment(&tb, &format!("cni:bluenet:{id}:eth0")).is_empty());
     }
 
     // Errors as CNI error objects with the spec's codes.
-    let fresh = Netns::new(&format!("{}-e", tb.prefix)).unwrap();
-    let fresh_path = netns_path(&fresh);
-    tb.containers.push(fresh);
-    let e = Att {
-        id: "err1",
-        netns: &fresh_path,
-        ifname: "eth0",
-        args: "",
-    };
+    let fresh_path = new_netns(&mut tb, "e");
+    let e = Att::eth0("err1", &fresh_path);
     let cases: Vec<(&str, String, u64)> = vec![
         ("not JSON", "{nope".into(), 6),
         (

@@ -174,14 +174,17 @@ impl Invocation {
     }
 }
 
-/// Spec §2: "Must start with an alphanumeric character, optionally followed by any combination
-/// of one or more alphanumeric characters, underscore, dot (.) or hyphen (-)."
+/// The spec's rule for container ids (§2) and network names (§1): "Must start with an
+/// alphanumeric character, optionally followed by any combination of one or more alphanumeric
+/// characters, underscore, dot (.) or hyphen (-)."
+fn is_cni_identifier(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 fn check_container_id(id: &str) -> Result<(), CniError> {
-    let ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if is_cni_identifier(id) {
         Ok(())
     } else {
         Err(CniError::new(
@@ -397,17 +400,8 @@ pub fn split_attachment<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'a 
     key.strip_prefix(prefix)?.split_once(':')
 }
 
-/// Spec §1: "Must start with an alphanumeric character, optionally followed by any combination
-/// of one or more alphanumeric characters, underscore, dot (.) or hyphen (-)."
 fn check_conf_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if is_cni_identifier(name) {
         Ok(())
     } else {
         Err(format!(

@@ -11,6 +11,17 @@ use crate::dataplane::PortMeta;
 use std::sync::Arc;
 
 impl Server {
+    /// The port (its `show ports` entry) that carries `attachment`, if any.
+    fn port_of_attachment(&self, attachment: &str) -> Result<Option<serde_json::Value>, String> {
+        let ports = self.workers.show(ShowWhat::Ports, false)?;
+        Ok(ports
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["attachment"].as_str() == Some(attachment))
+            .cloned())
+    }
+
     /// Refuses an attach whose `attachment` a port already carries.
     pub(super) fn check_attachment_free(&self, attachment: Option<&str>) -> Result<(), String> {
         let Some(want) = attachment else {
@@ -19,13 +30,7 @@ impl Server {
         if want.trim().is_empty() {
             return Err("an attachment id must not be empty".to_string());
         }
-        let ports = self.workers.show(ShowWhat::Ports, false)?;
-        let held = ports
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["attachment"].as_str() == Some(want));
-        match held {
+        match self.port_of_attachment(want)? {
             None => Ok(()),
             Some(p) => Err(format!(
                 "attachment {want} already has port {} ({} in {} on network {})",
@@ -42,13 +47,7 @@ impl Server {
         &mut self,
         attachment: &str,
     ) -> Result<serde_json::Value, String> {
-        let ports = self.workers.show(ShowWhat::Ports, false)?;
-        let held = ports
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|p| p["attachment"].as_str() == Some(attachment));
-        if !held {
+        if self.port_of_attachment(attachment)?.is_none() {
             return Ok(serde_json::Value::Null);
         }
         let want = attachment.to_string();
