@@ -578,3 +578,110 @@ fn podman_runs_a_container_on_a_vswitch_network_that_reaches_another_host() {
     let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
     assert_eq!(ports, json!([]), "podman rm ran DEL");
 }
+
+/// On a cluster network (`network create`, etcd): podman on two hosts, each with the plugin,
+/// gets addresses from the cluster's IPAM; the containers reach each other, the cluster lists
+/// them by their podman names, and `podman rm` takes the endpoint out of the cluster.
+#[test]
+fn podman_on_two_hosts_of_a_cluster_network() {
+    let prefix = format!("cni-cl-{}", std::process::id());
+    let (tb, _urls) = Testbed::cluster(&prefix, bins(), 2, 1, "").unwrap();
+    step!(
+        tb,
+        tb.hosts[0].ctl(
+            &tb.bins,
+            &["network", "create", "blue", "--subnet", "10.0.9.0/24"]
+        )
+    );
+    let carried = wait_until(Duration::from_secs(5), || {
+        tb.hosts[1].show_json(&tb.bins, "networks").is_ok_and(|n| {
+            n.as_array()
+                .is_some_and(|a| a.iter().any(|n| n["name"] == "blue"))
+        })
+    });
+    assert!(carried, "host b does not carry blue\n{}", tb.logs());
+    let rootfs = step!(tb, busybox_rootfs(&tb.dir));
+    let rootfs_s = rootfs.to_string_lossy().into_owned();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/cni/vswitch.conflist");
+    let podmans: Vec<Podman> = (0..2)
+        .map(|i| {
+            let p = step!(
+                tb,
+                Podman::new(&tb.dir.join(format!("podman{i}")), &tb.hosts[i].ns.name)
+            );
+            step!(
+                tb,
+                p.install_plugin("vswitch-cni", std::path::Path::new(PLUGIN))
+            );
+            let mut conflist: Value =
+                serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+            conflist["plugins"][0]["socket"] = json!(tb.hosts[i].socket);
+            step!(tb, p.add_conflist("blue", &conflist.to_string()));
+            p
+        })
+        .collect();
+
+    let out = podmans[1].output(&[
+        "run",
+        "-d",
+        "--network",
+        "blue",
+        "--name",
+        "web-b",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        "--rootfs",
+        &rootfs_s,
+        "/bin/sleep",
+        "120",
+    ]);
+    assert!(
+        out.status.success(),
+        "podman run -d on host b: {out:?}\n{}",
+        tb.logs()
+    );
+    let inspect = |tb: &Testbed| -> Value {
+        let out = step!(
+            tb,
+            tb.hosts[0].ctl(&tb.bins, &["network", "inspect", "blue", "--json"])
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let net = inspect(&tb);
+    let web_b = net["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "web-b")
+        .unwrap_or_else(|| panic!("no endpoint web-b in the cluster: {net}"))
+        .clone();
+    assert_eq!(web_b["host"], "node-b", "{net}");
+    let ip_b = web_b["ip"].as_str().unwrap().to_string();
+
+    let script = format!("ip -4 -o addr show dev eth0; ping -c 3 -W 2 {ip_b}");
+    let out = podmans[0].run_container("blue", "web-a", &rootfs, &["/bin/sh", "-c", &script]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "podman run on host a ({}):\n{stdout}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        tb.logs()
+    );
+    assert!(stdout.contains("3 packets received"), "{stdout}");
+    assert!(
+        !stdout.contains(&format!("inet {ip_b}/")),
+        "one address twice: {stdout}"
+    );
+
+    let out = podmans[1].output(&["rm", "--force", "--time", "0", "web-b"]);
+    assert!(out.status.success(), "podman rm: {out:?}");
+    let gone = wait_until(Duration::from_secs(5), || {
+        inspect(&tb)["endpoints"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    });
+    assert!(gone, "endpoints left in the cluster: {}", inspect(&tb));
+}
