@@ -283,7 +283,14 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     // No container name given: the endpoint is named by the short container id.
     let b_key = "cni:bluenet:c3c3c3:eth0";
     assert_eq!(ports_with_attachment(&tb, b_key)[0]["name"], "c3c3c3");
+    let c3_addr = r.json()["ips"][0]["address"].as_str().unwrap().to_string();
     drop(c3);
+    // The workers drop a port whose device went with its namespace (they do within a few
+    // milliseconds); the topology keeps its address until DEL, as the runtime has not let go
+    // of it yet. Wait for that, so the DEL below is the one that finds only the topology.
+    wait_until(Duration::from_secs(5), || {
+        ports_with_attachment(&tb, b_key).is_empty()
+    });
     let r = cni(
         &host,
         &[
@@ -295,6 +302,13 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     );
     assert!(r.ok, "DEL with the namespace gone: {r:?}");
     assert!(ports_with_attachment(&tb, b_key).is_empty());
+    // DEL gave the address back: another container can have it.
+    let c5_path = new_netns(&mut tb, "c5");
+    let again = with(&conf, "runtimeConfig", json!({ "ips": [c3_addr] }));
+    let r = cni(&host, &Att::eth0("c5c5c5", &c5_path).env("ADD"), &again);
+    assert!(r.ok, "the address of a DELeted attachment: {r:?}");
+    let r = cni(&host, &Att::eth0("c5c5c5", &c5_path).env("DEL"), &again);
+    assert!(r.ok, "{r:?}");
 
     // The runtime's capability arguments choose the MAC and the address.
     let c4_path = new_netns(&mut tb, "c4");

@@ -95,6 +95,8 @@ pub struct Server {
     config: Option<(crate::control::config::Config, u32)>,
     /// With `[cluster]`: the agent, and what the actor applied of it (server/cluster.rs).
     cluster: Option<cluster::ClusterPlane>,
+    /// Ports by the `attachment` they were made for (server/attachments.rs).
+    attachments: std::collections::HashMap<String, PortId>,
 }
 
 impl Server {
@@ -113,6 +115,7 @@ impl Server {
             published,
             config: None,
             cluster: None,
+            attachments: Default::default(),
         }
     }
 
@@ -235,7 +238,7 @@ impl Server {
                 name,
                 no_port_security,
                 attachment,
-            } => self.attach_namespace(NsAttach {
+            } => self.attach_namespace_for(NsAttach {
                 network,
                 netns,
                 ip,
@@ -357,7 +360,6 @@ impl Server {
     }
 
     fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, String> {
-        self.check_attachment_free(a.attachment.as_deref())?;
         let name = a
             .name
             .clone()

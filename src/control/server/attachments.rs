@@ -3,58 +3,88 @@
 //!
 //! A runtime deletes an attachment by its own key (CNI: container id and interface name), often
 //! after the container's namespace is gone, so the namespace cannot be the key; and it may ask
-//! twice, so a missing port is an answer (`null`), not an error. Runs on the control actor.
+//! twice, so a missing port is an answer (`null`), not an error. When the namespace went first,
+//! the workers have already dropped the port's device (they detach a port whose device fails),
+//! but the topology still holds its address and, on a cluster network, its claim: detaching by
+//! attachment releases those too. Runs on the control actor.
 
-use super::Server;
-use crate::control::api::ShowWhat;
+use super::{NsAttach, Server};
 use crate::dataplane::PortMeta;
+use crate::switch::PortId;
 use std::sync::Arc;
 
 impl Server {
-    /// The port (its `show ports` entry) that carries `attachment`, if any.
-    fn port_of_attachment(&self, attachment: &str) -> Result<Option<serde_json::Value>, String> {
-        let ports = self.workers.show(ShowWhat::Ports, false)?;
-        Ok(ports
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["attachment"].as_str() == Some(attachment))
-            .cloned())
-    }
-
-    /// Refuses an attach whose `attachment` a port already carries.
-    pub(super) fn check_attachment_free(&self, attachment: Option<&str>) -> Result<(), String> {
-        let Some(want) = attachment else {
-            return Ok(());
+    /// `attach-namespace`, remembering the port under its `attachment` if it has one.
+    pub(super) fn attach_namespace_for(
+        &mut self,
+        a: NsAttach,
+    ) -> Result<serde_json::Value, String> {
+        let Some(key) = a.attachment.clone() else {
+            return self.attach_namespace(a);
         };
-        if want.trim().is_empty() {
+        if key.trim().is_empty() {
             return Err("an attachment id must not be empty".to_string());
         }
-        match self.port_of_attachment(want)? {
-            None => Ok(()),
-            Some(p) => Err(format!(
-                "attachment {want} already has port {} ({} in {} on network {})",
-                p["id"],
-                p["ifname"].as_str().unwrap_or("?"),
-                p["netns"].as_str().unwrap_or("?"),
-                p["network"].as_str().unwrap_or("?")
-            )),
+        if let Some(id) = self.attached(&key) {
+            return Err(format!(
+                "attachment {key} already has port {} ({})",
+                id.0,
+                self.topology.port(id).map_or("?", |p| p.name.as_str())
+            ));
         }
+        let info = self.attach_namespace(a)?;
+        if let Some(id) = info["id"].as_u64() {
+            self.attachments.insert(key, PortId(id as u32));
+        }
+        Ok(info)
+    }
+
+    /// The port made for `key`, if it is still in the topology (another detach may have
+    /// removed it; then the entry is forgotten).
+    fn attached(&mut self, key: &str) -> Option<PortId> {
+        let id = *self.attachments.get(key)?;
+        if self.topology.port(id).is_some() {
+            return Some(id);
+        }
+        self.attachments.remove(key);
+        None
     }
 
     /// Removes the port made for `attachment`: its PortInfo, or `null` when there is none.
-    pub(super) fn detach_attachment(
-        &mut self,
-        attachment: &str,
-    ) -> Result<serde_json::Value, String> {
-        if self.port_of_attachment(attachment)?.is_none() {
+    pub(super) fn detach_attachment(&mut self, key: &str) -> Result<serde_json::Value, String> {
+        let Some(id) = self.attached(key) else {
             return Ok(serde_json::Value::Null);
-        }
-        let want = attachment.to_string();
-        let info = self.remove_port(
-            Arc::new(move |_, m: &PortMeta| m.attachment.as_deref() == Some(want.as_str())),
-            format!("attachment {attachment}"),
-        )?;
+        };
+        // What the topology knows of it, for when the workers no longer have it.
+        let known = self.topology.port(id).map(|p| {
+            let network = self
+                .topology
+                .network(p.vni)
+                .map(|n| n.spec.name.clone())
+                .unwrap_or_default();
+            serde_json::json!({
+                "id": id.0,
+                "name": p.name,
+                "network": network,
+                "vni": p.vni.get(),
+                "ip": p.endpoint.map(|(_, ip)| ip.to_string()),
+                "mac": p.endpoint.map(|(mac, _)| mac.to_string()),
+                "attachment": key,
+            })
+        });
+        let info = match self.remove_port(
+            Arc::new(move |pid: PortId, _: &PortMeta| pid == id),
+            format!("attachment {key}"),
+        ) {
+            Ok(info) => info,
+            Err(_) => {
+                // The workers dropped it already (its namespace went): the topology still
+                // holds it.
+                let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
+                known.unwrap_or(serde_json::Value::Null)
+            }
+        };
+        self.attachments.remove(key);
         self.finish_detach(&info);
         Ok(info)
     }
