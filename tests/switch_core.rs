@@ -1181,7 +1181,8 @@ impl Testbed {
 
     fn execute(&mut self, host: usize, action: Action, frame: &[u8]) {
         match action {
-            Action::Drop(_) => {}
+            // The in-memory hosts have no DNS forwarder.
+            Action::Drop(_) | Action::Upstream { .. } => {}
             Action::ToPort(p) | Action::Reply { port: p, .. } => self.deliver(host, p, frame),
             Action::ToVtep { vtep, vni } => self.transmit(host, vtep, vni, frame),
             Action::Flood {

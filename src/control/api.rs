@@ -313,6 +313,22 @@ pub struct NetworkStats {
     /// New MACs not learned because the network's table was full (fdb_max_entries).
     #[serde(default)]
     pub fdb_full: u64,
+    /// DNS queries to the network's own address, by what became of them.
+    #[serde(default)]
+    pub dns: DnsStats,
+}
+
+/// `NetworkStats::dns` (crate::switch::core::DnsCounters).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct DnsStats {
+    /// Answered by the switch: an endpoint's address or name, or NOERROR with no record.
+    pub answered: u64,
+    /// NXDOMAIN: a name under the network's domain that no endpoint has.
+    pub nxdomain: u64,
+    /// FORMERR or NOTIMP.
+    pub refused: u64,
+    /// Handed to the forwarder for the host's resolvers.
+    pub forwarded: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -343,6 +359,9 @@ pub struct Stats {
     /// One entry per worker thread.
     #[serde(default)]
     pub workers: Vec<WorkerStats>,
+    /// The DNS forwarder (crate::control::dns), filled in by the control actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::control::dns::ForwarderStats>,
 }
 
 /// What one worker thread did: how the load spreads, and how its table copy keeps in step.

@@ -348,6 +348,7 @@ fn render_network_stats(nets: &[NetworkStats], out: &mut String) {
         ("TX_BYTES", R),
         ("FLOODED", R),
         ("PROXY_ARP", R),
+        ("DNS_ANS/NX/FWD", R),
         ("LEARNED", R),
         ("MOVES", R),
         ("FDB_FULL", R),
@@ -365,6 +366,12 @@ fn render_network_stats(nets: &[NetworkStats], out: &mut String) {
             c.tx_bytes.to_string(),
             n.flooded.to_string(),
             n.proxy_arp_replies.to_string(),
+            format!(
+                "{}/{}/{}",
+                n.dns.answered + n.dns.refused,
+                n.dns.nxdomain,
+                n.dns.forwarded
+            ),
             n.fdb_learned.to_string(),
             n.fdb_moves.to_string(),
             n.fdb_full.to_string(),
@@ -417,6 +424,24 @@ pub fn render_stats(s: &Stats) -> String {
     render_underlay(&s.underlay, &mut out);
     out.push_str("\nnetworks\n");
     render_network_stats(&s.networks, &mut out);
+    if let Some(d) = &s.dns {
+        let _ = writeln!(
+            out,
+            "\ndns forwarder (names that are not endpoints) to {}\n  queries {}  relayed {}  \
+             truncated {}  failed {}  refused {}  stray {}",
+            if d.upstreams.is_empty() {
+                "no upstream (SERVFAIL)".to_string()
+            } else {
+                d.upstreams.join(", ")
+            },
+            d.queries,
+            d.relayed,
+            d.truncated,
+            d.failed,
+            d.refused,
+            d.stray
+        );
+    }
     out.push_str("\nports\n");
     render_port_stats(&s.ports, &mut out);
     let o = &s.offload;
@@ -663,6 +688,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
     #[test]
     fn stats_sections() {
         let s = Stats {
+            dns: None,
             uptime_secs: 3725,
             ports: vec![port(3)],
             networks: vec![NetworkStats {
@@ -673,6 +699,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                     drops: [("too_big".to_string(), 1)].into(),
                     ..Counters::default()
                 },
+                dns: Default::default(),
                 flooded: 4,
                 proxy_arp_replies: 2,
                 fdb_learned: 3,

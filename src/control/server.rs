@@ -97,6 +97,8 @@ pub struct Server {
     cluster: Option<cluster::ClusterPlane>,
     /// Ports by the `attachment` they were made for (server/attachments.rs).
     attachments: std::collections::HashMap<String, PortId>,
+    /// The DNS forwarder, for `show stats`.
+    dns: Option<crate::control::dns::Forwarder>,
 }
 
 impl Server {
@@ -116,6 +118,7 @@ impl Server {
             config: None,
             cluster: None,
             attachments: Default::default(),
+            dns: None,
         }
     }
 
@@ -186,6 +189,12 @@ impl Server {
     }
 
     /// How `attach-interface` ports receive: a TPACKET_V3 ring (the default) or recvmsg.
+    /// `show stats` includes what the DNS forwarder did.
+    pub fn with_dns(mut self, forwarder: crate::control::dns::Forwarder) -> Server {
+        self.dns = Some(forwarder);
+        self
+    }
+
     pub fn with_packet_rx(mut self, rx: crate::io::RxMode) -> Server {
         self.packet_rx = rx;
         self
@@ -272,6 +281,18 @@ impl Server {
                 .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
                 .map(|peers| self.cluster_peers(peers))
                 .and_then(to_json),
+            Request::Show {
+                what: crate::control::api::ShowWhat::Stats,
+                secrets,
+            } => self
+                .workers
+                .show(crate::control::api::ShowWhat::Stats, secrets)
+                .map(|mut v| {
+                    if let (Some(f), Some(o)) = (&self.dns, v.as_object_mut()) {
+                        o.insert("dns".into(), serde_json::json!(f.stats()));
+                    }
+                    v
+                }),
             Request::Show { what, secrets } => self.workers.show(what, secrets),
             Request::Trace(t) => self.trace(&t),
             Request::Reload => self.reload(),

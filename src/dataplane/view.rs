@@ -198,6 +198,12 @@ impl SwitchViews for Switch {
                     fdb_learned: c.map_or(0, |c| c.fdb_learned),
                     fdb_moves: c.map_or(0, |c| c.fdb_moves),
                     fdb_full: c.map_or(0, |c| c.fdb_full),
+                    dns: c.map_or_else(Default::default, |c| api::DnsStats {
+                        answered: c.dns.answered,
+                        nxdomain: c.dns.nxdomain,
+                        refused: c.dns.refused,
+                        forwarded: c.dns.forwarded,
+                    }),
                 }
             })
             .collect()
@@ -310,6 +316,10 @@ fn merge_stats(a: &mut api::Stats, b: api::Stats) {
             n.fdb_learned += o.fdb_learned;
             n.fdb_moves += o.fdb_moves;
             n.fdb_full += o.fdb_full;
+            n.dns.answered += o.dns.answered;
+            n.dns.nxdomain += o.dns.nxdomain;
+            n.dns.refused += o.dns.refused;
+            n.dns.forwarded += o.dns.forwarded;
         }
     }
     let (u, o) = (&mut a.underlay, &b.underlay);

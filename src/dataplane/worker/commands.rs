@@ -34,6 +34,14 @@ impl Worker {
                     };
                     let _ = reply.send(r);
                 }
+                Command::SendToPort { port, frame } => {
+                    if let Some(p) = self.ports.get_mut(&port) {
+                        match p.device.send(&frame) {
+                            Ok(()) => self.switch.note_port_tx(port, frame.len()),
+                            Err(_) => self.switch.note_port_tx_failed(port),
+                        }
+                    }
+                }
                 Command::Trace { input, reply } => {
                     let _ = reply.send(self.trace(now, input));
                 }
@@ -287,6 +295,7 @@ impl Worker {
                 },
                 latency: vec![self.latency.stats(self.load.worker)],
                 offload: self.offload.clone(),
+                dns: None,
                 workers: vec![api::WorkerStats {
                     updates_lost: self.load.updates_lost + self.switch.updates_lost(),
                     busy_poll_windows: self.busy_poll.windows,
