@@ -674,7 +674,11 @@ fn podman_on_two_hosts_of_a_cluster_network() {
     assert_eq!(web_b["host"], "node-b", "{net}");
     let ip_b = web_b["ip"].as_str().unwrap().to_string();
 
-    let script = format!("ip -4 -o addr show dev eth0; ping -c 3 -W 2 {ip_b}");
+    // By address, then by name: vswitch's DNS (the first nameserver podman wrote from the
+    // result) knows web-b, attached on the other host, from the cluster.
+    let script = format!(
+        "ip -4 -o addr show dev eth0; ping -c 3 -W 2 {ip_b}; echo names:; ping -c 2 -W 2 web-b"
+    );
     let out = podmans[0].run_container("blue", "web-a", &rootfs, &["/bin/sh", "-c", &script]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -689,6 +693,12 @@ fn podman_on_two_hosts_of_a_cluster_network() {
         !stdout.contains(&format!("inet {ip_b}/")),
         "one address twice: {stdout}"
     );
+    let by_name = stdout.split("names:").nth(1).unwrap_or_default();
+    assert!(
+        by_name.contains(&format!("PING web-b ({ip_b})")),
+        "{stdout}"
+    );
+    assert!(by_name.contains("2 packets received"), "{stdout}");
 
     let out = podmans[1].output(&["rm", "--force", "--time", "0", "web-b"]);
     assert!(out.status.success(), "podman rm: {out:?}");
