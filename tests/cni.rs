@@ -13,6 +13,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use vswitch::control::api::{AttachmentInfo, Request};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_vswitch-cni");
 
@@ -135,6 +136,15 @@ fn iface(ns: &Netns, ifname: &str) -> Option<(String, String)> {
         link["address"].as_str()?.to_string(),
         format!("{}/{}", a["local"].as_str()?, a["prefixlen"]),
     ))
+}
+
+/// The attachments the daemon holds (`Request::Attachments`), sorted.
+fn attachments(tb: &Testbed) -> Vec<String> {
+    let resp = vswitch::control::client::call(&tb.hosts[0].socket, &Request::Attachments)
+        .expect("vswitchd answers");
+    assert!(resp.ok, "{resp:?}");
+    let list: Vec<AttachmentInfo> = serde_json::from_value(resp.result.unwrap()).unwrap();
+    list.into_iter().map(|a| a.attachment).collect()
 }
 
 fn ports_with_attachment(tb: &Testbed, key: &str) -> Vec<Value> {
@@ -335,24 +345,39 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     let r = cni(&host, &d.env("DEL"), &chosen);
     assert!(r.ok, "{r:?}");
 
-    // GC: of three attachments of this configuration, the one not listed goes; a port made
-    // by vswitchctl and one of another configuration stay.
-    for (i, id) in ["gc-keep", "gc-stale", "gc-other"].iter().enumerate() {
-        let path = new_netns(&mut tb, &format!("g{i}"));
+    // GC: of this configuration's attachments, those not listed go, whether their namespace
+    // is still there (gc-stale) or went without a DEL (gc-gone: what GC is for, spec §2); a
+    // port made by vswitchctl and one of another configuration stay.
+    let mut gone_ns = None;
+    let mut gone_addr = String::new();
+    for (i, id) in ["gc-keep", "gc-stale", "gc-gone", "gc-other"]
+        .iter()
+        .enumerate()
+    {
+        let ns = Netns::new(&format!("{}-g{i}", tb.prefix)).unwrap();
+        let path = netns_path(&ns);
         let conf_i = if *id == "gc-other" {
             with(&conf, "name", json!("othernet"))
         } else {
             conf.to_string()
         };
-        let att = Att {
-            id,
-            netns: &path,
-            ifname: "eth0",
-            args: "",
-        };
-        let r = cni(&host, &att.env("ADD"), &conf_i);
+        let r = cni(&host, &Att::eth0(id, &path).env("ADD"), &conf_i);
         assert!(r.ok, "ADD {id}: {r:?}");
+        if *id == "gc-gone" {
+            gone_addr = r.json()["ips"][0]["address"].as_str().unwrap().to_string();
+            gone_ns = Some(ns);
+        } else {
+            tb.containers.push(ns);
+        }
     }
+    drop(gone_ns);
+    wait_until(Duration::from_secs(5), || {
+        ports_with_attachment(&tb, "cni:bluenet:gc-gone:eth0").is_empty()
+    });
+    assert!(
+        attachments(&tb).contains(&"cni:bluenet:gc-gone:eth0".to_string()),
+        "the daemon forgot an attachment nobody DELeted"
+    );
     let gc = with(
         &conf,
         "cni.dev/valid-attachments",
@@ -361,14 +386,17 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
     let r = cni(&host, &[("CNI_COMMAND", "GC")], &gc);
     assert!(r.ok && r.stdout.is_empty(), "GC: {r:?}");
     assert_eq!(
+        attachments(&tb),
+        vec![
+            "cni:bluenet:gc-keep:eth0".to_string(),
+            "cni:othernet:gc-other:eth0".to_string()
+        ]
+    );
+    assert_eq!(
         ports_with_attachment(&tb, "cni:bluenet:gc-keep:eth0").len(),
         1
     );
     assert!(ports_with_attachment(&tb, "cni:bluenet:gc-stale:eth0").is_empty());
-    assert_eq!(
-        ports_with_attachment(&tb, "cni:othernet:gc-other:eth0").len(),
-        1
-    );
     let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
     assert!(
         ports
@@ -378,6 +406,13 @@ fn plugin_add_check_del_version_status_gc_as_a_runtime_calls_it() {
             .any(|p| p["ip"] == "10.0.9.200/24"),
         "the vswitchctl port stays: {ports}"
     );
+    // The address of the collected attachment is free again.
+    let c6_path = new_netns(&mut tb, "c6");
+    let again = with(&conf, "runtimeConfig", json!({ "ips": [gone_addr] }));
+    let r = cni(&host, &Att::eth0("c6c6c6", &c6_path).env("ADD"), &again);
+    assert!(r.ok, "the address of a collected attachment: {r:?}");
+    let r = cni(&host, &Att::eth0("c6c6c6", &c6_path).env("DEL"), &again);
+    assert!(r.ok, "{r:?}");
     // GC without the list removes nothing and says why.
     let r = cni(&host, &[("CNI_COMMAND", "GC")], &conf.to_string());
     assert_eq!(r.error_code(), 7, "{r:?}");

@@ -36,6 +36,10 @@ pub enum Request {
     DetachAttachment {
         attachment: String,
     },
+    /// Every port made with an `attachment`, as the control actor holds them
+    /// (`AttachmentInfo`): also those whose namespace is gone, which `show ports` no longer
+    /// lists but whose address stays taken until they are detached (what CNI GC is for).
+    Attachments,
     DetachNamespace {
         network: String,
         netns: String,
@@ -156,6 +160,20 @@ pub struct PortInfo {
     /// The `attachment` given at attach (e.g. by the CNI plugin), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
+}
+
+/// One port made with an `attachment` (`Request::Attachments`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttachmentInfo {
+    pub attachment: String,
+    /// The port id (`show ports`).
+    pub port: u32,
+    /// Endpoint name.
+    pub name: String,
+    pub network: String,
+    /// The endpoint's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -258,6 +258,7 @@ impl Server {
                 attachment,
             }),
             Request::DetachAttachment { attachment } => self.detach_attachment(&attachment),
+            Request::Attachments => to_json(self.attachment_list()),
             Request::DetachNamespace {
                 network,
                 netns,

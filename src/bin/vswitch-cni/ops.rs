@@ -3,14 +3,15 @@
 //! (`cni:NETCONF:CONTAINERID:IFNAME`), DEL is `detach-attachment` by that key (the namespace
 //! may be gone), CHECK compares `show ports` and the container's interface with `prevResult`,
 //! STATUS asks whether the daemon answers and carries the network, GC detaches this
-//! configuration's ports that the runtime no longer lists.
+//! configuration's attachments (`attachments`, the actor's list) that the runtime no longer
+//! lists.
 
 use crate::spec::{self, code, Attached, CniError, Invocation, NetConf};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use vswitch::control::api::{PortInfo, Request, ShowWhat};
+use vswitch::control::api::{AttachmentInfo, PortInfo, Request, ShowWhat};
 use vswitch::control::client::{self, ClientError};
 
 /// Why a request to vswitchd did not succeed.
@@ -367,10 +368,20 @@ pub fn gc(conf: &NetConf) -> Result<(), CniError> {
     let what = "collect stale attachments";
     let prefix = conf.attachment_prefix();
     let mut errors = Vec::new();
-    for p in d.ports().map_err(|e| e.cni(what))? {
-        let Some(key) = p.attachment.as_deref() else {
-            continue;
-        };
+    // The actor's list, not `show ports`: a container whose namespace went without a DEL
+    // (what GC is for) has no device left in the workers, but its address is still held.
+    let held: Vec<AttachmentInfo> = match d.call(&Request::Attachments).map_err(|e| e.cni(what))? {
+        Value::Null => Vec::new(),
+        v => serde_json::from_value(v).map_err(|e| {
+            CniError::new(
+                code::DAEMON_REFUSED,
+                "vswitchd's list of attachments is not one",
+                e.to_string(),
+            )
+        })?,
+    };
+    for p in held {
+        let key = p.attachment.as_str();
         let Some((cid, ifname)) = spec::split_attachment(&prefix, key) else {
             continue;
         };
@@ -380,7 +391,7 @@ pub fn gc(conf: &NetConf) -> Result<(), CniError> {
         match d.call(&Request::DetachAttachment {
             attachment: key.to_string(),
         }) {
-            Ok(_) => eprintln!("vswitch-cni: GC removed port {} ({key})", p.id),
+            Ok(_) => eprintln!("vswitch-cni: GC removed port {} ({key})", p.port),
             Err(
                 DaemonError::Unreachable(e) | DaemonError::Trouble(e) | DaemonError::Refused(e),
             ) => errors.push(format!("{key}: {e}")),

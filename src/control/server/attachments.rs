@@ -9,6 +9,7 @@
 //! attachment releases those too. Runs on the control actor.
 
 use super::{NsAttach, Server};
+use crate::control::api::AttachmentInfo;
 use crate::dataplane::PortMeta;
 use crate::switch::PortId;
 use std::sync::Arc;
@@ -50,28 +51,40 @@ impl Server {
         None
     }
 
+    /// What the topology holds of port `id` made for `key`.
+    fn attachment_info(&self, key: &str, id: PortId) -> Option<AttachmentInfo> {
+        let p = self.topology.port(id)?;
+        Some(AttachmentInfo {
+            attachment: key.to_string(),
+            port: id.0,
+            name: p.name.clone(),
+            network: self
+                .topology
+                .network(p.vni)
+                .map(|n| n.spec.name.clone())
+                .unwrap_or_default(),
+            ip: p.endpoint.map(|(_, ip)| ip.to_string()),
+        })
+    }
+
+    /// Every port with an attachment, by attachment.
+    pub(super) fn attachment_list(&self) -> Vec<AttachmentInfo> {
+        let mut list: Vec<AttachmentInfo> = self
+            .attachments
+            .iter()
+            .filter_map(|(key, id)| self.attachment_info(key, *id))
+            .collect();
+        list.sort_by(|a, b| a.attachment.cmp(&b.attachment));
+        list
+    }
+
     /// Removes the port made for `attachment`: its PortInfo, or `null` when there is none.
     pub(super) fn detach_attachment(&mut self, key: &str) -> Result<serde_json::Value, String> {
         let Some(id) = self.attached(key) else {
             return Ok(serde_json::Value::Null);
         };
         // What the topology knows of it, for when the workers no longer have it.
-        let known = self.topology.port(id).map(|p| {
-            let network = self
-                .topology
-                .network(p.vni)
-                .map(|n| n.spec.name.clone())
-                .unwrap_or_default();
-            serde_json::json!({
-                "id": id.0,
-                "name": p.name,
-                "network": network,
-                "vni": p.vni.get(),
-                "ip": p.endpoint.map(|(_, ip)| ip.to_string()),
-                "mac": p.endpoint.map(|(mac, _)| mac.to_string()),
-                "attachment": key,
-            })
-        });
+        let known = self.attachment_info(key, id);
         let info = match self.remove_port(
             Arc::new(move |pid: PortId, _: &PortMeta| pid == id),
             format!("attachment {key}"),
@@ -81,7 +94,7 @@ impl Server {
                 // The workers dropped it already (its namespace went): the topology still
                 // holds it.
                 let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
-                known.unwrap_or(serde_json::Value::Null)
+                serde_json::to_value(known).unwrap_or_default()
             }
         };
         self.attachments.remove(key);
