@@ -574,23 +574,7 @@ fn podman_runs_a_container_on_a_vswitch_network_that_reaches_another_host() {
     assert!(gone, "the container's port outlived it\n{}", tb.logs());
 
     // The other way: a detached container, reached from host b, removed with `podman rm`.
-    let rootfs_s = rootfs.to_string_lossy().into_owned();
-    let out = podman.output(&[
-        "run",
-        "-d",
-        "--network",
-        "blue",
-        "--name",
-        "web2",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=4096:4096",
-        "--rootfs",
-        &rootfs_s,
-        "/bin/sleep",
-        "120",
-    ]);
+    let out = podman.start_container("blue", "web2", &rootfs, &["/bin/sleep", "120"]);
     assert!(
         out.status.success(),
         "podman run -d: {}{}\n{}",
@@ -650,7 +634,6 @@ fn podman_on_two_hosts_of_a_cluster_network() {
     });
     assert!(carried, "host b does not carry blue\n{}", tb.logs());
     let rootfs = step!(tb, busybox_rootfs(&tb.dir));
-    let rootfs_s = rootfs.to_string_lossy().into_owned();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/cni/vswitch.conflist");
     let podmans: Vec<Podman> = (0..2)
         .map(|i| {
@@ -670,22 +653,7 @@ fn podman_on_two_hosts_of_a_cluster_network() {
         })
         .collect();
 
-    let out = podmans[1].output(&[
-        "run",
-        "-d",
-        "--network",
-        "blue",
-        "--name",
-        "web-b",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=4096:4096",
-        "--rootfs",
-        &rootfs_s,
-        "/bin/sleep",
-        "120",
-    ]);
+    let out = podmans[1].start_container("blue", "web-b", &rootfs, &["/bin/sleep", "120"]);
     assert!(
         out.status.success(),
         "podman run -d on host b: {out:?}\n{}",

@@ -129,13 +129,37 @@ impl Podman {
             .expect("podman (apt-get install podman)")
     }
 
-    /// `podman run --rm --network NET --name NAME ... --rootfs ROOTFS CMD...`; the rlimits are
-    /// the ones these machines allow (no CAP_SYS_RESOURCE: TESTING.md).
+    /// `podman run --rm --network NET --name NAME ... --rootfs ROOTFS CMD...`: runs CMD to
+    /// its end; the container is removed after (CNI DEL).
     pub fn run_container(&self, network: &str, name: &str, rootfs: &Path, cmd: &[&str]) -> Output {
+        self.run_with("--rm", network, name, rootfs, cmd)
+    }
+
+    /// `podman run -d ...`: starts the container and returns; `podman rm` (or the guard)
+    /// removes it.
+    pub fn start_container(
+        &self,
+        network: &str,
+        name: &str,
+        rootfs: &Path,
+        cmd: &[&str],
+    ) -> Output {
+        self.run_with("-d", network, name, rootfs, cmd)
+    }
+
+    /// The rlimits are the ones these machines allow (no CAP_SYS_RESOURCE: TESTING.md).
+    fn run_with(
+        &self,
+        mode: &str,
+        network: &str,
+        name: &str,
+        rootfs: &Path,
+        cmd: &[&str],
+    ) -> Output {
         let rootfs = rootfs.to_string_lossy();
         let mut args = vec![
             "run",
-            "--rm",
+            mode,
             "--network",
             network,
             "--name",
