@@ -211,6 +211,7 @@ fn attach_prints_what_it_made() {
         counters: Counters::default(),
         queues: 1,
         attachment: None,
+        dns: None,
     };
     let t = fake_daemon(
         &sock,

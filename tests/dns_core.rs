@@ -327,3 +327,22 @@ fn the_dns_address_is_answered_by_proxy_arp_and_never_given_to_a_container() {
         .unwrap_err();
     assert!(e.to_string().contains("own address"), "{e}");
 }
+
+#[test]
+fn trace_tells_the_dns_answer_from_the_same_decision() {
+    let sw = switch();
+    let q = query_from_web("db.blue", Rtype::A);
+    let d = sw.decide(T0, Ingress::Port(P1), &q);
+    let t = sw.explain(T0, &d, &q);
+    let dns: Vec<&str> = t
+        .steps
+        .iter()
+        .filter(|s| s.step == "dns")
+        .map(|s| s.detail.as_str())
+        .collect();
+    assert_eq!(dns, ["answer A 10.0.9.3"]);
+    assert_eq!(t.verdict, "reply");
+    let q = query_from_web("example.org", Rtype::A);
+    let t = sw.explain(T0, &sw.decide(T0, Ingress::Port(P1), &q), &q);
+    assert_eq!(t.verdict, "forward");
+}

@@ -394,8 +394,10 @@ fn run(args: Args) -> Result<()> {
         handle.clone(),
     )
     .context("cannot start the DNS forwarder")?;
+    let resolv_files = vswitch::control::attach::ResolvFiles::default();
     let mut server = Server::new(handle.clone(), tap, published)
         .with_dns(forwarder)
+        .with_resolv_files(resolv_files.clone())
         .with_packet_rx(packet_rx_mode())
         .with_config(cfg.clone(), mtu);
     if let Some(agent) = &cluster {
@@ -462,6 +464,7 @@ fn run(args: Args) -> Result<()> {
     for t in threads {
         let _ = t.join();
     }
+    resolv_files.remove_all();
     let _ = std::fs::remove_file(&cfg.node.control_socket);
     tracing::info!("stopped");
     Ok(())

@@ -160,6 +160,19 @@ pub struct PortInfo {
     /// The `attachment` given at attach (e.g. by the CNI plugin), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
+    /// The container's resolver: set on attach-namespace (crate::switch::dns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<PortDns>,
+}
+
+/// How a container resolves names: its network's DNS address and search domain, and the
+/// resolv.conf the attach wrote for it, if it wrote one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortDns {
+    pub nameserver: String,
+    pub search: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
 }
 
 /// One port made with an `attachment` (`Request::Attachments`).

@@ -518,14 +518,26 @@ pub fn render_attached(p: &PortInfo) -> String {
         None if station.is_empty() => format!("interface {}", p.ifname),
         None => format!("interface {} for {}", p.ifname, station.join(" ")),
     };
-    format!(
+    let mut out = format!(
         "attached {} (network {}, vni {}, mtu {}, port {})\n",
         what.trim_start(),
         p.network,
         p.vni,
         p.mtu,
         p.id
-    )
+    );
+    if let Some(d) = &p.dns {
+        out.push_str(&format!(
+            "dns: nameserver {}, search {}{}\n",
+            d.nameserver,
+            d.search,
+            match &d.resolv_conf {
+                Some(f) => format!(" (written to {f}, which `ip netns exec` uses)"),
+                None => " (the namespace's runtime keeps its own resolv.conf)".to_string(),
+            }
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -554,6 +566,7 @@ mod tests {
             },
             queues: 2,
             attachment: None,
+            dns: None,
         }
     }
 

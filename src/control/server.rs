@@ -18,7 +18,7 @@
 mod attachments;
 mod cluster;
 
-use super::api::{Request, Response, TraceRequest};
+use super::api::{self, Request, Response, TraceRequest};
 use crate::cluster::view::ClusterView;
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
 use crate::dataplane::worker::PortSelector;
@@ -99,6 +99,8 @@ pub struct Server {
     attachments: std::collections::HashMap<String, PortId>,
     /// The DNS forwarder, for `show stats`.
     dns: Option<crate::control::dns::Forwarder>,
+    /// resolv.conf files written for attached namespaces.
+    resolv: crate::control::attach::ResolvFiles,
 }
 
 impl Server {
@@ -119,7 +121,15 @@ impl Server {
             cluster: None,
             attachments: Default::default(),
             dns: None,
+            resolv: Default::default(),
         }
+    }
+
+    /// Where the resolv.conf files written on attach are kept, so the daemon removes them
+    /// when it stops.
+    pub fn with_resolv_files(mut self, files: crate::control::attach::ResolvFiles) -> Server {
+        self.resolv = files;
+        self
     }
 
     /// The configuration the topology was built from, so that `reload` can re-read its file.
@@ -378,6 +388,7 @@ impl Server {
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
         let id = PortId(info.id);
         let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
+        self.resolv.remove(info.id);
         serde_json::to_value(info).map_err(|e| e.to_string())
     }
 
@@ -465,7 +476,33 @@ impl Server {
             mtu,
             attachment: a.attachment.clone(),
         };
-        self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)
+        let mut info =
+            self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)?;
+        if let Some(dns) = self.container_dns(vni, id, netns) {
+            info["dns"] = serde_json::to_value(dns).map_err(|e| e.to_string())?;
+        }
+        Ok(info)
+    }
+
+    /// The resolver of a container just attached to network `vni` as port `id`: its
+    /// network's DNS address, written into the namespace's resolv.conf when the namespace is
+    /// a named one that has none (crate::control::attach::ResolvFiles).
+    fn container_dns(&self, vni: Vni, id: PortId, netns: &str) -> Option<api::PortDns> {
+        let net = self.topology.network(vni)?;
+        let (ns, _) = net.service()?;
+        let search = net.spec.name.clone();
+        let written = match self.resolv.write(id.0, netns, ns, &search) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%netns, "cannot write the namespace's resolv.conf: {e}");
+                None
+            }
+        };
+        Some(api::PortDns {
+            nameserver: ns.to_string(),
+            search,
+            resolv_conf: written.map(|p| p.display().to_string()),
+        })
     }
 
     fn detach_namespace(

@@ -26,7 +26,7 @@ pub struct Step {
 }
 
 /// A whole trace: the steps, and the verdict in one word ("deliver", "encapsulate",
-/// "flood", "reply", "drop") with its detail.
+/// "flood", "reply", "forward", "drop") with its detail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Trace {
     pub steps: Vec<Step>,

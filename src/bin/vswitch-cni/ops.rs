@@ -204,6 +204,11 @@ pub fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
                 e.to_string(),
             )
         })?;
+    // The resolver the daemon gives the port, else the network's DNS address.
+    let (nameserver, search) = match &port.dns {
+        Some(d) => (Some(d.nameserver.clone()), d.search.clone()),
+        None => (dns_address(&net), conf.network.clone()),
+    };
     let attached = Attached {
         ifname: port.ifname,
         mac: port.mac.unwrap_or_default(),
@@ -211,8 +216,8 @@ pub fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
         sandbox: inv.netns.clone(),
         address: port.ip.unwrap_or_default(),
         gateway: net["gateway"].as_str().map(str::to_string),
-        nameserver: dns_address(&net),
-        search: vec![conf.network.clone()],
+        nameserver,
+        search: vec![search],
     };
     Ok(spec::add_result(
         &conf.cni_version,

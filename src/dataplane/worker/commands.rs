@@ -215,6 +215,7 @@ impl Worker {
             counters,
             queues: 1,
             attachment: p.meta.attachment.clone(),
+            dns: None,
         })
     }
 
