@@ -15,6 +15,7 @@
 //!
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
+mod attachments;
 mod cluster;
 mod docker;
 
@@ -76,6 +77,8 @@ struct NsAttach {
     name: Option<String>,
     /// Port security (crate::switch::topology::PortTopo::security).
     security: bool,
+    /// Who asks, for what (api::Request::AttachNamespace); unique among the ports.
+    attachment: Option<String>,
 }
 
 pub struct Server {
@@ -95,6 +98,8 @@ pub struct Server {
     cluster: Option<cluster::ClusterPlane>,
     /// The Docker plugin's networks, addresses and endpoints (server/docker.rs).
     docker: docker::DockerState,
+    /// Ports by the `attachment` they were made for (server/attachments.rs).
+    attachments: std::collections::HashMap<String, PortId>,
     /// The DNS forwarder, for `show stats`.
     dns: Option<crate::control::dns::Forwarder>,
     /// resolv.conf files written for attached namespaces.
@@ -118,6 +123,7 @@ impl Server {
             config: None,
             cluster: None,
             docker: docker::DockerState::default(),
+            attachments: Default::default(),
             dns: None,
             resolv: Default::default(),
         }
@@ -254,7 +260,8 @@ impl Server {
                 ifname,
                 name,
                 no_port_security,
-            } => self.attach_namespace(NsAttach {
+                attachment,
+            } => self.attach_namespace_for(NsAttach {
                 network,
                 netns,
                 ip,
@@ -262,7 +269,10 @@ impl Server {
                 ifname: ifname.unwrap_or_else(|| "eth0".to_string()),
                 name,
                 security: !no_port_security,
+                attachment,
             }),
+            Request::DetachAttachment { attachment } => self.detach_attachment(&attachment),
+            Request::Attachments => to_json(self.attachment_list()),
             Request::DetachNamespace {
                 network,
                 netns,
@@ -470,6 +480,7 @@ impl Server {
             mac: Some(mac),
             ip: Some(addr),
             mtu,
+            attachment: a.attachment.clone(),
         };
         let mut info =
             self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)?;
@@ -549,6 +560,7 @@ impl Server {
             mac,
             ip: addr,
             mtu,
+            attachment: None,
         };
         let endpoint = mac.zip(addr.map(|a| a.addr()));
         // The station behind an existing interface may be anything (a router, a host): no

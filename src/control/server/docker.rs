@@ -479,6 +479,7 @@ impl Server {
             mac: Some(mac),
             ip: Some(addr),
             mtu,
+            attachment: None,
         };
         let info = self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, true)?;
         self.docker

@@ -214,6 +214,7 @@ impl Worker {
             mtu: p.meta.mtu,
             counters,
             queues: 1,
+            attachment: p.meta.attachment.clone(),
             dns: None,
         })
     }
