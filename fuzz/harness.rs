@@ -214,6 +214,11 @@ pub fn dns_query(data: &[u8]) {
     let mut frame = dns_query_frame(&sw, data);
     let original = frame.clone();
     let action = sw.process_from_port(NOW, PORT_IN, &mut frame);
+    if frame.len() > MTU as usize + 14 {
+        // Larger than the network carries: refused before anyone looks at it.
+        assert_eq!(action, Action::Drop(DropReason::FrameTooBig));
+        return;
+    }
     match action {
         Action::Reply { .. } | Action::Upstream { .. } => {}
         Action::Drop(DropReason::DnsMalformed) => {}
