@@ -6,3 +6,4 @@ pub mod config;
 pub mod reload;
 pub mod render;
 pub mod server;
+pub mod views;

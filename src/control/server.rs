@@ -17,9 +17,11 @@
 
 mod cluster;
 
-use super::api::{Request, Response, TraceRequest};
+use super::api::{PeerInfo, PortInfo, Request, Response, ShowWhat, TraceRequest};
+use super::views;
 use crate::cluster::view::ClusterView;
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
+use crate::dataplane::view::View;
 use crate::dataplane::worker::PortSelector;
 use crate::dataplane::{PortDevice, PortMeta, Workers};
 use crate::io::af_packet::PacketSocket;
@@ -254,16 +256,7 @@ impl Server {
             Request::DetachInterface { network, interface } => {
                 self.detach_interface(&network, &interface)
             }
-            Request::Show {
-                what: crate::control::api::ShowWhat::Peers,
-                ..
-            } if self.cluster.is_some() => self
-                .workers
-                .show(crate::control::api::ShowWhat::Peers, false)
-                .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-                .map(|peers| self.cluster_peers(peers))
-                .and_then(to_json),
-            Request::Show { what, secrets } => self.workers.show(what, secrets),
+            Request::Show { what, secrets } => self.show(what, secrets),
             Request::Trace(t) => self.trace(&t),
             Request::Reload => self.reload(),
             Request::NetworkCreate {
@@ -287,6 +280,18 @@ impl Server {
                 result: Some(v),
             },
             Err(e) => Response::err(e),
+        }
+    }
+
+    /// The workers' merged view, as the API shows it; in cluster mode, peers with their state
+    /// in etcd.
+    fn show(&self, what: ShowWhat, secrets: bool) -> Result<serde_json::Value, String> {
+        let view = self.workers.show(what.into(), secrets)?;
+        match (&view, &self.cluster) {
+            (View::Peers(rows), Some(_)) => {
+                to_json(self.cluster_peers(rows.iter().map(PeerInfo::from).collect()))
+            }
+            _ => Ok(views::to_json(&view)),
         }
     }
 
@@ -320,8 +325,8 @@ impl Server {
             t.set_port_security(id, security)
         })
         .map_err(|e| e.to_string())?;
-        let info = match self.workers.add_port(id, devices, meta, endpoint) {
-            Ok(info) => info,
+        let info: PortInfo = match self.workers.add_port(id, devices, meta, endpoint) {
+            Ok(row) => (&row).into(),
             Err(e) => {
                 let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
                 return Err(e);
@@ -341,13 +346,12 @@ impl Server {
         select: PortSelector,
         what: String,
     ) -> Result<serde_json::Value, String> {
-        let info = self
+        let row = self
             .workers
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
-        let id = PortId(info.id);
-        let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
-        serde_json::to_value(info).map_err(|e| e.to_string())
+        let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
+        to_json(PortInfo::from(&row))
     }
 
     fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, String> {

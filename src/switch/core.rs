@@ -15,7 +15,7 @@
 //! Thread-safety: a `Switch` is owned by one thread (the worker); nothing here is shared but
 //! the immutable topology.
 
-use super::counters::Counters;
+use super::counters::{Counters, NetworkCounters};
 use super::decide::{Action, Decision, Ingress};
 use super::drop_reason::{DropCounters, DropReason};
 use super::fdb::{Fdb, Learned, Location};
@@ -28,16 +28,6 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Default)]
-pub struct NetworkCounters {
-    pub traffic: Counters,
-    pub flooded: u64,
-    pub proxy_arp_replies: u64,
-    pub fdb_learned: u64,
-    pub fdb_moves: u64,
-    pub fdb_full: u64,
-}
 
 /// What one worker learned about one network.
 #[derive(Debug)]
@@ -224,8 +214,8 @@ impl Switch {
             net.learn_neigh(vni, f.ip, f.mac, f.source, now);
         }
         match d.action {
-            Action::Flood { .. } => net.counters.flooded += 1,
-            Action::Reply { .. } => net.counters.proxy_arp_replies += 1,
+            Action::Flood { .. } => net.counters.events.flooded += 1,
+            Action::Reply { .. } => net.counters.events.proxy_arp_replies += 1,
             _ => {}
         }
     }
@@ -452,9 +442,9 @@ impl NetState {
 
     fn learn(&mut self, net: Vni, mac: MacAddr, at: Location, now: Timestamp) {
         match self.fdb.learn(mac, at, now) {
-            Learned::New => self.counters.fdb_learned += 1,
-            Learned::Moved => self.counters.fdb_moves += 1,
-            Learned::Full => self.counters.fdb_full += 1,
+            Learned::New => self.counters.events.fdb_learned += 1,
+            Learned::Moved => self.counters.events.fdb_moves += 1,
+            Learned::Full => self.counters.events.fdb_full += 1,
             Learned::Refreshed => return,
             Learned::RefreshDue => {}
         }
