@@ -9,13 +9,18 @@
 //! the Unix socket (`serve`: a thread per connection, each bounded in request size and time,
 //! so a client that is idle, slow or never reads holds up only itself), SIGHUP, and the
 //! cluster agent's watch (crate::cluster), whose newest view of etcd waits in a one-view slot
-//! and is applied in one topology change (server/cluster.rs).
+//! and is applied in one topology change (server/cluster.rs). A request that fails ends as a
+//! `ControlError` (server/error.rs) whose Display is what the user reads; `handle` makes it
+//! the `Response` once.
 //!
 //! Thread-safety: `Server` lives on the actor thread; `ControlHandle` is Send + Clone.
 //!
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
 mod cluster;
+mod error;
+
+pub use error::ControlError;
 
 use super::api::{PeerInfo, PortInfo, Request, Response, ShowWhat, TraceRequest};
 use super::views;
@@ -122,7 +127,7 @@ impl Server {
     }
 
     /// Re-reads node.toml and publishes what changed, all or nothing.
-    fn reload(&mut self) -> Result<serde_json::Value, String> {
+    fn reload(&mut self) -> Result<serde_json::Value, ControlError> {
         use crate::control::config::Config;
         use crate::control::reload::{self, ReloadError};
         let Some((old, mtu)) = &self.config else {
@@ -131,7 +136,7 @@ impl Server {
         let mtu = *mtu;
         let refuse = |e: ReloadError| {
             tracing::warn!("reload refused: {e}");
-            e.to_string()
+            ControlError::Reload(e)
         };
         let new = Config::load(&old.path)
             .map_err(|e| e.to_string())
@@ -279,14 +284,17 @@ impl Server {
                 error: None,
                 result: Some(v),
             },
-            Err(e) => Response::err(e),
+            Err(e) => e.into(),
         }
     }
 
     /// The workers' merged view, as the API shows it; in cluster mode, peers with their state
     /// in etcd.
-    fn show(&self, what: ShowWhat, secrets: bool) -> Result<serde_json::Value, String> {
-        let view = self.workers.show(what.into(), secrets)?;
+    fn show(&self, what: ShowWhat, secrets: bool) -> Result<serde_json::Value, ControlError> {
+        let view = self
+            .workers
+            .show(what.into(), secrets)
+            .map_err(ControlError::DataPlane)?;
         match (&view, &self.cluster) {
             (View::Peers(rows), Some(_)) => {
                 to_json(self.cluster_peers(rows.iter().map(PeerInfo::from).collect()))
@@ -301,11 +309,9 @@ impl Server {
         network: &str,
         ip: Option<Ipv4Addr>,
         mac: Option<MacAddr>,
-    ) -> Result<(Vni, u32), String> {
-        self.topology
-            .check_endpoint(network, ip, mac)
-            .map(|n| (n.vni(), n.spec.mtu))
-            .map_err(|e| e.to_string())
+    ) -> Result<(Vni, u32), ControlError> {
+        let n = self.topology.check_endpoint(network, ip, mac)?;
+        Ok((n.vni(), n.spec.mtu))
     }
 
     /// Publishes the port in the topology, then hands its devices to the workers; if they
@@ -318,18 +324,17 @@ impl Server {
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
         security: bool,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let name = meta.name.clone();
         self.change_topology(|t| {
             t.add_port(id, &name, vni, endpoint)?;
             t.set_port_security(id, security)
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         let info: PortInfo = match self.workers.add_port(id, devices, meta, endpoint) {
             Ok(row) => (&row).into(),
             Err(e) => {
                 let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
-                return Err(e);
+                return Err(ControlError::DataPlane(e));
             }
         };
         tracing::info!(
@@ -337,7 +342,7 @@ impl Server {
             netns = info.netns.as_deref().unwrap_or("-"), mac = info.mac.as_deref().unwrap_or("-"),
             ip = info.ip.as_deref().unwrap_or("-"), queues = info.queues, "port attached"
         );
-        serde_json::to_value(info).map_err(|e| e.to_string())
+        to_json(info)
     }
 
     /// Takes the port from the workers, then from the topology.
@@ -345,7 +350,7 @@ impl Server {
         &mut self,
         select: PortSelector,
         what: String,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let row = self
             .workers
             .remove_port(select)
@@ -354,7 +359,7 @@ impl Server {
         to_json(PortInfo::from(&row))
     }
 
-    fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, String> {
+    fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, ControlError> {
         let name = a
             .name
             .clone()
@@ -383,7 +388,7 @@ impl Server {
         a: &NsAttach,
         name: &str,
         addr: Ipv4Net,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let (network, netns, ifname) = (a.network.as_str(), a.netns.as_str(), a.ifname.as_str());
         let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
         let mac = match a.mac.as_deref() {
@@ -406,8 +411,7 @@ impl Server {
                 ..self.tap_options
             },
         };
-        let queues =
-            create_namespace_port_queues(&spec, self.workers.len()).map_err(|e| e.to_string())?;
+        let queues = create_namespace_port_queues(&spec, self.workers.len())?;
         let devices = queues
             .into_iter()
             .map(|q| Box::new(q) as Box<dyn PortDevice>)
@@ -432,7 +436,7 @@ impl Server {
         network: &str,
         netns: &str,
         ifname: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let (network_s, ifname_s, netns_s) =
             (network.to_string(), ifname.to_string(), netns.to_string());
         let id = netns_identity(netns);
@@ -456,14 +460,17 @@ impl Server {
         interface: &str,
         ip: Option<&str>,
         mac: Option<&str>,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let addr = ip.map(parse_ip_or_prefix).transpose()?;
         let mac = mac.map(parse_station_mac).transpose()?;
         let (vni, mtu) = self.check_endpoint(network, addr.map(|a| a.addr()), mac)?;
         let id = PortId(self.next_port);
-        let devices = self
-            .open_packet_sockets(interface)
-            .map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
+        let devices =
+            self.open_packet_sockets(interface)
+                .map_err(|source| ControlError::Interface {
+                    interface: interface.to_string(),
+                    source,
+                })?;
         self.next_port += 1;
         let meta = PortMeta {
             name: interface.to_string(),
@@ -509,7 +516,7 @@ impl Server {
         &mut self,
         network: &str,
         interface: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let (network_s, interface_s) = (network.to_string(), interface.to_string());
         self.remove_port(
             Arc::new(move |_, m: &PortMeta| {
@@ -563,8 +570,8 @@ impl ControlHandle {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(v).map_err(|e| e.to_string())
+fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, ControlError> {
+    Ok(serde_json::to_value(v)?)
 }
 
 /// Serves the control socket: every connection on a thread of its own, bounded in size and
@@ -653,7 +660,7 @@ fn reply(stream: &UnixStream, response: &Response) -> io::Result<()> {
 impl Server {
     /// `vswitchctl trace`: checks the request against the topology and asks a worker to
     /// decide about the frame without doing anything.
-    fn trace(&self, t: &TraceRequest) -> Result<serde_json::Value, String> {
+    fn trace(&self, t: &TraceRequest) -> Result<serde_json::Value, ControlError> {
         use crate::dataplane::worker::{TraceFrame, TraceInput};
         use crate::switch::trace::Proto;
         let net = self.topology.network_by_name(&t.network).ok_or_else(|| {
@@ -672,14 +679,14 @@ impl Server {
                         format!("no port {p:?} (see `vswitchctl show ports`: an id or a name)")
                     })?;
                     if port.vni != net.vni() {
-                        return Err(format!("port {p:?} is not on network {:?}", t.network));
+                        return Err(format!("port {p:?} is not on network {:?}", t.network).into());
                     }
                     Ok(*id)
                 }
                 (None, Some(v)) => Err(crate::switch::VtepAddr(v.parse().map_err(|_| {
                     format!("invalid --from-vtep {v:?}: expected an IPv4 address")
                 })?)),
-                _ => return Err("give exactly one of --in-port and --from-vtep".to_string()),
+                _ => return Err("give exactly one of --in-port and --from-vtep".into()),
             };
         let ip = |what: &str, v: &Option<String>| -> Result<Ipv4Addr, String> {
             let v = v.as_deref().ok_or_else(|| {
@@ -698,7 +705,9 @@ impl Server {
                     "icmp" => Proto::Icmp,
                     "tcp" => Proto::Tcp,
                     "udp" => Proto::Udp,
-                    other => return Err(format!("invalid --proto {other:?}: icmp, tcp or udp")),
+                    other => {
+                        return Err(format!("invalid --proto {other:?}: icmp, tcp or udp").into())
+                    }
                 },
                 dport: t.dport.unwrap_or(80),
                 src_mac: mac(&t.src_mac)?,
@@ -709,12 +718,15 @@ impl Server {
                     .transpose()?,
             },
         };
-        let trace = self.workers.trace(TraceInput {
-            network: net.vni(),
-            ingress,
-            frame,
-        })?;
-        serde_json::to_value(trace).map_err(|e| e.to_string())
+        let trace = self
+            .workers
+            .trace(TraceInput {
+                network: net.vni(),
+                ingress,
+                frame,
+            })
+            .map_err(ControlError::DataPlane)?;
+        to_json(trace)
     }
 }
 
