@@ -1385,6 +1385,16 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
     let mut rng = XorShift(0x0123_4567_89ab_cdef);
     let mut now = T0;
     let peers = [VTEP_B, VTEP_C, VTEP_D, NOT_A_PEER];
+    // Every input's outcome, by kind: a drop by reason, or where it went.
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut to_port, mut to_vtep, mut flooded, mut replied) = (0u64, 0u64, 0u64, 0u64);
+    let mut tally = |a: &Action| match a {
+        Action::Drop(r) => *dropped.entry(r.name().to_string()).or_default() += 1,
+        Action::ToPort(_) => to_port += 1,
+        Action::ToVtep { .. } => to_vtep += 1,
+        Action::Flood { .. } => flooded += 1,
+        Action::Reply { .. } => replied += 1,
+    };
 
     for i in 0..N {
         let len = (rng.next() % 1600) as usize;
@@ -1399,12 +1409,14 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
             !matches!(action, Action::Reply { .. } | Action::ToVtep { .. }),
             "underlay traffic never goes back out: {action:?}"
         );
+        tally(&action);
 
         let len = (rng.next() % 1600) as usize;
         let mut f = rng.bytes(len);
         let port = [P1, P2, G1, G2, PortId(999)][(rng.next() % 5) as usize];
         let before = f.clone();
-        match sw.process_from_port(now, port, &mut f) {
+        let action = sw.process_from_port(now, port, &mut f);
+        match action {
             Action::Reply { port: p, .. } => {
                 assert_eq!(p, port);
                 let eth = Frame::new_checked(&f[..]).unwrap();
@@ -1413,6 +1425,7 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
             }
             _ => assert_eq!(f, before, "only a proxy-ARP reply rewrites the frame"),
         }
+        tally(&action);
 
         now = now.plus_millis(10);
         if i % 1000 == 0 {
@@ -1428,9 +1441,44 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
         .sum();
     let unknown_port = sw.underlay_drops().get(DropReason::UnknownPort);
     assert_eq!(port_rx + unknown_port, N, "every frame from a port counted");
-    let _ = sw.networks_info();
-    let _ = sw.fdb_info(now);
-    let _ = sw.neigh_info(now);
+
+    // Every input ended in exactly one outcome, and each outcome kind moved its counter once
+    // per input: drops by reason, floods, proxy answers.
+    assert!(
+        flooded > 0 && dropped.len() >= 5,
+        "the mix reached the networks and many drop reasons: {dropped:?}, {flooded} floods"
+    );
+    let drops: u64 = dropped.values().sum();
+    assert_eq!(drops + to_port + to_vtep + flooded + replied, 2 * N);
+    assert_eq!(
+        all_drops(&sw),
+        dropped,
+        "drops counted once each, by reason"
+    );
+    let nets = sw.network_stats();
+    let sum = |f: fn(&api::NetworkStats) -> u64| nets.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|n| n.events.flooded), flooded, "floods counted");
+    assert_eq!(
+        sum(|n| n.events.proxy_arp_replies),
+        replied,
+        "answers counted"
+    );
+    // Each input is received either by a network or, refused before one was found, by the
+    // underlay's drop counters: never both, never neither.
+    assert_eq!(
+        sum(|n| n.counters.rx_packets) + sw.underlay_drops().total(),
+        2 * N,
+        "every input counted once where it ended"
+    );
+
+    // The views agree with each other: a network's table sizes are its rows.
+    let (fdb, neigh) = (sw.fdb_info(now), sw.neigh_info(now));
+    for n in sw.networks_info() {
+        let rows = fdb.iter().filter(|e| e.network == n.name).count();
+        assert_eq!(n.fdb_entries as usize, rows, "fdb of {}", n.name);
+        let rows = neigh.iter().filter(|e| e.network == n.name).count();
+        assert_eq!(n.neigh_entries as usize, rows, "neigh of {}", n.name);
+    }
 }
 
 #[test]
