@@ -437,9 +437,11 @@ mod tests {
     #[test]
     fn counters_add_up_and_tables_unite() {
         let stats = |w: u32, rx: u64| {
-            let mut traffic = Counters::default();
-            traffic.rx_packets = rx;
-            traffic.rx_bytes = rx * 100;
+            let mut traffic = Counters {
+                rx_packets: rx,
+                rx_bytes: rx * 100,
+                ..Default::default()
+            };
             traffic.drop(DropReason::UnknownVni);
             let mut counters = NetworkCounters {
                 traffic: traffic.clone(),

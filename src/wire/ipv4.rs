@@ -107,6 +107,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// `IPv4 S > D proto P`.
+impl<T: AsRef<[u8]>> std::fmt::Display for Packet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "IPv4 {} > {} proto {}",
+            self.src(),
+            self.dst(),
+            self.protocol()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
