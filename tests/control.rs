@@ -468,23 +468,9 @@ fn a_client_that_never_reads_a_large_reply_delays_no_one() {
     // A container that routes (no port security) sends from 6000 MACs, in bursts its TAP queue
     // takes: `show fdb` grows past the socket buffers.
     const MACS: usize = 6000;
-    let r = common::testbed::Netns::new(&format!("{}-r", tb.prefix)).unwrap();
-    let attached = tb.hosts[0].ctl(
-        &tb.bins,
-        &[
-            "attach-namespace",
-            "--network",
-            "blue",
-            "--netns",
-            &r.name,
-            "--ip",
-            "10.0.9.4/24",
-            "--no-port-security",
-        ],
-    );
-    tb.containers.push(r);
-    let router = tb.containers.len() - 1;
-    attached.unwrap();
+    let router = tb
+        .add_container_with(0, "r", "blue", "10.0.9.4/24", &["--no-port-security"])
+        .unwrap();
     let script = format!(
         "import socket,time\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind(('eth0',0))\n\
          for i in range({MACS}):\n  \

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 /// Counter families are defined once, where they are counted, and embedded here: their field
 /// names are their JSON names (crate::switch::counters).
-pub use crate::dataplane::counters::{OffloadCounters as OffloadStats, WorkerCounters};
+pub use crate::dataplane::counters::{
+    LatencySummary as LatencyStats, OffloadCounters as OffloadStats, WorkerCounters,
+};
 pub use crate::switch::counters::NetworkEvents;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -318,18 +320,6 @@ pub struct WorkerStats {
     /// port_frames, underlay_datagrams, updates_sent, ... as fields of this object.
     #[serde(flatten)]
     pub counters: WorkerCounters,
-}
-
-/// Distribution of the time a frame spends inside one worker: from the moment its read returns
-/// to the moment its last copy is handed to the kernel. Microseconds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct LatencyStats {
-    pub worker: u32,
-    pub samples: u64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
 }
 
 /// One ESP security association (`show sa`).

@@ -183,18 +183,7 @@ impl From<&StatsView> for api::Stats {
             ports: list(&s.ports),
             networks: list(&s.networks),
             underlay: (&s.underlay).into(),
-            latency: s
-                .latency
-                .iter()
-                .map(|l| api::LatencyStats {
-                    worker: l.worker,
-                    samples: l.samples,
-                    p50_us: l.p50_us,
-                    p99_us: l.p99_us,
-                    p999_us: l.p999_us,
-                    max_us: l.max_us,
-                })
-                .collect(),
+            latency: s.latency.clone(),
             offload: s.offload,
             workers: s
                 .workers

@@ -79,8 +79,9 @@ impl TxErrors {
 }
 
 /// Distribution of the time a frame spends inside one worker: from the moment its read returns
-/// to the moment its last copy is handed to the kernel. Microseconds.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// to the moment its last copy is handed to the kernel. Microseconds. Its serde form is the
+/// API's (`show stats` latency, crate::control::api::LatencyStats).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencySummary {
     pub worker: u32,
     pub samples: u64,
