@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use vswitch::control::config::Config;
 use vswitch::control::views::ApiViews;
 use vswitch::switch::{
-    Action, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
+    Action, Answer, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
 };
 use vswitch::wire::ethernet::{EtherType, Frame};
 use vswitch::wire::{arp, vxlan, MacAddr};
@@ -142,9 +142,19 @@ pub fn port_frame(data: &[u8]) {
 }
 
 fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action) {
-    if let Action::Reply { port: p, .. } = action {
+    if let Action::Reply { port: p, answer } = action {
         assert_eq!(p, PORT_IN, "a reply goes back where the request came from");
-        check_arp_reply(original, frame);
+        match answer {
+            Answer::ArpReply { .. } => check_arp_reply(original, frame),
+            Answer::Dns { .. } => {
+                assert_eq!(frame, original, "a DNS answer is written elsewhere");
+                check_dns_answer(sw, original, &answer);
+            }
+        }
+        return;
+    }
+    if let Action::Upstream { port, network } = action {
+        assert_eq!((port, network), (PORT_IN, BLUE), "forwarded for whom asked");
         return;
     }
     assert_eq!(frame, original, "only a proxy-ARP reply rewrites the frame");
@@ -165,8 +175,81 @@ fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action)
             assert_eq!(network, BLUE);
             assert_eq!((except, to_peers), (Some(PORT_IN), true));
         }
-        Action::Drop(_) | Action::Reply { .. } => {}
+        Action::Drop(_) | Action::Reply { .. } | Action::Upstream { .. } => {}
     }
+}
+
+/// The address and MAC of blue's DNS (crate::switch::service).
+pub fn blue_dns(sw: &Switch) -> (Ipv4Addr, MacAddr) {
+    sw.topology().network(BLUE).unwrap().service().unwrap()
+}
+
+/// `data` as a DNS message in a UDP datagram from PORT_IN's container (10.0.9.2:40000) to
+/// blue's DNS address, port 53.
+pub fn dns_query_frame(sw: &Switch, data: &[u8]) -> Vec<u8> {
+    use vswitch::wire::udp;
+    let (own_ip, own_mac) = blue_dns(sw);
+    let mut f = vec![0u8; 14 + udp::Repr::HEADERS_LEN + data.len()];
+    {
+        let mut eth = Frame::new_unchecked(&mut f[..]);
+        eth.set_dst(own_mac);
+        eth.set_src(endpoint_mac(2));
+        eth.set_ethertype(EtherType::Ipv4);
+    }
+    f[14 + udp::Repr::HEADERS_LEN..].copy_from_slice(data);
+    udp::Repr {
+        src: Ipv4Addr::new(10, 0, 9, 2),
+        dst: own_ip,
+        src_port: 40000,
+        dst_port: 53,
+    }
+    .emit(&mut f[14..], data.len());
+    f
+}
+
+/// Target `dns_query`: `data` is a DNS message a container sends to its network's DNS address.
+/// It is answered, forwarded, or dropped as malformed; nothing else.
+pub fn dns_query(data: &[u8]) {
+    let mut sw = switch();
+    let mut frame = dns_query_frame(&sw, data);
+    let original = frame.clone();
+    let action = sw.process_from_port(NOW, PORT_IN, &mut frame);
+    match action {
+        Action::Reply { .. } | Action::Upstream { .. } => {}
+        Action::Drop(DropReason::DnsMalformed) => {}
+        other => panic!("a datagram to the DNS address ended as {other:?}"),
+    }
+    check_port_action(&sw, &original, &frame, action);
+    let s = sw
+        .network_stats()
+        .into_iter()
+        .find(|n| n.vni == BLUE_VNI)
+        .unwrap();
+    let outcomes = s.dns.answered + s.dns.nxdomain + s.dns.refused + s.dns.forwarded;
+    let dropped = s.counters.drops.get("dns_malformed").copied().unwrap_or(0);
+    assert_eq!(outcomes + dropped, 1, "one query, one outcome");
+}
+
+/// `answer` written for `request` must be a DNS response from blue's DNS address to the
+/// asker, port 53 to its port, with the query's ID, QR set, within 512 bytes.
+fn check_dns_answer(sw: &Switch, request: &[u8], answer: &Answer) {
+    use vswitch::wire::{ipv4, udp};
+    let mut out = vec![0u8; Answer::MAX_LEN];
+    let n = sw.write_answer(answer, request, &mut out);
+    assert!(n > 0, "a decided answer is written");
+    let (own_ip, own_mac) = blue_dns(sw);
+    let req = Frame::new_checked(request).unwrap();
+    let eth = Frame::new_checked(&out[..n]).expect("answer parses as Ethernet");
+    assert_eq!((eth.src(), eth.dst()), (own_mac, req.src()));
+    let ip = ipv4::Packet::new_checked(eth.payload()).expect("answer parses as IPv4");
+    assert_eq!(ip.src(), own_ip);
+    let u = udp::Packet::new_checked(ip.payload()).expect("answer parses as UDP");
+    assert_eq!(u.src_port(), 53);
+    let m = u.payload();
+    assert!(m.len() <= 512, "an answer of {} bytes", m.len());
+    let q = &req.payload()[28..];
+    assert_eq!(m[..2], q[..2], "the query's ID");
+    assert!(m[2] & 0x80 != 0, "QR set");
 }
 
 /// `reply` must be the proxy-ARP answer to `request`: still Ethernet/IPv4 ARP, same length,

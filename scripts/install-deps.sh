@@ -15,6 +15,7 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v etcd >/dev/null      || need+=(etcd-server)   # tests/etcd_client.rs
 command -v etcdctl >/dev/null   || need+=(etcd-client)
 command -v openssl >/dev/null   || need+=(openssl)
+command -v dnsmasq >/dev/null   || need+=(dnsmasq-base)  # tests/dns.rs: a real upstream resolver
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -57,6 +57,7 @@ fn blue() -> NetworkInfo {
         ports: 1,
         fdb_entries: 2,
         neigh_entries: 1,
+        dns: None,
     }
 }
 
@@ -209,6 +210,7 @@ fn attach_prints_what_it_made() {
         mtu: 1450,
         counters: Counters::default(),
         queues: 1,
+        dns: None,
     };
     let t = fake_daemon(
         &sock,

@@ -9,6 +9,7 @@
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
+use domain::base::iana::Rtype;
 use std::net::Ipv4Addr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ const TARGETS: &[Target] = &[
     ("config", harness::config),
     ("esp_receive", harness::esp_receive),
     ("offload", harness::offload),
+    ("dns_query", harness::dns_query),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -97,6 +99,11 @@ fn esp_receive_corpus_replays_clean() {
 #[test]
 fn offload_corpus_replays_clean() {
     replay("offload");
+}
+
+#[test]
+fn dns_query_corpus_replays_clean() {
+    replay("dns_query");
 }
 
 #[test]
@@ -279,6 +286,14 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let p = "port_frame";
     let c = "config";
     let o = "offload";
+    let d = "dns_query";
+    let mut two_questions = dns("c2", Rtype::A);
+    two_questions[5] = 2;
+    let mut response = dns("c2", Rtype::A);
+    response[2] |= 0x80;
+    // A question whose name is a compression pointer to itself.
+    let mut pointer_loop = dns("c2", Rtype::A)[..12].to_vec();
+    pointer_loop.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
     let tcp_super = |mss: u16| {
         let mut v = vec![0u8];
         v.extend_from_slice(&vnet_header(vnet::GSO_TCPV4, 54, mss, 16));
@@ -386,7 +401,29 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             b"[node]\nname = \"a\"\nunderlay_ip = \"192.0.2.1\"\nnmae = 1\n".to_vec(),
         ),
         (c, "syntax_error.toml", b"[node\nname = \"a\n".to_vec()),
+        (d, "a_endpoint.bin", dns("c3", Rtype::A)),
+        (d, "a_endpoint_dot_network.bin", dns("C3.Blue.", Rtype::A)),
+        (d, "aaaa_endpoint.bin", dns("c3.blue", Rtype::AAAA)),
+        (d, "nxdomain.bin", dns("nobody.blue", Rtype::A)),
+        (d, "ptr.bin", dns("3.9.0.10.in-addr.arpa", Rtype::PTR)),
+        (d, "forwarded.bin", dns("example.org", Rtype::A)),
+        (d, "two_questions.bin", two_questions),
+        (d, "response.bin", response),
+        (d, "pointer_loop.bin", pointer_loop),
+        (d, "header_only.bin", dns("c2", Rtype::A)[..12].to_vec()),
+        (d, "runt.bin", vec![0x12]),
     ]
+}
+
+/// A standard query for `name` of type `qtype`, ID 0x1234, RD set.
+fn dns(name: &str, qtype: Rtype) -> Vec<u8> {
+    let mut b = domain::base::MessageBuilder::new_vec();
+    b.header_mut().set_id(0x1234);
+    b.header_mut().set_rd(true);
+    let mut q = b.question();
+    let n: domain::base::Name<Vec<u8>> = name.parse().unwrap();
+    q.push((n, qtype)).unwrap();
+    q.finish()
 }
 
 const CONFIG_MINIMAL: &str = r#"[node]

@@ -21,12 +21,14 @@
 
 mod common;
 
-use common::frames::{arp_request, udp_frame, vxlan_datagram};
+use common::frames::{arp_request, dns_query, dns_query_frame, udp_frame, vxlan_datagram};
+use domain::base::iana::Rtype;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
 use vswitch::control::views::ApiViews;
 use vswitch::io::underlay::{write_udp_header, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
+use vswitch::switch::dns::UpstreamQuery;
 use vswitch::switch::topology::Output;
 use vswitch::switch::{
     Action, Answer, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
@@ -170,6 +172,11 @@ const VXLAN_START: usize = HEADROOM - VXLAN_HEADERS_LEN;
 struct Driver {
     /// One receive buffer with headroom for the outer headers, as the worker has.
     buf: Vec<u8>,
+    /// Where answers are written (proxy-ARP, DNS), as the worker's answer buffer.
+    answer: Vec<u8>,
+    /// The forwarder's channel, as the worker holds it (its slots made once), and its far end.
+    upstream: crossbeam_channel::Sender<UpstreamQuery>,
+    upstream_rx: crossbeam_channel::Receiver<UpstreamQuery>,
     /// What would have gone out, so the work cannot be optimised away and the mix is checked.
     port_sends: u64,
     vtep_sends: u64,
@@ -178,8 +185,12 @@ struct Driver {
 
 impl Driver {
     fn new() -> Driver {
+        let (upstream, upstream_rx) = crossbeam_channel::bounded(16);
         Driver {
             buf: vec![0u8; HEADROOM + 65536],
+            answer: vec![0u8; Answer::MAX_LEN],
+            upstream,
+            upstream_rx,
             port_sends: 0,
             vtep_sends: 0,
             checksum: 0,
@@ -194,7 +205,23 @@ impl Driver {
         let action = sw.process_from_port(now, id, &mut self.buf[HEADROOM..HEADROOM + len]);
         match action {
             Action::Drop(_) => {}
-            Action::ToPort(p) | Action::Reply { port: p, .. } => self.send_to_port(sw, p, len),
+            Action::ToPort(p) => self.send_to_port(sw, p, len),
+            Action::Reply { port, answer } => {
+                let n = sw.write_answer(
+                    &answer,
+                    &self.buf[HEADROOM..HEADROOM + len],
+                    &mut self.answer,
+                );
+                self.checksum = self.checksum.wrapping_add(u64::from(self.answer[n - 1]));
+                self.send_to_port(sw, port, n);
+            }
+            Action::Upstream { port, network } => {
+                // As `Worker::ask_upstream`: the query by value into a slot; the forwarder
+                // (another thread) takes it.
+                let q = UpstreamQuery::new(port, network, &self.buf[HEADROOM..HEADROOM + len]);
+                self.upstream.try_send(q.expect("fits")).expect("room");
+                let _ = self.upstream_rx.try_recv();
+            }
             Action::ToVtep { vtep, vni } => {
                 self.encap_headers(len, vni);
                 self.send_to_vtep(sw, vtep, vni, len);
@@ -241,7 +268,7 @@ impl Driver {
             Action::Flood {
                 network, except, ..
             } => self.flood_local(sw, network, except, len),
-            Action::Drop(_) | Action::ToVtep { .. } => {}
+            Action::Drop(_) | Action::ToVtep { .. } | Action::Upstream { .. } => {}
         }
         action
     }
@@ -400,6 +427,25 @@ fn mix() -> Vec<(&'static str, Input, Action)> {
             Action::ToPort(G2),
         ),
         (
+            "port: DNS query for an endpoint, answered",
+            Port(P2, dns_to_blue(3, "c1.blue")),
+            Action::Reply {
+                port: P2,
+                answer: Answer::Dns {
+                    network: BLUE,
+                    reply: vswitch::switch::dns::Reply::Address(ip(2)),
+                },
+            },
+        ),
+        (
+            "port: DNS query for another name, forwarded",
+            Port(P2, dns_to_blue(3, "example.org")),
+            Action::Upstream {
+                port: P2,
+                network: BLUE,
+            },
+        ),
+        (
             "underlay: split horizon",
             Underlay(VTEP_B, vxlan_datagram(42, &to_remote(0x20, 0x30))),
             Action::Drop(DropReason::SplitHorizon),
@@ -430,6 +476,19 @@ fn mix() -> Vec<(&'static str, Input, Action)> {
             Action::Drop(DropReason::PeerNotInNetwork),
         ),
     ]
+}
+
+/// A DNS query for `name` from station `n` to blue's DNS address (10.0.9.1).
+fn dns_to_blue(n: u8, name: &str) -> Vec<u8> {
+    let own = vswitch::switch::service::station_mac(42, ip(1));
+    dns_query_frame(
+        mac(n),
+        own,
+        ip(n),
+        ip(1),
+        40000,
+        &dns_query(name, Rtype::A, 7),
+    )
 }
 
 /// Teaches the switch where the stations of the mix live, as earlier traffic would have.
@@ -484,6 +543,7 @@ fn hot_path_does_not_allocate() {
     assert!(d.checksum > 0);
     let blue = &sw.network_stats()[0];
     assert!(blue.events.proxy_arp_replies > ROUNDS);
+    assert!(blue.dns.answered > ROUNDS && blue.dns.forwarded > ROUNDS);
 }
 
 /// Steady churn at the cap: a container sending from a new random source MAC every 250 ms

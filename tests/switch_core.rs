@@ -1181,7 +1181,8 @@ impl Testbed {
 
     fn execute(&mut self, host: usize, action: Action, frame: &[u8]) {
         match action {
-            Action::Drop(_) => {}
+            // The in-memory hosts have no DNS forwarder.
+            Action::Drop(_) | Action::Upstream { .. } => {}
             Action::ToPort(p) | Action::Reply { port: p, .. } => self.deliver(host, p, frame),
             Action::ToVtep { vtep, vni } => self.transmit(host, vtep, vni, frame),
             Action::Flood {
@@ -1387,13 +1388,14 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
     let peers = [VTEP_B, VTEP_C, VTEP_D, NOT_A_PEER];
     // Every input's outcome, by kind: a drop by reason, or where it went.
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut to_port, mut to_vtep, mut flooded, mut replied) = (0u64, 0u64, 0u64, 0u64);
+    let (mut to_port, mut to_vtep, mut flooded, mut replied, mut upstream) = (0, 0, 0, 0, 0u64);
     let mut tally = |a: &Action| match a {
         Action::Drop(r) => *dropped.entry(r.name().to_string()).or_default() += 1,
         Action::ToPort(_) => to_port += 1,
         Action::ToVtep { .. } => to_vtep += 1,
         Action::Flood { .. } => flooded += 1,
         Action::Reply { .. } => replied += 1,
+        Action::Upstream { .. } => upstream += 1,
     };
 
     for i in 0..N {
@@ -1449,7 +1451,10 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
         "the mix reached the networks and many drop reasons: {dropped:?}, {flooded} floods"
     );
     let drops: u64 = dropped.values().sum();
-    assert_eq!(drops + to_port + to_vtep + flooded + replied, 2 * N);
+    assert_eq!(
+        drops + to_port + to_vtep + flooded + replied + upstream,
+        2 * N
+    );
     assert_eq!(
         all_drops(&sw),
         dropped,
@@ -1458,10 +1463,14 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
     let nets = sw.network_stats();
     let sum = |f: fn(&api::NetworkStats) -> u64| nets.iter().map(f).sum::<u64>();
     assert_eq!(sum(|n| n.events.flooded), flooded, "floods counted");
+    let answers = |n: &api::NetworkStats| {
+        n.events.proxy_arp_replies + n.dns.answered + n.dns.nxdomain + n.dns.refused
+    };
+    assert_eq!(sum(answers), replied, "answers counted");
     assert_eq!(
-        sum(|n| n.events.proxy_arp_replies),
-        replied,
-        "answers counted"
+        sum(|n| n.dns.forwarded),
+        upstream,
+        "forwarded queries counted"
     );
     // Each input is received either by a network or, refused before one was found, by the
     // underlay's drop counters: never both, never neither.

@@ -361,6 +361,7 @@ fn run(args: Args) -> Result<()> {
     // The topology: built here, owned by the control actor from now on, and followed by
     // every worker (crate::switch::topology).
     let published = Published::new(Topology::new(spec.clone()));
+    let (dns_upstream, dns_queries) = vswitch::control::dns::channel();
     let mut built = Vec::with_capacity(workers);
     for (k, underlay) in underlays.into_iter().enumerate() {
         let esp = esp_tables[k].take().map(|(t, port)| Esp::new(t, port));
@@ -369,6 +370,7 @@ fn run(args: Args) -> Result<()> {
             .with_context(|| format!("cannot start worker {k}"))?;
         worker.follow(published.clone());
         worker.set_busy_poll(busy_poll);
+        worker.set_dns_upstream(dns_upstream.clone());
         built.push(worker);
     }
     let listener = server::bind(&cfg.node.control_socket)?;
@@ -383,7 +385,19 @@ fn run(args: Args) -> Result<()> {
     // One worker is left to the scheduler; several are pinned, one per core.
     let (handle, threads) =
         dataplane::group::start(built, workers > 1).context("cannot start the workers")?;
+    let upstreams = dns_upstreams(&cfg);
+    let forwarder = vswitch::control::dns::start(
+        dns_queries,
+        &dns_upstream,
+        upstreams,
+        published.clone(),
+        handle.clone(),
+    )
+    .context("cannot start the DNS forwarder")?;
+    let resolv_files = vswitch::control::attach::ResolvFiles::default();
     let mut server = Server::new(handle.clone(), tap, published)
+        .with_dns(forwarder)
+        .with_resolv_files(resolv_files.clone())
         .with_packet_rx(packet_rx_mode())
         .with_config(cfg.clone(), mtu);
     if let Some(agent) = &cluster {
@@ -450,6 +464,7 @@ fn run(args: Args) -> Result<()> {
     for t in threads {
         let _ = t.join();
     }
+    resolv_files.remove_all();
     let _ = std::fs::remove_file(&cfg.node.control_socket);
     tracing::info!("stopped");
     Ok(())
@@ -488,4 +503,25 @@ fn raise_nofile_limit() {
         to = lim.rlim_max,
         "raised the open-file limit (RLIMIT_NOFILE)"
     );
+}
+
+/// Where names the switch does not own are asked: `[dns] upstreams`, else the host's
+/// /etc/resolv.conf.
+fn dns_upstreams(cfg: &Config) -> Vec<std::net::SocketAddr> {
+    if let Some(u) = &cfg.dns.upstreams {
+        tracing::info!(upstreams = ?u, "dns: forwarding to [dns] upstreams");
+        return u.clone();
+    }
+    let found = std::fs::read_to_string("/etc/resolv.conf")
+        .map(|t| vswitch::control::dns::resolv_conf_nameservers(&t))
+        .unwrap_or_default();
+    if found.is_empty() {
+        tracing::warn!(
+            "dns: no nameserver in /etc/resolv.conf and no [dns] upstreams: names that are not \
+             endpoints are answered SERVFAIL"
+        );
+    } else {
+        tracing::info!(upstreams = ?found, "dns: forwarding to /etc/resolv.conf's nameservers");
+    }
+    found
 }

@@ -879,9 +879,10 @@ impl Cluster {
     }
 }
 
-/// The lowest address of `subnet` no claim holds (not the network or broadcast address).
+/// The lowest address of `subnet` no claim holds (not the network or broadcast address, nor
+/// the switch's own: crate::switch::service).
 pub fn first_free(subnet: Ipv4Net, taken: &BTreeMap<Ipv4Addr, Claim>) -> Option<Ipv4Addr> {
-    subnet.hosts().find(|ip| !taken.contains_key(ip))
+    crate::switch::service::station_addrs(subnet).find(|ip| !taken.contains_key(ip))
 }
 
 #[cfg(test)]
@@ -892,18 +893,16 @@ mod tests {
     fn first_free_skips_network_broadcast_and_held() {
         let subnet: Ipv4Net = "10.0.9.0/30".parse().unwrap();
         let mut taken = BTreeMap::new();
-        assert_eq!(first_free(subnet, &taken), Some(Ipv4Addr::new(10, 0, 9, 1)));
-        for last in [1, 2] {
-            let ip = Ipv4Addr::new(10, 0, 9, last);
-            taken.insert(
+        assert_eq!(first_free(subnet, &taken), Some(Ipv4Addr::new(10, 0, 9, 2)));
+        let ip = Ipv4Addr::new(10, 0, 9, 2);
+        taken.insert(
+            ip,
+            Claim {
+                host: "a".into(),
+                name: "x".into(),
                 ip,
-                Claim {
-                    host: "a".into(),
-                    name: "x".into(),
-                    ip,
-                },
-            );
-        }
+            },
+        );
         assert_eq!(first_free(subnet, &taken), None);
     }
 }

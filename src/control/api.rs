@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub use crate::dataplane::counters::{
     LatencySummary as LatencyStats, OffloadCounters as OffloadStats, WorkerCounters,
 };
-pub use crate::switch::counters::NetworkEvents;
+pub use crate::switch::counters::{DnsCounters as DnsStats, NetworkEvents};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -149,6 +149,19 @@ pub struct PortInfo {
     /// Queues of the device, one per worker (TAP: IFF_MULTI_QUEUE; AF_PACKET: a fanout group).
     #[serde(default)]
     pub queues: u32,
+    /// The container's resolver: set on attach-namespace (crate::switch::dns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<PortDns>,
+}
+
+/// How a container resolves names: its network's DNS address and search domain, and the
+/// resolv.conf the attach wrote for it, if it wrote one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortDns {
+    pub nameserver: String,
+    pub search: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -171,6 +184,9 @@ pub struct NetworkInfo {
     pub ports: u32,
     pub fdb_entries: u32,
     pub neigh_entries: u32,
+    /// The switch's own address in the network: its DNS server (and Docker's gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -261,6 +277,9 @@ pub struct ClusterNetworkInfo {
     /// Whether this host carries it (see the daemon's log when not).
     pub carried_here: bool,
     pub endpoints: Vec<ClusterEndpointInfo>,
+    /// The switch's own address in the network: its DNS server (and Docker's gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 /// `network ls`.
@@ -278,6 +297,9 @@ pub struct NetworkStats {
     /// flooded, proxy_arp_replies, fdb_learned, ... as fields of this object.
     #[serde(flatten)]
     pub events: NetworkEvents,
+    /// DNS queries to the network's own address, by what became of them.
+    #[serde(default)]
+    pub dns: DnsStats,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -308,6 +330,9 @@ pub struct Stats {
     /// One entry per worker thread.
     #[serde(default)]
     pub workers: Vec<WorkerStats>,
+    /// The DNS forwarder (crate::control::dns), filled in by the control actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::control::dns::ForwarderStats>,
 }
 
 /// What one worker thread did: how the load spreads, and how its table copy keeps in step.

@@ -240,3 +240,81 @@ mod tests {
         ));
     }
 }
+
+/// The resolv.conf files `attach-namespace` wrote for named namespaces
+/// (`/etc/netns/NAME/resolv.conf`, which `ip netns exec` binds over /etc/resolv.conf), by
+/// port: removed when the port goes, and all of them when the daemon stops. A file that was
+/// there before the attach is the runtime's and is never touched.
+#[derive(Clone, Default)]
+pub struct ResolvFiles(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, (std::path::PathBuf, bool)>>>,
+);
+
+impl ResolvFiles {
+    /// Where `ip netns exec NETNS` finds its resolv.conf, for a namespace given by name.
+    pub fn path_for(netns: &str) -> Option<std::path::PathBuf> {
+        if netns.contains('/') || netns.is_empty() || netns.starts_with('.') {
+            return None;
+        }
+        Some(
+            std::path::Path::new("/etc/netns")
+                .join(netns)
+                .join("resolv.conf"),
+        )
+    }
+
+    /// Writes a resolv.conf for port `port` in namespace `netns` naming `nameserver` and
+    /// `search`, unless the namespace is not named or already has one. Returns its path.
+    pub fn write(
+        &self,
+        port: u32,
+        netns: &str,
+        nameserver: Ipv4Addr,
+        search: &str,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        let Some(path) = ResolvFiles::path_for(netns) else {
+            return Ok(None);
+        };
+        if path.exists() {
+            return Ok(None);
+        }
+        let dir = path.parent().expect("a file in a directory");
+        let made_dir = !dir.exists();
+        std::fs::create_dir_all(dir)?;
+        let text = format!(
+            "# Written by vswitchd for network {search}; removed when the container is detached.\n\
+             nameserver {nameserver}\nsearch {search}\n"
+        );
+        std::fs::write(&path, text)?;
+        self.0
+            .lock()
+            .expect("resolv files")
+            .insert(port, (path.clone(), made_dir));
+        Ok(Some(path))
+    }
+
+    /// Removes what was written for `port`.
+    pub fn remove(&self, port: u32) {
+        let taken = self.0.lock().expect("resolv files").remove(&port);
+        if let Some((path, made_dir)) = taken {
+            ResolvFiles::delete(&path, made_dir);
+        }
+    }
+
+    /// Removes every file written (the daemon is stopping, and the interfaces with it).
+    pub fn remove_all(&self) {
+        let all = std::mem::take(&mut *self.0.lock().expect("resolv files"));
+        for (path, made_dir) in all.into_values() {
+            ResolvFiles::delete(&path, made_dir);
+        }
+    }
+
+    fn delete(path: &std::path::Path, made_dir: bool) {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path = %path.display(), "cannot remove the resolv.conf written on attach: {e}");
+        }
+        if made_dir {
+            let _ = std::fs::remove_dir(path.parent().expect("a file in a directory"));
+        }
+    }
+}

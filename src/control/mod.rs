@@ -3,6 +3,7 @@ pub mod api;
 pub mod attach;
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod reload;
 pub mod render;
 pub mod server;

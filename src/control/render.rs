@@ -348,6 +348,7 @@ fn render_network_stats(nets: &[NetworkStats], out: &mut String) {
         ("TX_BYTES", R),
         ("FLOODED", R),
         ("PROXY_ARP", R),
+        ("DNS_ANS/NX/FWD", R),
         ("LEARNED", R),
         ("MOVES", R),
         ("FDB_FULL", R),
@@ -365,6 +366,12 @@ fn render_network_stats(nets: &[NetworkStats], out: &mut String) {
             c.tx_bytes.to_string(),
             n.events.flooded.to_string(),
             n.events.proxy_arp_replies.to_string(),
+            format!(
+                "{}/{}/{}",
+                n.dns.answered + n.dns.refused,
+                n.dns.nxdomain,
+                n.dns.forwarded
+            ),
             n.events.fdb_learned.to_string(),
             n.events.fdb_moves.to_string(),
             n.events.fdb_full.to_string(),
@@ -417,6 +424,24 @@ pub fn render_stats(s: &Stats) -> String {
     render_underlay(&s.underlay, &mut out);
     out.push_str("\nnetworks\n");
     render_network_stats(&s.networks, &mut out);
+    if let Some(d) = &s.dns {
+        let _ = writeln!(
+            out,
+            "\ndns forwarder (names that are not endpoints) to {}\n  queries {}  relayed {}  \
+             truncated {}  failed {}  refused {}  stray {}",
+            if d.upstreams.is_empty() {
+                "no upstream (SERVFAIL)".to_string()
+            } else {
+                d.upstreams.join(", ")
+            },
+            d.queries,
+            d.relayed,
+            d.truncated,
+            d.failed,
+            d.refused,
+            d.stray
+        );
+    }
     out.push_str("\nports\n");
     render_port_stats(&s.ports, &mut out);
     let o = &s.offload;
@@ -493,14 +518,26 @@ pub fn render_attached(p: &PortInfo) -> String {
         None if station.is_empty() => format!("interface {}", p.ifname),
         None => format!("interface {} for {}", p.ifname, station.join(" ")),
     };
-    format!(
+    let mut out = format!(
         "attached {} (network {}, vni {}, mtu {}, port {})\n",
         what.trim_start(),
         p.network,
         p.vni,
         p.mtu,
         p.id
-    )
+    );
+    if let Some(d) = &p.dns {
+        out.push_str(&format!(
+            "dns: nameserver {}, search {}{}\n",
+            d.nameserver,
+            d.search,
+            match &d.resolv_conf {
+                Some(f) => format!(" (written to {f}, which `ip netns exec` uses)"),
+                None => " (the namespace's runtime keeps its own resolv.conf)".to_string(),
+            }
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -528,6 +565,7 @@ mod tests {
                 drops: [("too_big".to_string(), 2), ("unknown_dst".to_string(), 5)].into(),
             },
             queues: 2,
+            dns: None,
         }
     }
 
@@ -543,6 +581,7 @@ mod tests {
                 ports: 2,
                 fdb_entries: 3,
                 neigh_entries: 1,
+                dns: None,
             },
             NetworkInfo {
                 name: "red".into(),
@@ -553,6 +592,7 @@ mod tests {
                 ports: 0,
                 fdb_entries: 0,
                 neigh_entries: 0,
+                dns: None,
             },
         ];
         assert_eq!(
@@ -660,6 +700,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
     #[test]
     fn stats_sections() {
         let s = Stats {
+            dns: None,
             uptime_secs: 3725,
             ports: vec![port(3)],
             networks: vec![NetworkStats {
@@ -677,6 +718,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                     fdb_moves: 0,
                     fdb_full: 0,
                 },
+                dns: Default::default(),
             }],
             underlay: UnderlayStats {
                 rx_packets: 100,

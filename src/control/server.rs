@@ -22,7 +22,7 @@ mod error;
 
 pub use error::ControlError;
 
-use super::api::{PeerInfo, PortInfo, Request, Response, ShowWhat, TraceRequest};
+use super::api::{self, PeerInfo, PortInfo, Request, Response, ShowWhat, TraceRequest};
 use super::views;
 use crate::cluster::view::ClusterView;
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
@@ -99,6 +99,10 @@ pub struct Server {
     config: Option<(crate::control::config::Config, u32)>,
     /// With `[cluster]`: the agent, and what the actor applied of it (server/cluster.rs).
     cluster: Option<cluster::ClusterPlane>,
+    /// The DNS forwarder, for `show stats`.
+    dns: Option<crate::control::dns::Forwarder>,
+    /// resolv.conf files written for attached namespaces.
+    resolv: crate::control::attach::ResolvFiles,
 }
 
 impl Server {
@@ -117,7 +121,16 @@ impl Server {
             published,
             config: None,
             cluster: None,
+            dns: None,
+            resolv: Default::default(),
         }
+    }
+
+    /// Where the resolv.conf files written on attach are kept, so the daemon removes them
+    /// when it stops.
+    pub fn with_resolv_files(mut self, files: crate::control::attach::ResolvFiles) -> Server {
+        self.resolv = files;
+        self
     }
 
     /// The configuration the topology was built from, so that `reload` can re-read its file.
@@ -187,6 +200,12 @@ impl Server {
     }
 
     /// How `attach-interface` ports receive: a TPACKET_V3 ring (the default) or recvmsg.
+    /// `show stats` includes what the DNS forwarder did.
+    pub fn with_dns(mut self, forwarder: crate::control::dns::Forwarder) -> Server {
+        self.dns = Some(forwarder);
+        self
+    }
+
     pub fn with_packet_rx(mut self, rx: crate::io::RxMode) -> Server {
         self.packet_rx = rx;
         self
@@ -299,6 +318,13 @@ impl Server {
             (View::Peers(rows), Some(_)) => {
                 to_json(self.cluster_peers(rows.iter().map(PeerInfo::from).collect()))
             }
+            (View::Stats(_), _) => {
+                let mut v = views::to_json(&view);
+                if let (Some(f), Some(o)) = (&self.dns, v.as_object_mut()) {
+                    o.insert("dns".into(), serde_json::json!(f.stats()));
+                }
+                Ok(v)
+            }
             _ => Ok(views::to_json(&view)),
         }
     }
@@ -356,6 +382,7 @@ impl Server {
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
         let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
+        self.resolv.remove(row.id.0);
         to_json(PortInfo::from(&row))
     }
 
@@ -370,17 +397,30 @@ impl Server {
                 self.finish_attach(claimed, r)
             }
             None => {
-                let ip = a.ip.as_deref().ok_or_else(|| {
-                    format!(
-                        "--ip is needed: network {} is not a cluster network, so no \
-                         addresses are handed out on it (give ADDR/PREFIX such as 10.0.9.2/24)",
-                        a.network
-                    )
-                })?;
-                let addr = parse_ip_prefix(ip)?;
+                let addr = match a.ip.as_deref() {
+                    Some(ip) => parse_ip_prefix(ip)?,
+                    None => self.local_free_address(&a.network)?,
+                };
                 self.attach_namespace_at(&a, &name, addr)
             }
         }
+    }
+
+    /// IPAM without a cluster: the lowest address of the network's subnet that no endpoint of
+    /// this host's topology holds (nor the switch's own, crate::switch::service). Called on the
+    /// actor, so the choice and the attach that takes it are one step.
+    pub(crate) fn local_free_address(&self, network: &str) -> Result<Ipv4Net, String> {
+        let net = self
+            .topology
+            .check_endpoint(network, None, None)
+            .map_err(|e| e.to_string())?;
+        let subnet = net.spec.subnet;
+        crate::switch::service::station_addrs(subnet)
+            .find(|ip| net.endpoint_by_ip(*ip).is_none())
+            .map(|ip| Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix of a subnet"))
+            .ok_or_else(|| {
+                format!("network {network} has no free address left in {subnet}: give --ip")
+            })
     }
 
     fn attach_namespace_at(
@@ -428,7 +468,33 @@ impl Server {
             ip: Some(addr),
             mtu,
         };
-        self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)
+        let mut info =
+            self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)?;
+        if let Some(dns) = self.container_dns(vni, id, netns) {
+            info["dns"] = serde_json::to_value(dns).map_err(|e| e.to_string())?;
+        }
+        Ok(info)
+    }
+
+    /// The resolver of a container just attached to network `vni` as port `id`: its
+    /// network's DNS address, written into the namespace's resolv.conf when the namespace is
+    /// a named one that has none (crate::control::attach::ResolvFiles).
+    fn container_dns(&self, vni: Vni, id: PortId, netns: &str) -> Option<api::PortDns> {
+        let net = self.topology.network(vni)?;
+        let (ns, _) = net.service()?;
+        let search = net.spec.name.clone();
+        let written = match self.resolv.write(id.0, netns, ns, &search) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%netns, "cannot write the namespace's resolv.conf: {e}");
+                None
+            }
+        };
+        Some(api::PortDns {
+            nameserver: ns.to_string(),
+            search,
+            resolv_conf: written.map(|p| p.display().to_string()),
+        })
     }
 
     fn detach_namespace(
@@ -775,14 +841,7 @@ fn parse_station_mac(s: &str) -> Result<MacAddr, String> {
     Ok(mac)
 }
 
-/// A stable, locally administered unicast MAC for an endpoint: 02 + 5 bytes of a hash of the
-/// VNI and address, so the same container gets the same MAC after a re-attach.
-pub fn generated_mac(vni: u32, ip: Ipv4Addr) -> MacAddr {
-    use crate::wire::flow::{fnv1a, FNV_OFFSET};
-    let h = fnv1a(fnv1a(FNV_OFFSET, &vni.to_be_bytes()), &ip.octets());
-    let b = h.to_be_bytes();
-    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
-}
+pub use crate::switch::service::station_mac as generated_mac;
 
 fn netns_path(spec: &str) -> PathBuf {
     if spec.contains('/') {
@@ -809,14 +868,6 @@ fn netns_identity(spec: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_macs_are_local_unicast_and_stable() {
-        let a = generated_mac(42, Ipv4Addr::new(10, 0, 9, 2));
-        assert_eq!(a, generated_mac(42, Ipv4Addr::new(10, 0, 9, 2)));
-        assert_ne!(a, generated_mac(43, Ipv4Addr::new(10, 0, 9, 2)));
-        assert!(a.is_locally_administered() && a.is_unicast_source());
-    }
 
     #[test]
     fn ip_parsing_errors_say_what_is_expected() {

@@ -59,6 +59,7 @@ impl From<&NetworkRow> for api::NetworkInfo {
             ports: n.ports,
             fdb_entries: n.fdb_entries,
             neigh_entries: n.neigh_entries,
+            dns: n.dns.map(|ip| ip.to_string()),
         }
     }
 }
@@ -79,6 +80,8 @@ impl From<&PortRow> for api::PortInfo {
             mtu: m.mtu,
             counters: (&p.counters).into(),
             queues: p.queues,
+            // The container's resolver is the control actor's to tell (server.rs).
+            dns: None,
         }
     }
 }
@@ -156,6 +159,7 @@ impl From<&NetworkStatsRow> for api::NetworkStats {
             vni: n.vni.get(),
             counters: (&n.counters.traffic).into(),
             events: n.counters.events,
+            dns: n.counters.dns,
         }
     }
 }
@@ -185,6 +189,8 @@ impl From<&StatsView> for api::Stats {
             underlay: (&s.underlay).into(),
             latency: s.latency.clone(),
             offload: s.offload,
+            // The DNS forwarder's, filled in by the control actor.
+            dns: None,
             workers: s
                 .workers
                 .iter()
@@ -251,7 +257,7 @@ impl ApiViews for Switch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::switch::counters::{NetworkCounters, NetworkEvents};
+    use crate::switch::counters::{DnsCounters, NetworkCounters, NetworkEvents};
     use crate::switch::{DropReason, Vni};
 
     /// The families are flattened into the API's objects: the JSON keeps its fields in their
@@ -273,15 +279,19 @@ mod tests {
                     fdb_moves: 4,
                     fdb_full: 5,
                 },
+                dns: DnsCounters {
+                    answered: 6,
+                    ..Default::default()
+                },
             },
         };
         let json = serde_json::to_string(&api::NetworkStats::from(&row)).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"blue","vni":42,"counters":{"rx_packets":1,"rx_bytes":100,"tx_packets":0,"tx_bytes":0,"drops":{"unknown_vni":1}},"flooded":1,"proxy_arp_replies":2,"fdb_learned":3,"fdb_moves":4,"fdb_full":5}"#
+            r#"{"name":"blue","vni":42,"counters":{"rx_packets":1,"rx_bytes":100,"tx_packets":0,"tx_bytes":0,"drops":{"unknown_vni":1}},"flooded":1,"proxy_arp_replies":2,"fdb_learned":3,"fdb_moves":4,"fdb_full":5,"dns":{"answered":6,"nxdomain":0,"refused":0,"forwarded":0}}"#
         );
         let back: api::NetworkStats = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.events.fdb_full, 5);
+        assert_eq!((back.events.fdb_full, back.dns.answered), (5, 6));
 
         let w = api::WorkerStats {
             worker: 1,

@@ -139,6 +139,11 @@ impl Workers {
             .ok_or_else(|| "no such port".to_string())
     }
 
+    /// Has worker 0 write `frame` to port `port` (every worker holds a queue of every port).
+    pub fn send_to_port(&self, port: PortId, frame: Vec<u8>) {
+        self.handles[0].send(Command::SendToPort { port, frame });
+    }
+
     /// Worker 0's trace of a frame (every worker has the same topology, and the learned
     /// tables are kept in step).
     pub fn trace(

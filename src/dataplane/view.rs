@@ -55,6 +55,8 @@ pub struct NetworkRow {
     pub ports: u32,
     pub fdb_entries: u32,
     pub neigh_entries: u32,
+    /// The switch's own address in the network (its DNS server).
+    pub dns: Option<Ipv4Addr>,
 }
 
 /// A port as one worker has it (or, merged, as all have it: counters added, one queue each).
@@ -206,6 +208,7 @@ impl SwitchViews for Switch {
                     neigh_entries: (n.endpoints().filter(|e| e.ip.is_some()).count()
                         + learned.map_or(0, |l| l.neigh.len()))
                         as u32,
+                    dns: n.service().map(|(ip, _)| ip),
                 }
             })
             .collect()

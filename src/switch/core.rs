@@ -16,7 +16,8 @@
 //! the immutable topology.
 
 use super::counters::{Counters, NetworkCounters};
-use super::decide::{Action, Decision, Ingress};
+use super::decide::{Action, Answer, Decision, Ingress};
+use super::dns;
 use super::drop_reason::{DropCounters, DropReason};
 use super::fdb::{Fdb, Learned, Location};
 use super::neigh::{NeighTable, Source};
@@ -215,19 +216,39 @@ impl Switch {
         }
         match d.action {
             Action::Flood { .. } => net.counters.events.flooded += 1,
-            Action::Reply { .. } => net.counters.events.proxy_arp_replies += 1,
+            Action::Reply {
+                answer: Answer::ArpReply { .. },
+                ..
+            } => net.counters.events.proxy_arp_replies += 1,
+            Action::Reply {
+                answer: Answer::Dns { reply, .. },
+                ..
+            } => {
+                let c = &mut net.counters.dns;
+                match reply {
+                    dns::Reply::NxDomain => c.nxdomain += 1,
+                    dns::Reply::FormErr | dns::Reply::NotImplemented => c.refused += 1,
+                    _ => c.answered += 1,
+                }
+            }
+            Action::Upstream { .. } => net.counters.dns.forwarded += 1,
             _ => {}
         }
     }
 
     // ----- one frame at a time: decide, commit, answer in place -----
 
-    /// A frame a local port received from its container. An answer (proxy-ARP) is written over
-    /// the request, which is always long enough for it.
+    /// A frame a local port received from its container. A proxy-ARP answer is written over
+    /// the request, which is always long enough for it; others (DNS) are written by
+    /// `write_answer` into a buffer of their own.
     pub fn process_from_port(&mut self, now: Timestamp, port: PortId, frame: &mut [u8]) -> Action {
         let d = self.decide(now, Ingress::Port(port), frame);
         self.commit(now, &d);
-        if let Action::Reply { answer, .. } = d.action {
+        if let Action::Reply {
+            answer: answer @ Answer::ArpReply { .. },
+            ..
+        } = d.action
+        {
             answer.emit(frame);
         }
         d.action

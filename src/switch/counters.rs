@@ -79,16 +79,32 @@ counter_family! {
     }
 }
 
+counter_family! {
+    /// DNS queries to the network's own address (crate::switch::dns), by what became of them.
+    pub struct DnsCounters {
+        /// Answered by the switch with a record or an empty NOERROR.
+        pub answered,
+        /// Answered NXDOMAIN: a name under the network's domain that no endpoint has.
+        pub nxdomain,
+        /// Answered FORMERR or NOTIMP.
+        pub refused,
+        /// Handed to the forwarder for the host's resolvers.
+        pub forwarded,
+    }
+}
+
 /// One network's counters on one worker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkCounters {
     pub traffic: Counters,
     pub events: NetworkEvents,
+    pub dns: DnsCounters,
 }
 
 impl NetworkCounters {
     pub fn add(&mut self, o: &NetworkCounters) {
         self.traffic.add(&o.traffic);
         self.events.add(&o.events);
+        self.dns.add(&o.dns);
     }
 }

@@ -15,6 +15,7 @@
 //! Thread-safety: pure functions of `&Switch`; called on the worker that owns it.
 
 use super::core::{NetState, Switch};
+use super::dns;
 use super::drop_reason::DropReason;
 use super::fdb::{Learned, Location};
 use super::neigh::Source;
@@ -53,10 +54,16 @@ pub enum Action {
         except: Option<PortId>,
         to_peers: bool,
     },
-    /// The switch answers itself: write `answer` (see `Answer::emit`) to this port.
+    /// The switch answers itself: write `answer` (see `Switch::write_answer`) to this port.
     Reply {
         port: PortId,
         answer: Answer,
+    },
+    /// A DNS query for a name the switch does not own (crate::switch::dns): hand the frame to
+    /// the control side's forwarder, which asks the host's resolvers and answers the port.
+    Upstream {
+        port: PortId,
+        network: Vni,
     },
 }
 
@@ -70,14 +77,17 @@ pub enum Answer {
         to_mac: MacAddr,
         to_ip: Ipv4Addr,
     },
+    /// A DNS answer from the network's own address to the query in the request frame.
+    Dns { network: Vni, reply: dns::Reply },
 }
 
 impl Answer {
     /// The longest answer `emit` writes.
     pub const MAX_LEN: usize = 1514;
 
-    /// Writes the answer frame into `out` (at least `MAX_LEN` bytes, or as long as the answer)
-    /// and returns its length.
+    /// Writes an answer that needs neither the request nor the topology (proxy-ARP) into `out`
+    /// (at least `MAX_LEN` bytes, or as long as the answer) and returns its length; 0 for the
+    /// others, which `Switch::write_answer` writes.
     pub fn emit(&self, out: &mut [u8]) -> usize {
         match *self {
             Answer::ArpReply {
@@ -101,6 +111,7 @@ impl Answer {
                 .emit(&mut out[ethernet::HEADER_LEN..len]);
                 len
             }
+            Answer::Dns { .. } => 0,
         }
     }
 }
@@ -181,6 +192,20 @@ impl Decision {
 }
 
 impl Switch {
+    /// Writes the answer frame `answer` (decided for the frame `request`) into `out`, at least
+    /// `Answer::MAX_LEN` bytes, and returns its length (0: nothing to send, the network having
+    /// gone since). `request` and `out` are different buffers: an answer may be longer than
+    /// the request.
+    pub fn write_answer(&self, answer: &Answer, request: &[u8], out: &mut [u8]) -> usize {
+        match *answer {
+            Answer::ArpReply { .. } => answer.emit(out),
+            Answer::Dns { network, reply } => match self.topology().network(network) {
+                Some(net) => dns::emit(net, reply, request, out),
+                None => 0,
+            },
+        }
+    }
+
     /// Decides about `bytes` that arrived at `ingress`. Pure: see the module documentation.
     pub fn decide(&self, now: Timestamp, ingress: Ingress, bytes: &[u8]) -> Decision {
         let d = Decision::new(ingress, bytes.len());
@@ -239,6 +264,9 @@ impl Switch {
         if let Some(e) = net.endpoint_by_ip(ip) {
             return Some(e.mac);
         }
+        if let Some((_, mac)) = net.service().filter(|(own, _)| *own == ip) {
+            return Some(mac);
+        }
         self.learned(vni)?.neigh.lookup(ip)
     }
 
@@ -288,6 +316,24 @@ impl Switch {
         let (src, dst) = (eth.src(), eth.dst());
         let learned = self.learned(net.vni());
         d.learn = Switch::fdb_fact(learned, net, src, Location::Port(port), now);
+        if net.service().is_some_and(|(_, own)| own == dst) {
+            d.action = match dns::classify(net, &eth) {
+                dns::Verdict::Answer(reply) => Action::Reply {
+                    port,
+                    answer: Answer::Dns {
+                        network: net.vni(),
+                        reply,
+                    },
+                },
+                dns::Verdict::Forward => Action::Upstream {
+                    port,
+                    network: net.vni(),
+                },
+                dns::Verdict::Malformed => Action::Drop(DropReason::DnsMalformed),
+                dns::Verdict::NotDns => Action::Drop(DropReason::ToDnsAddress),
+            };
+            return d;
+        }
         if eth.ethertype() == EtherType::Arp {
             if let Ok(p) = arp::Packet::new_checked(eth.payload()) {
                 d.neigh = self.neigh_fact(net, p.sender_ip(), p.sender_mac(), Source::Arp);

@@ -5,11 +5,13 @@
 pub mod core;
 pub mod counters;
 pub mod decide;
+pub mod dns;
 pub mod drop_reason;
 pub mod fdb;
 pub mod garp;
 pub mod ids;
 pub mod neigh;
+pub mod service;
 pub mod sync;
 pub mod topology;
 pub mod trace;

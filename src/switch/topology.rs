@@ -63,15 +63,23 @@ pub struct NetworkTopo {
     ports: Vec<PortId>,
     endpoints: HashMap<MacAddr, Endpoint>,
     by_ip: HashMap<Ipv4Addr, MacAddr>,
+    /// Endpoints by name, lower case, for DNS (crate::switch::dns); only names that are a DNS
+    /// label (`dns_label`).
+    by_name: HashMap<Box<str>, MacAddr>,
+    /// The switch's own address and MAC in this network (crate::switch::service).
+    service: Option<(Ipv4Addr, MacAddr)>,
 }
 
 impl NetworkTopo {
     fn new(spec: NetworkSpec) -> NetworkTopo {
         NetworkTopo {
+            service: super::service::service_addr(spec.subnet)
+                .map(|ip| (ip, super::service::station_mac(spec.vni.get(), ip))),
             vteps: spec.peers.iter().map(|(_, a)| *a).collect(),
             ports: Vec::new(),
             endpoints: HashMap::default(),
             by_ip: HashMap::default(),
+            by_name: HashMap::default(),
             spec,
         }
     }
@@ -102,11 +110,35 @@ impl NetworkTopo {
         self.endpoints.values()
     }
 
+    /// The endpoint named `label` (any case), if its name is a DNS label. No allocation.
+    pub fn endpoint_by_name(&self, label: &[u8]) -> Option<&Endpoint> {
+        let mut buf = [0u8; 63];
+        let lower = buf.get_mut(..label.len())?;
+        lower.copy_from_slice(label);
+        lower.make_ascii_lowercase();
+        let name = std::str::from_utf8(lower).ok()?;
+        self.by_name.get(name).and_then(|m| self.endpoints.get(m))
+    }
+
+    /// The name `e` answers to in DNS (its name, lower case, when that is a DNS label).
+    pub fn dns_name<'a>(&self, e: &'a Endpoint) -> Option<&'a str> {
+        dns_label(&e.name).then_some(e.name.as_str())
+    }
+
+    /// The switch's own address in this network and the MAC it answers ARP for it with.
+    pub fn service(&self) -> Option<(Ipv4Addr, MacAddr)> {
+        self.service
+    }
+
     /// An address a station of this network can own: inside the subnet, and neither its
     /// network nor its broadcast address (nor 0.0.0.0, which ARP probes use).
     pub fn is_station_address(&self, ip: Ipv4Addr) -> bool {
         let s = &self.spec.subnet;
-        s.contains(&ip) && ip != s.network() && ip != s.broadcast() && !ip.is_unspecified()
+        s.contains(&ip)
+            && ip != s.network()
+            && ip != s.broadcast()
+            && !ip.is_unspecified()
+            && self.service.map_or(true, |(own, _)| own != ip)
     }
 
     /// The largest frame this network carries: the MTU plus the Ethernet header, plus a VLAN
@@ -174,6 +206,10 @@ pub enum TopologyError {
         network: String,
         owner: String,
     },
+    #[error(
+        "{ip} is network {network:?}'s own address (its DNS server): give a container another one"
+    )]
+    ServiceAddress { ip: Ipv4Addr, network: String },
     #[error("MAC {mac} is already used in network {network:?} by {owner}")]
     MacInUse {
         mac: MacAddr,
@@ -332,6 +368,12 @@ impl Topology {
                     ip,
                     network: name.to_string(),
                     subnet: net.spec.subnet,
+                });
+            }
+            if net.service.is_some_and(|(own, _)| own == ip) {
+                return Err(TopologyError::ServiceAddress {
+                    ip,
+                    network: name.to_string(),
                 });
             }
             if let Some(e) = net.endpoint_by_ip(ip) {
@@ -599,10 +641,25 @@ impl Topology {
     }
 }
 
+/// Whether `name` can be asked for in DNS as one label (RFC 1123 §2.1 host name syntax, and
+/// `_`): 1 to 63 letters, digits, `-` or `_`, not starting or ending with `-`.
+pub fn dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 impl NetworkTopo {
     fn insert_endpoint(&mut self, e: Endpoint) {
         if let Some(ip) = e.ip {
             self.by_ip.insert(ip, e.mac);
+        }
+        if dns_label(&e.name) {
+            self.by_name
+                .insert(e.name.to_ascii_lowercase().into_boxed_str(), e.mac);
         }
         self.endpoints.insert(e.mac, e);
     }
@@ -626,6 +683,10 @@ impl NetworkTopo {
                 if self.by_ip.get(&ip) == Some(&mac) {
                     self.by_ip.remove(&ip);
                 }
+            }
+            let name = e.name.to_ascii_lowercase();
+            if self.by_name.get(name.as_str()) == Some(&mac) {
+                self.by_name.remove(name.as_str());
             }
         }
     }

@@ -10,6 +10,7 @@
 //! Thread-safety: reads a `&Switch`; runs on the worker that owns it, between batches.
 
 use super::decide::{Action, Answer, Decision, Ingress, Lookup};
+use super::dns;
 use super::fdb::{Learned, Location};
 use super::topology::{Output, Topology};
 use super::{PortId, Switch, Timestamp, Vni, VtepAddr};
@@ -25,7 +26,7 @@ pub struct Step {
 }
 
 /// A whole trace: the steps, and the verdict in one word ("deliver", "encapsulate",
-/// "flood", "reply", "drop") with its detail.
+/// "flood", "reply", "forward", "drop") with its detail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Trace {
     pub steps: Vec<Step>,
@@ -250,9 +251,21 @@ impl Switch {
                     Answer::ArpReply { mac, ip, .. } => {
                         step("proxy-arp", format!("answer {ip} is-at {mac}"))
                     }
+                    Answer::Dns { reply, .. } => step("dns", describe_dns(topo, vni_of, reply)),
                 }
                 step("output", format!("reply to {}", port_name(topo, port)));
                 ("reply", None, vec![port_name(topo, port)])
+            }
+            Action::Upstream { port, .. } => {
+                step(
+                    "dns",
+                    "not an endpoint of the network: forwarded to the host's resolvers".to_string(),
+                );
+                step(
+                    "output",
+                    format!("their answer to {}", port_name(topo, port)),
+                );
+                ("forward", None, vec![port_name(topo, port)])
             }
         };
         Trace {
@@ -261,5 +274,25 @@ impl Switch {
             drop_reason,
             outputs,
         }
+    }
+}
+
+/// What the switch's DNS answers, in words.
+fn describe_dns(topo: &Topology, vni: Vni, reply: dns::Reply) -> String {
+    let name_at = |ip| {
+        topo.network(vni)
+            .and_then(|n| {
+                n.endpoint_by_ip(ip)
+                    .map(|e| format!("{}.{}", e.name, n.spec.name))
+            })
+            .unwrap_or_else(|| ip.to_string())
+    };
+    match reply {
+        dns::Reply::Address(ip) => format!("answer A {ip}"),
+        dns::Reply::Name(ip) => format!("answer PTR {}", name_at(ip)),
+        dns::Reply::NoData => "answer NOERROR, no record of that type".to_string(),
+        dns::Reply::NxDomain => "answer NXDOMAIN: no such endpoint in the network".to_string(),
+        dns::Reply::NotImplemented => "answer NOTIMP: not a standard query".to_string(),
+        dns::Reply::FormErr => "answer FORMERR: not exactly one question".to_string(),
     }
 }

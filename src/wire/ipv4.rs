@@ -90,6 +90,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         u16::from_be_bytes([b[0], b[1]]) & 0x1fff != 0
     }
 
+    /// The bytes after the header, up to the total length (not the Ethernet padding).
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
+    }
+
     /// TCP/UDP source and destination ports when this packet carries them.
     pub fn l4_ports(&self) -> Option<(u16, u16)> {
         let p = self.protocol();
@@ -117,6 +122,37 @@ impl<T: AsRef<[u8]>> std::fmt::Display for Packet<T> {
             self.dst(),
             self.protocol()
         )
+    }
+}
+
+/// A header without options, as the switch writes for its own answers: DF set, never a
+/// fragment, id 0 (RFC 6864 §4.1: an atomic datagram's id has no meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: u8,
+    pub payload_len: usize,
+    pub ttl: u8,
+}
+
+impl Repr {
+    /// Writes the 20-byte header, checksum included, into `out[..MIN_HEADER_LEN]`.
+    pub fn emit(&self, out: &mut [u8]) {
+        let h = &mut out[..MIN_HEADER_LEN];
+        h[field::VER_IHL] = 0x45;
+        h[1] = 0;
+        let total = (MIN_HEADER_LEN + self.payload_len) as u16;
+        h[field::TOTAL_LEN].copy_from_slice(&total.to_be_bytes());
+        h[4..6].fill(0);
+        h[field::FLAGS_FRAG].copy_from_slice(&0x4000u16.to_be_bytes());
+        h[8] = self.ttl;
+        h[field::PROTOCOL] = self.protocol;
+        h[10..12].fill(0);
+        h[field::SRC].copy_from_slice(&self.src.octets());
+        h[field::DST].copy_from_slice(&self.dst.octets());
+        let c = super::checksum::ipv4_header(h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
     }
 }
 

@@ -58,3 +58,37 @@ pub fn vxlan_datagram(vni: u32, frame: &[u8]) -> Vec<u8> {
     d.extend_from_slice(frame);
     d
 }
+
+/// A UDP datagram from `src_ip:src_port` to `dst_ip:53` carrying `message`, in an Ethernet
+/// frame: a container's DNS query, headers written by the crate's own builders.
+pub fn dns_query_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
+    src_port: u16,
+    message: &[u8],
+) -> Vec<u8> {
+    use vswitch::wire::udp;
+    let mut p = vec![0u8; udp::Repr::HEADERS_LEN + message.len()];
+    p[udp::Repr::HEADERS_LEN..].copy_from_slice(message);
+    udp::Repr {
+        src: src_ip,
+        dst: dst_ip,
+        src_port,
+        dst_port: 53,
+    }
+    .emit(&mut p, message.len());
+    eth_frame(dst_mac, src_mac, EtherType::Ipv4, &p)
+}
+
+/// A standard query (RD set) for `name` of type `qtype`, with ID `id`.
+pub fn dns_query(name: &str, qtype: domain::base::iana::Rtype, id: u16) -> Vec<u8> {
+    let mut b = domain::base::MessageBuilder::new_vec();
+    b.header_mut().set_id(id);
+    b.header_mut().set_rd(true);
+    let mut q = b.question();
+    let n: domain::base::Name<Vec<u8>> = name.parse().expect("a DNS name");
+    q.push((n, qtype)).expect("room for a question");
+    q.finish()
+}

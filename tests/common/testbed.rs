@@ -100,6 +100,9 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
+        // What `ip netns exec` would bind into it (a resolv.conf vswitchd wrote on attach and
+        // could not remove, being killed): nothing of the test stays behind.
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
     }
 }
 

@@ -27,7 +27,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::{
-    network_key, validate_cluster, validate_networks, validate_node, validate_peers, Problems,
+    network_key, validate_cluster, validate_dns, validate_networks, validate_node, validate_peers,
+    Problems,
 };
 
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
@@ -64,6 +65,17 @@ pub struct Config {
     pub networks: Vec<NetworkConfig>,
     /// `[cluster]`: peers, networks and endpoints also come from etcd. `None`: static only.
     pub cluster: Option<ClusterConfig>,
+    /// `[dns]`: where names the switch does not own are asked.
+    pub dns: DnsConfig,
+}
+
+/// `[dns]`. Every network's own address answers DNS (crate::switch::dns); names that are not
+/// endpoints are forwarded to `upstreams`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Resolvers to forward to, tried in order. `None`: the nameservers of the host's
+    /// /etc/resolv.conf, read at start.
+    pub upstreams: Option<Vec<std::net::SocketAddr>>,
 }
 
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
@@ -259,6 +271,7 @@ impl Config {
         let peers = validate_peers(raw.peer, &node, &mut p);
         let cluster = raw.cluster.map(|c| validate_cluster(c, &mut p));
         let networks = validate_networks(raw.network, &peers, cluster.is_some(), &mut p);
+        let dns = raw.dns.map(|d| validate_dns(d, &mut p)).unwrap_or_default();
 
         let config = Config {
             path: path.clone(),
@@ -266,6 +279,7 @@ impl Config {
             peers,
             networks,
             cluster,
+            dns,
         };
         if let Some(mtu) = config.node.underlay_mtu {
             config.mtu_problems(mtu, "node.underlay_mtu", &mut p);

@@ -14,6 +14,13 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub network: Vec<RawNetwork>,
     pub cluster: Option<RawCluster>,
+    pub dns: Option<RawDns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub upstreams: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

@@ -640,3 +640,39 @@ fn cluster_tls() {
         Some((PathBuf::from("/etc/c.pem"), PathBuf::from("/etc/k.pem")))
     );
 }
+
+#[test]
+fn dns_upstreams_are_addresses_with_port_53_by_default() {
+    let c = parse(&format!(
+        "{GOOD}\n[dns]\nupstreams = [\"192.0.2.53\", \"192.0.2.54:5353\", \"[2001:db8::1]:53\"]\n"
+    ))
+    .unwrap();
+    let got: Vec<String> = c
+        .dns
+        .upstreams
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(
+        got,
+        ["192.0.2.53:53", "192.0.2.54:5353", "[2001:db8::1]:53"]
+    );
+    assert_eq!(
+        parse(GOOD).unwrap().dns.upstreams,
+        None,
+        "default: resolv.conf"
+    );
+    refused(
+        &format!("{GOOD}\n[dns]\nupstreams = [\"ns1.example\"]\n"),
+        &["dns.upstreams[0]", "ns1.example", "IP or IP:PORT"],
+    );
+    refused(
+        &format!("{GOOD}\n[dns]\nupstreams = []\n"),
+        &["dns.upstreams", "resolv.conf"],
+    );
+    refused(
+        &format!("{GOOD}\n[dns]\nupstream = [\"192.0.2.53\"]\n"),
+        &["upstream"],
+    );
+}

@@ -1,7 +1,7 @@
 //! Validation of the parsed file: every value checked, every problem collected with the key it
 //! belongs to (`Problems`), defaults filled in.
 
-use super::raw::{RawCluster, RawNetwork, RawNode, RawPeer};
+use super::raw::{RawCluster, RawDns, RawNetwork, RawNode, RawPeer};
 use super::values::{
     check_mtu, check_network_name, parse_duration, parse_subnet, parse_vtep_ip, vni_from,
 };
@@ -567,4 +567,37 @@ pub(super) fn validate_cluster(raw: RawCluster, p: &mut Problems) -> ClusterConf
         prefix,
         tls,
     }
+}
+
+/// `[dns]`: `upstreams` are addresses, `IP` (port 53) or `IP:PORT`.
+pub(super) fn validate_dns(raw: RawDns, p: &mut Problems) -> DnsConfig {
+    let upstreams = raw.upstreams.map(|list| {
+        if list.is_empty() {
+            p.add(
+                "dns.upstreams",
+                "is empty; leave it out to use the host's /etc/resolv.conf",
+            );
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, s)| match parse_upstream(s) {
+                Some(a) => Some(a),
+                None => {
+                    p.add(
+                        format!("dns.upstreams[{i}]"),
+                        format!("{s:?} is not an address: give IP or IP:PORT, e.g. \"192.0.2.53\""),
+                    );
+                    None
+                }
+            })
+            .collect()
+    });
+    DnsConfig { upstreams }
+}
+
+/// `IP` (port 53) or `IP:PORT`.
+pub fn parse_upstream(s: &str) -> Option<std::net::SocketAddr> {
+    s.parse::<std::net::SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
 }

@@ -77,6 +77,11 @@ pub fn render_network_inspect(n: &ClusterNetworkInfo) -> String {
         if n.encrypted { "yes" } else { "no" },
         if n.carried_here { "carried by this host" } else { "not carried by this host (see its log)" },
     );
+    if let Some(dns) = &n.dns {
+        out.push_str(&format!(
+            "  dns        {dns} (answered by every host's switch)\n"
+        ));
+    }
     if n.endpoints.is_empty() {
         out.push_str("  endpoints  none\n");
         return out;
@@ -108,6 +113,7 @@ mod tests {
             mtu: None,
             encrypted: false,
             carried_here: true,
+            dns: None,
             endpoints: vec![ClusterEndpointInfo {
                 name: "web".into(),
                 ip: "10.0.9.1".into(),

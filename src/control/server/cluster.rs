@@ -169,6 +169,13 @@ impl Server {
                     )
                     .into());
                 }
+                if crate::switch::service::service_addr(rec.subnet) == Some(addr) {
+                    return Err(format!(
+                        "--ip {addr} is network {network}'s own address (its DNS server): \
+                         give a container another one"
+                    )
+                    .into());
+                }
                 if !rec.subnet.contains(&addr)
                     || addr == rec.subnet.network()
                     || addr == rec.subnet.broadcast()
@@ -309,6 +316,7 @@ impl Server {
             mtu: r.mtu,
             encrypted: r.encrypted,
             carried_here: carried,
+            dns: crate::switch::service::service_addr(r.subnet).map(|ip| ip.to_string()),
             endpoints: cp
                 .view
                 .endpoints_of(&r.name)

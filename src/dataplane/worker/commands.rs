@@ -35,6 +35,14 @@ impl Worker {
                     };
                     let _ = reply.send(r);
                 }
+                Command::SendToPort { port, frame } => {
+                    if let Some(p) = self.ports.get_mut(&port) {
+                        match p.device.send(&frame) {
+                            Ok(()) => self.switch.note_port_tx(port, frame.len()),
+                            Err(_) => self.switch.note_port_tx_failed(port),
+                        }
+                    }
+                }
                 Command::Trace { input, reply } => {
                     let _ = reply.send(self.trace(now, input));
                 }

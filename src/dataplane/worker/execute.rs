@@ -46,12 +46,13 @@ impl Worker {
         }
         match action {
             Action::ToPort(p) => self.deliver_coalesced(p, frame),
-            Action::Reply { port, answer } => self.send_answer(port, answer),
-            // Split horizon: the core never asks to send decapsulated frames to peers.
+            Action::Reply { port, answer } => self.send_answer(port, answer, frame),
+            // Split horizon: the core never asks to send decapsulated frames to peers; DNS is
+            // asked only from ports.
             Action::Flood {
                 network, except, ..
             } => self.flood(network, except, false, 0, frame),
-            Action::Drop(_) | Action::ToVtep { .. } => {}
+            Action::Drop(_) | Action::ToVtep { .. } | Action::Upstream { .. } => {}
         }
     }
 
@@ -273,7 +274,8 @@ impl Worker {
         {
             Action::Drop(_) => {}
             Action::ToPort(p) => self.send_to_port(p, frame),
-            Action::Reply { port, answer } => self.send_answer(port, answer),
+            Action::Reply { port, answer } => self.send_answer(port, answer, frame),
+            Action::Upstream { port, network } => self.ask_upstream(port, network, frame),
             Action::ToVtep { vtep, vni } => {
                 let src_port = self.encap_headers(base, len, vni);
                 if self.switch.is_encrypted(vni) {
@@ -485,18 +487,44 @@ impl Worker {
         }
     }
 
-    /// Writes an answer the switch made (proxy-ARP) to port `id`, from the answer buffer.
-    pub(super) fn send_answer(&mut self, id: PortId, answer: Answer) {
+    /// Writes an answer the switch made (proxy-ARP, DNS) to the request in `buf[request]` to
+    /// port `id`, from the answer buffer.
+    pub(super) fn send_answer(
+        &mut self,
+        id: PortId,
+        answer: Answer,
+        request: std::ops::Range<usize>,
+    ) {
         if self.coalescer.owner() == Some(id.0) {
             self.flush_coalescer();
         }
-        let len = answer.emit(&mut self.answer);
+        let len = self
+            .switch
+            .write_answer(&answer, &self.buf[request], &mut self.answer);
+        if len == 0 {
+            return;
+        }
         let Some(port) = self.ports.get_mut(&id) else {
             return;
         };
         match port.device.send(&self.answer[..len]) {
             Ok(()) => self.switch.note_port_tx(id, len),
             Err(_) => self.switch.note_port_tx_failed(id),
+        }
+    }
+
+    /// Hands the DNS query in `buf[frame]` to the forwarder, by value into a slot of its
+    /// bounded channel; a query with no room (or no forwarder) is counted and left to the
+    /// container's resolver to ask again.
+    fn ask_upstream(&mut self, port: PortId, network: Vni, frame: std::ops::Range<usize>) {
+        let Some(up) = &self.upstream else {
+            return;
+        };
+        let sent = crate::switch::dns::UpstreamQuery::new(port, network, &self.buf[frame])
+            .is_some_and(|q| up.queries.try_send(q).is_ok());
+        if !sent {
+            up.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

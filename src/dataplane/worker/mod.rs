@@ -97,6 +97,11 @@ pub enum Command {
         input: TraceInput,
         reply: Sender<crate::switch::trace::Trace>,
     },
+    /// Write this frame (a DNS answer the forwarder relays) to the port.
+    SendToPort {
+        port: PortId,
+        frame: Vec<u8>,
+    },
     Show {
         what: crate::dataplane::view::ViewKind,
         /// Include key material (show sa --wireshark).
@@ -132,6 +137,14 @@ pub enum TraceFrame {
 pub struct WorkerHandle {
     tx: Sender<Command>,
     waker: std::sync::Arc<Waker>,
+}
+
+/// The forwarder's end for workers: a bounded channel of query frames, and a count of those it
+/// had no room for (the only contended write, and only when it is full).
+#[derive(Clone)]
+pub struct Upstream {
+    pub queries: crossbeam_channel::Sender<crate::switch::dns::UpstreamQuery>,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl WorkerHandle {
@@ -256,6 +269,8 @@ pub struct Worker {
     offload: OffloadCounters,
     /// Links to the other workers' copies of the tables (none when working alone).
     sync: Option<SyncLinks>,
+    /// Where DNS queries for names the switch does not own go (crate::control::dns).
+    upstream: Option<Upstream>,
     /// This worker's index, the core it is pinned to, and its load, for `show stats`.
     index: u32,
     cpu: Option<u32>,
@@ -346,6 +361,7 @@ impl Worker {
             busy_poll: BusyPoll::new(Duration::ZERO),
             offload: OffloadCounters::default(),
             sync: None,
+            upstream: None,
             index: 0,
             cpu: None,
             load: WorkerCounters::default(),
@@ -375,6 +391,11 @@ impl Worker {
                 esp.follow(&old, &t);
             }
         }
+    }
+
+    /// Hands DNS queries for names the switch does not own to the forwarder.
+    pub fn set_dns_upstream(&mut self, upstream: Upstream) {
+        self.upstream = Some(upstream);
     }
 
     /// Sets the busy-poll window (see `run`).

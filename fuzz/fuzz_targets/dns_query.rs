@@ -1,0 +1,7 @@
+//! Any DNS message a container can send to its network's DNS address.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::dns_query(data));
