@@ -15,6 +15,14 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v etcd >/dev/null      || need+=(etcd-server)   # tests/etcd_client.rs
 command -v etcdctl >/dev/null   || need+=(etcd-client)
 command -v openssl >/dev/null   || need+=(openssl)
+command -v nsenter >/dev/null   || need+=(util-linux)
+# tests/cni.rs: podman with its CNI backend, under runc (crun refuses hybrid cgroup layouts),
+# running containers from a busybox rootfs.
+command -v podman >/dev/null    || need+=(podman)
+command -v runc >/dev/null      || need+=(runc)
+command -v conmon >/dev/null    || need+=(conmon)
+# The static build: it is copied alone into the containers' rootfs.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v dnsmasq >/dev/null   || need+=(dnsmasq-base)  # tests/dns.rs: a real upstream resolver
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -25,5 +33,6 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Wait for another apt/dpkg run (another project's script) instead of failing on its lock.
+  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null
 fi

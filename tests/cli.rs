@@ -210,6 +210,7 @@ fn attach_prints_what_it_made() {
         mtu: 1450,
         counters: Counters::default(),
         queues: 1,
+        attachment: None,
         dns: None,
     };
     let t = fake_daemon(
@@ -222,6 +223,7 @@ fn attach_prints_what_it_made() {
             ifname: None,
             name: None,
             no_port_security: false,
+            attachment: None,
         },
         Response::ok(&port),
     );

@@ -31,7 +31,22 @@ pub enum Request {
         /// default a container may send only as itself (port security).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         no_port_security: bool,
+        /// Who made this port and for what, opaque to the daemon (the CNI plugin gives
+        /// `cni:NETCONF:CONTAINERID:IFNAME`): shown in `show ports`, unique among the ports,
+        /// and the key of `detach-attachment`, which needs no namespace (it may be gone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment: Option<String>,
     },
+    /// Removes the port made with `attachment` (server/attachments.rs); answers the PortInfo
+    /// of the removed port, or `null` when no port carries it (already gone: not an error, so
+    /// that a runtime may ask twice).
+    DetachAttachment {
+        attachment: String,
+    },
+    /// Every port made with an `attachment`, as the control actor holds them
+    /// (`AttachmentInfo`): also those whose namespace is gone, which `show ports` no longer
+    /// lists but whose address stays taken until they are detached (what CNI GC is for).
+    Attachments,
     DetachNamespace {
         network: String,
         netns: String,
@@ -149,6 +164,9 @@ pub struct PortInfo {
     /// Queues of the device, one per worker (TAP: IFF_MULTI_QUEUE; AF_PACKET: a fanout group).
     #[serde(default)]
     pub queues: u32,
+    /// The `attachment` given at attach (e.g. by the CNI plugin), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<String>,
     /// The container's resolver: set on attach-namespace (crate::switch::dns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<PortDns>,
@@ -162,6 +180,20 @@ pub struct PortDns {
     pub search: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolv_conf: Option<String>,
+}
+
+/// One port made with an `attachment` (`Request::Attachments`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttachmentInfo {
+    pub attachment: String,
+    /// The port id (`show ports`).
+    pub port: u32,
+    /// Endpoint name.
+    pub name: String,
+    pub network: String,
+    /// The endpoint's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -565,6 +565,7 @@ mod tests {
                 drops: [("too_big".to_string(), 2), ("unknown_dst".to_string(), 5)].into(),
             },
             queues: 2,
+            attachment: None,
             dns: None,
         }
     }

@@ -17,6 +17,7 @@
 //!
 //! The socket is created mode 0600 (root only): the API can put interfaces into any namespace.
 
+mod attachments;
 mod cluster;
 mod error;
 
@@ -82,6 +83,8 @@ struct NsAttach {
     name: Option<String>,
     /// Port security (crate::switch::topology::PortTopo::security).
     security: bool,
+    /// Who asks, for what (api::Request::AttachNamespace); unique among the ports.
+    attachment: Option<String>,
 }
 
 pub struct Server {
@@ -99,6 +102,8 @@ pub struct Server {
     config: Option<(crate::control::config::Config, u32)>,
     /// With `[cluster]`: the agent, and what the actor applied of it (server/cluster.rs).
     cluster: Option<cluster::ClusterPlane>,
+    /// Ports by the `attachment` they were made for (server/attachments.rs).
+    attachments: std::collections::HashMap<String, PortId>,
     /// The DNS forwarder, for `show stats`.
     dns: Option<crate::control::dns::Forwarder>,
     /// resolv.conf files written for attached namespaces.
@@ -121,6 +126,7 @@ impl Server {
             published,
             config: None,
             cluster: None,
+            attachments: Default::default(),
             dns: None,
             resolv: Default::default(),
         }
@@ -257,7 +263,8 @@ impl Server {
                 ifname,
                 name,
                 no_port_security,
-            } => self.attach_namespace(NsAttach {
+                attachment,
+            } => self.attach_namespace_for(NsAttach {
                 network,
                 netns,
                 ip,
@@ -265,7 +272,10 @@ impl Server {
                 ifname: ifname.unwrap_or_else(|| "eth0".to_string()),
                 name,
                 security: !no_port_security,
+                attachment,
             }),
+            Request::DetachAttachment { attachment } => self.detach_attachment(&attachment),
+            Request::Attachments => to_json(self.attachment_list()),
             Request::DetachNamespace {
                 network,
                 netns,
@@ -467,6 +477,7 @@ impl Server {
             mac: Some(mac),
             ip: Some(addr),
             mtu,
+            attachment: a.attachment.clone(),
         };
         let mut info =
             self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)?;
@@ -549,6 +560,7 @@ impl Server {
             mac,
             ip: addr,
             mtu,
+            attachment: None,
         };
         let endpoint = mac.zip(addr.map(|a| a.addr()));
         // The station behind an existing interface may be anything (a router, a host): no

@@ -80,6 +80,7 @@ impl From<&PortRow> for api::PortInfo {
             mtu: m.mtu,
             counters: (&p.counters).into(),
             queues: p.queues,
+            attachment: m.attachment.clone(),
             // The container's resolver is the control actor's to tell (server.rs).
             dns: None,
         }

@@ -55,6 +55,8 @@ pub struct PortMeta {
     pub mac: Option<crate::wire::MacAddr>,
     pub ip: Option<ipnet::Ipv4Net>,
     pub mtu: u32,
+    /// Who made the port for what (api::Request::AttachNamespace's `attachment`).
+    pub attachment: Option<String>,
 }
 
 fn would_block(e: &io::Error) -> bool {

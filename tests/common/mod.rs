@@ -12,6 +12,7 @@ macro_rules! step {
 pub mod cluster;
 pub mod frames;
 pub mod pki;
+pub mod podman;
 pub mod testbed;
 
 /// The vswitchd and vswitchctl that cargo built for the integration test being run.

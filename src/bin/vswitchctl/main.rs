@@ -390,6 +390,7 @@ fn request(cmd: Command) -> (Request, Output) {
                 ifname,
                 name,
                 no_port_security,
+                attachment: None,
             },
             Output::Attached { json },
         ),
