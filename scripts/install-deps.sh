@@ -15,6 +15,7 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v etcd >/dev/null      || need+=(etcd-server)   # tests/etcd_client.rs
 command -v etcdctl >/dev/null   || need+=(etcd-client)
 command -v openssl >/dev/null   || need+=(openssl)
+command -v dockerd >/dev/null   || need+=(docker.io)       # tests/docker.rs (its image is busybox-static too)
 command -v nsenter >/dev/null   || need+=(util-linux)
 # tests/cni.rs: podman with its CNI backend, under runc (crun refuses hybrid cgroup layouts),
 # running containers from a busybox rootfs.

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod control;
 pub mod crypto;
 pub mod dataplane;
+pub mod docker;
 pub mod io;
 pub mod offload;
 pub mod switch;

@@ -291,6 +291,13 @@ fn run(args: Args) -> Result<()> {
                 c.address_grace.as_secs()
             );
         }
+        if let Some(d) = &cfg.docker {
+            println!(
+                "  docker: plugin socket {}, dockerd at {}",
+                d.socket.display(),
+                d.docker_socket.display()
+            );
+        }
         for n in &cfg.networks {
             println!(
                 "  network {} vni {} subnet {} mtu {}{}",
@@ -422,6 +429,27 @@ fn run(args: Args) -> Result<()> {
             .spawn(move || watch.run_watch(move |v| to_actor.cluster_view(v)))
             .context("cannot start the cluster watch thread")?;
     }
+    // With [docker]: the Docker plugin, one more front-end of the actor. Kept until the end:
+    // dropping it removes its socket.
+    let _docker = match &cfg.docker {
+        Some(d) => {
+            let listener = vswitch::docker::Listener::bind(&d.socket)?;
+            let dockerd = vswitch::docker::dockerd::DockerdSocket {
+                path: d.docker_socket.clone(),
+                timeout: std::time::Duration::from_secs(5),
+            };
+            let plugin = vswitch::docker::plugin::Plugin::new(
+                std::sync::Arc::new(control.clone()),
+                std::sync::Arc::new(dockerd),
+                d.name_timeout,
+            );
+            listener
+                .serve(std::sync::Arc::new(plugin))
+                .context("cannot start the Docker plugin threads")?;
+            Some(listener)
+        }
+        None => None,
+    };
     let socket_front = control.clone();
     std::thread::Builder::new()
         .name("vswitch-socket".into())

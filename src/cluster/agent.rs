@@ -656,6 +656,64 @@ impl Cluster {
         );
     }
 
+    /// Moves our claim of `ip` from the name `old` to `new`, in one transaction: the address
+    /// still ours under `old`, `new` free. (Docker's IPAM hands out an address before the
+    /// container's name is known.)
+    pub fn rename_claim(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        old: &str,
+        new: &str,
+    ) -> Result<(), String> {
+        let me = self.name();
+        let lease = self.state.lock().unwrap().addr_lease;
+        let claim = |name: &str| Claim {
+            host: me.clone(),
+            name: name.to_string(),
+            ip,
+        };
+        let (ak, old_nk, new_nk) = (
+            self.keys.address(network, ip),
+            self.keys.name(network, old),
+            self.keys.name(network, new),
+        );
+        let t = self
+            .etcd
+            .txn(&Txn {
+                compare: vec![
+                    Compare::Value(ak.clone().into_bytes(), json(&claim(old))),
+                    Compare::CreateRevision(new_nk.clone().into_bytes(), 0),
+                ],
+                success: vec![
+                    put(ak, json(&claim(new)), lease),
+                    put(new_nk.clone(), json(&claim(new)), lease),
+                    Op::Delete(old_nk.into_bytes()),
+                ],
+                failure: vec![Op::Get(new_nk.into_bytes())],
+            })
+            .map_err(|e| self.store_err(e))?;
+        if !t.succeeded {
+            let holder = t
+                .gets
+                .first()
+                .and_then(|g| g.first())
+                .and_then(|kv| serde_json::from_slice::<Claim>(&kv.value).ok());
+            return Err(match holder {
+                Some(c) => format!(
+                    "name {new:?} is taken on network {network}: by the container at {} on host {}",
+                    c.ip, c.host
+                ),
+                None => format!("address {ip} on network {network} is no longer held as {old:?}"),
+            });
+        }
+        let mut st = self.state.lock().unwrap();
+        if let Some(c) = st.claims.get_mut(&(network.to_string(), ip)) {
+            c.name = new.to_string();
+        }
+        Ok(())
+    }
+
     /// Gives an address and its name back (detach, or an attach that failed after the claim).
     pub fn release(&self, network: &str, ip: Ipv4Addr, name: &str) -> Result<(), String> {
         self.state

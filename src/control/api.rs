@@ -90,6 +90,10 @@ pub enum Request {
     },
     /// This node's view of the cluster store (`ClusterStatusInfo`).
     ClusterStatus,
+    /// A call of the Docker plugin (crate::docker); only vswitchd's own front-end sends these.
+    Docker {
+        call: crate::docker::calls::DockerCall,
+    },
     Show {
         what: ShowWhat,
         /// With `sa`: include key material (for `--wireshark`). Only ever sent over the

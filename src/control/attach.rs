@@ -102,16 +102,8 @@ pub fn create_namespace_port_queues(
     }
 
     let mut nl_here = Netlink::open().map_err(step("opening netlink"))?;
-    let tap = TapDevice::create_with(&req.tap_name, req.tap).map_err(step("creating the port"))?;
     // From here on, returning early drops `taps`, which removes the device wherever it is.
-    let mut taps = Vec::with_capacity(queues.max(1));
-    taps.push(tap);
-    for q in 1..queues {
-        let more = taps[0]
-            .open_queue()
-            .map_err(step(format!("opening queue {q} of the port")))?;
-        taps.push(more);
-    }
+    let taps = open_tap_queues(&req.tap_name, req.tap, queues)?;
     let tap_name = &req.tap_name;
     let index = nl_here
         .link_index(tap_name)
@@ -155,6 +147,54 @@ pub fn create_namespace_port_queues(
                 .set_link_up(lo.index, true)
                 .map_err(in_ns("bringing lo up"))?;
         }
+    }
+    Ok(taps)
+}
+
+/// A container's interface that another runtime moves into the container (Docker's remote
+/// driver: Join names it, dockerd moves, renames and addresses it): a TAP made in our own
+/// namespace with its MAC and MTU, left down. Dropping the returned queues removes it,
+/// wherever it is by then. On failure nothing is left behind.
+pub fn create_host_port_queues(
+    tap_name: &str,
+    mac: MacAddr,
+    mtu: u32,
+    options: TapOptions,
+    queues: usize,
+) -> Result<Vec<TapDevice>, AttachError> {
+    check_ifname(tap_name).map_err(|e| AttachError::Invalid(e.to_string()))?;
+    if !mac.is_unicast_source() {
+        return Err(AttachError::Invalid(format!(
+            "MAC {mac} is not a unicast address"
+        )));
+    }
+    let mut nl = Netlink::open().map_err(step("opening netlink"))?;
+    let taps = open_tap_queues(tap_name, options, queues)?;
+    let index = nl
+        .link_index(tap_name)
+        .map_err(step(format!("looking up new TAP {tap_name}")))?
+        .ok_or_else(|| AttachError::NoSuchInterface(tap_name.to_string()))?;
+    nl.set_link_mac(index, mac)
+        .map_err(step(format!("setting MAC {mac} on {tap_name}")))?;
+    nl.set_link_mtu(index, mtu)
+        .map_err(step(format!("setting MTU {mtu} on {tap_name}")))?;
+    Ok(taps)
+}
+
+/// A new TAP in our namespace with `queues` queues (at least one); dropping them removes it.
+fn open_tap_queues(
+    name: &str,
+    options: TapOptions,
+    queues: usize,
+) -> Result<Vec<TapDevice>, AttachError> {
+    let tap = TapDevice::create_with(name, options).map_err(step("creating the port"))?;
+    let mut taps = Vec::with_capacity(queues.max(1));
+    taps.push(tap);
+    for q in 1..queues {
+        let more = taps[0]
+            .open_queue()
+            .map_err(step(format!("opening queue {q} of the port")))?;
+        taps.push(more);
     }
     Ok(taps)
 }

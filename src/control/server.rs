@@ -19,6 +19,7 @@
 
 mod attachments;
 mod cluster;
+mod docker;
 mod error;
 
 pub use error::ControlError;
@@ -102,6 +103,8 @@ pub struct Server {
     config: Option<(crate::control::config::Config, u32)>,
     /// With `[cluster]`: the agent, and what the actor applied of it (server/cluster.rs).
     cluster: Option<cluster::ClusterPlane>,
+    /// The Docker plugin's networks, addresses and endpoints (server/docker.rs).
+    docker: docker::DockerState,
     /// Ports by the `attachment` they were made for (server/attachments.rs).
     attachments: std::collections::HashMap<String, PortId>,
     /// The DNS forwarder, for `show stats`.
@@ -126,6 +129,7 @@ impl Server {
             published,
             config: None,
             cluster: None,
+            docker: docker::DockerState::default(),
             attachments: Default::default(),
             dns: None,
             resolv: Default::default(),
@@ -306,6 +310,8 @@ impl Server {
             Request::NetworkInspect { name } => self.network_inspect(&name).and_then(to_json),
             Request::NetworkRm { name } => self.network_rm(&name),
             Request::ClusterStatus => self.cluster_status().and_then(to_json),
+            // The plugin's refusals are worded for Docker's user (server/docker.rs).
+            Request::Docker { call } => self.docker(call).map_err(ControlError::Refused),
         };
         match result {
             Ok(v) => Response {
@@ -417,7 +423,8 @@ impl Server {
     }
 
     /// IPAM without a cluster: the lowest address of the network's subnet that no endpoint of
-    /// this host's topology holds (nor the switch's own, crate::switch::service). Called on the
+    /// this host's topology holds (nor the switch's own, crate::switch::service, nor one the
+    /// Docker plugin handed out for a container not attached yet). Called on the
     /// actor, so the choice and the attach that takes it are one step.
     pub(crate) fn local_free_address(&self, network: &str) -> Result<Ipv4Net, String> {
         let net = self
@@ -426,7 +433,7 @@ impl Server {
             .map_err(|e| e.to_string())?;
         let subnet = net.spec.subnet;
         crate::switch::service::station_addrs(subnet)
-            .find(|ip| net.endpoint_by_ip(*ip).is_none())
+            .find(|ip| net.endpoint_by_ip(*ip).is_none() && !self.docker_holds(subnet, *ip))
             .map(|ip| Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix of a subnet"))
             .ok_or_else(|| {
                 format!("network {network} has no free address left in {subnet}: give --ip")

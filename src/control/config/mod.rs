@@ -27,8 +27,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::{
-    network_key, validate_cluster, validate_dns, validate_networks, validate_node, validate_peers,
-    Problems,
+    network_key, validate_cluster, validate_dns, validate_docker, validate_networks, validate_node,
+    validate_peers, Problems,
 };
 
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
@@ -65,6 +65,8 @@ pub struct Config {
     pub networks: Vec<NetworkConfig>,
     /// `[cluster]`: peers, networks and endpoints also come from etcd. `None`: static only.
     pub cluster: Option<ClusterConfig>,
+    /// `[docker]`: serve Docker's network and IPAM plugin API (crate::docker). `None`: off.
+    pub docker: Option<DockerConfig>,
     /// `[dns]`: where names the switch does not own are asked.
     pub dns: DnsConfig,
 }
@@ -76,6 +78,24 @@ pub struct DnsConfig {
     /// Resolvers to forward to, tried in order. `None`: the nameservers of the host's
     /// /etc/resolv.conf, read at start.
     pub upstreams: Option<Vec<std::net::SocketAddr>>,
+}
+
+pub const DEFAULT_DOCKER_PLUGIN_SOCKET: &str = "/run/docker/plugins/vswitch.sock";
+pub const DEFAULT_DOCKER_API_SOCKET: &str = "/var/run/docker.sock";
+pub const DEFAULT_DOCKER_NAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[docker]`: the libnetwork remote network and IPAM driver (README "Docker").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// Where the plugin listens; dockerd discovers plugins by their socket under
+    /// /run/docker/plugins (the file name, less `.sock`, is the driver name).
+    pub socket: PathBuf,
+    /// dockerd's own API socket, asked for network and container names (the plugin API
+    /// carries only IDs).
+    pub docker_socket: PathBuf,
+    /// How long after Join the plugin waits for dockerd to tell the container's name before it
+    /// attaches the endpoint under a name of its own.
+    pub name_timeout: Duration,
 }
 
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
@@ -271,6 +291,7 @@ impl Config {
         let peers = validate_peers(raw.peer, &node, &mut p);
         let cluster = raw.cluster.map(|c| validate_cluster(c, &mut p));
         let networks = validate_networks(raw.network, &peers, cluster.is_some(), &mut p);
+        let docker = raw.docker.map(|d| validate_docker(d, &mut p));
         let dns = raw.dns.map(|d| validate_dns(d, &mut p)).unwrap_or_default();
 
         let config = Config {
@@ -279,6 +300,7 @@ impl Config {
             peers,
             networks,
             cluster,
+            docker,
             dns,
         };
         if let Some(mtu) = config.node.underlay_mtu {

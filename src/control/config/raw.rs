@@ -14,6 +14,7 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub network: Vec<RawNetwork>,
     pub cluster: Option<RawCluster>,
+    pub docker: Option<RawDocker>,
     pub dns: Option<RawDns>,
 }
 
@@ -68,4 +69,12 @@ pub(super) struct RawCluster {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDocker {
+    pub socket: Option<PathBuf>,
+    pub docker_socket: Option<PathBuf>,
+    pub name_timeout: Option<String>,
 }

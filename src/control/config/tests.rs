@@ -642,6 +642,43 @@ fn cluster_tls() {
 }
 
 #[test]
+fn docker_table_has_defaults_and_is_off_without_it() {
+    assert_eq!(parse(GOOD).unwrap().docker, None);
+    let c = parse(&format!("{GOOD}\n[docker]\n")).unwrap();
+    let d = c.docker.unwrap();
+    assert_eq!(d.socket, PathBuf::from("/run/docker/plugins/vswitch.sock"));
+    assert_eq!(d.docker_socket, PathBuf::from("/var/run/docker.sock"));
+    assert_eq!(d.name_timeout, Duration::from_secs(10));
+    let c = parse(&format!(
+        "{GOOD}\n[docker]\nsocket = \"/tmp/t/vswitch.sock\"\ndocker_socket = \"/tmp/t/d.sock\"\nname_timeout = \"3s\"\n"
+    ))
+    .unwrap();
+    let d = c.docker.unwrap();
+    assert_eq!(d.socket, PathBuf::from("/tmp/t/vswitch.sock"));
+    assert_eq!(d.name_timeout, Duration::from_secs(3));
+}
+
+#[test]
+fn docker_table_is_validated() {
+    refused(
+        &format!("{GOOD}\n[docker]\nsocket = \"vswitch.sock\"\n"),
+        &["docker.socket", "absolute path"],
+    );
+    refused(
+        &format!("{GOOD}\n[docker]\nsocket = \"/run/docker/plugins/vswitch\"\n"),
+        &["docker.socket", "must end in .sock"],
+    );
+    refused(
+        &format!("{GOOD}\n[docker]\nname_timeout = \"0s\"\n"),
+        &["docker.name_timeout", "between 1s and 300s"],
+    );
+    refused(
+        &format!("{GOOD}\n[docker]\nsockt = \"/x.sock\"\n"),
+        &["unknown field", "sockt"],
+    );
+}
+
+#[test]
 fn dns_upstreams_are_addresses_with_port_53_by_default() {
     let c = parse(&format!(
         "{GOOD}\n[dns]\nupstreams = [\"192.0.2.53\", \"192.0.2.54:5353\", \"[2001:db8::1]:53\"]\n"

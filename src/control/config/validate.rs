@@ -1,7 +1,7 @@
 //! Validation of the parsed file: every value checked, every problem collected with the key it
 //! belongs to (`Problems`), defaults filled in.
 
-use super::raw::{RawCluster, RawDns, RawNetwork, RawNode, RawPeer};
+use super::raw::{RawCluster, RawDns, RawDocker, RawNetwork, RawNode, RawPeer};
 use super::values::{
     check_mtu, check_network_name, parse_duration, parse_subnet, parse_vtep_ip, vni_from,
 };
@@ -566,6 +566,60 @@ pub(super) fn validate_cluster(raw: RawCluster, p: &mut Problems) -> ClusterConf
         address_grace,
         prefix,
         tls,
+    }
+}
+
+pub(super) fn validate_docker(raw: RawDocker, p: &mut Problems) -> DockerConfig {
+    let mut path = |key: &str, v: Option<PathBuf>, default: &str| {
+        let v = v.unwrap_or_else(|| PathBuf::from(default));
+        if !v.is_absolute() || v.file_name().is_none() {
+            p.add(
+                format!("docker.{key}"),
+                format!(
+                    "{:?} must be an absolute path to a socket file",
+                    v.display().to_string()
+                ),
+            );
+        }
+        v
+    };
+    let socket = path("socket", raw.socket, DEFAULT_DOCKER_PLUGIN_SOCKET);
+    let docker_socket = path(
+        "docker_socket",
+        raw.docker_socket,
+        DEFAULT_DOCKER_API_SOCKET,
+    );
+    if socket.extension().and_then(|e| e.to_str()) != Some("sock") {
+        p.add(
+            "docker.socket",
+            format!(
+                "{:?} must end in .sock: dockerd takes the file name less .sock as the driver name \
+                 (vswitch.sock serves `docker network create -d vswitch`)",
+                socket.display().to_string()
+            ),
+        );
+    }
+    let name_timeout = match raw.name_timeout {
+        None => DEFAULT_DOCKER_NAME_TIMEOUT,
+        Some(s) => match parse_duration(&s) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => d,
+            Ok(_) => {
+                p.add(
+                    "docker.name_timeout",
+                    format!("{s:?} must be between 1s and 300s"),
+                );
+                DEFAULT_DOCKER_NAME_TIMEOUT
+            }
+            Err(m) => {
+                p.add("docker.name_timeout", m);
+                DEFAULT_DOCKER_NAME_TIMEOUT
+            }
+        },
+    };
+    DockerConfig {
+        socket,
+        docker_socket,
+        name_timeout,
     }
 }
 

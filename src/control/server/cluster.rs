@@ -58,7 +58,7 @@ impl Server {
     }
 
     /// node.toml's part of the topology (what reconcile must leave alone).
-    fn static_spec(&self) -> SwitchSpec {
+    pub(super) fn static_spec(&self) -> SwitchSpec {
         match &self.config {
             Some((cfg, mtu)) => cfg.switch_spec(*mtu),
             None => SwitchSpec {
@@ -111,7 +111,10 @@ impl Server {
     }
 
     /// The cluster's record of `network` if it is a cluster network this host carries.
-    fn cluster_network(&self, network: &str) -> Result<Option<NetworkRecord>, ControlError> {
+    pub(super) fn cluster_network(
+        &self,
+        network: &str,
+    ) -> Result<Option<NetworkRecord>, ControlError> {
         let Some(cp) = &self.cluster else {
             return Ok(None);
         };
