@@ -299,20 +299,15 @@ fn answer_message(
     msg: &Message<&[u8]>,
     out: &mut [u8],
 ) -> Option<usize> {
-    let target = MessageBuilder::from_target(AnswerBuf::new()).ok()?;
-    let mut b = match target.start_answer(msg, reply.rcode()) {
-        Ok(b) => b,
-        // FORMERR/NOTIMP for a message whose questions do not copy: the header alone.
-        Err(_) => {
-            let mut t = MessageBuilder::from_target(AnswerBuf::new()).ok()?;
-            let h = t.header_mut();
-            h.set_id(msg.header().id());
-            h.set_qr(true);
-            h.set_opcode(msg.header().opcode());
-            h.set_rcode(reply.rcode());
-            t.answer()
-        }
-    };
+    // FORMERR and NOTIMP answer a message the switch did not take apart: its header alone
+    // (copying questions that need not parse could make the answer longer than the query).
+    if matches!(reply, Reply::FormErr | Reply::NotImplemented) {
+        return header_only(msg, reply.rcode(), false, out);
+    }
+    let mut b = MessageBuilder::from_target(AnswerBuf::new())
+        .ok()?
+        .start_answer(msg, reply.rcode())
+        .ok()?;
     b.header_mut().set_aa(true);
     b.header_mut().set_ra(true);
     let ttl = Ttl::from_secs(TTL_SECS);
@@ -333,7 +328,41 @@ fn answer_message(
         Reply::NoData | Reply::NxDomain | Reply::NotImplemented | Reply::FormErr => {}
     }
     let bytes = b.finish();
-    let bytes = bytes.as_ref();
+    if bytes.as_ref().len() <= UDP_MAX {
+        return copy_out(bytes.as_ref(), out);
+    }
+    // Only a name near 255 bytes, compressed in the query, makes an answer this long: say so
+    // (TC) with the question alone rather than send more than 512 bytes (RFC 1035 §4.2.1).
+    let mut t = MessageBuilder::from_target(AnswerBuf::new())
+        .ok()?
+        .start_answer(msg, reply.rcode())
+        .ok()?;
+    t.header_mut().set_tc(true);
+    t.header_mut().set_aa(true);
+    t.header_mut().set_ra(true);
+    let t = t.finish();
+    if t.as_ref().len() <= UDP_MAX {
+        return copy_out(t.as_ref(), out);
+    }
+    header_only(msg, reply.rcode(), true, out)
+}
+
+/// An answer that is the header alone: the query's ID, opcode and RD, `rcode`, and TC when
+/// `tc`.
+fn header_only(msg: &Message<&[u8]>, rcode: Rcode, tc: bool, out: &mut [u8]) -> Option<usize> {
+    let mut t = MessageBuilder::from_target(AnswerBuf::new()).ok()?;
+    let h = t.header_mut();
+    h.set_id(msg.header().id());
+    h.set_qr(true);
+    h.set_opcode(msg.header().opcode());
+    h.set_rd(msg.header().rd());
+    h.set_ra(true);
+    h.set_tc(tc);
+    h.set_rcode(rcode);
+    copy_out(t.finish().as_ref(), out)
+}
+
+fn copy_out(bytes: &[u8], out: &mut [u8]) -> Option<usize> {
     out.get_mut(..bytes.len())?.copy_from_slice(bytes);
     Some(bytes.len())
 }
