@@ -9,7 +9,7 @@
 
 use std::net::Ipv4Addr;
 use vswitch::control::config::Config;
-use vswitch::dataplane::view::SwitchViews;
+use vswitch::control::views::ApiViews;
 use vswitch::switch::{
     Action, Answer, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
 };

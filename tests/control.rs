@@ -399,16 +399,20 @@ fn the_control_socket_serves_others_while_clients_misbehave() {
         show_time(&tb) < Duration::from_secs(1),
         "idle clients delay show"
     );
-    std::thread::sleep(Duration::from_millis(2500));
-    // Both were cut off at the request deadline: the slow one's next byte finds it closed.
-    let _ = slow.write_all(b"\"");
-    slow.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut buf = [0u8; 16];
-    assert!(
-        matches!(slow.read(&mut buf), Ok(0) | Err(_)),
-        "a slow client was not cut off"
-    );
-    drop((idle, slow));
+    // Both are cut off at the request deadline (2 s): the daemon closes them, so their reads
+    // end (rather than time out) soon after it.
+    let started = Instant::now();
+    for (what, mut s) in [("an idle", idle), ("a slow", slow)] {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        let r = s.read(&mut buf);
+        assert!(
+            matches!(&r, Ok(0))
+                || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{what} client was not cut off: {r:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
 
     // 500 idle connections at once: show still answers within a second.
     let many: Vec<UnixStream> = (0..500)
@@ -441,6 +445,82 @@ fn the_control_socket_serves_others_while_clients_misbehave() {
     let grew = rss_kb(pid).saturating_sub(before);
     assert!(grew < 20_000, "the daemon grew by {grew} kB");
     assert!(show_time(&tb) < Duration::from_secs(1));
+}
+
+/// Bytes the peer has sent that `s` has not read yet (FIONREAD).
+fn unread(s: &UnixStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, on a socket we own.
+    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(s), libc::FIONREAD, &mut n) };
+    if r == 0 {
+        n as usize
+    } else {
+        0
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_a_large_reply_delays_no_one() {
+    let mut tb = Testbed::new(&prefix("bigreply"), bins()).unwrap();
+    tb.add_hosts(1).unwrap();
+    tb.write_config(0, &[BLUE], "").unwrap();
+    tb.start_daemon(0).unwrap();
+    // A container that routes (no port security) sends from 6000 MACs, in bursts its TAP queue
+    // takes: `show fdb` grows past the socket buffers.
+    const MACS: usize = 6000;
+    let router = tb
+        .add_container_with(0, "r", "blue", "10.0.9.4/24", &["--no-port-security"])
+        .unwrap();
+    let script = format!(
+        "import socket,time\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind(('eth0',0))\n\
+         for i in range({MACS}):\n  \
+         s.send(b'\\xff'*6+bytes([2,0xaa,0,0,i>>8,i&255])+b'\\x88\\xb5'+bytes(46))\n  \
+         if i % 100 == 99: time.sleep(0.002)"
+    );
+    tb.container(router)
+        .exec(&["python3", "-c", &script])
+        .unwrap();
+    let fdb_len = || {
+        tb.hosts[0]
+            .show_json(&tb.bins, "fdb")
+            .map_or(0, |v| v.as_array().map_or(0, |a| a.len()))
+    };
+    assert!(
+        common::testbed::wait_until(Duration::from_secs(10), || fdb_len() >= MACS),
+        "the FDB never reached {MACS} entries: {}\n{}",
+        fdb_len(),
+        tb.logs()
+    );
+    // As the daemon sends it: compact JSON in one line.
+    let reply = serde_json::to_string(&tb.hosts[0].show_json(&tb.bins, "fdb").unwrap()).unwrap();
+    assert!(
+        reply.len() > 400_000,
+        "a reply of {} bytes fits the socket buffers: the test would prove nothing",
+        reply.len()
+    );
+
+    // It asks and never reads: the daemon's writer is stuck on it (the reply has begun to
+    // arrive and cannot all fit), and every other client is served meanwhile. A daemon that
+    // wrote replies on its one control thread would be stuck there for REPLY_DEADLINE (5 s).
+    let mut stuck = UnixStream::connect(&tb.hosts[0].socket).unwrap();
+    stuck
+        .write_all(b"{\"op\":\"show\",\"what\":\"fdb\"}\n")
+        .unwrap();
+    assert!(
+        common::testbed::wait_until(Duration::from_secs(5), || unread(&stuck) > 0),
+        "no reply began"
+    );
+    for _ in 0..3 {
+        assert!(
+            show_time(&tb) < Duration::from_secs(1),
+            "a client that does not read its reply delays show"
+        );
+    }
+    assert!(
+        unread(&stuck) < reply.len(),
+        "the whole reply fit: nothing was blocked"
+    );
+    drop(stuck);
 }
 
 #[test]
@@ -500,10 +580,26 @@ fn reload_adds_and_removes_networks_and_peers_while_traffic_flows() {
         .unwrap()
         .len();
 
+    let blue_rx = |tb: &Testbed| -> u64 {
+        let s = tb.hosts[0].show_json(&tb.bins, "stats").unwrap();
+        s["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "blue")
+            .and_then(|n| n["counters"]["rx_packets"].as_u64())
+            .unwrap_or(0)
+    };
+    let rx_before = blue_rx(&tb);
+
     std::thread::scope(|s| {
-        // 60 pings 50 ms apart on blue, running through every reload below.
+        // 60 pings 50 ms apart on blue, running through every reload below: they flow before
+        // the first one.
         let pinger = s.spawn(|| ping(tb.container(a), "10.0.9.3", 60, &["-i", "0.05"]));
-        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            common::testbed::wait_until(Duration::from_secs(5), || blue_rx(&tb) > rx_before),
+            "the pings never started"
+        );
         // Add network red and a peer, by `vswitchctl reload` on host 0 and SIGHUP on host 1.
         for i in 0..2 {
             tb.write_config(i, &[BLUE, RED], "").unwrap();

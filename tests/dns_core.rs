@@ -13,7 +13,7 @@ use domain::base::Message;
 use domain::rdata::AllRecordData;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use vswitch::dataplane::view::SwitchViews;
+use vswitch::control::views::ApiViews;
 use vswitch::switch::dns::Reply;
 use vswitch::switch::{
     Action, Answer, DropReason, Ingress, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni,

@@ -6,7 +6,9 @@
 mod common;
 
 use common::bins;
-use common::testbed::{capture_underlay, ping, run, tcp_transfer, NetDef, Process, Testbed};
+use common::testbed::{
+    capture_underlay, ping, run, tcp_transfer, wait_until, NetDef, Process, Testbed,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -235,7 +237,6 @@ s.sendto(bytes([8, 0, 0, 0, 0, 0, 42, 0]) + frame, ("192.0.2.1", 4789))  # plain
         pcap = pcap.display()
     );
     step!(tb, tb.hosts[1].ns.exec(&["python3", "-c", &script]));
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 #[test]
@@ -247,8 +248,16 @@ fn replayed_forged_and_plaintext_packets_are_dropped_and_counted() {
     });
     let before = stats(&tb, 0);
     attack(&tb, &pcap);
+    let reasons = ["esp_replay", "esp_bad_icv", "plaintext_on_encrypted"];
+    let moved = |s: &Value| {
+        reasons
+            .iter()
+            .all(|r| underlay_drop(s, r) > underlay_drop(&before, r))
+    };
+    // Wait for the three packets to be counted, then check that each was counted once.
+    wait_until(Duration::from_secs(5), || moved(&stats(&tb, 0)));
     let after = stats(&tb, 0);
-    for reason in ["esp_replay", "esp_bad_icv", "plaintext_on_encrypted"] {
+    for reason in reasons {
         assert_eq!(
             underlay_drop(&after, reason) - underlay_drop(&before, reason),
             1,

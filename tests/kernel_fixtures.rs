@@ -6,7 +6,7 @@
 //! them as from any peer.
 
 use std::net::Ipv4Addr;
-use vswitch::dataplane::view::SwitchViews;
+use vswitch::control::views::ApiViews;
 use vswitch::switch::{Action, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr};
 use vswitch::wire::ethernet::{EtherType, Frame};
 use vswitch::wire::{arp, ipv4, vxlan, MacAddr};

@@ -26,7 +26,7 @@ use domain::base::iana::Rtype;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::Ipv4Addr;
-use vswitch::dataplane::view::SwitchViews;
+use vswitch::control::views::ApiViews;
 use vswitch::io::underlay::{write_udp_header, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use vswitch::switch::dns::UpstreamQuery;
 use vswitch::switch::topology::Output;
@@ -542,7 +542,7 @@ fn hot_path_does_not_allocate() {
     assert_eq!(d.vtep_sends, before.1 + per_round.1 * (ROUNDS + 1));
     assert!(d.checksum > 0);
     let blue = &sw.network_stats()[0];
-    assert!(blue.proxy_arp_replies > ROUNDS);
+    assert!(blue.events.proxy_arp_replies > ROUNDS);
     assert!(blue.dns.answered > ROUNDS && blue.dns.forwarded > ROUNDS);
 }
 
@@ -584,8 +584,8 @@ fn learning_new_macs_near_the_cap_does_not_allocate() {
         "learning allocated {allocs} times (first: {first} bytes)"
     );
     let blue = &sw.network_stats()[0];
-    assert!(blue.fdb_full > 0, "the mix never reached the cap");
-    assert!(blue.fdb_learned > 100_000, "too little churn");
+    assert!(blue.events.fdb_full > 0, "the mix never reached the cap");
+    assert!(blue.events.fdb_learned > 100_000, "too little churn");
 }
 
 /// The counter works: without this, a broken allocator hook would make the tests above pass.

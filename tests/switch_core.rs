@@ -15,7 +15,7 @@ use common::frames::{arp_request, eth_frame, vxlan_datagram};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use vswitch::control::api;
-use vswitch::dataplane::view::SwitchViews;
+use vswitch::control::views::ApiViews;
 use vswitch::switch::fdb::Learned;
 use vswitch::switch::topology::Output;
 use vswitch::switch::{
@@ -279,7 +279,7 @@ fn frame_from_a_port_teaches_its_source_mac_to_that_port() {
     assert_eq!(e.kind, "port");
     assert_eq!(e.location, "port1");
     assert_eq!(e.vni, 42);
-    assert_eq!(stats(&sw, "blue").fdb_learned, 1);
+    assert_eq!(stats(&sw, "blue").events.fdb_learned, 1);
     assert!(
         fdb_entry(&sw, "green", mac(7)).is_none(),
         "learning stays in the network"
@@ -319,12 +319,12 @@ fn frame_from_the_underlay_teaches_its_source_mac_to_the_sending_vtep() {
 fn station_moving_from_a_port_to_a_vtep_is_followed_and_counted() {
     let mut sw = switch();
     let _ = sw.process_from_port(T0, P1, &mut frame_of_len(MacAddr::BROADCAST, mac(7), 60));
-    assert_eq!(stats(&sw, "blue").fdb_moves, 0);
+    assert_eq!(stats(&sw, "blue").events.fdb_moves, 0);
 
     let d = vxlan_datagram(42, &frame_of_len(MacAddr::BROADCAST, mac(7), 60));
     let _ = sw.process_from_underlay(T0, VTEP_C, &d);
 
-    assert_eq!(stats(&sw, "blue").fdb_moves, 1);
+    assert_eq!(stats(&sw, "blue").events.fdb_moves, 1);
     assert_eq!(fdb_entry(&sw, "blue", mac(7)).unwrap().kind, "vtep");
     let action = sw.process_from_port(T0, P2, &mut frame_of_len(mac(7), mac(8), 60));
     assert_eq!(
@@ -343,7 +343,7 @@ fn attached_mac_is_not_moved_by_the_same_source_from_the_underlay() {
     let _ = sw.process_from_underlay(T0, VTEP_B, &d);
 
     assert_eq!(fdb_entry(&sw, "blue", mac(2)).unwrap().kind, "port");
-    assert_eq!(stats(&sw, "blue").fdb_moves, 0);
+    assert_eq!(stats(&sw, "blue").events.fdb_moves, 0);
     let action = sw.process_from_port(T0, P2, &mut frame_of_len(mac(2), mac(8), 60));
     assert_eq!(action, Action::ToPort(P1));
 }
@@ -483,7 +483,7 @@ fn broadcast_from_a_port_floods_to_the_other_local_ports_and_the_networks_peers(
     assert_eq!(ports, vec![P2, P3], "no green port, not the ingress port");
     assert_eq!(vteps, vec![VTEP_B, VTEP_C], "not D, a peer of green only");
     assert_eq!(sw.topology().network(BLUE).unwrap().vni(), vni(42));
-    assert_eq!(stats(&sw, "blue").flooded, 1);
+    assert_eq!(stats(&sw, "blue").events.flooded, 1);
 }
 
 #[test]
@@ -619,8 +619,8 @@ fn arp_request_for_an_attached_endpoint_is_answered_in_place_on_the_asking_port(
     assert_eq!(frame.len(), len);
     assert_arp_reply(&frame, mac(2), ip(2), mac(3), ip(3));
     let s = stats(&sw, "blue");
-    assert_eq!(s.proxy_arp_replies, 1);
-    assert_eq!(s.flooded, 0, "the request went nowhere else");
+    assert_eq!(s.events.proxy_arp_replies, 1);
+    assert_eq!(s.events.flooded, 0, "the request went nowhere else");
 }
 
 #[test]
@@ -702,7 +702,7 @@ fn arp_request_for_an_unknown_address_is_flooded_to_ports_and_peers() {
 
     assert_eq!(flood_set(&sw, action), (vec![P1, P3], vec![VTEP_B, VTEP_C]));
     assert_eq!(req, original, "a flooded request is not rewritten");
-    assert_eq!(stats(&sw, "blue").proxy_arp_replies, 0);
+    assert_eq!(stats(&sw, "blue").events.proxy_arp_replies, 0);
 }
 
 #[test]
@@ -716,7 +716,7 @@ fn gratuitous_arp_is_flooded_not_answered() {
 
     assert_eq!(flood_set(&sw, action), (vec![P2, P3], vec![VTEP_B, VTEP_C]));
     assert_eq!(announce, original);
-    assert_eq!(stats(&sw, "blue").proxy_arp_replies, 0);
+    assert_eq!(stats(&sw, "blue").events.proxy_arp_replies, 0);
 }
 
 #[test]
@@ -728,7 +728,7 @@ fn arp_probe_for_the_requesters_own_address_is_not_answered() {
     let action = sw.process_from_port(T0, P1, &mut probe);
 
     assert!(matches!(action, Action::Flood { .. }), "{action:?}");
-    assert_eq!(stats(&sw, "blue").proxy_arp_replies, 0);
+    assert_eq!(stats(&sw, "blue").events.proxy_arp_replies, 0);
 }
 
 #[test]
@@ -739,7 +739,7 @@ fn arp_request_from_the_underlay_is_left_to_the_owner_to_answer() {
     let action = sw.process_from_underlay(T0, VTEP_B, &vxlan_datagram(42, &req));
 
     assert_eq!(flood_set(&sw, action), (vec![P1, P2, P3], vec![]));
-    assert_eq!(stats(&sw, "blue").proxy_arp_replies, 0);
+    assert_eq!(stats(&sw, "blue").events.proxy_arp_replies, 0);
 }
 
 #[test]
@@ -1386,6 +1386,17 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
     let mut rng = XorShift(0x0123_4567_89ab_cdef);
     let mut now = T0;
     let peers = [VTEP_B, VTEP_C, VTEP_D, NOT_A_PEER];
+    // Every input's outcome, by kind: a drop by reason, or where it went.
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut to_port, mut to_vtep, mut flooded, mut replied, mut upstream) = (0, 0, 0, 0, 0u64);
+    let mut tally = |a: &Action| match a {
+        Action::Drop(r) => *dropped.entry(r.name().to_string()).or_default() += 1,
+        Action::ToPort(_) => to_port += 1,
+        Action::ToVtep { .. } => to_vtep += 1,
+        Action::Flood { .. } => flooded += 1,
+        Action::Reply { .. } => replied += 1,
+        Action::Upstream { .. } => upstream += 1,
+    };
 
     for i in 0..N {
         let len = (rng.next() % 1600) as usize;
@@ -1400,12 +1411,14 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
             !matches!(action, Action::Reply { .. } | Action::ToVtep { .. }),
             "underlay traffic never goes back out: {action:?}"
         );
+        tally(&action);
 
         let len = (rng.next() % 1600) as usize;
         let mut f = rng.bytes(len);
         let port = [P1, P2, G1, G2, PortId(999)][(rng.next() % 5) as usize];
         let before = f.clone();
-        match sw.process_from_port(now, port, &mut f) {
+        let action = sw.process_from_port(now, port, &mut f);
+        match action {
             Action::Reply { port: p, .. } => {
                 assert_eq!(p, port);
                 let eth = Frame::new_checked(&f[..]).unwrap();
@@ -1414,6 +1427,7 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
             }
             _ => assert_eq!(f, before, "only a proxy-ARP reply rewrites the frame"),
         }
+        tally(&action);
 
         now = now.plus_millis(10);
         if i % 1000 == 0 {
@@ -1429,9 +1443,51 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
         .sum();
     let unknown_port = sw.underlay_drops().get(DropReason::UnknownPort);
     assert_eq!(port_rx + unknown_port, N, "every frame from a port counted");
-    let _ = sw.networks_info();
-    let _ = sw.fdb_info(now);
-    let _ = sw.neigh_info(now);
+
+    // Every input ended in exactly one outcome, and each outcome kind moved its counter once
+    // per input: drops by reason, floods, proxy answers.
+    assert!(
+        flooded > 0 && dropped.len() >= 5,
+        "the mix reached the networks and many drop reasons: {dropped:?}, {flooded} floods"
+    );
+    let drops: u64 = dropped.values().sum();
+    assert_eq!(
+        drops + to_port + to_vtep + flooded + replied + upstream,
+        2 * N
+    );
+    assert_eq!(
+        all_drops(&sw),
+        dropped,
+        "drops counted once each, by reason"
+    );
+    let nets = sw.network_stats();
+    let sum = |f: fn(&api::NetworkStats) -> u64| nets.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|n| n.events.flooded), flooded, "floods counted");
+    let answers = |n: &api::NetworkStats| {
+        n.events.proxy_arp_replies + n.dns.answered + n.dns.nxdomain + n.dns.refused
+    };
+    assert_eq!(sum(answers), replied, "answers counted");
+    assert_eq!(
+        sum(|n| n.dns.forwarded),
+        upstream,
+        "forwarded queries counted"
+    );
+    // Each input is received either by a network or, refused before one was found, by the
+    // underlay's drop counters: never both, never neither.
+    assert_eq!(
+        sum(|n| n.counters.rx_packets) + sw.underlay_drops().total(),
+        2 * N,
+        "every input counted once where it ended"
+    );
+
+    // The views agree with each other: a network's table sizes are its rows.
+    let (fdb, neigh) = (sw.fdb_info(now), sw.neigh_info(now));
+    for n in sw.networks_info() {
+        let rows = fdb.iter().filter(|e| e.network == n.name).count();
+        assert_eq!(n.fdb_entries as usize, rows, "fdb of {}", n.name);
+        let rows = neigh.iter().filter(|e| e.network == n.name).count();
+        assert_eq!(n.neigh_entries as usize, rows, "neigh of {}", n.name);
+    }
 }
 
 #[test]
@@ -1545,9 +1601,9 @@ fn what_one_copy_learns_the_other_forwards_on_without_flooding() {
     );
     // Learning is counted once, where it happened; applying an announcement counts nothing
     // and is not echoed back.
-    assert_eq!(stats(&a, "blue").fdb_learned, 2);
+    assert_eq!(stats(&a, "blue").events.fdb_learned, 2);
     assert_eq!(
-        stats(&b, "blue").fdb_learned,
+        stats(&b, "blue").events.fdb_learned,
         1,
         "b learned only mac(8) itself"
     );
@@ -1674,7 +1730,14 @@ fn decide_changes_nothing_and_commit_applies_exactly_what_it_said() {
         mac(7).to_string()
     );
     let s = stats(&sw, "blue");
-    assert_eq!((s.counters.rx_packets, s.flooded, s.fdb_learned), (1, 1, 1));
+    assert_eq!(
+        (
+            s.counters.rx_packets,
+            s.events.flooded,
+            s.events.fdb_learned
+        ),
+        (1, 1, 1)
+    );
     // The trace of the same frame now says the entry would be refreshed, and changes nothing.
     let t = sw.trace(T0, Ingress::Port(P1), &f);
     assert!(
@@ -1753,7 +1816,7 @@ fn a_new_topology_keeps_what_untouched_networks_learned() {
         .unwrap();
     sw.set_topology(std::sync::Arc::new(t));
     assert_eq!(fdb_entry(&sw, "blue", mac(7)).unwrap().location, "port1");
-    assert_eq!(stats(&sw, "blue").fdb_learned, 1);
+    assert_eq!(stats(&sw, "blue").events.fdb_learned, 1);
     assert!(sw.learned(GREEN).is_none());
     let names: Vec<String> = sw.networks_info().into_iter().map(|n| n.name).collect();
     assert_eq!(names, ["blue", "red"]);

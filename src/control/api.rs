@@ -7,6 +7,13 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Counter families are defined once, where they are counted, and embedded here: their field
+/// names are their JSON names (crate::switch::counters).
+pub use crate::dataplane::counters::{
+    LatencySummary as LatencyStats, OffloadCounters as OffloadStats, WorkerCounters,
+};
+pub use crate::switch::counters::{DnsCounters as DnsStats, NetworkEvents};
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
@@ -203,24 +210,6 @@ pub struct Counters {
     pub drops: BTreeMap<String, u64>,
 }
 
-/// Adds each count of `b` to `a`'s, for maps of named counts (drops by reason, errors by kind).
-pub fn add_counts(a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>) {
-    for (k, v) in b {
-        *a.entry(k.clone()).or_default() += v;
-    }
-}
-
-impl Counters {
-    /// Adds another worker's counts of the same thing.
-    pub fn add(&mut self, o: &Counters) {
-        self.rx_packets += o.rx_packets;
-        self.rx_bytes += o.rx_bytes;
-        self.tx_packets += o.tx_packets;
-        self.tx_bytes += o.tx_bytes;
-        add_counts(&mut self.drops, &o.drops);
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NetworkInfo {
     pub name: String,
@@ -341,29 +330,12 @@ pub struct NetworkStats {
     pub name: String,
     pub vni: u32,
     pub counters: Counters,
-    pub flooded: u64,
-    pub proxy_arp_replies: u64,
-    pub fdb_learned: u64,
-    pub fdb_moves: u64,
-    /// New MACs not learned because the network's table was full (fdb_max_entries).
-    #[serde(default)]
-    pub fdb_full: u64,
+    /// flooded, proxy_arp_replies, fdb_learned, ... as fields of this object.
+    #[serde(flatten)]
+    pub events: NetworkEvents,
     /// DNS queries to the network's own address, by what became of them.
     #[serde(default)]
     pub dns: DnsStats,
-}
-
-/// `NetworkStats::dns` (crate::switch::core::DnsCounters).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-pub struct DnsStats {
-    /// Answered by the switch: an endpoint's address or name, or NOERROR with no record.
-    pub answered: u64,
-    /// NXDOMAIN: a name under the network's domain that no endpoint has.
-    pub nxdomain: u64,
-    /// FORMERR or NOTIMP.
-    pub refused: u64,
-    /// Handed to the forwarder for the host's resolvers.
-    pub forwarded: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -406,58 +378,9 @@ pub struct WorkerStats {
     /// The core it is pinned to, if pinning worked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<u32>,
-    /// Frames it read from local ports (a TSO super-frame counts once).
-    pub port_frames: u64,
-    /// Datagrams it read from the underlay (each of a GRO run counts).
-    pub underlay_datagrams: u64,
-    /// Table announcements it sent to the other workers, and took from them.
-    pub updates_sent: u64,
-    pub updates_applied: u64,
-    /// Announcements dropped because an outbox or another worker's inbox was full.
-    pub updates_lost: u64,
-    /// Busy-poll windows begun after traffic, and those given up because a yield showed that
-    /// another thread wanted the core (the worker slept instead: see README "Performance").
-    #[serde(default)]
-    pub busy_poll_windows: u64,
-    #[serde(default)]
-    pub busy_poll_given_up: u64,
-}
-
-/// Work the offloads saved (see README "Performance").
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct OffloadStats {
-    /// TSO super-frames from containers, and the segments they were cut into.
-    pub tso_frames: u64,
-    pub tso_segments: u64,
-    /// UDP GSO sends (each several datagrams), and runs the kernel refused (sent one by one).
-    pub gso_sends: u64,
-    pub gso_datagrams: u64,
-    pub gso_fallbacks: u64,
-    /// Underlay reads that returned a UDP GRO run of several datagrams.
-    pub gro_runs: u64,
-    /// Super-frames written to ports after coalescing, and the segments they carried.
-    pub coalesced_frames: u64,
-    pub coalesced_segments: u64,
-    /// Frames from the underlay whose inner TCP/UDP checksum the sender left partial (a Linux
-    /// peer over a path that never fills checksums in), completed here (crate::offload::csum).
-    #[serde(default)]
-    pub partial_checksums: u64,
-    /// TCP super-frames from a peer whose path never segmented them (a Linux sender over a
-    /// veth with tx offloads), written whole or cut here (crate::offload::superframe).
-    #[serde(default)]
-    pub peer_super_frames: u64,
-}
-
-/// Distribution of the time a frame spends inside one worker: from the moment its read returns
-/// to the moment its last copy is handed to the kernel. Microseconds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct LatencyStats {
-    pub worker: u32,
-    pub samples: u64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
+    /// port_frames, underlay_datagrams, updates_sent, ... as fields of this object.
+    #[serde(flatten)]
+    pub counters: WorkerCounters,
 }
 
 /// One ESP security association (`show sa`).

@@ -7,3 +7,4 @@ pub mod dns;
 pub mod reload;
 pub mod render;
 pub mod server;
+pub mod views;

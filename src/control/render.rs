@@ -364,17 +364,17 @@ fn render_network_stats(nets: &[NetworkStats], out: &mut String) {
             c.rx_bytes.to_string(),
             c.tx_packets.to_string(),
             c.tx_bytes.to_string(),
-            n.flooded.to_string(),
-            n.proxy_arp_replies.to_string(),
+            n.events.flooded.to_string(),
+            n.events.proxy_arp_replies.to_string(),
             format!(
                 "{}/{}/{}",
                 n.dns.answered + n.dns.refused,
                 n.dns.nxdomain,
                 n.dns.forwarded
             ),
-            n.fdb_learned.to_string(),
-            n.fdb_moves.to_string(),
-            n.fdb_full.to_string(),
+            n.events.fdb_learned.to_string(),
+            n.events.fdb_moves.to_string(),
+            n.events.fdb_full.to_string(),
             total_drops(c).to_string(),
             drops_inline(&c.drops),
         ]);
@@ -470,13 +470,13 @@ pub fn render_stats(s: &Stats) -> String {
             t.row(vec![
                 w.worker.to_string(),
                 w.cpu.map_or_else(|| "-".to_string(), |c| c.to_string()),
-                w.port_frames.to_string(),
-                w.underlay_datagrams.to_string(),
-                w.updates_sent.to_string(),
-                w.updates_applied.to_string(),
-                w.updates_lost.to_string(),
-                w.busy_poll_windows.to_string(),
-                w.busy_poll_given_up.to_string(),
+                w.counters.port_frames.to_string(),
+                w.counters.underlay_datagrams.to_string(),
+                w.counters.updates_sent.to_string(),
+                w.counters.updates_applied.to_string(),
+                w.counters.updates_lost.to_string(),
+                w.counters.busy_poll_windows.to_string(),
+                w.counters.busy_poll_given_up.to_string(),
             ]);
         }
         out.push_str(&t.render("  "));
@@ -543,7 +543,7 @@ pub fn render_attached(p: &PortInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::api::LatencyStats;
+    use crate::control::api::{LatencyStats, NetworkEvents};
 
     fn port(id: u32) -> PortInfo {
         PortInfo {
@@ -712,12 +712,14 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                     drops: [("too_big".to_string(), 1)].into(),
                     ..Counters::default()
                 },
+                events: NetworkEvents {
+                    flooded: 4,
+                    proxy_arp_replies: 2,
+                    fdb_learned: 3,
+                    fdb_moves: 0,
+                    fdb_full: 0,
+                },
                 dns: Default::default(),
-                flooded: 4,
-                proxy_arp_replies: 2,
-                fdb_learned: 3,
-                fdb_moves: 0,
-                fdb_full: 0,
             }],
             underlay: UnderlayStats {
                 rx_packets: 100,
@@ -738,13 +740,15 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
             workers: vec![crate::control::api::WorkerStats {
                 worker: 1,
                 cpu: Some(1),
-                port_frames: 500,
-                underlay_datagrams: 700,
-                updates_sent: 3,
-                updates_applied: 4,
-                updates_lost: 0,
-                busy_poll_windows: 90,
-                busy_poll_given_up: 6,
+                counters: crate::control::api::WorkerCounters {
+                    port_frames: 500,
+                    underlay_datagrams: 700,
+                    updates_sent: 3,
+                    updates_applied: 4,
+                    updates_lost: 0,
+                    busy_poll_windows: 90,
+                    busy_poll_given_up: 6,
+                },
             }],
         };
         let out = render_stats(&s);

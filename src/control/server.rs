@@ -9,7 +9,9 @@
 //! the Unix socket (`serve`: a thread per connection, each bounded in request size and time,
 //! so a client that is idle, slow or never reads holds up only itself), SIGHUP, and the
 //! cluster agent's watch (crate::cluster), whose newest view of etcd waits in a one-view slot
-//! and is applied in one topology change (server/cluster.rs).
+//! and is applied in one topology change (server/cluster.rs). A request that fails ends as a
+//! `ControlError` (server/error.rs) whose Display is what the user reads; `handle` makes it
+//! the `Response` once.
 //!
 //! Thread-safety: `Server` lives on the actor thread; `ControlHandle` is Send + Clone.
 //!
@@ -18,10 +20,15 @@
 mod attachments;
 mod cluster;
 mod docker;
+mod error;
 
-use super::api::{self, Request, Response, TraceRequest};
+pub use error::ControlError;
+
+use super::api::{self, PeerInfo, PortInfo, Request, Response, ShowWhat, TraceRequest};
+use super::views;
 use crate::cluster::view::ClusterView;
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
+use crate::dataplane::view::View;
 use crate::dataplane::worker::PortSelector;
 use crate::dataplane::{PortDevice, PortMeta, Workers};
 use crate::io::af_packet::PacketSocket;
@@ -143,7 +150,7 @@ impl Server {
     }
 
     /// Re-reads node.toml and publishes what changed, all or nothing.
-    fn reload(&mut self) -> Result<serde_json::Value, String> {
+    fn reload(&mut self) -> Result<serde_json::Value, ControlError> {
         use crate::control::config::Config;
         use crate::control::reload::{self, ReloadError};
         let Some((old, mtu)) = &self.config else {
@@ -152,7 +159,7 @@ impl Server {
         let mtu = *mtu;
         let refuse = |e: ReloadError| {
             tracing::warn!("reload refused: {e}");
-            e.to_string()
+            ControlError::Reload(e)
         };
         let new = Config::load(&old.path)
             .map_err(|e| e.to_string())
@@ -287,28 +294,7 @@ impl Server {
             Request::DetachInterface { network, interface } => {
                 self.detach_interface(&network, &interface)
             }
-            Request::Show {
-                what: crate::control::api::ShowWhat::Peers,
-                ..
-            } if self.cluster.is_some() => self
-                .workers
-                .show(crate::control::api::ShowWhat::Peers, false)
-                .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-                .map(|peers| self.cluster_peers(peers))
-                .and_then(to_json),
-            Request::Show {
-                what: crate::control::api::ShowWhat::Stats,
-                secrets,
-            } => self
-                .workers
-                .show(crate::control::api::ShowWhat::Stats, secrets)
-                .map(|mut v| {
-                    if let (Some(f), Some(o)) = (&self.dns, v.as_object_mut()) {
-                        o.insert("dns".into(), serde_json::json!(f.stats()));
-                    }
-                    v
-                }),
-            Request::Show { what, secrets } => self.workers.show(what, secrets),
+            Request::Show { what, secrets } => self.show(what, secrets),
             Request::Trace(t) => self.trace(&t),
             Request::Reload => self.reload(),
             Request::NetworkCreate {
@@ -324,7 +310,8 @@ impl Server {
             Request::NetworkInspect { name } => self.network_inspect(&name).and_then(to_json),
             Request::NetworkRm { name } => self.network_rm(&name),
             Request::ClusterStatus => self.cluster_status().and_then(to_json),
-            Request::Docker { call } => self.docker(call),
+            // The plugin's refusals are worded for Docker's user (server/docker.rs).
+            Request::Docker { call } => self.docker(call).map_err(ControlError::Refused),
         };
         match result {
             Ok(v) => Response {
@@ -332,7 +319,29 @@ impl Server {
                 error: None,
                 result: Some(v),
             },
-            Err(e) => Response::err(e),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The workers' merged view, as the API shows it; in cluster mode, peers with their state
+    /// in etcd.
+    fn show(&self, what: ShowWhat, secrets: bool) -> Result<serde_json::Value, ControlError> {
+        let view = self
+            .workers
+            .show(what.into(), secrets)
+            .map_err(ControlError::DataPlane)?;
+        match (&view, &self.cluster) {
+            (View::Peers(rows), Some(_)) => {
+                to_json(self.cluster_peers(rows.iter().map(PeerInfo::from).collect()))
+            }
+            (View::Stats(_), _) => {
+                let mut v = views::to_json(&view);
+                if let (Some(f), Some(o)) = (&self.dns, v.as_object_mut()) {
+                    o.insert("dns".into(), serde_json::json!(f.stats()));
+                }
+                Ok(v)
+            }
+            _ => Ok(views::to_json(&view)),
         }
     }
 
@@ -342,11 +351,9 @@ impl Server {
         network: &str,
         ip: Option<Ipv4Addr>,
         mac: Option<MacAddr>,
-    ) -> Result<(Vni, u32), String> {
-        self.topology
-            .check_endpoint(network, ip, mac)
-            .map(|n| (n.vni(), n.spec.mtu))
-            .map_err(|e| e.to_string())
+    ) -> Result<(Vni, u32), ControlError> {
+        let n = self.topology.check_endpoint(network, ip, mac)?;
+        Ok((n.vni(), n.spec.mtu))
     }
 
     /// Publishes the port in the topology, then hands its devices to the workers; if they
@@ -359,18 +366,17 @@ impl Server {
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
         security: bool,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let name = meta.name.clone();
         self.change_topology(|t| {
             t.add_port(id, &name, vni, endpoint)?;
             t.set_port_security(id, security)
-        })
-        .map_err(|e| e.to_string())?;
-        let info = match self.workers.add_port(id, devices, meta, endpoint) {
-            Ok(info) => info,
+        })?;
+        let info: PortInfo = match self.workers.add_port(id, devices, meta, endpoint) {
+            Ok(row) => (&row).into(),
             Err(e) => {
                 let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
-                return Err(e);
+                return Err(ControlError::DataPlane(e));
             }
         };
         tracing::info!(
@@ -378,7 +384,7 @@ impl Server {
             netns = info.netns.as_deref().unwrap_or("-"), mac = info.mac.as_deref().unwrap_or("-"),
             ip = info.ip.as_deref().unwrap_or("-"), queues = info.queues, "port attached"
         );
-        serde_json::to_value(info).map_err(|e| e.to_string())
+        to_json(info)
     }
 
     /// Takes the port from the workers, then from the topology.
@@ -386,18 +392,17 @@ impl Server {
         &mut self,
         select: PortSelector,
         what: String,
-    ) -> Result<serde_json::Value, String> {
-        let info = self
+    ) -> Result<serde_json::Value, ControlError> {
+        let row = self
             .workers
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
-        let id = PortId(info.id);
-        let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
-        self.resolv.remove(info.id);
-        serde_json::to_value(info).map_err(|e| e.to_string())
+        let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
+        self.resolv.remove(row.id.0);
+        to_json(PortInfo::from(&row))
     }
 
-    fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, String> {
+    fn attach_namespace(&mut self, a: NsAttach) -> Result<serde_json::Value, ControlError> {
         let name = a
             .name
             .clone()
@@ -440,7 +445,7 @@ impl Server {
         a: &NsAttach,
         name: &str,
         addr: Ipv4Net,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let (network, netns, ifname) = (a.network.as_str(), a.netns.as_str(), a.ifname.as_str());
         let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
         let mac = match a.mac.as_deref() {
@@ -463,8 +468,7 @@ impl Server {
                 ..self.tap_options
             },
         };
-        let queues =
-            create_namespace_port_queues(&spec, self.workers.len()).map_err(|e| e.to_string())?;
+        let queues = create_namespace_port_queues(&spec, self.workers.len())?;
         let devices = queues
             .into_iter()
             .map(|q| Box::new(q) as Box<dyn PortDevice>)
@@ -516,7 +520,7 @@ impl Server {
         network: &str,
         netns: &str,
         ifname: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let (network_s, ifname_s, netns_s) =
             (network.to_string(), ifname.to_string(), netns.to_string());
         let id = netns_identity(netns);
@@ -540,14 +544,17 @@ impl Server {
         interface: &str,
         ip: Option<&str>,
         mac: Option<&str>,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let addr = ip.map(parse_ip_or_prefix).transpose()?;
         let mac = mac.map(parse_station_mac).transpose()?;
         let (vni, mtu) = self.check_endpoint(network, addr.map(|a| a.addr()), mac)?;
         let id = PortId(self.next_port);
-        let devices = self
-            .open_packet_sockets(interface)
-            .map_err(|e| format!("cannot attach interface {interface}: {e}"))?;
+        let devices =
+            self.open_packet_sockets(interface)
+                .map_err(|source| ControlError::Interface {
+                    interface: interface.to_string(),
+                    source,
+                })?;
         self.next_port += 1;
         let meta = PortMeta {
             name: interface.to_string(),
@@ -594,7 +601,7 @@ impl Server {
         &mut self,
         network: &str,
         interface: &str,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let (network_s, interface_s) = (network.to_string(), interface.to_string());
         self.remove_port(
             Arc::new(move |_, m: &PortMeta| {
@@ -648,8 +655,8 @@ impl ControlHandle {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(v).map_err(|e| e.to_string())
+fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, ControlError> {
+    Ok(serde_json::to_value(v)?)
 }
 
 /// Serves the control socket: every connection on a thread of its own, bounded in size and
@@ -738,7 +745,7 @@ fn reply(stream: &UnixStream, response: &Response) -> io::Result<()> {
 impl Server {
     /// `vswitchctl trace`: checks the request against the topology and asks a worker to
     /// decide about the frame without doing anything.
-    fn trace(&self, t: &TraceRequest) -> Result<serde_json::Value, String> {
+    fn trace(&self, t: &TraceRequest) -> Result<serde_json::Value, ControlError> {
         use crate::dataplane::worker::{TraceFrame, TraceInput};
         use crate::switch::trace::Proto;
         let net = self.topology.network_by_name(&t.network).ok_or_else(|| {
@@ -757,14 +764,14 @@ impl Server {
                         format!("no port {p:?} (see `vswitchctl show ports`: an id or a name)")
                     })?;
                     if port.vni != net.vni() {
-                        return Err(format!("port {p:?} is not on network {:?}", t.network));
+                        return Err(format!("port {p:?} is not on network {:?}", t.network).into());
                     }
                     Ok(*id)
                 }
                 (None, Some(v)) => Err(crate::switch::VtepAddr(v.parse().map_err(|_| {
                     format!("invalid --from-vtep {v:?}: expected an IPv4 address")
                 })?)),
-                _ => return Err("give exactly one of --in-port and --from-vtep".to_string()),
+                _ => return Err("give exactly one of --in-port and --from-vtep".into()),
             };
         let ip = |what: &str, v: &Option<String>| -> Result<Ipv4Addr, String> {
             let v = v.as_deref().ok_or_else(|| {
@@ -783,7 +790,9 @@ impl Server {
                     "icmp" => Proto::Icmp,
                     "tcp" => Proto::Tcp,
                     "udp" => Proto::Udp,
-                    other => return Err(format!("invalid --proto {other:?}: icmp, tcp or udp")),
+                    other => {
+                        return Err(format!("invalid --proto {other:?}: icmp, tcp or udp").into())
+                    }
                 },
                 dport: t.dport.unwrap_or(80),
                 src_mac: mac(&t.src_mac)?,
@@ -794,12 +803,15 @@ impl Server {
                     .transpose()?,
             },
         };
-        let trace = self.workers.trace(TraceInput {
-            network: net.vni(),
-            ingress,
-            frame,
-        })?;
-        serde_json::to_value(trace).map_err(|e| e.to_string())
+        let trace = self
+            .workers
+            .trace(TraceInput {
+                network: net.vni(),
+                ingress,
+                frame,
+            })
+            .map_err(ControlError::DataPlane)?;
+        to_json(trace)
     }
 }
 

@@ -11,9 +11,8 @@
 
 use super::port::{PortDevice, PortMeta};
 use super::sync;
-use super::view::{self, View};
+use super::view::{self, PortRow, View, ViewKind};
 use super::worker::{Command, PortSelector, Worker, WorkerHandle};
-use crate::control::api;
 use crate::switch::PortId;
 use crate::wire::MacAddr;
 use crossbeam_channel::{bounded, Receiver};
@@ -102,7 +101,7 @@ impl Workers {
         devices: Vec<Box<dyn PortDevice>>,
         meta: PortMeta,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
-    ) -> Result<api::PortInfo, String> {
+    ) -> Result<PortRow, String> {
         assert_eq!(devices.len(), self.handles.len(), "one device per worker");
         let mut devices = devices.into_iter();
         let answers = self.ask_all(|k, reply| Command::AddPort {
@@ -122,29 +121,22 @@ impl Workers {
             let _ = self.remove_port(Arc::new(move |p, _: &PortMeta| p == id));
             return Err(e);
         }
-        let answers = answers.expect("checked above");
-        let mut infos = answers.into_iter().map(|a| a.expect("checked above"));
-        let mut info = infos.next().expect("at least one worker");
-        for o in infos {
-            info.counters.add(&o.counters);
-            info.queues += o.queues;
-        }
-        Ok(info)
+        let rows: Vec<PortRow> = answers
+            .expect("checked above")
+            .into_iter()
+            .map(|a| a.expect("checked above"))
+            .collect();
+        merge_port(rows).ok_or_else(|| "no worker answered".to_string())
     }
 
     /// Removes the port `select` picks from every worker; its counters summed.
-    pub fn remove_port(&self, select: PortSelector) -> Result<api::PortInfo, String> {
+    pub fn remove_port(&self, select: PortSelector) -> Result<PortRow, String> {
         let answers = self.ask_all(|_, reply| Command::RemovePort {
             select: Arc::clone(&select),
             reply,
         })?;
-        let mut found = answers.into_iter().filter_map(Result::ok);
-        let mut info = found.next().ok_or_else(|| "no such port".to_string())?;
-        for o in found {
-            info.counters.add(&o.counters);
-            info.queues += o.queues;
-        }
-        Ok(info)
+        merge_port(answers.into_iter().filter_map(Result::ok).collect())
+            .ok_or_else(|| "no such port".to_string())
     }
 
     /// Has worker 0 write `frame` to port `port` (every worker holds a queue of every port).
@@ -165,11 +157,7 @@ impl Workers {
     }
 
     /// Every worker's answer to a `show`, merged.
-    pub fn show(&self, what: api::ShowWhat, secrets: bool) -> Result<serde_json::Value, String> {
-        self.merged(what, secrets).map(|v| v.to_json())
-    }
-
-    fn merged(&self, what: api::ShowWhat, secrets: bool) -> Result<View, String> {
+    pub fn show(&self, what: ViewKind, secrets: bool) -> Result<View, String> {
         let views: Vec<View> = self.ask_all(|_, reply| Command::Show {
             what,
             secrets,
@@ -179,14 +167,14 @@ impl Workers {
         if let (View::Networks(nets), true) = (&mut merged, self.handles.len() > 1) {
             // Each copy's table size is not the network's: count the union of the copies.
             let (View::Fdb(fdb), View::Neigh(neigh)) = (
-                self.merged(api::ShowWhat::Fdb, false)?,
-                self.merged(api::ShowWhat::Neigh, false)?,
+                self.show(ViewKind::Fdb, false)?,
+                self.show(ViewKind::Neigh, false)?,
             ) else {
                 return Ok(merged);
             };
             for n in nets.iter_mut() {
                 n.fdb_entries = fdb.iter().filter(|e| e.vni == n.vni).count() as u32;
-                n.neigh_entries = neigh.iter().filter(|e| e.vni == Some(n.vni)).count() as u32;
+                n.neigh_entries = neigh.iter().filter(|e| e.vni == n.vni).count() as u32;
             }
         }
         Ok(merged)
@@ -197,4 +185,14 @@ impl Workers {
             h.send(Command::Stop);
         }
     }
+}
+
+/// One port as every worker has it: one queue each, counters added.
+fn merge_port(rows: Vec<PortRow>) -> Option<PortRow> {
+    let mut it = rows.into_iter();
+    let first = it.next()?;
+    Some(it.fold(first, |mut p, o| {
+        p.add(&o);
+        p
+    }))
 }

@@ -4,6 +4,7 @@
 //! control thread talks to; `sync` carries table announcements between them; `view` merges
 //! their answers to `show`.
 pub mod busy_poll;
+pub mod counters;
 pub mod group;
 pub mod port;
 pub mod sync;

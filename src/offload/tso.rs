@@ -39,11 +39,9 @@ const TCP_CWR: u8 = 0x80;
 
 /// Where the IP header starts: after Ethernet and at most one 802.1Q tag. Also its EtherType.
 fn l3(frame: &[u8]) -> Option<(usize, u16)> {
-    let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    if et == 0x8100 {
-        return Some((18, u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?])));
-    }
-    Some((14, et))
+    use crate::wire::ethernet::{Frame, HEADER_LEN};
+    let eth = Frame::new_checked(frame).ok()?;
+    Some((HEADER_LEN + eth.tag_len(), eth.inner_ethertype()?.into()))
 }
 
 /// Completes the partial checksum the kernel left at `csum_start + csum_offset`.

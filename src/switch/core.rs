@@ -15,7 +15,7 @@
 //! Thread-safety: a `Switch` is owned by one thread (the worker); nothing here is shared but
 //! the immutable topology.
 
-use super::counters::Counters;
+use super::counters::{Counters, NetworkCounters};
 use super::decide::{Action, Answer, Decision, Ingress};
 use super::dns;
 use super::drop_reason::{DropCounters, DropReason};
@@ -29,30 +29,6 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Default)]
-pub struct NetworkCounters {
-    pub traffic: Counters,
-    pub flooded: u64,
-    pub proxy_arp_replies: u64,
-    pub dns: DnsCounters,
-    pub fdb_learned: u64,
-    pub fdb_moves: u64,
-    pub fdb_full: u64,
-}
-
-/// DNS queries to the network's own address (crate::switch::dns), by what became of them.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DnsCounters {
-    /// Answered by the switch with a record or an empty NOERROR.
-    pub answered: u64,
-    /// Answered NXDOMAIN: a name under the network's domain that no endpoint has.
-    pub nxdomain: u64,
-    /// Answered FORMERR or NOTIMP.
-    pub refused: u64,
-    /// Handed to the forwarder for the host's resolvers.
-    pub forwarded: u64,
-}
 
 /// What one worker learned about one network.
 #[derive(Debug)]
@@ -239,11 +215,11 @@ impl Switch {
             net.learn_neigh(vni, f.ip, f.mac, f.source, now);
         }
         match d.action {
-            Action::Flood { .. } => net.counters.flooded += 1,
+            Action::Flood { .. } => net.counters.events.flooded += 1,
             Action::Reply {
                 answer: Answer::ArpReply { .. },
                 ..
-            } => net.counters.proxy_arp_replies += 1,
+            } => net.counters.events.proxy_arp_replies += 1,
             Action::Reply {
                 answer: Answer::Dns { reply, .. },
                 ..
@@ -487,9 +463,9 @@ impl NetState {
 
     fn learn(&mut self, net: Vni, mac: MacAddr, at: Location, now: Timestamp) {
         match self.fdb.learn(mac, at, now) {
-            Learned::New => self.counters.fdb_learned += 1,
-            Learned::Moved => self.counters.fdb_moves += 1,
-            Learned::Full => self.counters.fdb_full += 1,
+            Learned::New => self.counters.events.fdb_learned += 1,
+            Learned::Moved => self.counters.events.fdb_moves += 1,
+            Learned::Full => self.counters.events.fdb_full += 1,
             Learned::Refreshed => return,
             Learned::RefreshDue => {}
         }

@@ -60,16 +60,29 @@ impl DropCounters {
         self.0[r as usize]
     }
 
+    /// Adds another copy's counts (another worker's).
+    pub fn add(&mut self, o: &DropCounters) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a += b;
+        }
+    }
+
+    /// Non-zero counters with their reasons.
+    pub fn nonzero(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.get(*r)))
+            .filter(|(_, n)| *n > 0)
+    }
+
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }
 
     /// Non-zero counters by name, for the control API.
     pub fn to_map(&self) -> std::collections::BTreeMap<String, u64> {
-        DropReason::ALL
-            .iter()
-            .filter(|r| self.get(**r) > 0)
-            .map(|r| (r.name().to_string(), self.get(*r)))
+        self.nonzero()
+            .map(|(r, n)| (r.name().to_string(), n))
             .collect()
     }
 }

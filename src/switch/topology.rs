@@ -144,12 +144,9 @@ impl NetworkTopo {
     /// The largest frame this network carries: the MTU plus the Ethernet header, plus a VLAN
     /// tag when the frame has one (it rides inside the outer path's budget, as the kernel's).
     pub fn max_frame_len(&self, frame: &[u8]) -> usize {
-        let tag = if frame.len() >= 14 && frame[12..14] == [0x81, 0x00] {
-            4
-        } else {
-            0
-        };
-        self.spec.mtu as usize + crate::wire::ethernet::HEADER_LEN + tag
+        use crate::wire::ethernet::{Frame, HEADER_LEN};
+        let tag = Frame::new_checked(frame).map_or(0, |f| f.tag_len());
+        self.spec.mtu as usize + HEADER_LEN + tag
     }
 }
 

@@ -15,7 +15,7 @@ use super::fdb::{Learned, Location};
 use super::topology::{Output, Topology};
 use super::{PortId, Switch, Timestamp, Vni, VtepAddr};
 use crate::wire::ethernet::{self, EtherType, Frame};
-use crate::wire::{ipv4, vxlan, MacAddr};
+use crate::wire::{vxlan, MacAddr};
 use std::net::Ipv4Addr;
 
 /// One line of a trace: which stage, and what it found.
@@ -116,30 +116,6 @@ fn vtep_name(topo: &Topology, v: VtepAddr) -> String {
         .map_or_else(|| format!("vtep {v}"), |p| format!("vtep {v} ({})", p.name))
 }
 
-fn describe_frame(frame: &[u8]) -> String {
-    let Ok(eth) = Frame::new_checked(frame) else {
-        return format!("{} bytes: shorter than an Ethernet header", frame.len());
-    };
-    let mut s = format!(
-        "{} > {}, {:?}, {} bytes",
-        eth.src(),
-        eth.dst(),
-        eth.ethertype(),
-        frame.len()
-    );
-    if eth.ethertype() == EtherType::Ipv4 {
-        if let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) {
-            s.push_str(&format!(
-                ", IPv4 {} > {} proto {}",
-                ip.src(),
-                ip.dst(),
-                ip.protocol()
-            ));
-        }
-    }
-    s
-}
-
 impl Switch {
     /// What would happen to `bytes` arriving at `ingress` (a frame from a port; a VXLAN
     /// datagram from the underlay). Changes nothing; see the module documentation.
@@ -162,7 +138,7 @@ impl Switch {
                 step("ingress", format!("underlay from {}", vtep_name(topo, v)));
                 match vxlan::Packet::new_checked(bytes) {
                     Ok(vx) => {
-                        step("vxlan", format!("vni {}", vx.vni()));
+                        step("vxlan", vx.to_string());
                         &bytes[vxlan::HEADER_LEN..]
                     }
                     Err(_) => &[][..],
@@ -182,7 +158,13 @@ impl Switch {
                 ),
             );
         }
-        step("parse", describe_frame(frame));
+        step(
+            "parse",
+            match Frame::new_checked(frame) {
+                Ok(eth) => eth.to_string(),
+                Err(_) => format!("{} bytes: shorter than an Ethernet header", frame.len()),
+            },
+        );
         if let Some(f) = d.learn {
             let what = match f.outcome {
                 Learned::New => "would learn",

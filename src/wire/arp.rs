@@ -104,6 +104,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// `ARP who-has T tell S`, `ARP S is-at M`, as tcpdump says them.
+impl<T: AsRef<[u8]>> std::fmt::Display for Packet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.operation() {
+            Operation::Request => write!(
+                f,
+                "ARP who-has {} tell {}",
+                self.target_ip(),
+                self.sender_ip()
+            ),
+            Operation::Reply => write!(f, "ARP {} is-at {}", self.sender_ip(), self.sender_mac()),
+            Operation::Unknown(op) => write!(f, "ARP operation {op} from {}", self.sender_ip()),
+        }
+    }
+}
+
 fn ip(b: &[u8]) -> Ipv4Addr {
     Ipv4Addr::new(b[0], b[1], b[2], b[3])
 }

@@ -112,6 +112,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// `IPv4 S > D proto P`.
+impl<T: AsRef<[u8]>> std::fmt::Display for Packet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "IPv4 {} > {} proto {}",
+            self.src(),
+            self.dst(),
+            self.protocol()
+        )
+    }
+}
+
 /// A header without options, as the switch writes for its own answers: DF set, never a
 /// fragment, id 0 (RFC 6864 §4.1: an atomic datagram's id has no meaning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -59,6 +59,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// `VXLAN vni N`.
+impl<T: AsRef<[u8]>> std::fmt::Display for Packet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VXLAN vni {}", self.vni())
+    }
+}
+
 /// Writes a VXLAN header with the I flag and `vni` (low 24 bits) into `buf[..8]`.
 pub fn emit(buf: &mut [u8], vni: u32) {
     let v = vni.to_be_bytes();

@@ -412,19 +412,30 @@ impl Testbed {
         network: &str,
         ip: &str,
     ) -> Result<usize> {
+        self.add_container_with(host, tag, network, ip, &[])
+    }
+
+    /// `add_container` with more `attach-namespace` options (e.g. `--no-port-security`).
+    pub fn add_container_with(
+        &mut self,
+        host: usize,
+        tag: &str,
+        network: &str,
+        ip: &str,
+        extra: &[&str],
+    ) -> Result<usize> {
         let ns = Netns::new(&format!("{}-{tag}", self.prefix))?;
-        self.hosts[host].ctl(
-            &self.bins,
-            &[
-                "attach-namespace",
-                "--network",
-                network,
-                "--netns",
-                &ns.name,
-                "--ip",
-                ip,
-            ],
-        )?;
+        let mut args = vec![
+            "attach-namespace",
+            "--network",
+            network,
+            "--netns",
+            &ns.name,
+            "--ip",
+            ip,
+        ];
+        args.extend_from_slice(extra);
+        self.hosts[host].ctl(&self.bins, &args)?;
         self.containers.push(ns);
         Ok(self.containers.len() - 1)
     }

@@ -8,7 +8,7 @@
 //! but the topology still holds its address and, on a cluster network, its claim: detaching by
 //! attachment releases those too. Runs on the control actor.
 
-use super::{NsAttach, Server};
+use super::{ControlError, NsAttach, Server};
 use crate::control::api::AttachmentInfo;
 use crate::dataplane::PortMeta;
 use crate::switch::PortId;
@@ -19,19 +19,20 @@ impl Server {
     pub(super) fn attach_namespace_for(
         &mut self,
         a: NsAttach,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ControlError> {
         let Some(key) = a.attachment.clone() else {
             return self.attach_namespace(a);
         };
         if key.trim().is_empty() {
-            return Err("an attachment id must not be empty".to_string());
+            return Err("an attachment id must not be empty".into());
         }
         if let Some(id) = self.attached(&key) {
             return Err(format!(
                 "attachment {key} already has port {} ({})",
                 id.0,
                 self.topology.port(id).map_or("?", |p| p.name.as_str())
-            ));
+            )
+            .into());
         }
         let info = self.attach_namespace(a)?;
         if let Some(id) = info["id"].as_u64() {
@@ -79,7 +80,10 @@ impl Server {
     }
 
     /// Removes the port made for `attachment`: its PortInfo, or `null` when there is none.
-    pub(super) fn detach_attachment(&mut self, key: &str) -> Result<serde_json::Value, String> {
+    pub(super) fn detach_attachment(
+        &mut self,
+        key: &str,
+    ) -> Result<serde_json::Value, ControlError> {
         let Some(id) = self.attached(key) else {
             return Ok(serde_json::Value::Null);
         };

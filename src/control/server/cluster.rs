@@ -6,7 +6,7 @@
 //! request timeout per member (crate::cluster::agent::REQUEST_TIMEOUT); reads of what the
 //! cluster holds come from the last view and never touch the store.
 
-use super::Server;
+use super::{ControlError, Server};
 use crate::cluster::agent::Cluster;
 use crate::cluster::reconcile::{reconcile, Local, Outcome};
 use crate::cluster::records::{EndpointRecord, NetworkRecord};
@@ -111,7 +111,10 @@ impl Server {
     }
 
     /// The cluster's record of `network` if it is a cluster network this host carries.
-    pub(super) fn cluster_network(&self, network: &str) -> Result<Option<NetworkRecord>, String> {
+    pub(super) fn cluster_network(
+        &self,
+        network: &str,
+    ) -> Result<Option<NetworkRecord>, ControlError> {
         let Some(cp) = &self.cluster else {
             return Ok(None);
         };
@@ -134,7 +137,8 @@ impl Server {
                     .find(|w| w.contains(&format!("network {network} ")))
                     .cloned()
                     .unwrap_or_else(|| "see the daemon's log".to_string())
-            )),
+            )
+            .into()),
         }
     }
 
@@ -145,7 +149,7 @@ impl Server {
         network: &str,
         ip: Option<&str>,
         name: &str,
-    ) -> Result<Option<Claimed>, String> {
+    ) -> Result<Option<Claimed>, ControlError> {
         let Some(rec) = self.cluster_network(network)? else {
             return Ok(None);
         };
@@ -165,13 +169,15 @@ impl Server {
                          give the bare address or leave --ip out to be given one",
                         rec.subnet,
                         rec.subnet.prefix_len()
-                    ));
+                    )
+                    .into());
                 }
                 if crate::switch::service::service_addr(rec.subnet) == Some(addr) {
                     return Err(format!(
                         "--ip {addr} is network {network}'s own address (its DNS server): \
                          give a container another one"
-                    ));
+                    )
+                    .into());
                 }
                 if !rec.subnet.contains(&addr)
                     || addr == rec.subnet.network()
@@ -180,7 +186,8 @@ impl Server {
                     return Err(format!(
                         "--ip {addr} is not a host address of network {network}'s subnet {}",
                         rec.subnet
-                    ));
+                    )
+                    .into());
                 }
                 Some(addr)
             }
@@ -191,7 +198,9 @@ impl Server {
             .expect("cluster network")
             .agent
             .clone();
-        let got = agent.claim(&rec, name, want)?;
+        let got = agent
+            .claim(&rec, name, want)
+            .map_err(ControlError::Cluster)?;
         Ok(Some(Claimed {
             network: network.to_string(),
             name: name.to_string(),
@@ -204,8 +213,8 @@ impl Server {
     pub(super) fn finish_attach(
         &mut self,
         claimed: Claimed,
-        attached: Result<serde_json::Value, String>,
-    ) -> Result<serde_json::Value, String> {
+        attached: Result<serde_json::Value, ControlError>,
+    ) -> Result<serde_json::Value, ControlError> {
         let agent = self.cluster.as_ref().expect("claimed").agent.clone();
         let release = |why: &str| {
             if let Err(e) = agent.release(&claimed.network, claimed.addr.addr(), &claimed.name) {
@@ -236,7 +245,9 @@ impl Server {
             );
             let _ = agent.unpublish_endpoint(&claimed.network, claimed.addr.addr());
             release("an endpoint that could not be published");
-            return Err(format!("the container was not attached: {e}"));
+            return Err(ControlError::Cluster(format!(
+                "the container was not attached: {e}"
+            )));
         }
         Ok(info)
     }
@@ -267,15 +278,15 @@ impl Server {
         }
     }
 
-    fn need_cluster(&self) -> Result<&ClusterPlane, String> {
+    fn need_cluster(&self) -> Result<&ClusterPlane, ControlError> {
         self.cluster.as_ref().ok_or_else(|| {
             "this vswitchd has no [cluster] table in its node.toml: its networks are the \
              [[network]] tables of that file (see `vswitchctl show networks`)"
-                .to_string()
+                .into()
         })
     }
 
-    pub(super) fn cluster_status(&self) -> Result<ClusterStatusInfo, String> {
+    pub(super) fn cluster_status(&self) -> Result<ClusterStatusInfo, ControlError> {
         let cp = self.need_cluster()?;
         let s = cp.agent.status();
         Ok(ClusterStatusInfo {
@@ -322,7 +333,7 @@ impl Server {
         }
     }
 
-    pub(super) fn network_ls(&self) -> Result<NetworkList, String> {
+    pub(super) fn network_ls(&self) -> Result<NetworkList, ControlError> {
         let cp = self.need_cluster()?;
         Ok(NetworkList {
             store: self.cluster_status()?,
@@ -335,7 +346,7 @@ impl Server {
         })
     }
 
-    pub(super) fn network_inspect(&self, name: &str) -> Result<ClusterNetworkInfo, String> {
+    pub(super) fn network_inspect(&self, name: &str) -> Result<ClusterNetworkInfo, ControlError> {
         let cp = self.need_cluster()?;
         let r = cp.view.networks.get(name).ok_or_else(|| {
             format!("no cluster network named {name:?} (see `vswitchctl network ls`)")
@@ -350,7 +361,7 @@ impl Server {
         vni: Option<u32>,
         mtu: Option<u32>,
         encrypted: bool,
-    ) -> Result<ClusterNetworkInfo, String> {
+    ) -> Result<ClusterNetworkInfo, ControlError> {
         use crate::control::config::values::{
             check_mtu, check_network_name, parse_subnet, vni_from,
         };
@@ -376,7 +387,8 @@ impl Server {
             return Err(format!(
                 "--mtu {m} does not fit this host's underlay: at most {max} (underlay MTU {} less {overhead} bytes of {what})",
                 cp.local.underlay_mtu
-            ));
+            )
+            .into());
         }
         if encrypted && !cp.local.esp {
             return Err(
@@ -385,7 +397,7 @@ impl Server {
                         https:// etcd_endpoints, ca_file, cert_file and key_file (and run etcd \
                         with --client-cert-auth), or make the network a [[network]] with \
                         `encrypted = true` in every host's node.toml"
-                    .to_string(),
+                    .into(),
             );
         }
         if let Some(s) = self
@@ -398,7 +410,8 @@ impl Server {
                 "this host's node.toml already has network {} (vni {}): a cluster network needs \
                  its own name and VNI",
                 s.name, s.vni
-            ));
+            )
+            .into());
         }
         let rec = NetworkRecord {
             name: name.to_string(),
@@ -408,7 +421,9 @@ impl Server {
             encrypted,
         };
         let agent = cp.agent.clone();
-        let rec = agent.network_create(rec, vni.is_none())?;
+        let rec = agent
+            .network_create(rec, vni.is_none())
+            .map_err(ControlError::Cluster)?;
         // Carry it here at once, ahead of the watch, so that an attach right after works.
         let mut view = (*self.cluster.as_ref().expect("checked").view).clone();
         view.networks.insert(rec.name.clone(), rec.clone());
@@ -421,10 +436,10 @@ impl Server {
         Ok(self.network_info(&rec))
     }
 
-    pub(super) fn network_rm(&mut self, name: &str) -> Result<serde_json::Value, String> {
+    pub(super) fn network_rm(&mut self, name: &str) -> Result<serde_json::Value, ControlError> {
         let cp = self.need_cluster()?;
         let agent = cp.agent.clone();
-        let rec = agent.network_rm(name)?;
+        let rec = agent.network_rm(name).map_err(ControlError::Cluster)?;
         let mut view = (*self.cluster.as_ref().expect("checked").view).clone();
         view.networks.remove(name);
         self.apply_view(Arc::new(view));

@@ -195,7 +195,8 @@ impl Server {
             return self.network_reply(name);
         }
         if self.cluster.is_some() {
-            self.network_create(name, &subnet.to_string(), vni, None, encrypted)?;
+            self.network_create(name, &subnet.to_string(), vni, None, encrypted)
+                .map_err(|e| e.to_string())?;
             return self.network_reply(name);
         }
         if encrypted {
@@ -276,7 +277,7 @@ impl Server {
                 ));
             }
         }
-        let (addr, name) = match self.cluster_network(network)? {
+        let (addr, name) = match self.cluster_network(network).map_err(|e| e.to_string())? {
             Some(rec) => {
                 let name = provisional_name();
                 let agent = self.agent();
@@ -285,7 +286,8 @@ impl Server {
             None => {
                 let w = match want {
                     Some(w) => {
-                        self.check_endpoint(network, Some(w), None)?;
+                        self.check_endpoint(network, Some(w), None)
+                            .map_err(|e| e.to_string())?;
                         w
                     }
                     None => self.local_free_address(network)?.addr(),
@@ -348,12 +350,15 @@ impl Server {
         let addr: Ipv4Net = address
             .parse()
             .map_err(|_| format!("invalid Address {address:?}: expected ADDR/PREFIX"))?;
-        let (vni, _) = self.check_endpoint(network, Some(addr.addr()), None)?;
+        let (vni, _) = self
+            .check_endpoint(network, Some(addr.addr()), None)
+            .map_err(|e| e.to_string())?;
         let mac = match mac.filter(|m| !m.is_empty()) {
             Some(m) => parse_station_mac(m)?,
             None => station_mac(vni.get(), addr.addr()),
         };
-        self.check_endpoint(network, Some(addr.addr()), Some(mac))?;
+        self.check_endpoint(network, Some(addr.addr()), Some(mac))
+            .map_err(|e| e.to_string())?;
         if let Some(e) = self.docker.endpoints.get(&endpoint) {
             return Ok(EndpointReply {
                 mac: e.mac.to_string(),
@@ -434,7 +439,10 @@ impl Server {
             .held
             .get(&(subnet, addr.addr()))
             .map(|h| h.name.clone());
-        let cluster = self.cluster_network(&network)?.is_some();
+        let cluster = self
+            .cluster_network(&network)
+            .map_err(|e| e.to_string())?
+            .is_some();
         let fallback = || format!("docker-{}", &endpoint[..endpoint.len().min(12)]);
         let mut name = name.unwrap_or_else(|| held_name.clone().unwrap_or_else(fallback));
         if cluster {
@@ -453,7 +461,9 @@ impl Server {
                 }
             }
         }
-        let (vni, mtu) = self.check_endpoint(&network, Some(addr.addr()), Some(mac))?;
+        let (vni, mtu) = self
+            .check_endpoint(&network, Some(addr.addr()), Some(mac))
+            .map_err(|e| e.to_string())?;
         let devices: Vec<Box<dyn PortDevice>> = std::mem::take(
             &mut self
                 .docker
@@ -481,7 +491,9 @@ impl Server {
             mtu,
             attachment: None,
         };
-        let info = self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, true)?;
+        let info = self
+            .add_port(devices, meta, vni, Some((mac, addr.addr())), id, true)
+            .map_err(|e| e.to_string())?;
         self.docker
             .endpoints
             .get_mut(endpoint)

@@ -2,6 +2,7 @@
 //! `show` views, `trace`.
 
 use super::*;
+use crate::dataplane::view::{SaRow, StatsView, UnderlayView, ViewKind, WorkerRow};
 
 impl Worker {
     /// Returns false on Stop.
@@ -66,7 +67,7 @@ impl Worker {
         meta: PortMeta,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         announce: bool,
-    ) -> Result<api::PortInfo, String> {
+    ) -> Result<PortRow, String> {
         self.refresh_topology();
         if self.switch.topology().port(id).is_none() {
             return Err(format!("port {id} is not in the published topology"));
@@ -88,11 +89,11 @@ impl Worker {
             let len = garp::build(&mut self.buf[HEADROOM..], mac, ip);
             self.forward_local_frame(now, id, 0, len);
         }
-        Ok(self.port_info(id).expect("port was just added"))
+        Ok(self.port_row(id).expect("port was just added"))
     }
 
-    pub(super) fn remove_port(&mut self, id: PortId) -> Option<api::PortInfo> {
-        let info = self.port_info(id);
+    pub(super) fn remove_port(&mut self, id: PortId) -> Option<PortRow> {
+        let info = self.port_row(id);
         let port = self.ports.remove(&id)?;
         let _ = self
             .poll
@@ -173,17 +174,17 @@ impl Worker {
             }
         };
         if encrypted && matches!(t.verdict, "encapsulate" | "flood") {
-            for sa in self.sa_info(false) {
-                let to = format!("vtep {} ", sa.dst);
-                if sa.vni == input.network.get()
-                    && sa.direction == "out"
+            for r in self.sa_rows(false) {
+                let to = format!("vtep {} ", r.sa.dst);
+                if r.sa.vni == input.network.get()
+                    && r.sa.direction == "out"
                     && t.outputs.iter().any(|o| o.starts_with(&to))
                 {
                     t.steps.push(Step {
                         step: "esp",
                         detail: format!(
                             "sealed for {} with SA spi 0x{:08x}, ESP-in-UDP",
-                            sa.peer, sa.spi
+                            r.peer, r.sa.spi
                         ),
                     });
                 }
@@ -194,114 +195,71 @@ impl Worker {
         t
     }
 
-    pub(super) fn port_info(&self, id: PortId) -> Option<api::PortInfo> {
+    pub(super) fn port_row(&self, id: PortId) -> Option<PortRow> {
         let p = self.ports.get(&id)?;
-        let counters = self
-            .switch
-            .port_counters(id)
-            .map(view::counters)
-            .unwrap_or_default();
-        Some(api::PortInfo {
-            id: id.0,
-            name: p.meta.name.clone(),
-            kind: p.meta.kind.to_string(),
-            network: p.meta.network.clone(),
-            vni: p.meta.vni,
-            ifname: p.meta.ifname.clone(),
-            netns: p.meta.netns.clone(),
-            mac: p.meta.mac.map(|m| m.to_string()),
-            ip: p.meta.ip.map(|n| n.to_string()),
-            mtu: p.meta.mtu,
-            counters,
+        Some(PortRow {
+            id,
+            meta: p.meta.clone(),
+            counters: self.switch.port_counters(id).cloned().unwrap_or_default(),
             queues: 1,
-            attachment: p.meta.attachment.clone(),
-            dns: None,
         })
     }
 
-    pub(super) fn ports_info(&self) -> Vec<api::PortInfo> {
+    pub(super) fn port_rows(&self) -> Vec<PortRow> {
         let mut ids: Vec<PortId> = self.ports.keys().copied().collect();
         ids.sort();
-        ids.into_iter()
-            .filter_map(|id| self.port_info(id))
-            .collect()
+        ids.into_iter().filter_map(|id| self.port_row(id)).collect()
     }
 
-    pub(super) fn sa_info(&self, secrets: bool) -> Vec<api::SaInfo> {
+    pub(super) fn sa_rows(&self, secrets: bool) -> Vec<SaRow> {
         let Some(esp) = &self.esp else {
             return Vec::new();
         };
+        let topo = self.switch.topology();
         esp.table
             .sa_list(self.unix)
             .into_iter()
-            .map(|sa| api::SaInfo {
+            .map(|sa| SaRow {
                 network: Vni::new(sa.vni)
-                    .and_then(|v| self.switch.topology().network(v))
+                    .and_then(|v| topo.network(v))
                     .map_or_else(|| "?".to_string(), |n| n.spec.name.clone()),
-                vni: sa.vni,
-                peer: self
-                    .switch
-                    .topology()
+                peer: topo
                     .peer(VtepAddr(sa.peer))
-                    .map(|p| p.name.as_str())
-                    .map_or_else(|| sa.peer.to_string(), str::to_string),
-                direction: sa.direction.to_string(),
-                src: sa.src.to_string(),
-                dst: sa.dst.to_string(),
-                spi: sa.spi,
-                seq: sa.seq,
-                age_secs: sa.age_secs,
-                packets: sa.packets,
-                bytes: sa.bytes,
-                drops: sa.drops,
+                    .map_or_else(|| sa.peer.to_string(), |p| p.name.clone()),
                 key: secrets.then(|| sa.key_hex.clone()),
+                sa,
             })
             .collect()
     }
 
-    /// Underlay drops by reason: the core's, and ESP packets refused before the core.
-    pub(super) fn underlay_drops(&self) -> std::collections::BTreeMap<String, u64> {
-        let mut m = self.switch.underlay_drops().to_map();
-        if let Some(esp) = &self.esp {
-            for d in EspDrop::ALL {
-                let n = esp.drops[*d as usize];
-                if n > 0 {
-                    m.insert(d.name().to_string(), n);
-                }
-            }
-        }
-        m
-    }
-
-    pub(super) fn show(&self, what: api::ShowWhat, secrets: bool, now: Timestamp) -> View {
-        use api::ShowWhat::*;
+    pub(super) fn show(&self, what: ViewKind, secrets: bool, now: Timestamp) -> View {
         match what {
-            Networks => View::Networks(self.switch.networks_info()),
-            Ports => View::Ports(self.ports_info()),
-            Fdb => View::Fdb(self.switch.fdb_info(now)),
-            Neigh => View::Neigh(self.switch.neigh_info(now)),
-            Peers => View::Peers(self.switch.peers_info(now)),
-            Sa => View::Sa(self.sa_info(secrets)),
-            Stats => View::Stats(Box::new(api::Stats {
+            ViewKind::Networks => View::Networks(self.switch.network_rows()),
+            ViewKind::Ports => View::Ports(self.port_rows()),
+            ViewKind::Fdb => View::Fdb(self.switch.fdb_rows(now)),
+            ViewKind::Neigh => View::Neigh(self.switch.neigh_rows(now)),
+            ViewKind::Peers => View::Peers(self.switch.peer_rows(now)),
+            ViewKind::Sa => View::Sa(self.sa_rows(secrets)),
+            ViewKind::Stats => View::Stats(Box::new(StatsView {
                 uptime_secs: now.0 / 1000,
-                ports: self.ports_info(),
-                networks: self.switch.network_stats(),
-                underlay: api::UnderlayStats {
-                    rx_packets: self.switch.underlay.rx_packets,
-                    rx_bytes: self.switch.underlay.rx_bytes,
-                    tx_packets: self.switch.underlay.tx_packets,
-                    tx_bytes: self.switch.underlay.tx_bytes,
-                    drops: self.underlay_drops(),
-                    tx_errors: self.tx_errors.to_map(),
+                ports: self.port_rows(),
+                networks: self.switch.network_stats_rows(),
+                underlay: UnderlayView {
+                    traffic: self.switch.underlay.clone(),
+                    esp_drops: self.esp.as_ref().map(|e| e.drops).unwrap_or_default(),
+                    tx_errors: self.tx_errors,
                 },
-                latency: vec![self.latency.stats(self.load.worker)],
-                offload: self.offload.clone(),
-                dns: None,
-                workers: vec![api::WorkerStats {
-                    updates_lost: self.load.updates_lost + self.switch.updates_lost(),
-                    busy_poll_windows: self.busy_poll.windows,
-                    busy_poll_given_up: self.busy_poll.given_up,
-                    ..self.load.clone()
+                latency: vec![self.latency.stats(self.index)],
+                offload: self.offload,
+                workers: vec![WorkerRow {
+                    worker: self.index,
+                    cpu: self.cpu,
+                    counters: WorkerCounters {
+                        updates_lost: self.load.updates_lost + self.switch.updates_lost(),
+                        busy_poll_windows: self.busy_poll.windows,
+                        busy_poll_given_up: self.busy_poll.given_up,
+                        ..self.load
+                    },
                 }],
             })),
         }

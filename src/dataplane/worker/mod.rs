@@ -22,12 +22,12 @@
 mod commands;
 mod execute;
 
-use crate::control::api;
-use crate::crypto::{EspDrop, EspTable};
+use crate::crypto::EspTable;
 use crate::dataplane::busy_poll::BusyPoll;
+use crate::dataplane::counters::{LatencySummary, OffloadCounters, TxErrors, WorkerCounters};
 use crate::dataplane::port::{PortDevice, PortMeta};
 use crate::dataplane::sync::SyncLinks;
-use crate::dataplane::view::{self, SwitchViews, View};
+use crate::dataplane::view::{EspDrops, PortRow, SwitchViews, View};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use crate::offload::gro::Coalescer;
 use crate::offload::{superframe, tso, vnet};
@@ -85,12 +85,12 @@ pub enum Command {
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         /// Send the endpoint's gratuitous ARP (one worker of several does).
         announce: bool,
-        reply: Sender<Result<api::PortInfo, String>>,
+        reply: Sender<Result<PortRow, String>>,
     },
     RemovePort {
         /// Picks the port by its id and description.
         select: PortSelector,
-        reply: Sender<Result<api::PortInfo, String>>,
+        reply: Sender<Result<PortRow, String>>,
     },
     /// Tell what would happen to a frame, changing nothing (crate::switch::trace).
     Trace {
@@ -103,7 +103,7 @@ pub enum Command {
         frame: Vec<u8>,
     },
     Show {
-        what: api::ShowWhat,
+        what: crate::dataplane::view::ViewKind,
         /// Include key material (show sa --wireshark).
         secrets: bool,
         reply: Sender<View>,
@@ -181,7 +181,7 @@ pub struct Esp {
     /// node.toml's encrypted networks, as the table started with them; the cluster plane's
     /// (from the topology's secrets) are added to these.
     base: Vec<crate::crypto::EspNetwork>,
-    drops: [u64; EspDrop::ALL.len()],
+    drops: EspDrops,
     /// A flood to several peers seals one copy per peer here, keeping the plaintext intact.
     scratch: Vec<u8>,
 }
@@ -192,7 +192,7 @@ impl Esp {
             base: table.networks(),
             table,
             port,
-            drops: [0; EspDrop::ALL.len()],
+            drops: EspDrops::default(),
             scratch: vec![0u8; BUF_LEN],
         }
     }
@@ -238,41 +238,6 @@ struct Port {
     meta: PortMeta,
 }
 
-/// Kernel refusals on the underlay, by errno, without allocating on the packet path.
-#[derive(Default)]
-struct TxErrors {
-    msgsize: u64,
-    nobufs: u64,
-    unreachable: u64,
-    other: u64,
-}
-
-impl TxErrors {
-    fn count(&mut self, e: &io::Error) {
-        match e.raw_os_error() {
-            Some(libc::EMSGSIZE) => self.msgsize += 1,
-            Some(libc::ENOBUFS) | Some(libc::EAGAIN) => self.nobufs += 1,
-            Some(libc::EHOSTUNREACH) | Some(libc::ENETUNREACH) | Some(libc::EHOSTDOWN) => {
-                self.unreachable += 1
-            }
-            _ => self.other += 1,
-        }
-    }
-
-    fn to_map(&self) -> std::collections::BTreeMap<String, u64> {
-        [
-            ("message_too_long", self.msgsize),
-            ("no_buffer_space", self.nobufs),
-            ("unreachable", self.unreachable),
-            ("other", self.other),
-        ]
-        .into_iter()
-        .filter(|(_, v)| *v > 0)
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    }
-}
-
 pub struct Worker {
     poll: Poll,
     switch: Switch,
@@ -301,13 +266,15 @@ pub struct Worker {
     latency: Latency,
     /// Polling without sleeping for a while after traffic, unless the core is wanted.
     busy_poll: BusyPoll,
-    offload: api::OffloadStats,
+    offload: OffloadCounters,
     /// Links to the other workers' copies of the tables (none when working alone).
     sync: Option<SyncLinks>,
     /// Where DNS queries for names the switch does not own go (crate::control::dns).
     upstream: Option<Upstream>,
-    /// This worker's index and load, for `show stats`.
-    load: api::WorkerStats,
+    /// This worker's index, the core it is pinned to, and its load, for `show stats`.
+    index: u32,
+    cpu: Option<u32>,
+    load: WorkerCounters,
     handle: WorkerHandle,
 }
 
@@ -332,9 +299,9 @@ impl Latency {
         self.hist.saturating_record(ns.max(1));
     }
 
-    fn stats(&self, worker: u32) -> api::LatencyStats {
+    fn stats(&self, worker: u32) -> LatencySummary {
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
-        api::LatencyStats {
+        LatencySummary {
             worker,
             samples: self.hist.len(),
             p50_us: us(0.5),
@@ -392,10 +359,12 @@ impl Worker {
             unix: unix_now(),
             latency: Latency::new(),
             busy_poll: BusyPoll::new(Duration::ZERO),
-            offload: api::OffloadStats::default(),
+            offload: OffloadCounters::default(),
             sync: None,
             upstream: None,
-            load: api::WorkerStats::default(),
+            index: 0,
+            cpu: None,
+            load: WorkerCounters::default(),
             handle: WorkerHandle { tx, waker },
         };
         let handle = worker.handle.clone();
@@ -437,7 +406,7 @@ impl Worker {
     /// Makes this worker number `index` of several that share the clock `started` (so table
     /// ages agree) and keep their tables in step over `links`.
     pub fn join_group(&mut self, index: u32, started: Instant, links: Option<SyncLinks>) {
-        self.load.worker = index;
+        self.index = index;
         self.started = started;
         if links.is_some() {
             self.switch.enable_sync();
@@ -452,7 +421,7 @@ impl Worker {
 
     /// Records the core this worker's thread is pinned to, for `show stats`.
     pub fn set_cpu(&mut self, cpu: Option<u32>) {
-        self.load.cpu = cpu;
+        self.cpu = cpu;
     }
 
     /// Applies what the other workers learned since the last turn.
@@ -613,7 +582,7 @@ impl Worker {
             let (vni, plain) = match opened {
                 Ok(r) => r,
                 Err(d) => {
-                    esp.drops[d as usize] += 1;
+                    esp.drops.count(d);
                     continue;
                 }
             };
