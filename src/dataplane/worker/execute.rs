@@ -268,10 +268,15 @@ impl Worker {
         len: usize,
     ) {
         let frame = base + HEADROOM..base + HEADROOM + len;
-        match self
-            .switch
-            .process_from_port(now, id, &mut self.buf[frame.clone()])
-        {
+        // Decide and commit, not `process_from_port`: that also writes a proxy-ARP answer
+        // over the request, which `send_answer` writes again into the answer buffer.
+        let d = self.switch.decide(
+            now,
+            crate::switch::Ingress::Port(id),
+            &self.buf[frame.clone()],
+        );
+        self.switch.commit(now, &d);
+        match d.action {
             Action::Drop(_) => {}
             Action::ToPort(p) => self.send_to_port(p, frame),
             Action::Reply { port, answer } => self.send_answer(port, answer, frame),
