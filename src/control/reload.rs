@@ -4,7 +4,7 @@
 //! `apply` compares the running switch spec with the file's and changes the topology in one
 //! step: networks added or removed (a network with ports attached is not removed), MTUs and
 //! the peers a network spans changed, peers added or removed. What cannot change while the
-//! daemon runs — the [node] table, the table limits, anything about an encrypted network (its
+//! daemon runs — the [node] table, the table and port limits, anything about an encrypted network (its
 //! SAs are made at start) — refuses the whole reload with a message saying what and why, and the
 //! running configuration stays. Learned state of untouched networks is kept: workers only see a
 //! new topology snapshot (crate::switch::topology).
@@ -46,12 +46,28 @@ pub fn check_node(old: &Config, new: &Config) -> Result<(), ReloadError> {
         ),
         ("[node] fdb_aging", a.fdb_aging != b.fdb_aging),
     ];
-    match changed.iter().find(|(_, c)| *c) {
-        Some((what, _)) => Err(ReloadError::NeedsRestart {
+    if let Some((what, _)) = changed.iter().find(|(_, c)| *c) {
+        return Err(ReloadError::NeedsRestart {
             what: what.to_string(),
-        }),
-        None => Ok(()),
+        });
     }
+    // Port limits are resolved into each port at attach (crate::switch::limits).
+    if old.port_limits != new.port_limits {
+        return Err(ReloadError::NeedsRestart {
+            what: "[port_limits]".to_string(),
+        });
+    }
+    for n in &new.networks {
+        if old
+            .network(&n.name)
+            .is_some_and(|o| o.port_limits != n.port_limits)
+        {
+            return Err(ReloadError::NeedsRestart {
+                what: format!("network {:?}'s port_limits", n.name),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Applies the difference between the running spec and `new` to `topo` (inside one

@@ -86,6 +86,8 @@ struct NsAttach {
     security: bool,
     /// Who asks, for what (api::Request::AttachNamespace); unique among the ports.
     attachment: Option<String>,
+    /// The port's own limits (crate::switch::limits).
+    limits: crate::switch::LimitSettings,
 }
 
 pub struct Server {
@@ -268,6 +270,7 @@ impl Server {
                 name,
                 no_port_security,
                 attachment,
+                limits,
             } => self.attach_namespace_for(NsAttach {
                 network,
                 netns,
@@ -277,6 +280,7 @@ impl Server {
                 name,
                 security: !no_port_security,
                 attachment,
+                limits,
             }),
             Request::DetachAttachment { attachment } => self.detach_attachment(&attachment),
             Request::Attachments => to_json(self.attachment_list()),
@@ -290,7 +294,8 @@ impl Server {
                 interface,
                 ip,
                 mac,
-            } => self.attach_interface(&network, &interface, ip.as_deref(), mac.as_deref()),
+                limits,
+            } => self.attach_interface(&network, &interface, ip.as_deref(), mac.as_deref(), limits),
             Request::DetachInterface { network, interface } => {
                 self.detach_interface(&network, &interface)
             }
@@ -366,11 +371,14 @@ impl Server {
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
         security: bool,
+        limits: crate::switch::LimitSettings,
     ) -> Result<serde_json::Value, ControlError> {
         let name = meta.name.clone();
+        let limits = self.port_limits(&meta.network, limits);
         self.change_topology(|t| {
             t.add_port(id, &name, vni, endpoint)?;
-            t.set_port_security(id, security)
+            t.set_port_security(id, security)?;
+            t.set_port_limits(id, limits)
         })?;
         let info: PortInfo = match self.workers.add_port(id, devices, meta, endpoint) {
             Ok(row) => (&row).into(),
@@ -385,6 +393,21 @@ impl Server {
             ip = info.ip.as_deref().unwrap_or("-"), queues = info.queues, "port attached"
         );
         to_json(info)
+    }
+
+    /// A new port's limits: its attach's own `given`, over its network's and the daemon's
+    /// (node.toml), over the built-in defaults.
+    fn port_limits(
+        &self,
+        network: &str,
+        given: crate::switch::LimitSettings,
+    ) -> crate::switch::PortLimits {
+        let base = self
+            .config
+            .as_ref()
+            .map(|(c, _)| c.limits_for(network))
+            .unwrap_or_default();
+        given.or(base).resolve()
     }
 
     /// Takes the port from the workers, then from the topology.
@@ -486,8 +509,15 @@ impl Server {
             mtu,
             attachment: a.attachment.clone(),
         };
-        let mut info =
-            self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)?;
+        let mut info = self.add_port(
+            devices,
+            meta,
+            vni,
+            Some((mac, addr.addr())),
+            id,
+            a.security,
+            a.limits,
+        )?;
         if let Some(dns) = self.container_dns(vni, id, netns) {
             info["dns"] = serde_json::to_value(dns).map_err(|e| e.to_string())?;
         }
@@ -544,6 +574,7 @@ impl Server {
         interface: &str,
         ip: Option<&str>,
         mac: Option<&str>,
+        limits: crate::switch::LimitSettings,
     ) -> Result<serde_json::Value, ControlError> {
         let addr = ip.map(parse_ip_or_prefix).transpose()?;
         let mac = mac.map(parse_station_mac).transpose()?;
@@ -572,7 +603,7 @@ impl Server {
         let endpoint = mac.zip(addr.map(|a| a.addr()));
         // The station behind an existing interface may be anything (a router, a host): no
         // port security there.
-        self.add_port(devices, meta, vni, endpoint, id, false)
+        self.add_port(devices, meta, vni, endpoint, id, false, limits)
     }
 
     /// One packet socket per worker; with several, they share the interface's frames in a

@@ -112,6 +112,8 @@ Example:
         /// about others are dropped and counted (spoofed_mac, spoofed_ip, spoofed_arp)
         #[arg(long)]
         no_port_security: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
@@ -158,6 +160,8 @@ Example:
         /// MAC of the station behind the interface
         #[arg(long, value_name = "MAC", value_parser = parse_mac)]
         mac: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
@@ -370,6 +374,36 @@ enum Output {
     Network(network::Output),
 }
 
+/// The port's own limits (crate::switch::limits), over its network's and the daemon's.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(
+    next_help_heading = "Port limits (default: the network's port_limits, else [port_limits] in node.toml, else 64 MACs and 1000 frames/s)"
+)]
+struct LimitArgs {
+    /// At most N MACs learned at this port: frames from further source MACs are dropped and
+    /// counted (port_mac_limit); 0: no cap. A port with port security learns none (its
+    /// station is known)
+    #[arg(long, value_name = "N")]
+    max_macs: Option<u32>,
+    /// At most N broadcast, multicast and unknown-unicast frames a second flooded from this
+    /// port; more are dropped and counted (bum_rate_limited); 0: no cap
+    #[arg(long, value_name = "N")]
+    bum_rate: Option<u32>,
+    /// Frames a quiet port may flood at once [default: --bum-rate, one second's worth]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    bum_burst: Option<u32>,
+}
+
+impl From<LimitArgs> for vswitch::switch::LimitSettings {
+    fn from(a: LimitArgs) -> Self {
+        vswitch::switch::LimitSettings {
+            max_macs: a.max_macs,
+            bum_rate: a.bum_rate,
+            bum_burst: a.bum_burst,
+        }
+    }
+}
+
 fn request(cmd: Command) -> (Request, Output) {
     match cmd {
         Command::AttachNamespace {
@@ -380,6 +414,7 @@ fn request(cmd: Command) -> (Request, Output) {
             ifname,
             name,
             no_port_security,
+            limits,
             json,
         } => (
             Request::AttachNamespace {
@@ -391,6 +426,7 @@ fn request(cmd: Command) -> (Request, Output) {
                 name,
                 no_port_security,
                 attachment: None,
+                limits: limits.into(),
             },
             Output::Attached { json },
         ),
@@ -418,6 +454,7 @@ fn request(cmd: Command) -> (Request, Output) {
             interface,
             ip,
             mac,
+            limits,
             json,
         } => (
             Request::AttachInterface {
@@ -425,6 +462,7 @@ fn request(cmd: Command) -> (Request, Output) {
                 interface,
                 ip,
                 mac,
+                limits: limits.into(),
             },
             Output::Attached { json },
         ),

@@ -492,7 +492,15 @@ impl Server {
             attachment: None,
         };
         let info = self
-            .add_port(devices, meta, vni, Some((mac, addr.addr())), id, true)
+            .add_port(
+                devices,
+                meta,
+                vni,
+                Some((mac, addr.addr())),
+                id,
+                true,
+                Default::default(),
+            )
             .map_err(|e| e.to_string())?;
         self.docker
             .endpoints

@@ -72,6 +72,8 @@ const SEG_SLOT: usize = 2048;
 const SEG_SLOTS: usize = 64;
 const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
 const _: () = assert!(BUDGET <= SEG_SLOTS);
+/// A port over one of its limits is named in the log at most this often (ms).
+const LIMIT_REPORT_MS: u64 = 10_000;
 
 /// Picks a port by its id and description (detach by namespace and name, or by id).
 pub type PortSelector = std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>;
@@ -499,12 +501,43 @@ impl Worker {
             }
             if now.millis_since(last_expire) >= 1000 {
                 self.switch.expire(now);
+                self.report_limits(now);
                 if let Some(esp) = &mut self.esp {
                     esp.table.expire(self.unix);
                 }
                 last_expire = now;
             }
         }
+    }
+
+    /// Says in the log which ports dropped frames over their limits (crate::switch::limits):
+    /// at most one line per port every `LIMIT_REPORT_MS`, never one per packet.
+    fn report_limits(&mut self, now: Timestamp) {
+        let (ports, worker) = (&self.ports, self.index);
+        self.switch
+            .limit_reports(now, LIMIT_REPORT_MS, |id, macs, bum| {
+                let port = ports.get(&id).map_or("?", |p| p.meta.name.as_str());
+                if bum > 0 {
+                    tracing::warn!(
+                        port,
+                        worker,
+                        dropped = bum,
+                        "port floods more broadcast/multicast/unknown-unicast than its bum_rate: \
+                         dropped (counted as bum_rate_limited; raise with attach --bum-rate or \
+                         port_limits in node.toml if this is expected)"
+                    );
+                }
+                if macs > 0 {
+                    tracing::warn!(
+                        port,
+                        worker,
+                        dropped = macs,
+                        "port sends from more source MACs than its max_macs: frames from the \
+                         new ones dropped (counted as port_mac_limit; raise with attach \
+                         --max-macs or port_limits in node.toml for a router or a bridge)"
+                    );
+                }
+            });
     }
 
     pub(super) fn drain_underlay(&mut self, now: Timestamp) {
