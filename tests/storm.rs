@@ -167,10 +167,9 @@ fn a_storm_from_one_container_leaves_its_neighbours_and_other_networks_alone() {
         )
     );
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
-    let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
+    let _b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     let r1 = step!(tb, tb.add_container(0, "r1", "red", "10.0.9.2/24"));
-    let r2 = step!(tb, tb.add_container(1, "r2", "red", "10.0.9.3/24"));
-    let _ = b;
+    let _r2 = step!(tb, tb.add_container(1, "r2", "red", "10.0.9.3/24"));
     for (from, to) in [(a, "10.0.9.3"), (r1, "10.0.9.3"), (x, "10.0.9.3")] {
         assert_eq!(ping(tb.container(from), to, 2, &[]).1, 2, "{}", tb.logs());
     }
@@ -245,15 +244,24 @@ fn a_storm_from_one_container_leaves_its_neighbours_and_other_networks_alone() {
             limited * 10 >= read * 8,
             "{mode} storm: only {limited} of {read} frames dropped as {reason}: {after}"
         );
-        // Neither host's table took more than the port's cap of the flooder's MACs.
+        // Neither host's table took more than the port's cap of the flooder's MACs. Each
+        // worker holds the cap on what it learns (crate::switch::limits), so with W workers a
+        // few more may get in before the workers' copies meet: W caps at the very most.
+        let workers = tb.hosts[0].show_json(&tb.bins, "stats").unwrap()["workers"]
+            .as_array()
+            .map_or(1, |w| w.len().max(1));
         let (_, at_storm) = fdb_counts(&tb, 0, "blue", "storm");
         let (remote, _) = fdb_counts(&tb, 1, "blue", "");
+        eprintln!(
+            "storm ({mode}): {at_storm} MACs learned at the flooder's port, {remote} in blue \
+             on the other host ({workers} workers)"
+        );
         assert!(
-            at_storm <= 64,
+            at_storm <= 64 * workers,
             "{at_storm} MACs learned at the flooder's port"
         );
         assert!(
-            remote <= 64 + 4,
+            remote <= 64 * workers + 4,
             "{remote} MACs learned in blue on the other host"
         );
         if mode == "random" {

@@ -74,6 +74,8 @@ const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
 const _: () = assert!(BUDGET <= SEG_SLOTS);
 /// A port over one of its limits is named in the log at most this often (ms).
 const LIMIT_REPORT_MS: u64 = 10_000;
+/// Ports throttled at once at most (`Worker::throttled`); more storms are read as usual.
+const THROTTLED_MAX: usize = 256;
 
 /// Picks a port by its id and description (detach by namespace and name, or by id).
 pub type PortSelector = std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>;
@@ -262,6 +264,12 @@ pub struct Worker {
     tx_errors: TxErrors,
     /// Sources that still had frames when their budget ran out.
     pending: Vec<Token>,
+    /// Ports whose whole last batch was over their limits (a storm), and when: read again
+    /// only a millisecond later, so the storm waits in its own queue (where the kernel drops
+    /// what does not fit) instead of taking the worker from every other port.
+    throttled: Vec<(PortId, Timestamp)>,
+    /// Frames of the batch being read that were dropped over a port limit.
+    limited_in_batch: usize,
     esp: Option<Esp>,
     /// Wall-clock seconds, read once per loop iteration like `now`.
     unix: u64,
@@ -357,6 +365,8 @@ impl Worker {
             },
             tx_errors: TxErrors::default(),
             pending: Vec::with_capacity(256),
+            throttled: Vec::with_capacity(THROTTLED_MAX),
+            limited_in_batch: 0,
             esp,
             unix: unix_now(),
             latency: Latency::new(),
@@ -463,6 +473,8 @@ impl Worker {
             // until something arrives.
             let timeout = if !self.pending.is_empty() || self.busy_poll.spinning() {
                 Duration::ZERO
+            } else if !self.throttled.is_empty() {
+                Duration::from_millis(1)
             } else {
                 Duration::from_millis(1000)
             };
@@ -478,7 +490,19 @@ impl Worker {
             self.apply_updates(now);
             ready.clear();
             ready.append(&mut self.pending);
-            ready.extend(events.iter().map(|e| e.token()));
+            let throttled = &mut self.throttled;
+            ready.extend(events.iter().map(|e| e.token()).filter(|t| {
+                !throttled
+                    .iter()
+                    .any(|(p, _)| Token(p.0 as usize + PORT_TOKEN_BASE) == *t)
+            }));
+            throttled.retain(|&(p, at)| {
+                let due = now.millis_since(at) >= 1;
+                if due {
+                    ready.push(Token(p.0 as usize + PORT_TOKEN_BASE));
+                }
+                !due
+            });
             if !ready.is_empty() {
                 self.busy_poll.activity();
             } else if timeout.is_zero() {
@@ -643,6 +667,7 @@ impl Worker {
     }
 
     pub(super) fn drain_port_batch(&mut self, now: Timestamp, id: PortId) {
+        self.limited_in_batch = 0;
         for _ in 0..BUDGET {
             let Some(port) = self.ports.get_mut(&id) else {
                 return;
@@ -675,6 +700,11 @@ impl Worker {
                 self.latency.record(start);
             }
         }
-        self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
+        if self.limited_in_batch >= BUDGET && self.throttled.len() < THROTTLED_MAX {
+            self.throttled.push((id, now));
+            self.load.throttled_batches += 1;
+        } else {
+            self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
+        }
     }
 }
