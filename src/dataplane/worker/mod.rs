@@ -264,7 +264,7 @@ pub struct Worker {
     tx_errors: TxErrors,
     /// Sources that still had frames when their budget ran out.
     pending: Vec<Token>,
-    /// Ports whose whole last batch was over their limits (a storm), and when: read again
+    /// Ports whose last batch was full and mostly over their limits (a storm), and when: read again
     /// only a millisecond later, so the storm waits in its own queue (where the kernel drops
     /// what does not fit) instead of taking the worker from every other port.
     throttled: Vec<(PortId, Timestamp)>,
@@ -496,13 +496,6 @@ impl Worker {
                     .iter()
                     .any(|(p, _)| Token(p.0 as usize + PORT_TOKEN_BASE) == *t)
             }));
-            throttled.retain(|&(p, at)| {
-                let due = now.millis_since(at) >= 1;
-                if due {
-                    ready.push(Token(p.0 as usize + PORT_TOKEN_BASE));
-                }
-                !due
-            });
             if !ready.is_empty() {
                 self.busy_poll.activity();
             } else if timeout.is_zero() {
@@ -510,6 +503,15 @@ impl Worker {
                 // the other host's worker on a small machine) go first, or stop spinning.
                 self.busy_poll.idle_turn();
             }
+            // A storm is no reason to spin: throttled ports come back after their millisecond
+            // without counting as activity.
+            self.throttled.retain(|&(p, at)| {
+                let due = now.millis_since(at) >= 1;
+                if due {
+                    ready.push(Token(p.0 as usize + PORT_TOKEN_BASE));
+                }
+                !due
+            });
             for &token in &ready {
                 match token {
                     WAKER => {
@@ -700,7 +702,8 @@ impl Worker {
                 self.latency.record(start);
             }
         }
-        if self.limited_in_batch >= BUDGET && self.throttled.len() < THROTTLED_MAX {
+        // A full batch mostly over the limits (the bucket lets a few through as it refills).
+        if self.limited_in_batch * 4 >= BUDGET * 3 && self.throttled.len() < THROTTLED_MAX {
             self.throttled.push((id, now));
             self.load.throttled_batches += 1;
         } else {
