@@ -228,3 +228,74 @@ fn ports_without_limits_flood_and_learn_as_before() {
     }
     assert_eq!(sw.learned(BLUE).unwrap().fdb.port_entries(P1), 1024);
 }
+
+// ----- no allocation: the limits are on the packet path -----
+
+struct Counting;
+
+thread_local! {
+    static ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // `try_with`: during thread teardown the slots may be gone; such allocations are not ours.
+        let _ = ARMED.try_with(|a| {
+            if a.get() {
+                ALLOCS.with(|n| n.set(n.get() + 1));
+            }
+        });
+        std::alloc::System.alloc(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let _ = ARMED.try_with(|a| {
+            if a.get() {
+                ALLOCS.with(|n| n.set(n.get() + 1));
+            }
+        });
+        std::alloc::System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A relaxed port at both caps, as in a storm of broadcasts from more source MACs than it may
+/// have: counting per port, the bucket and the limit drops allocate nothing (the worker's hot
+/// path; see also tests/no_alloc.rs).
+#[test]
+fn limits_at_work_do_not_allocate() {
+    let mut sw = switch();
+    sw.set_port_limits(P1, limits(Some(16), Some((1000, 50))))
+        .unwrap();
+    let mut frame = broadcast(mac(1));
+    // Warm up: the first frames of the port.
+    let _ = sw.process_from_port(T0, P1, &mut frame.clone());
+    ARMED.with(|a| a.set(true));
+    for i in 0..200_000u32 {
+        let now = Timestamp(T0.0 + u64::from(i) / 20);
+        frame[6..12].copy_from_slice(&mac((i % 32) as u16 + 1000).0);
+        let _ = sw.process_from_port(now, P1, &mut frame);
+        if i % 20_000 == 0 {
+            sw.expire(now);
+        }
+    }
+    ARMED.with(|a| a.set(false));
+    let allocs = ALLOCS.with(|n| n.get());
+    assert_eq!(allocs, 0, "the limits allocated {allocs} times");
+    assert!(port_drops(&sw, P1, DropReason::PortMacLimit) > 50_000);
+    assert!(port_drops(&sw, P1, DropReason::BumRateLimited) > 0);
+    // The counter works: else the zero above would prove nothing.
+    ALLOCS.with(|n| n.set(0));
+    ARMED.with(|a| a.set(true));
+    let v = std::hint::black_box(Vec::<u8>::with_capacity(16));
+    ARMED.with(|a| a.set(false));
+    drop(v);
+    assert_eq!(ALLOCS.with(|n| n.get()), 1);
+}
