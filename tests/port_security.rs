@@ -33,7 +33,9 @@ fn port(tb: &Testbed, host: usize, name: &str) -> Value {
 }
 
 /// FDB rows (network, MAC → kind, location) and neighbours (IP → MAC) of a host, ages left out.
-fn tables(tb: &Testbed, host: usize) -> (Vec<(String, String, String)>, Vec<(String, String)>) {
+type Tables = (Vec<(String, String, String)>, Vec<(String, String)>);
+
+fn tables(tb: &Testbed, host: usize) -> Tables {
     let h = &tb.hosts[host];
     let mut fdb: Vec<(String, String, String)> = h
         .show_json(&tb.bins, "fdb")

@@ -90,6 +90,14 @@ struct NsAttach {
     limits: crate::switch::LimitSettings,
 }
 
+/// What a new port may send (port security) and do (its own limits, over its network's and
+/// the daemon's: crate::switch::limits).
+#[derive(Debug, Clone, Copy, Default)]
+struct PortRules {
+    security: bool,
+    limits: crate::switch::LimitSettings,
+}
+
 pub struct Server {
     workers: Workers,
     next_port: u32,
@@ -370,10 +378,10 @@ impl Server {
         vni: Vni,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
-        security: bool,
-        limits: crate::switch::LimitSettings,
+        rules: PortRules,
     ) -> Result<serde_json::Value, ControlError> {
         let name = meta.name.clone();
+        let PortRules { security, limits } = rules;
         let limits = self.port_limits(&meta.network, limits);
         self.change_topology(|t| {
             t.add_port(id, &name, vni, endpoint)?;
@@ -515,8 +523,10 @@ impl Server {
             vni,
             Some((mac, addr.addr())),
             id,
-            a.security,
-            a.limits,
+            PortRules {
+                security: a.security,
+                limits: a.limits,
+            },
         )?;
         if let Some(dns) = self.container_dns(vni, id, netns) {
             info["dns"] = serde_json::to_value(dns).map_err(|e| e.to_string())?;
@@ -603,7 +613,17 @@ impl Server {
         let endpoint = mac.zip(addr.map(|a| a.addr()));
         // The station behind an existing interface may be anything (a router, a host): no
         // port security there.
-        self.add_port(devices, meta, vni, endpoint, id, false, limits)
+        self.add_port(
+            devices,
+            meta,
+            vni,
+            endpoint,
+            id,
+            PortRules {
+                security: false,
+                limits,
+            },
+        )
     }
 
     /// One packet socket per worker; with several, they share the interface's frames in a

@@ -17,7 +17,7 @@
 //!
 //! Everything here runs on the actor thread.
 
-use super::{parse_station_mac, Server};
+use super::{parse_station_mac, PortRules, Server};
 use crate::cluster::records::EndpointRecord;
 use crate::control::attach::create_host_port_queues;
 use crate::dataplane::{PortDevice, PortMeta};
@@ -498,8 +498,10 @@ impl Server {
                 vni,
                 Some((mac, addr.addr())),
                 id,
-                true,
-                Default::default(),
+                PortRules {
+                    security: true,
+                    limits: Default::default(),
+                },
             )
             .map_err(|e| e.to_string())?;
         self.docker
