@@ -112,11 +112,12 @@ Example:
         /// about others are dropped and counted (spoofed_mac, spoofed_ip, spoofed_arp)
         #[arg(long)]
         no_port_security: bool,
-        #[command(flatten)]
-        limits: LimitArgs,
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
+        // Last: its help heading holds for the options after it.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 
     /// Networks of the whole cluster (needs [cluster] in node.toml): create, list, inspect, remove
@@ -160,11 +161,12 @@ Example:
         /// MAC of the station behind the interface
         #[arg(long, value_name = "MAC", value_parser = parse_mac)]
         mac: Option<String>,
-        #[command(flatten)]
-        limits: LimitArgs,
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
+        // Last: its help heading holds for the options after it.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 
     /// Stop switching an interface attached by attach-interface (the interface itself stays)
