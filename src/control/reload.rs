@@ -244,4 +244,26 @@ mod tests {
         let e = apply(&mut t, &old, &spec(vec![mtu], &[("b", 2)])).unwrap_err();
         assert!(e.to_string().contains("mtu"), "{e}");
     }
+
+    #[test]
+    fn a_change_of_port_limits_needs_a_restart() {
+        let file = |extra: &str| {
+            Config::from_str(
+                &format!(
+                    "[node]\nname = \"a\"\nunderlay_ip = \"192.0.2.1\"\n\n[[network]]\nname = \"blue\"\nvni = 42\nsubnet = \"10.0.9.0/24\"\n{extra}"
+                ),
+                "node.toml",
+            )
+            .unwrap()
+        };
+        let old = file("");
+        assert!(check_node(&old, &file("")).is_ok());
+        let e = check_node(&old, &file("\n[port_limits]\nbum_rate = 10\n")).unwrap_err();
+        assert!(e.to_string().contains("[port_limits]"), "{e}");
+        let e = check_node(&old, &file("port_limits = { max_macs = 2 }\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("network \"blue\"'s port_limits"),
+            "{e}"
+        );
+    }
 }
