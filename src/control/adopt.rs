@@ -49,8 +49,17 @@ pub fn reopen_namespace_port(
 ) -> Result<Vec<TapDevice>, Dropped> {
     let netns = rec.netns.as_deref().unwrap_or_default();
     let ifname = rec.ifname.as_str();
-    let ns = open_netns(netns)
-        .map_err(|e| Dropped::gone(format!("its network namespace is gone ({e})")))?;
+    let ns = open_netns(netns).map_err(|e| {
+        Dropped::gone(match e {
+            IoError::NetnsNotFound { path, .. } => {
+                format!(
+                    "its network namespace is gone ({} no longer exists)",
+                    path.display()
+                )
+            }
+            e => format!("its network namespace cannot be opened ({e})"),
+        })
+    })?;
     if let (Some(want), Some(got)) = (rec.netns_id, identity(&ns)) {
         if want != got {
             return Err(Dropped::gone(format!(

@@ -424,6 +424,45 @@ mod tests {
     }
 
     #[test]
+    fn a_persistent_device_outlives_a_dead_process_and_is_reopened_by_name() {
+        let ns = TempNetns::new("persist");
+        let fd = open_netns(&ns.0).unwrap();
+        let opts = TapOptions {
+            multi_queue: true,
+            ..TapOptions::default()
+        };
+        let mut nl = run_in_netns(&fd, Netlink::open).unwrap().unwrap();
+        let mut tap = run_in_netns(&fd, || TapDevice::create_with("vswpst0", opts))
+            .unwrap()
+            .unwrap();
+        tap.set_persistent().unwrap();
+        // The process dies: its fds close, no Drop runs.
+        let dead = std::mem::ManuallyDrop::new(tap);
+        // SAFETY: the fd is read out once and `dead` is never used or dropped again.
+        drop(unsafe { std::ptr::read(&dead.fd) });
+        assert!(nl.link_index("vswpst0").unwrap().is_some(), "it stays");
+        // The next process attaches to it by name, as two queues.
+        let q0 = run_in_netns(&fd, || TapDevice::open_existing("vswpst0", opts))
+            .unwrap()
+            .unwrap();
+        let q1 = run_in_netns(&fd, || q0.open_queue()).unwrap().unwrap();
+        let idx = nl.link_index("vswpst0").unwrap().unwrap();
+        nl.set_link_up(idx, true).unwrap();
+        assert_eq!(q1.write(&[0xffu8; 60]).unwrap(), 60);
+        // Dropping a re-adopted device in a running daemon (a detach) removes it.
+        drop(q0);
+        drop(q1);
+        assert_eq!(nl.link_index("vswpst0").unwrap(), None);
+        // Never creates one, and never takes an interface that is not a TAP.
+        let none = run_in_netns(&fd, || TapDevice::open_existing("vswpst0", opts)).unwrap();
+        assert!(none.is_err());
+        assert_eq!(nl.link_index("vswpst0").unwrap(), None);
+        let lo = run_in_netns(&fd, || TapDevice::open_existing("lo", opts)).unwrap();
+        assert!(lo.is_err());
+        assert!(nl.link_index("lo").unwrap().is_some());
+    }
+
+    #[test]
     fn rejects_bad_names() {
         assert!(TapDevice::create("this-name-is-too-long").is_err());
         assert!(TapDevice::create("").is_err());
