@@ -11,10 +11,12 @@
 mod common;
 
 use common::bins;
-use common::testbed::{ping, run, udp_in, wait_until, Process, Testbed, BLUE};
+use common::testbed::{ping, run, udp_in, wait_until, Netns, Process, Testbed, BLUE};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use vswitch::control::api::Request;
+use vswitch::control::client;
 
 /// What a container's eth0 looks like: `ip -br link`, `ip -br -4 addr` and its routes.
 fn eth0(tb: &Testbed, c: usize) -> Option<(String, String, String)> {
@@ -251,10 +253,58 @@ fn keep_ports_shutdown_keeps_and_plain_sigterm_removes() {
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let _b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     let before = eth0(&tb, a).expect("eth0");
+    // A port made for a runtime (as the CNI plugin asks, with an attachment id) ...
+    let cni = step!(tb, Netns::new(&format!("{prefix}-k")));
+    let attach = Request::AttachNamespace {
+        network: "blue".into(),
+        netns: cni.name.clone(),
+        ip: Some("10.0.9.6/24".into()),
+        mac: None,
+        ifname: None,
+        name: Some("k".into()),
+        no_port_security: false,
+        attachment: Some("cni:blue:k1:eth0".into()),
+    };
+    let r = client::call(&tb.hosts[0].socket, &attach).unwrap();
+    assert!(r.ok, "{r:?}");
+    tb.containers.push(cni);
+    let k = tb.containers.len() - 1;
+    // ... and an interface another runtime made (a veth whose host end is attached).
+    let x = step!(tb, Netns::new(&format!("{prefix}-x")));
+    let h0 = tb.hosts[0].ns.name.clone();
+    let veth = [
+        "ip", "link", "add", "eth0", "netns", &x.name, "type", "veth", "peer", "name", "ext0",
+        "netns", &h0,
+    ];
+    step!(tb, run(&veth));
+    step!(
+        tb,
+        x.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"])
+    );
+    step!(
+        tb,
+        x.exec(&["ip", "addr", "add", "10.0.9.5/24", "dev", "eth0"])
+    );
+    step!(
+        tb,
+        tb.hosts[0].ns.exec(&["ip", "link", "set", "ext0", "up"])
+    );
+    tb.containers.push(x);
+    let x = tb.containers.len() - 1;
+    let args = [
+        "attach-interface",
+        "--network",
+        "blue",
+        "--interface",
+        "ext0",
+        "--ip",
+        "10.0.9.5/24",
+    ];
+    step!(tb, tb.hosts[0].ctl(&tb.bins, &args));
 
     // An upgrade's stop: the daemon exits cleanly, the interface stays.
     let out = step!(tb, tb.hosts[0].ctl(&tb.bins, &["shutdown", "--keep-ports"]));
-    assert!(out.contains("1 port(s) kept"), "{out}");
+    assert!(out.contains("3 port(s) kept"), "{out}");
     let mut d = tb.hosts[0].daemon.take().unwrap();
     let st = wait_exit(&mut d, Duration::from_secs(10));
     assert!(st.is_some_and(|s| s.success()), "{st:?}\n{}", tb.logs());
@@ -263,18 +313,52 @@ fn keep_ports_shutdown_keeps_and_plain_sigterm_removes() {
         "the control socket is removed"
     );
     assert_eq!(eth0(&tb, a), Some(before.clone()), "kept as it was");
-    assert_eq!(records(&tb, 0).len(), 1);
+    assert_eq!(records(&tb, 0).len(), 3);
 
-    // The next daemon re-adopts it: traffic flows, the port is listed with its address.
+    // The next daemon re-adopts them: traffic flows, the ports are listed with their
+    // addresses, the runtime's attachment is known by its id.
     step!(tb, tb.start_daemon(0));
+    for (c, what) in [(a, "namespace port"), (k, "CNI port"), (x, "attached veth")] {
+        assert_eq!(
+            ping(tb.container(c), "10.0.9.3", 3, &[]),
+            (3, 3),
+            "{what}\n{}",
+            tb.logs()
+        );
+    }
+    let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
+    let ips: Vec<&str> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["ip"].as_str())
+        .collect();
     assert_eq!(
-        ping(tb.container(a), "10.0.9.3", 3, &[]),
-        (3, 3),
+        ips,
+        ["10.0.9.2/24", "10.0.9.6/24", "10.0.9.5/24"],
+        "{ports}"
+    );
+    let held = client::call(&tb.hosts[0].socket, &Request::Attachments).unwrap();
+    let held = held.result.unwrap_or_default();
+    assert_eq!(held[0]["attachment"], "cni:blue:k1:eth0", "{held}");
+    assert_eq!(held[0]["ip"], "10.0.9.6", "{held}");
+    let gone = Request::DetachAttachment {
+        attachment: "cni:blue:k1:eth0".into(),
+    };
+    let r = client::call(&tb.hosts[0].socket, &gone).unwrap();
+    assert!(
+        r.ok && r.result.is_some_and(|v| !v.is_null()),
         "{}",
         tb.logs()
     );
-    let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
-    assert_eq!(ports[0]["ip"], "10.0.9.2/24", "{ports}");
+    assert!(
+        !tb.container(k)
+            .try_exec(&["ip", "link", "show", "eth0"])
+            .status
+            .success(),
+        "detaching a re-adopted port removes its interface"
+    );
+    assert_eq!(records(&tb, 0).len(), 2);
 
     // A plain SIGTERM keeps today's behaviour: the interface and the records go.
     let mut d = tb.hosts[0].daemon.take().unwrap();
