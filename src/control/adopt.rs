@@ -135,12 +135,53 @@ pub fn reopen_namespace_port(
             })?;
             taps.push(more);
         }
+        if let (Some(mac), Some(ip)) = (want_mac, want_ip) {
+            ask_for_unresolved(&mut nl, link.index, ifname, mac, ip);
+        }
         Ok(taps)
     });
     match opened {
         Ok(r) => r,
         Err(e) => Err(Dropped::gone(format!("cannot enter netns {netns}: {e}"))),
     }
+}
+
+/// While no switch ran, the container's interface had no carrier: the kernel forgot its
+/// neighbours then, and every address it has tried to reach since waits in INCOMPLETE, asking
+/// again only once a second (FAILED after three tries). Sends those ARP requests now, from the
+/// container's interface as its own kernel would, so the answers resolve them at once and the
+/// packets queued behind them leave; without this the first packet after a restart could wait
+/// up to a second. Call in the container's namespace once the TAP's queues are open (the
+/// frames wait on them until the workers read them). Best effort: a failure only costs that
+/// second, and is logged.
+fn ask_for_unresolved(nl: &mut Netlink, index: u32, ifname: &str, mac: MacAddr, ip: Ipv4Addr) {
+    let waiting = match nl.unresolved_ipv4_neighbours(index) {
+        Ok(w) if w.is_empty() => return,
+        Ok(w) => w,
+        Err(e) => {
+            tracing::debug!(%ifname, "cannot list the container's neighbours: {e}");
+            return;
+        }
+    };
+    let opts = crate::io::PacketOptions {
+        rx: crate::io::RxMode::Recvmsg,
+        ..Default::default()
+    };
+    let sock = match crate::io::PacketSocket::open_with(ifname, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%ifname, "cannot send ARP for the container: {e}");
+            return;
+        }
+    };
+    let mut frame = [0u8; crate::switch::garp::FRAME_LEN];
+    for target in &waiting {
+        let len = crate::switch::garp::request(&mut frame, mac, ip, *target);
+        if let Err(e) = sock.send(&frame[..len]) {
+            tracing::debug!(%ifname, %target, "cannot send ARP for the container: {e}");
+        }
+    }
+    tracing::info!(%ifname, neighbours = ?waiting, "sent ARP for the neighbours the container was still waiting for");
 }
 
 /// Deletes our stale TAP `ifname` in `ns`, if it is one: true when it was there and is gone.
