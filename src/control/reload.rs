@@ -45,6 +45,8 @@ pub fn check_node(old: &Config, new: &Config) -> Result<(), ReloadError> {
             a.fdb_max_entries != b.fdb_max_entries,
         ),
         ("[node] fdb_aging", a.fdb_aging != b.fdb_aging),
+        // The metrics listener is bound at start (crate::control::metrics).
+        ("[metrics] listen", old.metrics != new.metrics),
     ];
     match changed.iter().find(|(_, c)| *c) {
         Some((what, _)) => Err(ReloadError::NeedsRestart {
