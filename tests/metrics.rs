@@ -353,6 +353,9 @@ fn promtool_accepts_a_scrape_and_http_answers_sensibly() {
         ],
     );
     assert_eq!(code, 200);
+    if std::env::var_os("VSWITCH_KEEP_SCRAPE").is_some() {
+        std::fs::write("/tmp/vswitch-scrape-om.txt", &om).unwrap();
+    }
     assert!(om.trim_end().ends_with("# EOF"), "{om}");
     // Elsewhere: a pointer to /metrics, and only GET.
     let (code, body) = http(&tb, 0, &["http://192.0.2.1:9474/nothing"]);

@@ -439,7 +439,7 @@ impl Snapshot {
             let labels = worker(l.worker);
             // The library wants each bucket's own count; the API's are cumulative.
             let mut below = 0;
-            let buckets: Vec<(f64, u64)> = l
+            let mut buckets: Vec<(f64, u64)> = l
                 .buckets
                 .iter()
                 .map(|b| {
@@ -448,6 +448,8 @@ impl Snapshot {
                     (secs(b.le_us), own)
                 })
                 .collect();
+            // OpenMetrics' encoder writes only the buckets it is given: +Inf is ours to add.
+            buckets.push((f64::INFINITY, l.samples.saturating_sub(below)));
             m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
                 secs(l.sum_us),
                 l.samples,
@@ -541,4 +543,137 @@ impl Snapshot {
             ],
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::counters::LatencySummary;
+
+    fn snapshot() -> Snapshot {
+        let mut latency = LatencySummary {
+            worker: 1,
+            samples: 4,
+            ..Default::default()
+        };
+        latency.fill_buckets([(3_000, 3), (2_000_000_000, 1)].into_iter());
+        let counters = api::Counters {
+            rx_packets: 12,
+            rx_bytes: 1200,
+            drops: [("spoofed_mac".to_string(), 2)].into(),
+            ..Default::default()
+        };
+        Snapshot {
+            stats: api::Stats {
+                uptime_secs: 10,
+                networks: vec![api::NetworkStats {
+                    name: "blue".into(),
+                    vni: 42,
+                    counters: counters.clone(),
+                    ..Default::default()
+                }],
+                latency: vec![latency],
+                ..Default::default()
+            },
+            peers: vec![PeerInfo {
+                name: "node-b".into(),
+                underlay_ip: "192.0.2.2".into(),
+                networks: vec!["blue".into()],
+                counters,
+                last_seen_secs: Some(3),
+                state: Some("down".into()),
+                down_for_secs: Some(1),
+                keepalive_age_secs: None,
+            }],
+            now_unix: 1_000,
+            ..Default::default()
+        }
+    }
+
+    fn lines(text: &str, prefix: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn counters_carry_their_labels_and_the_total_suffix() {
+        let t = encode(snapshot(), Format::Text).unwrap();
+        assert!(
+            t.contains("\nvswitch_network_receive_packets_total{network=\"blue\",vni=\"42\"} 12\n"),
+            "{t}"
+        );
+        assert!(t.contains("\nvswitch_network_drops_total{network=\"blue\",vni=\"42\",reason=\"spoofed_mac\"} 2\n"), "{t}");
+        assert!(
+            t.contains(
+                "\nvswitch_peer_receive_bytes_total{peer=\"node-b\",peer_ip=\"192.0.2.2\"} 1200\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("\nvswitch_peer_last_seen_timestamp_seconds{peer=\"node-b\",peer_ip=\"192.0.2.2\"} 997\n"), "{t}");
+        assert!(t.contains("\nvswitch_start_time_seconds 990\n"), "{t}");
+        // Without a cluster, no cluster metrics at all.
+        assert!(!t.contains("vswitch_cluster_"), "{t}");
+        assert!(!t.contains("vswitch_peer_state"), "{t}");
+    }
+
+    #[test]
+    fn the_histogram_ends_at_inf_with_its_count_in_both_formats() {
+        for format in [Format::Text, Format::OpenMetrics] {
+            let t = encode(snapshot(), format).unwrap();
+            let buckets = lines(&t, "vswitch_frame_latency_seconds_bucket");
+            assert_eq!(buckets.len(), LATENCY_BOUNDS_LEN + 1, "{t}");
+            let inf = buckets
+                .iter()
+                .find(|l| l.contains("le=\"+Inf\""))
+                .expect("+Inf");
+            assert!(inf.ends_with(" 4"), "{inf}");
+            let at_5us = buckets
+                .iter()
+                .find(|l| l.contains("le=\"5e-06\"") || l.contains("le=\"0.000005\""));
+            assert!(at_5us.is_some_and(|l| l.ends_with(" 3")), "{t}");
+            assert!(
+                t.contains("vswitch_frame_latency_seconds_count{worker=\"1\"} 4"),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn openmetrics_ends_with_eof_and_cluster_state_is_a_state_set() {
+        let mut s = snapshot();
+        s.cluster = Some(ClusterStatusInfo {
+            reachable: false,
+            unreachable_for_secs: Some(7),
+            nodes_up: 1,
+            nodes_down: 1,
+            ..Default::default()
+        });
+        let t = encode(s, Format::OpenMetrics).unwrap();
+        assert!(t.ends_with("# EOF\n"), "{t}");
+        assert!(t.contains("\nvswitch_cluster_store_reachable 0\n"), "{t}");
+        assert!(
+            t.contains("\nvswitch_cluster_store_unreachable_seconds 7\n"),
+            "{t}"
+        );
+        let states = lines(&t, "vswitch_peer_state{");
+        assert_eq!(states.len(), 3, "{t}");
+        assert!(
+            states
+                .iter()
+                .any(|l| l.contains("state=\"down\"") && l.ends_with(" 1")),
+            "{t}"
+        );
+        assert_eq!(
+            Format::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Text);
+        assert_eq!(Format::from_accept(None), Format::Text);
+    }
+
+    const LATENCY_BOUNDS_LEN: usize = crate::dataplane::counters::LATENCY_BOUNDS_US.len();
 }
