@@ -115,12 +115,7 @@ impl Out<'_, '_> {
     }
 
     /// rx/tx packets and bytes and drops by reason of things keyed by `labels`.
-    fn traffic<'c>(
-        &mut self,
-        what: &str,
-        of: &str,
-        rows: &[(Labels, &'c api::Counters)],
-    ) -> fmt::Result {
+    fn traffic(&mut self, what: &str, of: &str, rows: &[(Labels, &api::Counters)]) -> fmt::Result {
         let each = |f: fn(&api::Counters) -> u64| {
             rows.iter()
                 .map(move |(l, c)| (l.clone(), f(c)))
