@@ -195,6 +195,17 @@ fn help(name: &str, scope: &str) -> String {
         "coalesced_segments" => "segments carried by coalesced super-frames",
         "partial_checksums" => "inner checksums a peer left partial, completed here",
         "peer_super_frames" => "TCP super-frames from a peer whose path never segmented them",
+        "tcp_connections" => "TCP connections opened to the network's DNS address",
+        "queries" => "queries for names the switch does not own, taken from the workers",
+        "relayed" => "answers from upstream resolvers relayed to containers",
+        "truncated" => "relayed answers cut to what the container takes (TC set)",
+        "failed" => {
+            "queries answered SERVFAIL (no upstream answered in time, or too many in flight)"
+        }
+        "refused" => "queries the workers could not hand over (the container asks again)",
+        "stray" => "datagrams on the forwarder's socket that answer nothing it asked",
+        "tcp_queries" => "queries that came over TCP",
+        "tcp_upstream" => "queries asked of an upstream again over TCP, its UDP answer truncated",
         other => {
             return format!(
                 "{scope}: {} (vswitchctl show stats).",
@@ -291,6 +302,9 @@ impl Snapshot {
                 }),
             )?;
         }
+        // What became of a query is a label; anything else the family counts (TCP
+        // connections...) is a counter of its own.
+        const RESULTS: [&str; 4] = ["answered", "nxdomain", "refused", "forwarded"];
         out.counter(
             "vswitch_network_dns_queries",
             "DNS queries to a network's own address, by result: answered, nxdomain, refused \
@@ -299,9 +313,25 @@ impl Snapshot {
                 let l = Self::network_labels(&n.name, n.vni);
                 n.dns
                     .named()
+                    .filter(|(r, _)| RESULTS.contains(r))
                     .map(move |(result, v)| (with(&l, "result", result.to_string()), v))
             }),
         )?;
+        let others = api::DnsStats::default().named().map(|(k, _)| k);
+        for name in others.filter(|k| !RESULTS.contains(k)) {
+            out.counter(
+                &format!("vswitch_network_dns_{name}"),
+                &help(name, "DNS at a network's own address"),
+                nets.iter().map(|n| {
+                    let v = n
+                        .dns
+                        .named()
+                        .find(|(k, _)| *k == name)
+                        .map_or(0, |(_, v)| v);
+                    (Self::network_labels(&n.name, n.vni), v)
+                }),
+            )?;
+        }
         let tables = |f: fn(&NetworkInfo) -> u32| {
             self.networks
                 .iter()
@@ -459,48 +489,21 @@ impl Snapshot {
         )
     }
 
+    /// Every count of the forwarder's stats, by its field name: a field added there appears
+    /// here too.
     fn dns_forwarder(&self, out: &mut Out) -> fmt::Result {
         let Some(f) = &self.stats.dns else {
             return Ok(());
         };
-        let rows = [
-            (
-                "queries",
-                "Queries for names the switch does not own, taken from the workers.",
-                f.queries,
-            ),
-            (
-                "relayed",
-                "Answers from upstream resolvers relayed to containers.",
-                f.relayed,
-            ),
-            (
-                "truncated",
-                "Relayed answers cut to what the container takes (TC set).",
-                f.truncated,
-            ),
-            (
-                "failed",
-                "Queries answered SERVFAIL: no upstream answered in time, or too many in flight.",
-                f.failed,
-            ),
-            (
-                "refused",
-                "Queries the workers could not hand over (the container asks again).",
-                f.refused,
-            ),
-            (
-                "stray",
-                "Datagrams on the forwarder's socket that answer nothing it asked.",
-                f.stray,
-            ),
-        ];
-        for (name, help, v) in rows {
-            out.counter(
-                &format!("vswitch_dns_forwarder_{name}"),
-                &format!("DNS forwarder: {help}"),
-                [(none(), v)],
-            )?;
+        let fields = serde_json::to_value(f).unwrap_or_default();
+        for (name, v) in fields.as_object().into_iter().flatten() {
+            if let Some(v) = v.as_u64() {
+                out.counter(
+                    &format!("vswitch_dns_forwarder_{name}"),
+                    &help(name, "DNS forwarder"),
+                    [(none(), v)],
+                )?;
+            }
         }
         out.gauge(
             "vswitch_dns_forwarder_upstreams",
@@ -608,6 +611,26 @@ mod tests {
         );
         assert!(t.contains("\nvswitch_peer_last_seen_timestamp_seconds{peer=\"node-b\",peer_ip=\"192.0.2.2\"} 997\n"), "{t}");
         assert!(t.contains("\nvswitch_start_time_seconds 990\n"), "{t}");
+        // DNS: results as a label, other counts of the family and the forwarder by name.
+        let mut snap = snapshot();
+        snap.stats.networks[0].dns.tcp_connections = 5;
+        snap.stats.networks[0].dns.nxdomain = 1;
+        snap.stats.dns = Some(crate::control::dns::ForwarderStats {
+            upstreams: vec!["192.0.2.53:53".into()],
+            tcp_queries: 3,
+            ..Default::default()
+        });
+        let d = encode(snap, Format::Text).unwrap();
+        for line in [
+            "vswitch_network_dns_queries_total{network=\"blue\",vni=\"42\",result=\"nxdomain\"} 1",
+            "vswitch_network_dns_tcp_connections_total{network=\"blue\",vni=\"42\"} 5",
+            "vswitch_dns_forwarder_tcp_queries_total 3",
+            "vswitch_dns_forwarder_queries_total 0",
+            "vswitch_dns_forwarder_upstreams 1",
+        ] {
+            assert!(d.contains(&format!("\n{line}\n")), "{line} not in {d}");
+        }
+        assert!(!d.contains("result=\"tcp_connections\""), "{d}");
         // Without a cluster, no cluster metrics at all.
         assert!(!t.contains("vswitch_cluster_"), "{t}");
         assert!(!t.contains("vswitch_peer_state"), "{t}");
