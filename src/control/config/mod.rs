@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::{
     network_key, validate_cluster, validate_dns, validate_docker, validate_limits,
-    validate_networks, validate_node, validate_peers, Problems,
+    validate_metrics, validate_networks, validate_node, validate_peers, Problems,
 };
 
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
@@ -73,6 +73,15 @@ pub struct Config {
     /// `[port_limits]`: every port's limits unless its network or its attach says otherwise
     /// (crate::switch::limits); unset fields take the built-in defaults.
     pub port_limits: LimitSettings,
+    /// `[metrics]`: serve Prometheus metrics over HTTP (crate::control::metrics). `None`: off.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where `GET /metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// An address of this host (or 0.0.0.0 / [::] for all) and a port other than 0.
+    pub listen: std::net::SocketAddr,
 }
 
 /// `[dns]`. Every network's own address answers DNS (crate::switch::dns); names that are not
@@ -303,6 +312,7 @@ impl Config {
             .port_limits
             .map(|l| validate_limits(l, &|f| format!("port_limits.{f}"), &mut p))
             .unwrap_or_default();
+        let metrics = raw.metrics.and_then(|m| validate_metrics(m, &mut p));
 
         let config = Config {
             path: path.clone(),
@@ -313,6 +323,7 @@ impl Config {
             docker,
             dns,
             port_limits,
+            metrics,
         };
         if let Some(mtu) = config.node.underlay_mtu {
             config.mtu_problems(mtu, "node.underlay_mtu", &mut p);

@@ -17,6 +17,7 @@ pub(super) struct RawFile {
     pub docker: Option<RawDocker>,
     pub dns: Option<RawDns>,
     pub port_limits: Option<RawLimits>,
+    pub metrics: Option<RawMetrics>,
 }
 
 /// `[port_limits]`, or a network's `port_limits` (crate::switch::limits).
@@ -26,6 +27,12 @@ pub(super) struct RawLimits {
     pub max_macs: Option<i64>,
     pub bum_rate: Option<i64>,
     pub bum_burst: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: String,
 }
 
 #[derive(Deserialize)]
