@@ -49,6 +49,11 @@ counter_family! {
         /// "Performance").
         pub busy_poll_windows,
         pub busy_poll_given_up,
+        /// ESP packets it opened (verified, decrypted, replay-checked), and those it refused
+        /// (any `esp_*` drop reason): with several workers, each opens the SAs of the lanes
+        /// the kernel steers to it (crate::io::underlay::Underlay::bind_esp_group).
+        pub esp_opened,
+        pub esp_refused,
     }
 }
 
