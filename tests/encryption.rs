@@ -496,6 +496,20 @@ fn esp_spreads_over_two_workers(tag: &str, env: &[(&str, &str)]) {
         tcp_transfer(cb, ca, "10.0.9.2", 5021, 20 << 20, &tb.dir)
     );
     assert_eq!(sent, got, "20 MB over ESP with two workers arrived changed");
+    if env.is_empty() {
+        // Offloads on: the sender's sealed runs leave as UDP GSO, cross the veth whole, and
+        // the receiving worker reads each as one UDP GRO run of ESP datagrams.
+        let off = &stats(&tb, 0)["offload"];
+        assert!(
+            off["gro_runs"].as_u64().unwrap_or(0) > 0,
+            "no ESP read as a GRO run: {off}"
+        );
+        let off = &stats(&tb, 1)["offload"];
+        assert!(
+            off["gso_sends"].as_u64().unwrap_or(0) > 0,
+            "no sealed run sent with GSO: {off}"
+        );
+    }
     let opened_before = per_worker(&tb, 0, "esp_opened");
 
     // FLOWS UDP flows from container b (host 1) to a (host 0), numbered datagrams,

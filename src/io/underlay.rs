@@ -9,8 +9,9 @@
 //! the kernel adds only the IPv4 header. The outer UDP checksum is 0, which RFC 7348 §5 allows
 //! for IPv4 and which the Linux vxlan driver also sends by default. DF is set
 //! (`IP_PMTUDISC_DO`): a datagram too big for the path fails with EMSGSIZE and is counted,
-//! never fragmented. A BPF filter that accepts nothing keeps the raw socket's receive queue
-//! empty: otherwise the kernel would copy every UDP packet of the host into it.
+//! never fragmented. The raw socket is connected to our own address, so no datagram from a
+//! peer matches it and the kernel does not clone received UDP for it; a BPF filter that accepts
+//! nothing keeps its receive queue empty whatever does.
 //!
 //! Thread-safety: `Underlay` is owned by one worker.
 
@@ -657,6 +658,25 @@ fn raw_udp_socket(local: Ipv4Addr) -> Result<OwnedFd, UnderlayError> {
             what: "bind",
             source: io::Error::last_os_error(),
         });
+    }
+    // Connected to our own address, the socket matches no datagram a peer sends us (the kernel
+    // delivers to a raw socket only what comes from its connected address), so the kernel no
+    // longer clones every received UDP datagram for it, once per worker, only for the filter
+    // above to drop the clone (raw_v4_input). Sending names each destination (sendto), which a
+    // connected raw socket allows. Not fatal: the filter still keeps the queue empty.
+    // SAFETY: sa is a valid sockaddr_in of the given size.
+    let rc = unsafe {
+        libc::connect(
+            raw,
+            (&sa as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        tracing::debug!(
+            "raw send socket not connected to {local}: {}",
+            io::Error::last_os_error()
+        );
     }
     Ok(sock)
 }
