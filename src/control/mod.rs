@@ -4,6 +4,7 @@ pub mod attach;
 pub mod client;
 pub mod config;
 pub mod dns;
+pub mod metrics;
 pub mod reload;
 pub mod render;
 pub mod server;
