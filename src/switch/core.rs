@@ -215,7 +215,7 @@ impl Switch {
             net.learn_neigh(vni, f.ip, f.mac, f.source, now);
         }
         match d.action {
-            Action::Flood { .. } => net.counters.events.flooded += 1,
+            Action::Flood { .. } | Action::FloodScoped { .. } => net.counters.events.flooded += 1,
             Action::Reply {
                 answer: Answer::ArpReply { .. },
                 ..

@@ -10,6 +10,7 @@ pub mod drop_reason;
 pub mod fdb;
 pub mod garp;
 pub mod ids;
+pub mod multicast;
 pub mod neigh;
 pub mod service;
 pub mod sync;
