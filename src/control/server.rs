@@ -397,6 +397,8 @@ impl Server {
             .workers
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
+        // The workers handed the device to the reaper; the interface is gone once it closed.
+        crate::dataplane::port::reaper::flush(std::time::Duration::from_secs(10));
         let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
         self.resolv.remove(row.id.0);
         to_json(PortInfo::from(&row))

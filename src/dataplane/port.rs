@@ -189,3 +189,67 @@ impl PortDevice for crate::io::PacketSocket {
         std::os::fd::AsRawFd::as_raw_fd(self)
     }
 }
+
+/// Where workers let go of the devices of removed ports. Closing a TAP's last fd unregisters
+/// its interface, which waits for RCU grace periods (about 30 ms under load): done here, on
+/// a thread of its own, so a worker never stalls its other ports for it. The control side
+/// calls `flush` after a detach, so the interface is gone when the detach answers.
+pub mod reaper {
+    use super::PortDevice;
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    type Pending = Arc<(Mutex<usize>, Condvar)>;
+
+    fn state() -> &'static (crossbeam_channel::Sender<Box<dyn PortDevice>>, Pending) {
+        static STATE: OnceLock<(crossbeam_channel::Sender<Box<dyn PortDevice>>, Pending)> =
+            OnceLock::new();
+        STATE.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn PortDevice>>();
+            let pending: Pending = Arc::new((Mutex::new(0), Condvar::new()));
+            let p = Arc::clone(&pending);
+            let spawned = std::thread::Builder::new()
+                .name("vswitch-reaper".into())
+                .spawn(move || {
+                    for device in rx {
+                        drop(device);
+                        let (n, cv) = &*p;
+                        *n.lock().expect("reaper count") -= 1;
+                        cv.notify_all();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start the device reaper ({e}): devices close in place");
+            }
+            (tx, pending)
+        })
+    }
+
+    /// Closes `device` on the reaper thread (in place if it cannot).
+    pub fn reap(device: Box<dyn PortDevice>) {
+        let (tx, pending) = state();
+        *pending.0.lock().expect("reaper count") += 1;
+        if let Err(e) = tx.send(device) {
+            drop(e.into_inner());
+            *pending.0.lock().expect("reaper count") -= 1;
+        }
+    }
+
+    /// Waits until every device handed over so far is closed, at most `limit`.
+    pub fn flush(limit: Duration) {
+        let (_, pending) = state();
+        let deadline = Instant::now() + limit;
+        let (n, cv) = &**pending;
+        let mut left = n.lock().expect("reaper count");
+        while *left > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            left = cv
+                .wait_timeout(left, deadline - now)
+                .expect("reaper count")
+                .0;
+        }
+    }
+}

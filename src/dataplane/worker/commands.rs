@@ -108,7 +108,7 @@ impl Worker {
                 .deregister(&mut SourceFd(&port.device.fd()));
         }
         tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
-        drop(port);
+        crate::dataplane::port::reaper::reap(port.device);
         info
     }
 
