@@ -212,6 +212,8 @@ def main():
     ap.add_argument("--target", default="target/release")
     ap.add_argument("--perf", action="store_true",
                     help="record vswitchd with perf during the attaches (perf.data in the run dir)")
+    ap.add_argument("--perf-detach", action="store_true",
+                    help="record vswitchd with perf during the detaches (perf-detach.data)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
@@ -288,9 +290,17 @@ def main():
             i, e = attach_failures[0]
             print(f"# first failed attach: #{i + 1}: {e}", flush=True)
 
+        if a.perf_detach:
+            perf = subprocess.Popen(["perf", "record", "-g", "-o",
+                                     os.path.join(run_dir, "perf-detach.data"), "-p", str(d.pid())],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         detach_total, detach_times, detach_failures = timed_loop(
             attached, lambda i: d.call("detach-namespace", "--network", "blue", "--netns",
                                        container(i), check=False, capture_output=True))
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(60)
+            perf = None
         time.sleep(2)
         after = {"rss": d.rss_kib(), "fds": d.fds()}
 
