@@ -19,7 +19,7 @@ impl Worker {
                     read,
                     reply,
                 } => {
-                    let r = self.add_port(now, id, device, meta, endpoint, announce, read);
+                    let r = self.add_port(now, id, device, meta, endpoint, (announce, read));
                     let _ = reply.send(r);
                 }
                 Command::RemovePort { select, reply } => {
@@ -67,8 +67,8 @@ impl Worker {
         device: Box<dyn PortDevice>,
         meta: PortMeta,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
-        announce: bool,
-        read: bool,
+        // Send the endpoint's gratuitous ARP; read (poll) the device (Command::AddPort).
+        (announce, read): (bool, bool),
     ) -> Result<PortRow, String> {
         self.refresh_topology();
         if self.switch.topology().port(id).is_none() {
