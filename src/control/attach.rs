@@ -121,8 +121,8 @@ fn configure_in_netns(
         .ok_or_else(|| AttachError::NoSuchInterface(format!("{ifname} in netns {netns}")))?;
     nl.configure_link_up(index, req.mac, req.mtu)
         .map_err(in_ns(&format!(
-            "setting MAC {} and MTU {} on {ifname} and bringing it up",
-            req.mac, req.mtu
+            "setting MTU {} on {ifname} (with MAC {}, up)",
+            req.mtu, req.mac
         )))?;
     nl.add_ipv4_addr(index, req.addr, req.prefix)
         .map_err(in_ns(&format!(
