@@ -241,30 +241,29 @@ impl Server {
                 rec.network
             )));
         }
-        let (devices, multi_queue): ((Vec<Box<dyn PortDevice>>, Option<usize>), bool) =
-            match rec.kind.as_str() {
-                "tap" => {
-                    // A port made with one queue (the default, crate::control::attach::
-                    // queues_per_port) is reopened with one, whatever the worker count.
-                    let queues = if rec.multi_queue {
-                        self.workers.len()
-                    } else {
-                        1
-                    };
-                    let taps = adopt::reopen_namespace_port(rec, self.tap_options, queues)?;
-                    (self.tap_devices(PortId(rec.id), taps), rec.multi_queue)
-                }
-                "af_packet" => (
-                    (
-                        self.open_packet_sockets(&rec.ifname).map_err(|e| {
-                            gone(format!("interface {} cannot be opened: {e}", rec.ifname))
-                        })?,
-                        None,
-                    ),
-                    false,
+        let (devices, multi_queue): (PortDevices, bool) = match rec.kind.as_str() {
+            "tap" => {
+                // A port made with one queue (the default, crate::control::attach::
+                // queues_per_port) is reopened with one, whatever the worker count.
+                let queues = if rec.multi_queue {
+                    self.workers.len()
+                } else {
+                    1
+                };
+                let taps = adopt::reopen_namespace_port(rec, self.tap_options, queues)?;
+                (self.tap_devices(PortId(rec.id), taps), rec.multi_queue)
+            }
+            "af_packet" => (
+                (
+                    self.open_packet_sockets(&rec.ifname).map_err(|e| {
+                        gone(format!("interface {} cannot be opened: {e}", rec.ifname))
+                    })?,
+                    None,
                 ),
-                other => return Err(gone(format!("unknown kind of port {other:?}"))),
-            };
+                false,
+            ),
+            other => return Err(gone(format!("unknown kind of port {other:?}"))),
+        };
         // From here on, failing drops `devices`, which deletes our stale TAP.
         let removed = |reason: String| Dropped {
             reason,
@@ -321,3 +320,7 @@ impl Server {
         }));
     }
 }
+
+/// A port's devices, one per worker, and the worker that reads them when they share one queue
+/// (`Server::tap_devices`).
+type PortDevices = (Vec<Box<dyn PortDevice>>, Option<usize>);
