@@ -186,6 +186,7 @@ mod tests {
             vni: crate::switch::Vni::new(42).unwrap(),
             endpoint,
             security,
+            limits: crate::switch::limits::PortLimits::NONE,
         };
         let station = Some((mac, std::net::Ipv4Addr::new(10, 0, 9, 2)));
         let s = Scope::SolicitedNode([0x13, 0x24, 0xcb]);
