@@ -107,6 +107,12 @@ fn check_underlay_action(sw: &Switch, data: &[u8], action: Action) {
     if let Action::Drop(_) = action {
         return;
     }
+    if let Action::Probe { request, .. } = action {
+        // Answered, not forwarded: only a probe request is (crate::wire::probe).
+        assert!(vswitch::wire::probe::is_probe(data), "answered a non-probe");
+        assert_eq!(request.len as usize, data.len());
+        return;
+    }
     let vx = vxlan::Packet::new_checked(data).expect("forwarded only valid VXLAN");
     let net = net_of_vni(vx.vni()).expect("forwarded only a configured VNI");
     let frame = vx.payload();
@@ -175,7 +181,8 @@ fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action)
             assert_eq!(network, BLUE);
             assert_eq!((except, to_peers), (Some(PORT_IN), true));
         }
-        Action::Drop(_) | Action::Reply { .. } | Action::Upstream { .. } => {}
+        Action::Drop(_) | Action::Reply { .. } | Action::Upstream { .. } | Action::Probe { .. } => {
+        }
     }
 }
 

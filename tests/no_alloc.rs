@@ -204,7 +204,7 @@ impl Driver {
         self.buf[HEADROOM..HEADROOM + len].copy_from_slice(frame);
         let action = sw.process_from_port(now, id, &mut self.buf[HEADROOM..HEADROOM + len]);
         match action {
-            Action::Drop(_) => {}
+            Action::Drop(_) | Action::Probe { .. } => {}
             Action::ToPort(p) => self.send_to_port(sw, p, len),
             Action::Reply { port, answer } => {
                 let n = sw.write_answer(
@@ -268,7 +268,10 @@ impl Driver {
             Action::Flood {
                 network, except, ..
             } => self.flood_local(sw, network, except, len),
-            Action::Drop(_) | Action::ToVtep { .. } | Action::Upstream { .. } => {}
+            Action::Drop(_)
+            | Action::ToVtep { .. }
+            | Action::Upstream { .. }
+            | Action::Probe { .. } => {}
         }
         action
     }

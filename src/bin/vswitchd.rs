@@ -378,6 +378,7 @@ fn run(args: Args) -> Result<()> {
         worker.follow(published.clone());
         worker.set_busy_poll(busy_poll);
         worker.set_dns_upstream(dns_upstream.clone());
+        worker.set_node_name(&cfg.node.name);
         built.push(worker);
     }
     let listener = server::bind(&cfg.node.control_socket)?;

@@ -317,8 +317,9 @@ impl Underlay {
         self.port
     }
 
-    /// Receives one ESP-in-UDP payload (ESP header onwards). `Ok(None)` when none waits.
-    pub fn recv_esp(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
+    /// Receives one ESP-in-UDP payload (ESP header onwards): its length, sender and sender's
+    /// UDP port. `Ok(None)` when none waits.
+    pub fn recv_esp(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u16)>> {
         let Some(sock) = &self.esp_recv else {
             return Ok(None);
         };
@@ -335,11 +336,14 @@ impl Underlay {
     /// of `seg` bytes each (the last may be shorter). `Ok(None)` when none waits.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
         if !self.gro {
-            return Ok(recv_v4(&self.recv, buf)?.map(|(len, src)| DatagramRun {
-                len,
-                src,
-                seg: len,
-            }));
+            return Ok(
+                recv_v4(&self.recv, buf)?.map(|(len, src, src_port)| DatagramRun {
+                    len,
+                    src,
+                    src_port,
+                    seg: len,
+                }),
+            );
         }
         // SAFETY: all-zero is a valid sockaddr_in (the kernel fills it in).
         let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
@@ -380,7 +384,13 @@ impl Underlay {
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
             let src = Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
-            Ok(Some(DatagramRun { len, src, seg }))
+            let src_port = u16::from_be(sa.sin_port);
+            Ok(Some(DatagramRun {
+                len,
+                src,
+                src_port,
+                seg,
+            }))
         }
     }
 
@@ -418,6 +428,8 @@ impl Underlay {
 pub struct DatagramRun {
     pub len: usize,
     pub src: Ipv4Addr,
+    /// The sender's UDP port (where a probe is answered, crate::wire::probe).
+    pub src_port: u16,
     pub seg: usize,
 }
 
@@ -431,9 +443,9 @@ pub fn write_udp_header(hdr: &mut [u8], src_port: u16, dst_port: u16, payload_le
     hdr[6..8].copy_from_slice(&[0, 0]);
 }
 
-fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
+fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u16)>> {
     match sock.recv_from(buf) {
-        Ok((n, SocketAddr::V4(a))) => Ok(Some((n, *a.ip()))),
+        Ok((n, SocketAddr::V4(a))) => Ok(Some((n, *a.ip(), a.port()))),
         Ok((_, SocketAddr::V6(_))) => Ok(None),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(e),

@@ -276,6 +276,8 @@ pub struct Worker {
     cpu: Option<u32>,
     load: WorkerCounters,
     handle: WorkerHandle,
+    /// This host's node name, told to peers that probe it (crate::wire::probe).
+    node_name: String,
 }
 
 /// Nanoseconds a frame spends in the worker, read to sent: two clock reads per frame (vDSO,
@@ -366,6 +368,7 @@ impl Worker {
             cpu: None,
             load: WorkerCounters::default(),
             handle: WorkerHandle { tx, waker },
+            node_name: String::new(),
         };
         let handle = worker.handle.clone();
         Ok((worker, handle))
@@ -391,6 +394,11 @@ impl Worker {
                 esp.follow(&old, &t);
             }
         }
+    }
+
+    /// The node name this worker's probe replies carry (crate::wire::probe).
+    pub fn set_node_name(&mut self, name: &str) {
+        self.node_name = name.to_string();
     }
 
     /// Hands DNS queries for names the switch does not own to the forwarder.
@@ -533,7 +541,7 @@ impl Worker {
                 self.load.underlay_datagrams += 1;
                 let end = (off + seg).min(got.len);
                 let start = Instant::now();
-                self.forward_datagram(now, VtepAddr(got.src), off..end);
+                self.forward_datagram(now, (VtepAddr(got.src), got.src_port), off..end);
                 self.latency.record(start);
                 off = end;
                 if off >= got.len {
@@ -545,15 +553,19 @@ impl Worker {
     }
 
     /// Carries out the core's decision for the plaintext VXLAN datagram at `buf[datagram]`.
+    /// `src` is the sender's address and UDP port.
     pub(super) fn forward_datagram(
         &mut self,
         now: Timestamp,
-        src: VtepAddr,
+        src: (VtepAddr, u16),
         datagram: std::ops::Range<usize>,
     ) {
         let action = self
             .switch
-            .process_from_underlay(now, src, &self.buf[datagram.clone()]);
+            .process_from_underlay(now, src.0, &self.buf[datagram.clone()]);
+        if let Action::Probe { from, request } = action {
+            return self.answer_probe(from, src.1, self.underlay.vxlan_port(), &request);
+        }
         self.deliver_decapsulated(action, datagram);
     }
 
@@ -566,7 +578,7 @@ impl Worker {
 
     pub(super) fn drain_esp_batch(&mut self, now: Timestamp) {
         for _ in 0..BUDGET {
-            let (n, src) = match self.underlay.recv_esp(&mut self.buf) {
+            let (n, src, src_port) = match self.underlay.recv_esp(&mut self.buf) {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(e) => {
@@ -574,6 +586,16 @@ impl Worker {
                     return;
                 }
             };
+            if crate::wire::probe::is_probe(&self.buf[..n]) {
+                // A probe to the ESP port (RFC 3948's non-ESP marker first): answered from it.
+                let action = self
+                    .switch
+                    .process_from_underlay(now, VtepAddr(src), &self.buf[..n]);
+                if let (Action::Probe { from, request }, Some(esp)) = (action, &self.esp) {
+                    self.answer_probe(from, src_port, esp.port, &request);
+                }
+                continue;
+            }
             let Some(esp) = &mut self.esp else { return };
             let start = Instant::now();
             self.load.underlay_datagrams += 1;
