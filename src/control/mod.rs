@@ -4,6 +4,8 @@ pub mod attach;
 pub mod client;
 pub mod config;
 pub mod dns;
+pub mod doctor;
+pub mod probe;
 pub mod reload;
 pub mod render;
 pub mod server;

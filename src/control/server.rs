@@ -20,11 +20,16 @@
 mod attachments;
 mod cluster;
 mod docker;
+mod doctor;
 mod error;
+mod socket;
+mod trace;
+
+pub use socket::serve;
 
 pub use error::ControlError;
 
-use super::api::{self, PeerInfo, PortInfo, Request, Response, ShowWhat, TraceRequest};
+use super::api::{self, PeerInfo, PortInfo, Request, Response, ShowWhat};
 use super::views;
 use crate::cluster::view::ClusterView;
 use crate::control::attach::{create_namespace_port_queues, NamespacePortSpec};
@@ -36,7 +41,7 @@ use crate::switch::{PortId, Published, Topology, Vni};
 use crate::wire::MacAddr;
 use crossbeam_channel::Sender;
 use ipnet::Ipv4Net;
-use std::io::{self, Write};
+use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -111,6 +116,8 @@ pub struct Server {
     dns: Option<crate::control::dns::Forwarder>,
     /// resolv.conf files written for attached namespaces.
     resolv: crate::control::attach::ResolvFiles,
+    /// Probes the peers for `show peers` (server/doctor.rs).
+    prober: Option<crate::control::probe::Prober>,
 }
 
 impl Server {
@@ -133,6 +140,7 @@ impl Server {
             attachments: Default::default(),
             dns: None,
             resolv: Default::default(),
+            prober: None,
         }
     }
 
@@ -236,6 +244,8 @@ impl Server {
             .spawn(move || loop {
                 crossbeam_channel::select! {
                     recv(rx) -> m => match m {
+                        // Probing takes seconds: doctor answers from a thread of its own.
+                        Ok((Request::Doctor { wait_ms }, reply)) => self.doctor_async(wait_ms, reply),
                         Ok((req, reply)) => { let _ = reply.send(self.handle(req)); }
                         Err(_) => return,
                     },
@@ -297,6 +307,7 @@ impl Server {
             Request::Show { what, secrets } => self.show(what, secrets),
             Request::Trace(t) => self.trace(&t),
             Request::Reload => self.reload(),
+            Request::Doctor { wait_ms } => self.doctor(wait_ms),
             Request::NetworkCreate {
                 name,
                 subnet,
@@ -331,8 +342,12 @@ impl Server {
             .show(what.into(), secrets)
             .map_err(ControlError::DataPlane)?;
         match (&view, &self.cluster) {
-            (View::Peers(rows), Some(_)) => {
-                to_json(self.cluster_peers(rows.iter().map(PeerInfo::from).collect()))
+            (View::Peers(rows), _) => {
+                let mut peers: Vec<PeerInfo> = rows.iter().map(PeerInfo::from).collect();
+                if let Some(p) = &self.prober {
+                    p.annotate(&mut peers);
+                }
+                to_json(self.cluster_peers(peers))
             }
             (View::Stats(_), _) => {
                 let mut v = views::to_json(&view);
@@ -657,178 +672,6 @@ impl ControlHandle {
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, ControlError> {
     Ok(serde_json::to_value(v)?)
-}
-
-/// Serves the control socket: every connection on a thread of its own, bounded in size and
-/// time (`MAX_REQUEST`, `REQUEST_DEADLINE`, `REPLY_DEADLINE`, `MAX_CONNECTIONS`), so an idle,
-/// slow or non-reading client only ever holds up itself. Requests go to the one actor.
-pub fn serve(listener: UnixListener, handle: ControlHandle) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let open = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::error!("control socket accept failed: {e}");
-                return;
-            }
-        };
-        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            open.fetch_sub(1, Ordering::SeqCst);
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let busy = Response::err("vswitchd is busy: too many open control connections");
-            let _ = reply(&stream, &busy);
-            continue;
-        }
-        let (handle, open2) = (handle.clone(), Arc::clone(&open));
-        let spawned = std::thread::Builder::new()
-            .name("vswitch-conn".into())
-            .spawn(move || {
-                if let Err(e) = serve_connection(&stream, &handle) {
-                    tracing::debug!("control connection ended: {e}");
-                }
-                open2.fetch_sub(1, Ordering::SeqCst);
-            });
-        if let Err(e) = spawned {
-            open.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!("cannot serve a control connection: {e}");
-        }
-    }
-}
-
-fn serve_connection(stream: &UnixStream, handle: &ControlHandle) -> io::Result<()> {
-    use std::io::Read;
-    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let line = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no whole request in time",
-            ));
-        }
-        stream.set_read_timeout(Some(left))?;
-        let n = match (&*stream).read(&mut chunk) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed early")),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let seen = buf.len();
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf[seen..].iter().position(|b| *b == b'\n') {
-            buf.truncate(seen + i);
-            break buf;
-        }
-        if buf.len() > MAX_REQUEST {
-            stream.set_write_timeout(Some(REPLY_DEADLINE))?;
-            return reply(stream, &Response::err("request longer than 1 MiB: refused"));
-        }
-    };
-    let response = match serde_json::from_slice::<Request>(&line) {
-        Ok(req) => handle.call(req),
-        Err(e) => Response::err(format!("malformed request: {e}")),
-    };
-    stream.set_write_timeout(Some(REPLY_DEADLINE))?;
-    reply(stream, &response)
-}
-
-fn reply(stream: &UnixStream, response: &Response) -> io::Result<()> {
-    let mut out = serde_json::to_vec(response).unwrap_or_default();
-    out.push(b'\n');
-    (&*stream).write_all(&out)
-}
-
-impl Server {
-    /// `vswitchctl trace`: checks the request against the topology and asks a worker to
-    /// decide about the frame without doing anything.
-    fn trace(&self, t: &TraceRequest) -> Result<serde_json::Value, ControlError> {
-        use crate::dataplane::worker::{TraceFrame, TraceInput};
-        use crate::switch::trace::Proto;
-        let net = self.topology.network_by_name(&t.network).ok_or_else(|| {
-            format!(
-                "no network named {:?} (see `vswitchctl show networks`)",
-                t.network
-            )
-        })?;
-        let ingress =
-            match (&t.in_port, &t.from_vtep) {
-                (Some(p), None) => {
-                    let found = self.topology.ports().find(|(id, port)| {
-                        port.name == *p || p.parse::<u32>().is_ok_and(|n| n == id.0)
-                    });
-                    let (id, port) = found.ok_or_else(|| {
-                        format!("no port {p:?} (see `vswitchctl show ports`: an id or a name)")
-                    })?;
-                    if port.vni != net.vni() {
-                        return Err(format!("port {p:?} is not on network {:?}", t.network).into());
-                    }
-                    Ok(*id)
-                }
-                (None, Some(v)) => Err(crate::switch::VtepAddr(v.parse().map_err(|_| {
-                    format!("invalid --from-vtep {v:?}: expected an IPv4 address")
-                })?)),
-                _ => return Err("give exactly one of --in-port and --from-vtep".into()),
-            };
-        let ip = |what: &str, v: &Option<String>| -> Result<Ipv4Addr, String> {
-            let v = v.as_deref().ok_or_else(|| {
-                format!("give --frame HEX, or --src-ip and --dst-ip ({what} missing)")
-            })?;
-            v.parse()
-                .map_err(|_| format!("invalid {what} {v:?}: expected an IPv4 address"))
-        };
-        let mac = |v: &Option<String>| v.as_deref().map(parse_station_mac).transpose();
-        let frame = match &t.frame {
-            Some(hex) => TraceFrame::Bytes(parse_hex(hex)?),
-            None => TraceFrame::Made {
-                src_ip: ip("--src-ip", &t.src_ip)?,
-                dst_ip: ip("--dst-ip", &t.dst_ip)?,
-                proto: match t.proto.as_deref().unwrap_or("icmp") {
-                    "icmp" => Proto::Icmp,
-                    "tcp" => Proto::Tcp,
-                    "udp" => Proto::Udp,
-                    other => {
-                        return Err(format!("invalid --proto {other:?}: icmp, tcp or udp").into())
-                    }
-                },
-                dport: t.dport.unwrap_or(80),
-                src_mac: mac(&t.src_mac)?,
-                dst_mac: t
-                    .dst_mac
-                    .as_deref()
-                    .map(|m| m.parse::<MacAddr>().map_err(|e| e.to_string()))
-                    .transpose()?,
-            },
-        };
-        let trace = self
-            .workers
-            .trace(TraceInput {
-                network: net.vni(),
-                ingress,
-                frame,
-            })
-            .map_err(ControlError::DataPlane)?;
-        to_json(trace)
-    }
-}
-
-/// Hex bytes, with or without spaces or colons between them.
-fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let digits: String = s
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ':')
-        .collect();
-    if digits.len() % 2 != 0 || digits.is_empty() {
-        return Err("invalid --frame: expected an even number of hex digits".to_string());
-    }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| "invalid --frame: expected hex digits".to_string())
 }
 
 fn parse_ip_prefix(s: &str) -> Result<Ipv4Net, String> {

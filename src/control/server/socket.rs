@@ -1,0 +1,93 @@
+//! The control socket's front-end: a thread per connection, bounded in request size and time
+//! (`MAX_REQUEST`, `REQUEST_DEADLINE`, `REPLY_DEADLINE`, `MAX_CONNECTIONS`), each request handed
+//! to the actor through a `ControlHandle`.
+
+use super::{ControlHandle, MAX_CONNECTIONS, MAX_REQUEST, REPLY_DEADLINE, REQUEST_DEADLINE};
+use crate::control::api::{Request, Response};
+use std::io::{self, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Serves the control socket: every connection on a thread of its own, bounded in size and
+/// time (`MAX_REQUEST`, `REQUEST_DEADLINE`, `REPLY_DEADLINE`, `MAX_CONNECTIONS`), so an idle,
+/// slow or non-reading client only ever holds up itself. Requests go to the one actor.
+pub fn serve(listener: UnixListener, handle: ControlHandle) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let open = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!("control socket accept failed: {e}");
+                return;
+            }
+        };
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::SeqCst);
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let busy = Response::err("vswitchd is busy: too many open control connections");
+            let _ = reply(&stream, &busy);
+            continue;
+        }
+        let (handle, open2) = (handle.clone(), Arc::clone(&open));
+        let spawned = std::thread::Builder::new()
+            .name("vswitch-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve_connection(&stream, &handle) {
+                    tracing::debug!("control connection ended: {e}");
+                }
+                open2.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            open.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!("cannot serve a control connection: {e}");
+        }
+    }
+}
+
+fn serve_connection(stream: &UnixStream, handle: &ControlHandle) -> io::Result<()> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no whole request in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = match (&*stream).read(&mut chunk) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed early")),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let seen = buf.len();
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf[seen..].iter().position(|b| *b == b'\n') {
+            buf.truncate(seen + i);
+            break buf;
+        }
+        if buf.len() > MAX_REQUEST {
+            stream.set_write_timeout(Some(REPLY_DEADLINE))?;
+            return reply(stream, &Response::err("request longer than 1 MiB: refused"));
+        }
+    };
+    let response = match serde_json::from_slice::<Request>(&line) {
+        Ok(req) => handle.call(req),
+        Err(e) => Response::err(format!("malformed request: {e}")),
+    };
+    stream.set_write_timeout(Some(REPLY_DEADLINE))?;
+    reply(stream, &response)
+}
+
+fn reply(stream: &UnixStream, response: &Response) -> io::Result<()> {
+    let mut out = serde_json::to_vec(response).unwrap_or_default();
+    out.push(b'\n');
+    (&*stream).write_all(&out)
+}
