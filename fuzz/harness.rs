@@ -92,7 +92,12 @@ pub fn underlay_datagram(data: &[u8]) {
         let action = sw.process_from_underlay(NOW, PEER, data);
         check_underlay_action(&sw, data, action);
     }
-    let mut fed = 2;
+    // A peer's probe is answered, not counted as overlay traffic (crate::wire::probe).
+    let mut fed = if vswitch::wire::probe::Request::parse(data).is_some() {
+        0
+    } else {
+        2
+    };
     if data.first().is_some_and(|b| b & 1 == 1) {
         let action = sw.process_from_underlay(NOW, NOT_A_PEER, data);
         assert_eq!(action, Action::Drop(DropReason::UnknownPeer));

@@ -238,3 +238,39 @@ fn doctor_probes_the_esp_port_of_encrypted_networks() {
     let (code, out) = doctor(&tb, 0, &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn doctor_reports_the_largest_packet_that_crosses_a_narrower_path() {
+    let tb = Testbed::two_hosts(&prefix("mtu"), bins(), &[BLUE]).unwrap();
+    // The underlay's switch namespace forwards at most 1400-byte packets towards node-b: its
+    // bridge drops larger ones, as a hop with a smaller MTU does.
+    let sw = tb
+        .containers
+        .iter()
+        .find(|n| n.name.ends_with("-ul"))
+        .expect("the underlay switch namespace");
+    step!(tb, sw.exec(&["ip", "link", "set", "p1", "mtu", "1400"]));
+    let (code, out) = doctor(&tb, 0, &["--wait", "2"]);
+    assert_eq!(code, 1, "{out}");
+    let finding = out
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "peer node-b (192.0.2.2): 1500-byte packets with don't-fragment do not arrive",
+            )
+        })
+        .unwrap_or_else(|| panic!("no MTU finding:\n{out}"));
+    assert!(finding.contains("blue (mtu 1450)"), "{finding}");
+    assert!(finding.contains("1400-byte packets do"), "{finding}");
+    assert!(
+        finding.contains("lower those networks' mtu by 100"),
+        "{finding}"
+    );
+    // Small packets still cross: reachable, and nothing else is wrong.
+    assert!(!out.contains("no answer"), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+
+    step!(tb, sw.exec(&["ip", "link", "set", "p1", "mtu", "1500"]));
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 0, "{out}");
+}

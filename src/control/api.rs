@@ -332,7 +332,9 @@ pub struct DoctorPeer {
     /// The name the peer's vswitchd gave in its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers_as: Option<String>,
-    pub vxlan: DoctorPath,
+    /// The VXLAN port, probed when a plaintext network (or no network) is carried to the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<DoctorPath>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub esp: Option<DoctorPath>,
     /// The largest IPv4 packet the networks to this peer need, and the largest that arrived.

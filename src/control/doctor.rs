@@ -239,14 +239,7 @@ pub fn run(input: DoctorInput) -> DoctorReport {
             name: p.name.clone(),
             underlay_ip: p.addr.to_string(),
             answers_as: reply.as_ref().map(|r| r.node.clone()),
-            vxlan: vx.map_or(
-                DoctorPath {
-                    port: cfg.vxlan_port,
-                    reachable: false,
-                    rtt_ms: None,
-                },
-                |(port, o)| path(o, *port),
-            ),
+            vxlan: vx.map(|(port, o)| path(o, *port)),
             esp: es.map(|(port, o)| path(o, *port)),
             mtu_needed: None,
             mtu_passed: None,

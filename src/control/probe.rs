@@ -191,15 +191,22 @@ impl PathStatus {
     }
 }
 
-/// The peers a host probes and the ports: (peer address, port, is ESP).
+/// The peers a host probes and the ports their traffic uses: (peer address, port, is ESP).
+/// The VXLAN port when a plaintext network is carried to the peer (or none is), the ESP port
+/// when an encrypted one is — so that nothing but ESP goes to a peer whose networks with
+/// this host are all encrypted.
 pub fn targets(topo: &Topology, cfg: &ProbeConfig) -> Vec<(Ipv4Addr, u16, bool)> {
     let mut t = Vec::new();
     for p in topo.peers() {
-        t.push((p.addr.0, cfg.vxlan_port, false));
-        let encrypted = topo
-            .networks()
-            .any(|n| n.spec.encrypted && n.vteps().contains(&p.addr));
-        if let (true, Some(port)) = (encrypted, cfg.esp_port) {
+        let carried = |encrypted: bool| {
+            topo.networks()
+                .any(|n| n.spec.encrypted == encrypted && n.vteps().contains(&p.addr))
+        };
+        let esp = cfg.esp_port.filter(|_| carried(true));
+        if carried(false) || esp.is_none() {
+            t.push((p.addr.0, cfg.vxlan_port, false));
+        }
+        if let Some(port) = esp {
             t.push((p.addr.0, port, true));
         }
     }
