@@ -161,6 +161,10 @@ fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action)
                 assert_eq!(frame, original, "a DNS answer is written elsewhere");
                 check_dns_answer(sw, original, &answer);
             }
+            Answer::DnsTcp { .. } => {
+                assert_eq!(frame, original, "a DNS answer is written elsewhere");
+                check_dns_tcp_answer(sw, original, &answer);
+            }
         }
         return;
     }
@@ -245,6 +249,112 @@ pub fn dns_query(data: &[u8]) {
     let outcomes = s.dns.answered + s.dns.nxdomain + s.dns.refused + s.dns.forwarded;
     let dropped = s.counters.drops.get("dns_malformed").copied().unwrap_or(0);
     assert_eq!(outcomes + dropped, 1, "one query, one outcome");
+}
+
+/// `data` as a TCP segment from PORT_IN's container (10.0.9.2:40000) to blue's DNS address,
+/// port 53: its first byte the flags, the next eight the sequence and acknowledgment numbers,
+/// the rest the payload.
+pub fn dns_tcp_frame(sw: &Switch, data: &[u8]) -> Vec<u8> {
+    use vswitch::wire::tcp;
+    let (own_ip, own_mac) = blue_dns(sw);
+    let mut head = [0u8; 9];
+    let n = data.len().min(9);
+    head[..n].copy_from_slice(&data[..n]);
+    let payload = &data[n..];
+    let r = tcp::Repr {
+        src: Ipv4Addr::new(10, 0, 9, 2),
+        dst: own_ip,
+        src_port: 40000,
+        dst_port: 53,
+        seq: u32::from_be_bytes([head[1], head[2], head[3], head[4]]),
+        ack: u32::from_be_bytes([head[5], head[6], head[7], head[8]]),
+        flags: tcp::Flags(head[0] & 0x3f),
+        window: 64240,
+        mss: None,
+    };
+    let mut f = vec![0u8; 14 + r.headers_len() + payload.len()];
+    {
+        let mut eth = Frame::new_unchecked(&mut f[..]);
+        eth.set_dst(own_mac);
+        eth.set_src(endpoint_mac(2));
+        eth.set_ethertype(EtherType::Ipv4);
+    }
+    f[14 + r.headers_len()..].copy_from_slice(payload);
+    r.emit(&mut f[14..], payload.len());
+    f
+}
+
+/// Target `dns_tcp`: `data` is a TCP segment a container sends to its network's DNS address
+/// (see `dns_tcp_frame`). It is answered with a segment, forwarded, taken quietly, or dropped
+/// as malformed; nothing else.
+pub fn dns_tcp(data: &[u8]) {
+    let mut sw = switch();
+    let mut frame = dns_tcp_frame(&sw, data);
+    let original = frame.clone();
+    let action = sw.process_from_port(NOW, PORT_IN, &mut frame);
+    if frame.len() > MTU as usize + 14 {
+        assert_eq!(action, Action::Drop(DropReason::FrameTooBig));
+        return;
+    }
+    match action {
+        Action::Reply {
+            answer: Answer::DnsTcp { .. },
+            ..
+        }
+        | Action::Upstream { .. } => {}
+        Action::Drop(DropReason::DnsMalformed | DropReason::DnsTcpQuiet) => {}
+        other => panic!("a segment to the DNS address ended as {other:?}"),
+    }
+    check_port_action(&sw, &original, &frame, action);
+}
+
+/// `answer` written for the TCP segment `request` must be a segment from blue's DNS address,
+/// port 53, to the asker, with valid checksums, no more payload than the MSS, and, when it
+/// answers queries, whole answers (each behind its length) with the IDs of the leading
+/// queries, acknowledging exactly the queries answered.
+fn check_dns_tcp_answer(sw: &Switch, request: &[u8], answer: &Answer) {
+    use vswitch::wire::{checksum, ipv4, tcp};
+    let mut out = vec![0u8; Answer::MAX_LEN];
+    let n = sw.write_answer(answer, request, &mut out);
+    assert!(n > 0, "a decided answer is written");
+    let (own_ip, own_mac) = blue_dns(sw);
+    let req = Frame::new_checked(request).unwrap();
+    let rip = ipv4::Packet::new_checked(req.payload()).unwrap();
+    let rt = tcp::Packet::new_checked(rip.payload()).unwrap();
+    let eth = Frame::new_checked(&out[..n]).expect("answer parses as Ethernet");
+    assert_eq!((eth.src(), eth.dst()), (own_mac, req.src()));
+    let ip = ipv4::Packet::new_checked(eth.payload()).expect("answer parses as IPv4");
+    assert_eq!((ip.src(), ip.dst()), (own_ip, rip.src()));
+    let seg = &eth.payload()[20..usize::from(ip.total_len())];
+    let sum = checksum::add(
+        checksum::pseudo_v4(own_ip, rip.src(), ipv4::PROTO_TCP, seg.len()),
+        seg,
+    );
+    assert_eq!(checksum::finish(sum), 0, "TCP checksum");
+    let t = tcp::Packet::new_checked(seg).expect("answer parses as TCP");
+    assert_eq!((t.src_port(), t.dst_port()), (53, rt.src_port()));
+    assert!(t.flags().has(tcp::Flags::ACK));
+    let m = t.payload();
+    assert!(m.len() <= 1450 - 40, "{} bytes of payload", m.len());
+    let (mut at, mut asked) = (0, rt.payload());
+    while at < m.len() {
+        let len = usize::from(u16::from_be_bytes([m[at], m[at + 1]]));
+        let a = &m[at + 2..at + 2 + len];
+        let (q, used) = vswitch::switch::dns_tcp::first_query(asked).expect("answers a query");
+        assert_eq!(a[..2], q[..2], "the query's ID");
+        assert!(a[2] & 0x80 != 0, "QR set");
+        at += 2 + len;
+        asked = &asked[used..];
+    }
+    let answered = (rt.payload().len() - asked.len()) as u32;
+    if !m.is_empty() {
+        assert_eq!(
+            t.ack(),
+            rt.seq().wrapping_add(answered),
+            "acknowledges what it answered"
+        );
+        assert_eq!(t.seq(), rt.ack(), "from where the client stands");
+    }
 }
 
 /// `answer` written for `request` must be a DNS response from blue's DNS address to the

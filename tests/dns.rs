@@ -20,28 +20,34 @@ fn prefix(tag: &str) -> String {
 const UPSTREAM: &str = "192.0.2.1";
 const UPSTREAM_PORT: &str = "5353";
 
-/// Starts dnsmasq in `ns` on UPSTREAM:UPSTREAM_PORT answering `outside.test` with
-/// 198.51.100.7 and nothing else (no upstream of its own, no hosts file).
+/// Addresses of `big.test`, whose answer (about 1 kB) does not fit a 512-byte UDP answer.
+const BIG_COUNT: usize = 60;
+
+/// Starts dnsmasq in `ns` on UPSTREAM:UPSTREAM_PORT (UDP and TCP) answering `outside.test` with
+/// 198.51.100.7, `big.test` with BIG_COUNT addresses 198.51.100.1.., and nothing else (no
+/// upstream of its own, no hosts file).
 fn start_upstream(tb: &mut Testbed, host: usize) -> Process {
     let log = tb.dir.join("dnsmasq.log");
     let ns = &tb.hosts[host].ns;
+    let mut args: Vec<String> = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--user=root",
+        "--bind-interfaces",
+        &format!("--listen-address={UPSTREAM}"),
+        &format!("--port={UPSTREAM_PORT}"),
+        "--address=/outside.test/198.51.100.7",
+        &format!("--pid-file={}", tb.dir.join("dnsmasq.pid").display()),
+        "--log-facility=-",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend((1..=BIG_COUNT).map(|i| format!("--host-record=big.test,198.51.100.{i}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let child = ns
-        .spawn(
-            &[
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--user=root",
-                "--bind-interfaces",
-                &format!("--listen-address={UPSTREAM}"),
-                &format!("--port={UPSTREAM_PORT}"),
-                "--address=/outside.test/198.51.100.7",
-                &format!("--pid-file={}", tb.dir.join("dnsmasq.pid").display()),
-                "--log-facility=-",
-            ],
-            &log,
-        )
+        .spawn(&args, &log)
         .expect("dnsmasq starts (scripts/install-deps.sh installs dnsmasq-base)");
     Process {
         child,
@@ -223,6 +229,82 @@ fn containers_find_each_other_by_name_across_hosts_and_the_outside_through_the_h
         )
     );
     assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
+}
+
+#[test]
+fn over_tcp_names_resolve_and_a_large_outside_answer_comes_whole() {
+    let extra = format!("\n[dns]\nupstreams = [\"{UPSTREAM}:{UPSTREAM_PORT}\"]\n");
+    let (mut tb, _urls) = Testbed::cluster(&prefix("tcp"), bins(), 1, 1, &extra).unwrap();
+    let upstream = start_upstream(&mut tb, 0);
+    tb.services.push(Some(upstream));
+    step!(
+        tb,
+        tb.hosts[0].ctl(
+            &tb.bins,
+            &["network", "create", "blue", "--subnet", "10.0.9.0/24"]
+        )
+    );
+    let (web, web_port) = step!(tb, tb.attach(0, "web", "blue", &["--name", "web"]));
+    let (_, db_port) = step!(tb, tb.attach(0, "db", "blue", &["--name", "db"]));
+    let db_ip = addr_of(&db_port);
+    let c = tb.container(web);
+
+    // An answer larger than 512 bytes: the container's resolver gets it truncated over UDP,
+    // asks again over TCP, and the forwarder asks dnsmasq over TCP in turn.
+    let (out, found) = getent(c, "big.test");
+    let got: std::collections::BTreeSet<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        found && got.len() == BIG_COUNT,
+        "{} of {BIG_COUNT} addresses: {out:?}\n{}",
+        got.len(),
+        tb.logs()
+    );
+    let s = stats(&tb, 0);
+    assert!(
+        s["dns"]["tcp_queries"].as_u64().unwrap() >= 1,
+        "{}",
+        s["dns"]
+    );
+    assert!(
+        s["dns"]["tcp_upstream"].as_u64().unwrap() >= 1,
+        "{}",
+        s["dns"]
+    );
+    assert!(blue_dns(&s)["tcp_connections"].as_u64().unwrap() >= 1);
+
+    // A resolver told to use TCP only (`options use-vc`): the switch's own names, NXDOMAIN
+    // and the outside, all over TCP.
+    let conf = web_port["dns"]["resolv_conf"].as_str().unwrap().to_string();
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("options use-vc\n");
+    std::fs::write(&conf, text).unwrap();
+    let before = blue_dns(&stats(&tb, 0))["tcp_connections"]
+        .as_u64()
+        .unwrap();
+    for name in ["db", "db.blue"] {
+        let (out, found) = getent(c, name);
+        assert!(
+            found && out.starts_with(&format!("{db_ip} ")),
+            "{name}: {out:?}"
+        );
+    }
+    let t = Instant::now();
+    let (out, found) = getent(c, "nobody.blue");
+    assert!(!found, "{out:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    let (out, found) = getent(c, "outside.test");
+    assert!(found && out.starts_with("198.51.100.7 "), "{out:?}");
+    let after = blue_dns(&stats(&tb, 0))["tcp_connections"]
+        .as_u64()
+        .unwrap();
+    assert!(after >= before + 4, "{before} -> {after} TCP connections");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::frames::{arp_request, dns_query, dns_query_frame, eth_frame};
+use common::frames::{arp_request, dns_query, dns_query_frame, dns_tcp_frame, eth_frame};
 use domain::base::iana::{Rcode, Rtype};
 use domain::base::Message;
 use domain::rdata::AllRecordData;
@@ -20,6 +20,7 @@ use vswitch::switch::{
     VtepAddr,
 };
 use vswitch::wire::ethernet::{EtherType, Frame};
+use vswitch::wire::tcp::Flags;
 use vswitch::wire::{arp, checksum, ipv4, udp, MacAddr};
 
 const BLUE: Vni = Vni::of(42);
@@ -345,4 +346,189 @@ fn trace_tells_the_dns_answer_from_the_same_decision() {
     let q = query_from_web("example.org", Rtype::A);
     let t = sw.explain(T0, &sw.decide(T0, Ingress::Port(P1), &q), &q);
     assert_eq!(t.verdict, "forward");
+}
+
+// ----- DNS over TCP (vswitch::switch::dns_tcp) -----
+
+/// web's client port, and its initial sequence number, for the TCP tests.
+const WEB_PORT: u16 = 41000;
+const WEB_ISN: u32 = 0xfffe_0000;
+
+/// A segment from web to the network's address, port 53.
+fn tcp_from_web(seq: u32, ack: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
+    let (own_ip, own_mac) = (ip(1), vswitch::switch::service::station_mac(42, ip(1)));
+    dns_tcp_frame(
+        mac(2),
+        own_mac,
+        ip(2),
+        own_ip,
+        WEB_PORT,
+        seq,
+        ack,
+        flags,
+        payload,
+    )
+}
+
+/// A query with the two-byte length DNS over TCP puts in front of it.
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut v = (msg.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(msg);
+    v
+}
+
+/// A segment as web's stack reads it, its fields taken by offset (RFC 9293 §3.1), after
+/// checking addresses, ports and both checksums.
+struct Seg {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    options: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+fn segment_to_web(sw: &Switch, frame: &[u8]) -> Seg {
+    let (own_ip, own_mac) = service(sw);
+    let eth = Frame::new_checked(frame).unwrap();
+    assert_eq!((eth.src(), eth.dst()), (own_mac, mac(2)));
+    let ipb = eth.payload();
+    let ip4 = ipv4::Packet::new_checked(ipb).unwrap();
+    assert_eq!((ip4.src(), ip4.dst()), (own_ip, ip(2)));
+    assert_eq!(ip4.protocol(), ipv4::PROTO_TCP);
+    assert_eq!(checksum::finish(checksum::add(0, &ipb[..20])), 0, "IPv4");
+    let t = &ipb[20..usize::from(ip4.total_len())];
+    let sum = checksum::add(
+        checksum::pseudo_v4(own_ip, ip(2), ipv4::PROTO_TCP, t.len()),
+        t,
+    );
+    assert_eq!(checksum::finish(sum), 0, "TCP checksum");
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    assert_eq!(u16::from_be_bytes([t[0], t[1]]), 53);
+    assert_eq!(u16::from_be_bytes([t[2], t[3]]), WEB_PORT);
+    let hl = usize::from(t[12] >> 4) * 4;
+    Seg {
+        seq: be32(&t[4..8]),
+        ack: be32(&t[8..12]),
+        flags: t[13],
+        options: t[20..hl].to_vec(),
+        payload: t[hl..].to_vec(),
+    }
+}
+
+const SYN: u8 = 0x02;
+const FIN: u8 = 0x01;
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+
+#[test]
+fn over_tcp_a_connection_is_taken_answered_and_closed_without_state() {
+    let mut sw = switch();
+    // SYN: a SYN-ACK with an MSS for the network's MTU (1450 - 40), the same for the SYN sent
+    // again.
+    let (a, out) = ask(&mut sw, &tcp_from_web(WEB_ISN, 0, Flags::SYN, &[]));
+    assert!(matches!(a, Action::Reply { port: P1, .. }), "{a:?}");
+    let syn_ack = segment_to_web(&sw, &out);
+    assert_eq!(syn_ack.flags, SYN | ACK);
+    assert_eq!(syn_ack.ack, WEB_ISN.wrapping_add(1));
+    assert_eq!(syn_ack.options, [2, 4, 0x05, 0x82], "MSS 1410");
+    let (_, again) = ask(&mut sw, &tcp_from_web(WEB_ISN, 0, Flags::SYN, &[]));
+    assert_eq!(segment_to_web(&sw, &again).seq, syn_ack.seq);
+    let ours = syn_ack.seq.wrapping_add(1);
+    let theirs = WEB_ISN.wrapping_add(1);
+
+    // The handshake's last ACK needs nothing back.
+    let (a, out) = ask(&mut sw, &tcp_from_web(theirs, ours, Flags::ACK, &[]));
+    assert_eq!(a, Action::Drop(DropReason::DnsTcpQuiet));
+    assert!(out.is_empty());
+
+    // Two queries in one segment (glibc writes A and AAAA together): both answered in order,
+    // in one segment at the sequence number web acknowledged, acknowledging both.
+    let mut queries = framed(&dns_query("db", Rtype::A, 7));
+    queries.extend(framed(&dns_query("db.blue", Rtype::AAAA, 8)));
+    let (_, out) = ask(
+        &mut sw,
+        &tcp_from_web(theirs, ours, Flags::ACK | Flags::PSH, &queries),
+    );
+    let seg = segment_to_web(&sw, &out);
+    assert_eq!(seg.flags, ACK | PSH);
+    assert_eq!(seg.seq, ours);
+    assert_eq!(seg.ack, theirs.wrapping_add(queries.len() as u32));
+    let first_len = usize::from(u16::from_be_bytes([seg.payload[0], seg.payload[1]]));
+    let first = &seg.payload[2..2 + first_len];
+    let (rcode, recs, msg) = records(first);
+    assert_eq!((rcode, msg.header().id()), (Rcode::NOERROR, 7));
+    assert_eq!(recs, ["db A 10.0.9.3"]);
+    let rest = &seg.payload[2 + first_len..];
+    let second_len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+    assert_eq!(
+        rest.len(),
+        2 + second_len,
+        "nothing after the second answer"
+    );
+    let (rcode, recs, msg) = records(&rest[2..]);
+    assert_eq!((rcode, msg.header().id()), (Rcode::NOERROR, 8));
+    assert!(recs.is_empty(), "no AAAA for db: {recs:?}");
+
+    // Half a query: nothing yet (web sends the rest, or all of it again).
+    let half = &framed(&dns_query("db", Rtype::A, 9))[..10];
+    let (a, _) = ask(&mut sw, &tcp_from_web(theirs, ours, Flags::ACK, half));
+    assert_eq!(a, Action::Drop(DropReason::DnsTcpQuiet));
+
+    // FIN: FIN-ACK, acknowledging the FIN.
+    let after = ours.wrapping_add(seg.payload.len() as u32);
+    let done = theirs.wrapping_add(queries.len() as u32);
+    let (_, out) = ask(
+        &mut sw,
+        &tcp_from_web(done, after, Flags::FIN | Flags::ACK, &[]),
+    );
+    let fin = segment_to_web(&sw, &out);
+    assert_eq!(fin.flags, FIN | ACK);
+    assert_eq!((fin.seq, fin.ack), (after, done.wrapping_add(1)));
+
+    // A reset: nothing.
+    let (a, _) = ask(&mut sw, &tcp_from_web(done, 0, Flags::RST, &[]));
+    assert_eq!(a, Action::Drop(DropReason::DnsTcpQuiet));
+
+    let dns = &sw.network_stats()[0].dns;
+    assert_eq!((dns.tcp_connections, dns.answered), (2, 1));
+}
+
+#[test]
+fn over_tcp_unknown_names_are_nxdomain_and_other_names_go_to_the_forwarder() {
+    let mut sw = switch();
+    let (_, out) = ask(
+        &mut sw,
+        &tcp_from_web(
+            5,
+            77,
+            Flags::ACK,
+            &framed(&dns_query("nobody.blue", Rtype::A, 3)),
+        ),
+    );
+    let seg = segment_to_web(&sw, &out);
+    let (rcode, _, _) = records(&seg.payload[2..]);
+    assert_eq!(rcode, Rcode::NXDOMAIN);
+    // Names the switch does not own: the forwarder answers on the same connection.
+    let (a, out) = ask(
+        &mut sw,
+        &tcp_from_web(
+            5,
+            77,
+            Flags::ACK,
+            &framed(&dns_query("example.org", Rtype::A, 4)),
+        ),
+    );
+    assert_eq!(
+        a,
+        Action::Upstream {
+            port: P1,
+            network: BLUE
+        }
+    );
+    assert!(out.is_empty());
+    // Other TCP to the address than port 53 is not DNS.
+    let mut other = tcp_from_web(5, 77, Flags::SYN, &[]);
+    other[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&80u16.to_be_bytes());
+    let (a, _) = ask(&mut sw, &other);
+    assert_eq!(a, Action::Drop(DropReason::ToDnsAddress));
 }

@@ -28,6 +28,7 @@ const TARGETS: &[Target] = &[
     ("esp_receive", harness::esp_receive),
     ("offload", harness::offload),
     ("dns_query", harness::dns_query),
+    ("dns_tcp", harness::dns_tcp),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -104,6 +105,11 @@ fn offload_corpus_replays_clean() {
 #[test]
 fn dns_query_corpus_replays_clean() {
     replay("dns_query");
+}
+
+#[test]
+fn dns_tcp_corpus_replays_clean() {
+    replay("dns_tcp");
 }
 
 #[test]
@@ -287,6 +293,22 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let c = "config";
     let o = "offload";
     let d = "dns_query";
+    let t = "dns_tcp";
+    // A segment for the dns_tcp target: flags, sequence, acknowledgment, payload.
+    let seg = |flags: u8, payload: &[u8]| {
+        let mut v = vec![flags, 0, 0, 0, 1, 0, 0, 0, 9];
+        v.extend_from_slice(payload);
+        v
+    };
+    let framed = |m: Vec<u8>| {
+        let mut v = (m.len() as u16).to_be_bytes().to_vec();
+        v.extend(m);
+        v
+    };
+    let mut two_queries = framed(dns("c2", Rtype::A));
+    two_queries.extend(framed(dns("c2.blue", Rtype::AAAA)));
+    let mut owned_then_outside = framed(dns("c2", Rtype::A));
+    owned_then_outside.extend(framed(dns("example.org", Rtype::A)));
     let mut two_questions = dns("c2", Rtype::A);
     two_questions[5] = 2;
     let mut response = dns("c2", Rtype::A);
@@ -323,6 +345,23 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         l4_frame(17, 1, 64, 8),
     ];
     vec![
+        (t, "syn.bin", seg(0x02, &[])),
+        (t, "fin.bin", seg(0x11, &[])),
+        (t, "ack.bin", seg(0x10, &[])),
+        (t, "rst.bin", seg(0x04, &[])),
+        (t, "query.bin", seg(0x18, &framed(dns("c2", Rtype::A)))),
+        (t, "two_queries.bin", seg(0x18, &two_queries)),
+        (t, "owned_then_outside.bin", seg(0x18, &owned_then_outside)),
+        (
+            t,
+            "half_a_query.bin",
+            seg(0x18, &framed(dns("c2", Rtype::A))[..9]),
+        ),
+        (
+            t,
+            "outside.bin",
+            seg(0x18, &framed(dns("example.org", Rtype::A))),
+        ),
         (o, "tcp_super_frame.bin", tcp_super(1400)),
         (o, "tcp_super_frame_tiny_mss.bin", tcp_super(1)),
         (o, "udp_super_frame.bin", udp_super),

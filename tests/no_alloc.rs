@@ -21,7 +21,9 @@
 
 mod common;
 
-use common::frames::{arp_request, dns_query, dns_query_frame, udp_frame, vxlan_datagram};
+use common::frames::{
+    arp_request, dns_query, dns_query_frame, dns_tcp_frame, udp_frame, vxlan_datagram,
+};
 use domain::base::iana::Rtype;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -441,6 +443,19 @@ fn mix() -> Vec<(&'static str, Input, Action)> {
             },
         ),
         (
+            "port: DNS query over TCP for an endpoint, answered",
+            Port(P2, dns_tcp_to_blue(3, "c1.blue")),
+            Action::Reply {
+                port: P2,
+                answer: Answer::DnsTcp {
+                    network: BLUE,
+                    step: vswitch::switch::dns_tcp::Step::Answer(
+                        vswitch::switch::dns::Reply::Address(ip(2)),
+                    ),
+                },
+            },
+        ),
+        (
             "port: DNS query for another name, forwarded",
             Port(P2, dns_to_blue(3, "example.org")),
             Action::Upstream {
@@ -492,6 +507,16 @@ fn dns_to_blue(n: u8, name: &str) -> Vec<u8> {
         40000,
         &dns_query(name, Rtype::A, 7),
     )
+}
+
+/// The same query over TCP, in a segment of an open connection.
+fn dns_tcp_to_blue(n: u8, name: &str) -> Vec<u8> {
+    let own = vswitch::switch::service::station_mac(42, ip(1));
+    let msg = dns_query(name, Rtype::A, 7);
+    let mut payload = (msg.len() as u16).to_be_bytes().to_vec();
+    payload.extend_from_slice(&msg);
+    let flags = vswitch::wire::tcp::Flags::ACK | vswitch::wire::tcp::Flags::PSH;
+    dns_tcp_frame(mac(n), own, ip(n), ip(1), 40001, 1, 1, flags, &payload)
 }
 
 /// Teaches the switch where the stations of the mix live, as earlier traffic would have.

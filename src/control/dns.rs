@@ -9,6 +9,12 @@
 //! container's ID, truncates it (TC) to what the container can take, and hands the answer
 //! frame to worker 0, which writes it to the container's port (`Command::SendToPort`).
 //!
+//! Over TCP. A query that came over TCP (crate::switch::dns_tcp) is asked the same way, and
+//! its answer, whatever its size, goes back as the segments of the container's connection; an
+//! upstream answer truncated over UDP is asked again of that upstream over TCP, from a thread
+//! of its own (at most `MAX_TCP_IN_FLIGHT` at once; past that the truncated answer is
+//! relayed, as over UDP).
+//!
 //! Bounds. At most `MAX_IN_FLIGHT` queries wait for upstreams; one more is answered SERVFAIL
 //! at once. A query unanswered for `TRY_TIMEOUT` is asked of the next upstream, at most
 //! `MAX_TRIES` times in all, then answered SERVFAIL. One client query makes at most
@@ -21,16 +27,18 @@
 use crate::dataplane::worker::Upstream;
 use crate::dataplane::Workers;
 use crate::switch::dns::{self, UpstreamQuery};
+use crate::switch::dns_tcp;
+use crate::switch::topology::NetworkTopo;
 use crate::switch::{PortId, Published, Vni};
-use crate::wire::ethernet::Frame;
-use crate::wire::{ipv4, udp, MacAddr};
+use crate::wire::ethernet::{self, Frame};
+use crate::wire::{ipv4, tcp, udp, MacAddr};
 use crossbeam_channel::Receiver;
 use domain::base::iana::Rcode;
 use domain::base::{Message, MessageBuilder};
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +48,8 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const TRY_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Upstream queries per container query, at most.
 pub const MAX_TRIES: u32 = 2;
+/// Queries asked of upstreams over TCP at once.
+pub const MAX_TCP_IN_FLIGHT: usize = 16;
 /// Slots of the channel from the workers.
 const CHANNEL_SLOTS: usize = 1024;
 
@@ -60,6 +70,12 @@ pub struct ForwarderStats {
     pub refused: u64,
     /// Datagrams on the forwarder's socket that answer nothing it asked.
     pub stray: u64,
+    /// Queries that came over TCP.
+    #[serde(default)]
+    pub tcp_queries: u64,
+    /// Queries asked of an upstream again over TCP, its UDP answer being truncated.
+    #[serde(default)]
+    pub tcp_upstream: u64,
 }
 
 #[derive(Default)]
@@ -69,6 +85,8 @@ struct Counters {
     truncated: AtomicU64,
     failed: AtomicU64,
     stray: AtomicU64,
+    tcp_queries: AtomicU64,
+    tcp_upstream: AtomicU64,
 }
 
 /// The forwarder's handle for `show stats`.
@@ -90,6 +108,8 @@ impl Forwarder {
             failed: c.failed.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             stray: c.stray.load(Ordering::Relaxed),
+            tcp_queries: c.tcp_queries.load(Ordering::Relaxed),
+            tcp_upstream: c.tcp_upstream.load(Ordering::Relaxed),
         }
     }
 }
@@ -122,12 +142,16 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
 }
 
 /// The container that asked, and how to answer it.
+#[derive(Clone)]
 struct Waiting {
     port: PortId,
     network: Vni,
     mac: MacAddr,
     ip: Ipv4Addr,
-    udp_port: u16,
+    /// The container's UDP or TCP port.
+    from_port: u16,
+    /// Over TCP: where the answer's bytes go in the container's connection.
+    tcp: Option<TcpPlace>,
     id: u16,
     /// The query as the container sent it (its DNS message).
     query: Vec<u8>,
@@ -138,7 +162,16 @@ struct Waiting {
     upstream: usize,
 }
 
+/// The sequence number the answer starts at (what the container acknowledged) and the one it
+/// acknowledges (past the query answered).
+#[derive(Debug, Clone, Copy)]
+struct TcpPlace {
+    seq: u32,
+    ack: u32,
+}
+
 struct Shared {
+    tcp_in_flight: AtomicUsize,
     socket: UdpSocket,
     upstreams: Arc<Vec<SocketAddr>>,
     waiting: Mutex<HashMap<u16, Waiting>>,
@@ -165,6 +198,7 @@ pub fn start(
     let upstreams = Arc::new(upstreams);
     let counters = Arc::new(Counters::default());
     let shared = Arc::new(Shared {
+        tcp_in_flight: AtomicUsize::new(0),
         socket,
         upstreams: Arc::clone(&upstreams),
         waiting: Mutex::new(HashMap::default()),
@@ -191,44 +225,82 @@ pub fn start(
     })
 }
 
-/// The parts of a query frame the forwarder needs: who asked, and the DNS message.
-fn parse_query(frame: &[u8]) -> Option<(MacAddr, Ipv4Addr, u16, &[u8])> {
+/// The parts of a query frame the forwarder needs: who asked, from which port, where a TCP
+/// answer goes, and the DNS message.
+struct Asked<'a> {
+    mac: MacAddr,
+    ip: Ipv4Addr,
+    port: u16,
+    tcp: Option<TcpPlace>,
+    msg: &'a [u8],
+}
+
+fn parse_query(frame: &[u8]) -> Option<Asked<'_>> {
     let eth = Frame::new_checked(frame).ok()?;
-    let ip = ipv4::Packet::new_checked(&frame[14..]).ok()?;
-    let u = udp::Packet::new_checked(ip.payload()).ok()?;
-    let start = 14 + ip.header_len() + udp::HEADER_LEN;
-    let end = 14 + ip.header_len() + u.len();
-    Some((eth.src(), ip.src(), u.src_port(), frame.get(start..end)?))
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    let l4_at = ethernet::HEADER_LEN + ip.header_len();
+    let l4 = frame.get(l4_at..ethernet::HEADER_LEN + usize::from(ip.total_len()))?;
+    if ip.protocol() == ipv4::PROTO_TCP {
+        let t = tcp::Packet::new_checked(l4).ok()?;
+        let (msg, used) = dns_tcp::first_query(&l4[t.header_len()..])?;
+        let tcp = TcpPlace {
+            seq: t.ack(),
+            ack: t.seq().wrapping_add(used as u32),
+        };
+        return Some(Asked {
+            mac: eth.src(),
+            ip: ip.src(),
+            port: t.src_port(),
+            tcp: Some(tcp),
+            msg,
+        });
+    }
+    let u = udp::Packet::new_checked(l4).ok()?;
+    Some(Asked {
+        mac: eth.src(),
+        ip: ip.src(),
+        port: u.src_port(),
+        tcp: None,
+        msg: &l4[udp::HEADER_LEN..u.len()],
+    })
 }
 
 impl Shared {
     /// Sends the container's query upstream under an ID of the forwarder's.
     fn ask(&self, q: &UpstreamQuery) {
         self.counters.queries.fetch_add(1, Ordering::Relaxed);
-        let Some((mac, ip, udp_port, msg)) = parse_query(q.bytes()) else {
+        let Some(asked) = parse_query(q.bytes()) else {
             return;
         };
-        let Ok(parsed) = Message::from_octets(msg) else {
+        let Ok(parsed) = Message::from_octets(asked.msg) else {
             return;
         };
+        if asked.tcp.is_some() {
+            self.counters.tcp_queries.fetch_add(1, Ordering::Relaxed);
+        }
         let mtu = self
             .published
             .load()
             .network(q.network)
             .map_or(1500, |n| n.spec.mtu as usize);
         // RFC 6891 §6.2.5: the requestor's UDP payload size, not less than 512.
-        let limit = parsed
-            .opt()
-            .map_or(dns::UDP_MAX, |o| usize::from(o.udp_payload_size()))
-            .clamp(dns::UDP_MAX, mtu.saturating_sub(udp::Repr::HEADERS_LEN));
+        let limit = match asked.tcp {
+            // RFC 7766 §8: a TCP answer is as long as it is.
+            Some(_) => usize::from(u16::MAX),
+            None => parsed
+                .opt()
+                .map_or(dns::UDP_MAX, |o| usize::from(o.udp_payload_size()))
+                .clamp(dns::UDP_MAX, mtu.saturating_sub(udp::Repr::HEADERS_LEN)),
+        };
         let w = Waiting {
             port: q.port,
             network: q.network,
-            mac,
-            ip,
-            udp_port,
+            mac: asked.mac,
+            ip: asked.ip,
+            from_port: asked.port,
+            tcp: asked.tcp,
             id: parsed.header().id(),
-            query: msg.to_vec(),
+            query: asked.msg.to_vec(),
             limit,
             asked: Instant::now(),
             tries: 0,
@@ -256,7 +328,7 @@ impl Shared {
         }
     }
 
-    fn receive_loop(&self) {
+    fn receive_loop(self: Arc<Self>) {
         let mut buf = vec![0u8; 65536];
         loop {
             match self.socket.recv_from(&mut buf) {
@@ -273,7 +345,7 @@ impl Shared {
     }
 
     /// An upstream's answer: relayed when it answers what was asked, of whom it was asked.
-    fn answer(&self, msg: &[u8], from: SocketAddr) {
+    fn answer(self: &Arc<Self>, msg: &[u8], from: SocketAddr) {
         let Some(id) = msg.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
             return self.stray();
         };
@@ -286,6 +358,9 @@ impl Shared {
         }
         let w = waiting.remove(&id).expect("found above");
         drop(waiting);
+        if w.tcp.is_some() && is_truncated(msg) && self.try_over_tcp(&w, from) {
+            return;
+        }
         let mut m = msg.to_vec();
         m[..2].copy_from_slice(&w.id.to_be_bytes());
         if m.len() > w.limit {
@@ -294,6 +369,41 @@ impl Shared {
         }
         self.counters.relayed.fetch_add(1, Ordering::Relaxed);
         self.relay(&w, &m);
+    }
+
+    /// Asks `upstream` for `w`'s query again over TCP, from a thread of its own, and relays its
+    /// answer (or SERVFAIL); false when too many such queries are under way already.
+    fn try_over_tcp(self: &Arc<Self>, w: &Waiting, upstream: SocketAddr) -> bool {
+        if self.tcp_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_TCP_IN_FLIGHT {
+            self.tcp_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.counters.tcp_upstream.fetch_add(1, Ordering::Relaxed);
+        let (me, w) = (Arc::clone(self), w.clone());
+        let spawned = std::thread::Builder::new()
+            .name("vswitch-dns-tcp".into())
+            .spawn(move || {
+                match ask_over_tcp(upstream, &w.query) {
+                    Ok(m) if same_question(&w.query, &m) => {
+                        me.counters.relayed.fetch_add(1, Ordering::Relaxed);
+                        me.relay(&w, &m);
+                    }
+                    Ok(_) => {
+                        me.stray();
+                        me.fail(&w);
+                    }
+                    Err(e) => {
+                        tracing::debug!(%upstream, "dns: asking over TCP: {e}");
+                        me.fail(&w);
+                    }
+                }
+                me.tcp_in_flight.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            self.tcp_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 
     fn stray(&self) {
@@ -337,21 +447,82 @@ impl Shared {
         }
     }
 
-    /// Writes the DNS message `m` to the container as a datagram from its network's address.
+    /// Writes the DNS message `m` to the container from its network's address: a datagram, or
+    /// the segments of its TCP connection.
     fn relay(&self, w: &Waiting, m: &[u8]) {
         let topo = self.published.load();
         let Some(net) = topo.network(w.network) else {
             return;
         };
+        if let Some(place) = w.tcp {
+            return self.relay_tcp(net, w, place, m);
+        }
         let mut frame = vec![0u8; dns::ANSWER_OFFSET + m.len()];
         frame[dns::ANSWER_OFFSET..].copy_from_slice(m);
-        let n = dns::udp_reply_headers(net, w.mac, w.ip, w.udp_port, m.len(), &mut frame);
+        let n = dns::udp_reply_headers(net, w.mac, w.ip, w.from_port, m.len(), &mut frame);
         if n == 0 {
             return;
         }
         frame.truncate(n);
         self.workers.send_to_port(w.port, frame);
     }
+
+    /// The answer `m` with its length prefix, in segments of the network's MSS from where the
+    /// container's connection stands.
+    fn relay_tcp(&self, net: &NetworkTopo, w: &Waiting, place: TcpPlace, m: &[u8]) {
+        let mut data = Vec::with_capacity(2 + m.len());
+        data.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        data.extend_from_slice(m);
+        let chunks = data.chunks(dns_tcp::mss(net));
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.enumerate() {
+            let mut frame = vec![0u8; dns_tcp::HEADERS + chunk.len()];
+            frame[dns_tcp::HEADERS..].copy_from_slice(chunk);
+            let seq = place.seq.wrapping_add((i * dns_tcp::mss(net)) as u32);
+            let flags = match i == last {
+                true => tcp::Flags::ACK | tcp::Flags::PSH,
+                false => tcp::Flags::ACK,
+            };
+            let to = (w.mac, w.ip, w.from_port);
+            let n = dns_tcp::segment_headers(
+                net,
+                to,
+                seq,
+                place.ack,
+                flags,
+                None,
+                chunk.len(),
+                &mut frame,
+            );
+            if n == 0 {
+                return;
+            }
+            frame.truncate(n);
+            self.workers.send_to_port(w.port, frame);
+        }
+    }
+}
+
+/// Whether the DNS message `m` says it was truncated (TC).
+fn is_truncated(m: &[u8]) -> bool {
+    Message::from_octets(m).is_ok_and(|m| m.header().tc())
+}
+
+/// Asks `upstream` for `query` over TCP (RFC 7766): one connection, one query, its answer.
+fn ask_over_tcp(upstream: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&upstream, TRY_TIMEOUT)?;
+    s.set_read_timeout(Some(TRY_TIMEOUT))?;
+    s.set_write_timeout(Some(TRY_TIMEOUT))?;
+    let mut out = Vec::with_capacity(2 + query.len());
+    out.extend_from_slice(&(query.len() as u16).to_be_bytes());
+    out.extend_from_slice(query);
+    s.write_all(&out)?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut m)?;
+    Ok(m)
 }
 
 /// An ID no waiting query uses, starting from a hash of the container's so that IDs are not

@@ -17,12 +17,12 @@
 
 use super::counters::{Counters, NetworkCounters};
 use super::decide::{Action, Answer, Decision, Ingress};
-use super::dns;
 use super::drop_reason::{DropCounters, DropReason};
 use super::fdb::{Fdb, Learned, Location};
 use super::neigh::{NeighTable, Source};
 use super::sync::{Outbox, TableUpdate};
 use super::topology::{SwitchSpec, Topology, TopologyError};
+use super::{dns, dns_tcp};
 use super::{PortId, Timestamp, Vni, VtepAddr};
 use crate::wire::{vxlan, MacAddr};
 use rustc_hash::FxHashMap as HashMap;
@@ -223,7 +223,20 @@ impl Switch {
                 ..
             } => net.counters.events.proxy_arp_replies += 1,
             Action::Reply {
-                answer: Answer::Dns { reply, .. },
+                answer:
+                    Answer::DnsTcp {
+                        step: dns_tcp::Step::Open,
+                        ..
+                    },
+                ..
+            } => net.counters.dns.tcp_connections += 1,
+            Action::Reply {
+                answer:
+                    Answer::Dns { reply, .. }
+                    | Answer::DnsTcp {
+                        step: dns_tcp::Step::Answer(reply),
+                        ..
+                    },
                 ..
             } => {
                 let c = &mut net.counters.dns;

@@ -90,6 +90,8 @@ counter_family! {
         pub refused,
         /// Handed to the forwarder for the host's resolvers.
         pub forwarded,
+        /// TCP connections opened to the network's DNS address (SYNs answered).
+        pub tcp_connections,
     }
 }
 

@@ -15,11 +15,11 @@
 //! Thread-safety: pure functions of `&Switch`; called on the worker that owns it.
 
 use super::core::{NetState, Switch};
-use super::dns;
 use super::drop_reason::DropReason;
 use super::fdb::{Learned, Location};
 use super::neigh::Source;
 use super::topology::NetworkTopo;
+use super::{dns, dns_tcp};
 use super::{PortId, Timestamp, Vni, VtepAddr};
 use crate::wire::ethernet::{self, EtherType, Frame};
 use crate::wire::{arp, ipv4, probe, vxlan, MacAddr};
@@ -86,6 +86,9 @@ pub enum Answer {
     },
     /// A DNS answer from the network's own address to the query in the request frame.
     Dns { network: Vni, reply: dns::Reply },
+    /// A TCP segment from the network's own address answering the DNS-over-TCP segment in the
+    /// request frame (crate::switch::dns_tcp).
+    DnsTcp { network: Vni, step: dns_tcp::Step },
 }
 
 impl Answer {
@@ -118,7 +121,7 @@ impl Answer {
                 .emit(&mut out[ethernet::HEADER_LEN..len]);
                 len
             }
-            Answer::Dns { .. } => 0,
+            Answer::Dns { .. } | Answer::DnsTcp { .. } => 0,
         }
     }
 }
@@ -208,6 +211,10 @@ impl Switch {
             Answer::ArpReply { .. } => answer.emit(out),
             Answer::Dns { network, reply } => match self.topology().network(network) {
                 Some(net) => dns::emit(net, reply, request, out),
+                None => 0,
+            },
+            Answer::DnsTcp { network, step } => match self.topology().network(network) {
+                Some(net) => dns_tcp::emit(net, step, request, out),
                 None => 0,
             },
         }
@@ -358,6 +365,14 @@ impl Switch {
                     port,
                     network: net.vni(),
                 },
+                dns::Verdict::Tcp(step) => Action::Reply {
+                    port,
+                    answer: Answer::DnsTcp {
+                        network: net.vni(),
+                        step,
+                    },
+                },
+                dns::Verdict::TcpQuiet => Action::Drop(DropReason::DnsTcpQuiet),
                 dns::Verdict::Malformed => Action::Drop(DropReason::DnsMalformed),
                 dns::Verdict::NotDns => Action::Drop(DropReason::ToDnsAddress),
             };

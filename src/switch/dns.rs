@@ -14,6 +14,10 @@
 //!   address alone;
 //! - bytes that do not parse as a DNS message: dropped and counted (`dns_malformed`).
 //!
+//! The same queries over TCP (RFC 7766), for resolvers that retry there after a truncated
+//! answer or are told to (`options use-vc`), are answered segment by segment without keeping
+//! connections: crate::switch::dns_tcp.
+//!
 //! `emit` then writes the answer frame (Ethernet, IPv4, UDP, DNS) for the decision, from the
 //! request and the topology it was decided by. Both parse the request in place (NLnet Labs'
 //! `domain`), build the answer into a fixed array, and allocate nothing, so a worker answers
@@ -40,9 +44,10 @@ pub const TTL_SECS: u32 = 5;
 /// its own answers are far smaller.
 pub const UDP_MAX: usize = 512;
 
-/// The longest query frame handed to the forwarder (Ethernet, IPv4, UDP and a DNS message of
-/// up to 512 bytes, RFC 1035 §2.3.4); longer ones are answered SERVFAIL by nobody and counted.
-pub const QUERY_FRAME_MAX: usize = 14 + 20 + 8 + UDP_MAX;
+/// The longest query frame handed to the forwarder: Ethernet, IPv4, a TCP header with every
+/// option (or UDP's), the two bytes of TCP's length prefix and a DNS message of up to 512
+/// bytes (RFC 1035 §2.3.4); longer ones are counted as refused, never answered.
+pub const QUERY_FRAME_MAX: usize = 14 + 20 + 60 + 2 + UDP_MAX;
 
 /// A query frame a worker hands the forwarder (crate::control::dns), by value: the channel's
 /// slots are made once, so the worker does not allocate.
@@ -98,6 +103,10 @@ pub enum Verdict {
     Forward,
     /// Addressed to the switch's DNS, but not a DNS message.
     Malformed,
+    /// A TCP segment the switch answers with one of its own.
+    Tcp(super::dns_tcp::Step),
+    /// A TCP segment that needs no answer: an ACK, a reset, part of a query.
+    TcpQuiet,
 }
 
 impl Reply {
@@ -134,8 +143,11 @@ pub fn query_payload<'a>(net: &NetworkTopo, eth: &'a Frame<&'a [u8]>) -> Option<
 
 /// What the switch does with the frame `eth`, which came from a port of `net`.
 pub fn classify(net: &NetworkTopo, eth: &Frame<&[u8]>) -> Verdict {
-    match query_payload(net, eth) {
-        Some(payload) => decide_query(net, payload),
+    if let Some(payload) = query_payload(net, eth) {
+        return decide_query(net, payload);
+    }
+    match super::dns_tcp::segment(net, eth) {
+        Some(seg) => super::dns_tcp::classify(net, &seg),
         None => Verdict::NotDns,
     }
 }
@@ -148,7 +160,8 @@ fn label_is(label: &[u8], name: &str) -> bool {
 /// The most labels of a name the switch owns (`d.c.b.a.in-addr.arpa`).
 const MAX_LABELS: usize = 6;
 
-fn decide_query(net: &NetworkTopo, payload: &[u8]) -> Verdict {
+/// What the DNS message `payload` asks of the switch (any transport).
+pub(super) fn decide_query(net: &NetworkTopo, payload: &[u8]) -> Verdict {
     let Ok(msg) = Message::from_octets(payload) else {
         return Verdict::Malformed;
     };
@@ -250,7 +263,7 @@ pub fn emit(net: &NetworkTopo, reply: Reply, request: &[u8], out: &mut [u8]) -> 
     let Ok(msg) = Message::from_octets(payload) else {
         return 0;
     };
-    let Some(len) = answer_message(net, reply, &msg, &mut out[HEADERS..]) else {
+    let Some(len) = answer_message(net, reply, &msg, UDP_MAX, &mut out[HEADERS..]) else {
         return 0;
     };
     let Ok(ip) = ipv4::Packet::new_checked(eth.payload()) else {
@@ -293,10 +306,13 @@ pub fn udp_reply_headers(
 /// Where a relayed answer's DNS message goes in the buffer given to `udp_reply_headers`.
 pub const ANSWER_OFFSET: usize = HEADERS;
 
-fn answer_message(
+/// Writes the answer `reply` to `msg` into `out`, at most `max` bytes of it (a longer answer is
+/// cut to its question, with TC); returns its length.
+pub(super) fn answer_message(
     net: &NetworkTopo,
     reply: Reply,
     msg: &Message<&[u8]>,
+    max: usize,
     out: &mut [u8],
 ) -> Option<usize> {
     // FORMERR and NOTIMP answer a message the switch did not take apart: its header alone
@@ -328,7 +344,7 @@ fn answer_message(
         Reply::NoData | Reply::NxDomain | Reply::NotImplemented | Reply::FormErr => {}
     }
     let bytes = b.finish();
-    if bytes.as_ref().len() <= UDP_MAX {
+    if bytes.as_ref().len() <= max {
         return copy_out(bytes.as_ref(), out);
     }
     // Only a name near 255 bytes, compressed in the query, makes an answer this long: say so
@@ -341,7 +357,7 @@ fn answer_message(
     t.header_mut().set_aa(true);
     t.header_mut().set_ra(true);
     let t = t.finish();
-    if t.as_ref().len() <= UDP_MAX {
+    if t.as_ref().len() <= max {
         return copy_out(t.as_ref(), out);
     }
     header_only(msg, reply.rcode(), true, out)

@@ -44,7 +44,8 @@ drop_reasons! {
     PlaintextOnEncrypted => "plaintext_on_encrypted", "plaintext VXLAN for an encrypted network: the peer is not encrypting (check encrypted/key_file there) or someone tries a downgrade";
     EspVniMismatch => "esp_vni_mismatch", "ESP of one network carried another network's VXLAN";
     DnsMalformed => "dns_malformed", "a datagram to the network's DNS address (port 53) that is not a DNS query";
-    ToDnsAddress => "to_dns_address", "sent to the network's own address (its DNS server, Docker's gateway) but not a DNS query over UDP: vswitch networks do not route out";
+    ToDnsAddress => "to_dns_address", "sent to the network's own address (its DNS server, Docker's gateway) but not DNS over UDP or TCP: vswitch networks do not route out";
+    DnsTcpQuiet => "dns_tcp_quiet", "a TCP segment to the network's DNS address that needs no answer (an ACK, a reset, part of a query): taken, nothing sent";
     EspSealFailed => "esp_seal_failed", "could not encrypt (no key yet, or sequence exhausted): dropped, never sent in plaintext";
 }
 

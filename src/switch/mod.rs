@@ -6,6 +6,7 @@ pub mod core;
 pub mod counters;
 pub mod decide;
 pub mod dns;
+pub mod dns_tcp;
 pub mod drop_reason;
 pub mod fdb;
 pub mod garp;

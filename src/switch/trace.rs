@@ -10,9 +10,9 @@
 //! Thread-safety: reads a `&Switch`; runs on the worker that owns it, between batches.
 
 use super::decide::{Action, Answer, Decision, Ingress, Lookup};
-use super::dns;
 use super::fdb::{Learned, Location};
 use super::topology::{Output, Topology};
+use super::{dns, dns_tcp};
 use super::{PortId, Switch, Timestamp, Vni, VtepAddr};
 use crate::wire::ethernet::{self, EtherType, Frame};
 use crate::wire::{vxlan, MacAddr};
@@ -252,6 +252,16 @@ impl Switch {
                         step("proxy-arp", format!("answer {ip} is-at {mac}"))
                     }
                     Answer::Dns { reply, .. } => step("dns", describe_dns(topo, vni_of, reply)),
+                    Answer::DnsTcp { step: s, .. } => step(
+                        "dns",
+                        match s {
+                            dns_tcp::Step::Open => "TCP: SYN-ACK, connection taken".to_string(),
+                            dns_tcp::Step::Close => "TCP: FIN-ACK, connection closed".to_string(),
+                            dns_tcp::Step::Answer(reply) => {
+                                format!("over TCP: {}", describe_dns(topo, vni_of, reply))
+                            }
+                        },
+                    ),
                 }
                 step("output", format!("reply to {}", port_name(topo, port)));
                 ("reply", None, vec![port_name(topo, port)])

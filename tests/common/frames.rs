@@ -82,6 +82,38 @@ pub fn dns_query_frame(
     eth_frame(dst_mac, src_mac, EtherType::Ipv4, &p)
 }
 
+/// A TCP segment from `src_ip:src_port` to `dst_ip`, port 53, in an Ethernet frame, as a
+/// container's stack sends it (no options, window 64240).
+#[allow(clippy::too_many_arguments)]
+pub fn dns_tcp_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
+    src_port: u16,
+    seq: u32,
+    ack: u32,
+    flags: vswitch::wire::tcp::Flags,
+    payload: &[u8],
+) -> Vec<u8> {
+    use vswitch::wire::tcp;
+    let r = tcp::Repr {
+        src: src_ip,
+        dst: dst_ip,
+        src_port,
+        dst_port: 53,
+        seq,
+        ack,
+        flags,
+        window: 64240,
+        mss: None,
+    };
+    let mut p = vec![0u8; r.headers_len() + payload.len()];
+    p[r.headers_len()..].copy_from_slice(payload);
+    r.emit(&mut p, payload.len());
+    eth_frame(dst_mac, src_mac, EtherType::Ipv4, &p)
+}
+
 /// A standard query (RD set) for `name` of type `qtype`, with ID `id`.
 pub fn dns_query(name: &str, qtype: domain::base::iana::Rtype, id: u16) -> Vec<u8> {
     let mut b = domain::base::MessageBuilder::new_vec();
