@@ -274,3 +274,41 @@ fn doctor_reports_the_largest_packet_that_crosses_a_narrower_path() {
     let (code, out) = doctor(&tb, 0, &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn in_a_cluster_doctor_checks_the_store_and_the_peers_it_lists() {
+    let (mut tb, _urls) =
+        Testbed::cluster(&prefix("cl"), bins(), 2, 1, "lease_ttl = \"3s\"\n").unwrap();
+    // The peers come from etcd: wait until each host carries the other.
+    let peered = wait_until(Duration::from_secs(5), || {
+        peer_row(&tb, 0, "192.0.2.2")["probe"]["reachable"] == true
+    });
+    assert!(peered, "{}\n{}", peer_row(&tb, 0, "192.0.2.2"), tb.logs());
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 0, "{out}\n{}", tb.logs());
+    assert!(
+        out.contains("cluster store reachable (http://192.0.2.100:2379)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("peer node-b (192.0.2.2) answers on UDP 4789"),
+        "{out}"
+    );
+
+    // etcd gone: forwarding goes on, and doctor says so and what to do.
+    tb.stop_etcd_member(0);
+    let seen = wait_until(Duration::from_secs(15), || {
+        let (code, out) = doctor(&tb, 0, &["--wait", "1"]);
+        code == 1 && out.contains("cluster store: http://192.0.2.100:2379 unreachable")
+    });
+    assert!(seen, "{}", tb.logs());
+    let (_, out) = doctor(&tb, 0, &["--wait", "1", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let checks: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(checks.contains(&"cluster"), "{report}");
+}

@@ -3,7 +3,7 @@
 //!
 //! Checks, in order:
 //! - **reachability**: every peer's vswitchd answers a probe (crate::control::probe) on the
-//!   VXLAN port, and on the ESP port when it shares an encrypted network with this host;
+//!   ports its traffic uses: VXLAN for plaintext networks (or none), ESP for encrypted ones;
 //! - **mtu**: a don't-fragment probe as large as the largest packet the networks carried to
 //!   the peer make (their MTU plus VXLAN's 50 bytes, or ESP's 92) arrives; if not, the largest
 //!   that does;

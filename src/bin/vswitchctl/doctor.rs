@@ -9,9 +9,10 @@ use vswitch::control::{client, doctor};
 
 pub const HELP: &str = "\
 What doctor checks (each finding is one line: what is wrong — what to do):
-  reachability  every peer's vswitchd answers a probe on UDP 4789 (vxlan_port) within --wait;
-                a probe takes the path VXLAN takes, so a firewall dropping VXLAN drops it too.
-                A peer running the kernel's own VXLAN device never answers (it drops probes)
+  reachability  every peer's vswitchd answers a probe on UDP 4789 (vxlan_port) within --wait
+                (peers carrying a plaintext network, or none); a probe takes the path VXLAN
+                takes, so a firewall dropping VXLAN drops it too. A peer running the kernel's
+                own VXLAN device never answers (it drops probes)
   esp           the same on the ESP-in-UDP port (4500) for peers sharing an encrypted network
   mtu           a don't-fragment probe as large as the largest packet of the networks carried
                 to the peer (network mtu + 50 for VXLAN, + 92 with ESP) arrives; if not, the
@@ -45,9 +46,7 @@ pub fn run(socket: &Path, json: bool, wait_secs: u64) -> ExitCode {
     let resp = match client::call_with_timeout(socket, &req, wait * 4 + Duration::from_secs(15)) {
         Ok(r) => r,
         Err(e) => {
-            println!(
-                "vswitchd: {e} — start vswitchd on this host (or give its socket with --socket)"
-            );
+            println!("vswitchd: {e}");
             return ExitCode::from(1);
         }
     };
