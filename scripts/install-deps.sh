@@ -26,6 +26,9 @@ command -v conmon >/dev/null    || need+=(conmon)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v dnsmasq >/dev/null   || need+=(dnsmasq-base)  # tests/dns.rs: a real upstream resolver
 command -v iptables >/dev/null  || need+=(iptables)      # tests/doctor.rs: a firewall inside a host namespace
+# tests/metrics.rs: a real Prometheus server scrapes the daemon; promtool checks the exposition.
+{ command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
+command -v curl >/dev/null       || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -298,6 +298,9 @@ fn run(args: Args) -> Result<()> {
                 d.docker_socket.display()
             );
         }
+        if let Some(m) = &cfg.metrics {
+            println!("  metrics: http://{}/metrics", m.listen);
+        }
         for n in &cfg.networks {
             println!(
                 "  network {} vni {} subnet {} mtu {}{}",
@@ -384,6 +387,12 @@ fn run(args: Args) -> Result<()> {
         worker.set_node_name(&cfg.node.name);
         built.push(worker);
     }
+    // Bound before the control socket is made, so a taken address stops the start with its
+    // reason and leaves nothing behind.
+    let metrics = match &cfg.metrics {
+        Some(m) => Some(vswitch::control::metrics::bind(m.listen)?),
+        None => None,
+    };
     let listener = server::bind(&cfg.node.control_socket)?;
     // With [cluster]: register (refused if this name runs elsewhere) before anything is made.
     let cluster = match &cfg.cluster {
@@ -468,6 +477,10 @@ fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
+    if let Some(m) = metrics {
+        m.serve(control.clone(), cfg.cluster.is_some())
+            .context("cannot start the metrics thread")?;
+    }
     let socket_front = control.clone();
     std::thread::Builder::new()
         .name("vswitch-socket".into())

@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod dns;
 pub mod doctor;
+pub mod metrics;
 pub mod probe;
 pub mod reload;
 pub mod render;

@@ -45,6 +45,8 @@ pub fn check_node(old: &Config, new: &Config) -> Result<(), ReloadError> {
             a.fdb_max_entries != b.fdb_max_entries,
         ),
         ("[node] fdb_aging", a.fdb_aging != b.fdb_aging),
+        // The metrics listener is bound at start (crate::control::metrics).
+        ("[metrics] listen", old.metrics != new.metrics),
     ];
     match changed.iter().find(|(_, c)| *c) {
         Some((what, _)) => Err(ReloadError::NeedsRestart {
@@ -227,5 +229,21 @@ mod tests {
         mtu.mtu = 1400;
         let e = apply(&mut t, &old, &spec(vec![mtu], &[("b", 2)])).unwrap_err();
         assert!(e.to_string().contains("mtu"), "{e}");
+    }
+
+    #[test]
+    fn a_new_metrics_listen_address_needs_a_restart() {
+        let file = |metrics: &str| {
+            let text = format!(
+                "[node]\nname = \"a\"\nunderlay_ip = \"192.0.2.1\"\n[[network]]\nname = \"blue\"\n\
+                 vni = 42\nsubnet = \"10.0.9.0/24\"\n{metrics}"
+            );
+            Config::from_str(&text, "node.toml").unwrap()
+        };
+        let off = file("");
+        let on = file("[metrics]\nlisten = \"127.0.0.1:9474\"\n");
+        assert!(check_node(&on, &on).is_ok());
+        let e = check_node(&off, &on).unwrap_err();
+        assert!(e.to_string().contains("[metrics] listen changed"), "{e}");
     }
 }

@@ -657,6 +657,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                 p99_us: 18.5,
                 p999_us: 40.1,
                 max_us: 95.0,
+                ..Default::default()
             }],
             workers: vec![crate::control::api::WorkerStats {
                 worker: 1,

@@ -291,7 +291,7 @@ mod tests {
         let json = serde_json::to_string(&api::NetworkStats::from(&row)).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"blue","vni":42,"counters":{"rx_packets":1,"rx_bytes":100,"tx_packets":0,"tx_bytes":0,"drops":{"unknown_vni":1}},"flooded":1,"proxy_arp_replies":2,"fdb_learned":3,"fdb_moves":4,"fdb_full":5,"dns":{"answered":6,"nxdomain":0,"refused":0,"forwarded":0}}"#
+            r#"{"name":"blue","vni":42,"counters":{"rx_packets":1,"rx_bytes":100,"tx_packets":0,"tx_bytes":0,"drops":{"unknown_vni":1}},"flooded":1,"proxy_arp_replies":2,"fdb_learned":3,"fdb_moves":4,"fdb_full":5,"dns":{"answered":6,"nxdomain":0,"refused":0,"forwarded":0,"tcp_connections":0}}"#
         );
         let back: api::NetworkStats = serde_json::from_str(&json).unwrap();
         assert_eq!((back.events.fdb_full, back.dns.answered), (5, 6));

@@ -89,4 +89,82 @@ pub struct LatencySummary {
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
+    /// All samples added up (from the histogram's buckets, to its 3 significant digits).
+    #[serde(default)]
+    pub sum_us: f64,
+    /// Samples at or below each of `LATENCY_BOUNDS_US`, cumulative (what a Prometheus
+    /// histogram shows: crate::control::metrics).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<LatencyBucket>,
+}
+
+/// Samples of a latency histogram at or below `le_us` microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatencyBucket {
+    pub le_us: f64,
+    pub count: u64,
+}
+
+/// Upper bounds of the latency buckets `show stats --json` and the metrics carry: from what
+/// a frame takes through a warm worker (a few µs) to what a stalled one shows.
+pub const LATENCY_BOUNDS_US: [f64; 16] = [
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1_000.0,
+    2_500.0,
+    5_000.0,
+    10_000.0,
+    25_000.0,
+    100_000.0,
+    1_000_000.0,
+];
+
+impl LatencySummary {
+    /// Fills `buckets` and `sum_us` from recorded (value in ns, count) pairs, in any order.
+    pub fn fill_buckets(&mut self, recorded: impl Iterator<Item = (u64, u64)>) {
+        let mut counts = [0u64; LATENCY_BOUNDS_US.len()];
+        let mut sum_ns = 0f64;
+        for (ns, n) in recorded {
+            sum_ns += ns as f64 * n as f64;
+            let us = ns as f64 / 1000.0;
+            if let Some(i) = LATENCY_BOUNDS_US.iter().position(|le| us <= *le) {
+                counts[i] += n;
+            }
+        }
+        let mut cumulative = 0;
+        self.buckets = LATENCY_BOUNDS_US
+            .iter()
+            .zip(counts)
+            .map(|(le, n)| {
+                cumulative += n;
+                LatencyBucket {
+                    le_us: *le,
+                    count: cumulative,
+                }
+            })
+            .collect();
+        self.sum_us = sum_ns / 1000.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_cumulative_and_sum_adds_up() {
+        let mut s = LatencySummary::default();
+        // 3 frames of 800 ns, 2 of 4 µs, 1 of 2 s (past the last bound: only in the count).
+        s.fill_buckets([(4_000, 2), (800, 3), (2_000_000_000, 1)].into_iter());
+        let at = |le: f64| s.buckets.iter().find(|b| b.le_us == le).unwrap().count;
+        assert_eq!((at(1.0), at(2.5), at(5.0), at(1_000_000.0)), (3, 3, 5, 5));
+        assert_eq!(s.sum_us, 2.4 + 8.0 + 2_000_000.0);
+    }
 }

@@ -27,8 +27,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::{
-    network_key, validate_cluster, validate_dns, validate_docker, validate_networks, validate_node,
-    validate_peers, Problems,
+    network_key, validate_cluster, validate_dns, validate_docker, validate_metrics,
+    validate_networks, validate_node, validate_peers, Problems,
 };
 
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
@@ -69,6 +69,15 @@ pub struct Config {
     pub docker: Option<DockerConfig>,
     /// `[dns]`: where names the switch does not own are asked.
     pub dns: DnsConfig,
+    /// `[metrics]`: serve Prometheus metrics over HTTP (crate::control::metrics). `None`: off.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where `GET /metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// An address of this host (or 0.0.0.0 / [::] for all) and a port other than 0.
+    pub listen: std::net::SocketAddr,
 }
 
 /// `[dns]`. Every network's own address answers DNS (crate::switch::dns); names that are not
@@ -293,6 +302,7 @@ impl Config {
         let networks = validate_networks(raw.network, &peers, cluster.is_some(), &mut p);
         let docker = raw.docker.map(|d| validate_docker(d, &mut p));
         let dns = raw.dns.map(|d| validate_dns(d, &mut p)).unwrap_or_default();
+        let metrics = raw.metrics.and_then(|m| validate_metrics(m, &mut p));
 
         let config = Config {
             path: path.clone(),
@@ -302,6 +312,7 @@ impl Config {
             cluster,
             docker,
             dns,
+            metrics,
         };
         if let Some(mtu) = config.node.underlay_mtu {
             config.mtu_problems(mtu, "node.underlay_mtu", &mut p);

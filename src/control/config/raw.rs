@@ -16,6 +16,13 @@ pub(super) struct RawFile {
     pub cluster: Option<RawCluster>,
     pub docker: Option<RawDocker>,
     pub dns: Option<RawDns>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: String,
 }
 
 #[derive(Deserialize)]

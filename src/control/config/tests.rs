@@ -713,3 +713,22 @@ fn dns_upstreams_are_addresses_with_port_53_by_default() {
         &["upstream"],
     );
 }
+
+#[test]
+fn metrics_are_off_by_default_and_listen_is_an_address_and_port() {
+    assert_eq!(parse(GOOD).unwrap().metrics, None);
+    let c = parse(&format!("{GOOD}\n[metrics]\nlisten = \"[::1]:9474\"\n")).unwrap();
+    assert_eq!(c.metrics.unwrap().listen.to_string(), "[::1]:9474");
+    for (bad, why) in [
+        ("localhost:9474", "not an IP address and port"),
+        ("192.0.2.1", "has no port"),
+        ("192.0.2.1:0", "port 0"),
+        ("", "is empty"),
+    ] {
+        refused(
+            &format!("{GOOD}\n[metrics]\nlisten = \"{bad}\"\n"),
+            &["metrics.listen", why, "\"127.0.0.1:9474\""],
+        );
+    }
+    refused(&format!("{GOOD}\n[metrics]\n"), &["listen"]);
+}

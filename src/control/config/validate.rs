@@ -1,7 +1,7 @@
 //! Validation of the parsed file: every value checked, every problem collected with the key it
 //! belongs to (`Problems`), defaults filled in.
 
-use super::raw::{RawCluster, RawDns, RawDocker, RawNetwork, RawNode, RawPeer};
+use super::raw::{RawCluster, RawDns, RawDocker, RawMetrics, RawNetwork, RawNode, RawPeer};
 use super::values::{
     check_mtu, check_network_name, parse_duration, parse_subnet, parse_vtep_ip, vni_from,
 };
@@ -654,4 +654,35 @@ pub fn parse_upstream(s: &str) -> Option<std::net::SocketAddr> {
     s.parse::<std::net::SocketAddr>()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
+}
+
+/// `[metrics] listen`: `IP:PORT` (`[IPv6]:PORT`) with a port other than 0. Host names are
+/// refused: the daemon binds this address at start and should not depend on a resolver.
+pub(super) fn validate_metrics(raw: RawMetrics, p: &mut Problems) -> Option<MetricsConfig> {
+    let hint = "give IP:PORT, e.g. \"127.0.0.1:9474\" (this host only) or \"0.0.0.0:9474\" \
+                (every address)";
+    let s = raw.listen.trim();
+    match s.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() == 0 => {
+            p.add(
+                "metrics.listen",
+                format!("{s:?} has port 0: Prometheus needs a fixed port to scrape; {hint}"),
+            );
+            None
+        }
+        Ok(listen) => Some(MetricsConfig { listen }),
+        Err(_) => {
+            let why = if s.is_empty() {
+                "is empty".to_string()
+            } else if s.parse::<std::net::IpAddr>().is_ok() {
+                format!("{s:?} has no port")
+            } else if s.starts_with(':') {
+                format!("{s:?} has no address")
+            } else {
+                format!("{s:?} is not an IP address and port")
+            };
+            p.add("metrics.listen", format!("{why}: {hint}"));
+            None
+        }
+    }
 }

@@ -301,16 +301,25 @@ impl Latency {
         self.hist.saturating_record(ns.max(1));
     }
 
+    /// Asked by `show` (and the metrics), never per frame: one walk over the recorded buckets.
     fn stats(&self, worker: u32) -> LatencySummary {
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
-        LatencySummary {
+        let mut s = LatencySummary {
             worker,
             samples: self.hist.len(),
             p50_us: us(0.5),
             p99_us: us(0.99),
             p999_us: us(0.999),
             max_us: self.hist.max() as f64 / 1000.0,
-        }
+            ..Default::default()
+        };
+        s.fill_buckets(self.hist.iter_recorded().map(|v| {
+            (
+                self.hist.median_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            )
+        }));
+        s
     }
 }
 
