@@ -341,6 +341,9 @@ fn a_killed_host_is_forgotten_within_its_lease_and_keeps_its_addresses_when_it_r
     let (a, pa) = step!(tb, tb.attach(0, "a", "blue", &[]));
     let (_, pc) = step!(tb, tb.attach(2, "c", "blue", &["--name", "c"]));
     let ip_c = addr_of(&pc);
+    // A second container on node-c, which goes away while node-c's daemon is dead.
+    let (c2, pc2) = step!(tb, tb.attach(2, "c2", "blue", &["--name", "c2"]));
+    let ip_c2 = addr_of(&pc2);
     assert!(wait_until(Duration::from_secs(1), || neigh_ips(
         &tb, 0, "blue"
     )
@@ -358,6 +361,8 @@ fn a_killed_host_is_forgotten_within_its_lease_and_keeps_its_addresses_when_it_r
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let _ = tb.hosts[2].daemon.take().unwrap().child.wait();
     let t0 = Instant::now();
+    let c2_ns = tb.container(c2).name.clone();
+    step!(tb, run(&["ip", "netns", "del", &c2_ns]));
     for h in [0, 1] {
         let forgotten = wait_until(Duration::from_secs(ttl + 3), || {
             let Ok(p) = tb.hosts[h].show_json(&tb.bins, "peers") else {
@@ -395,27 +400,49 @@ fn a_killed_host_is_forgotten_within_its_lease_and_keeps_its_addresses_when_it_r
         .unwrap_err();
     assert!(err.contains("taken") && err.contains("node-c"), "{err}");
 
-    // It comes back: registered again, and its container gets its address back.
+    // It comes back: registered again, and it re-adopts its container, whose interface
+    // outlived the kill (crate::control::server::restart), under the same address and name,
+    // published again once it has read etcd.
+    let c_eth0 = |tb: &Testbed| {
+        let ns = format!("{}-c", tb.prefix);
+        let o = tb.containers.iter().find(|n| n.name == ns).unwrap();
+        o.try_exec(&["ip", "-br", "-4", "addr", "show", "eth0"])
+    };
+    let kept = String::from_utf8_lossy(&c_eth0(&tb).stdout).to_string();
+    assert!(kept.contains(&ip_c), "c's eth0 survives the kill: {kept}");
     step!(tb, tb.start_daemon(2));
-    let c_ns = format!("{}-c", tb.prefix);
-    let port = json(
-        &tb,
-        2,
-        &[
-            "attach-namespace",
-            "--network",
-            "blue",
-            "--netns",
-            &c_ns,
-            "--name",
-            "c",
-            "--json",
-        ],
+    let adopted = wait_until(Duration::from_secs(5), || {
+        // Every saved port adopted or dropped (after the first view of etcd), c among them.
+        tb.hosts[2]
+            .log_text()
+            .contains("saved ports on cluster networks re-adopted")
+            && tb.hosts[2].show_json(&tb.bins, "ports").is_ok_and(|p| {
+                p.as_array()
+                    .is_some_and(|a| a.iter().any(|x| addr_of(x) == ip_c))
+            })
+    });
+    assert!(
+        adopted,
+        "the restarted host did not re-adopt c\n{}",
+        tb.logs()
     );
-    assert_eq!(
-        addr_of(&port),
-        ip_c,
-        "the restarted host's container got another address"
+    // The container that went while it was down is dropped: its claim is released, so its
+    // address may be given to another container at once.
+    let (_, py) = step!(
+        tb,
+        tb.attach(0, "y", "blue", &["--ip", &format!("{ip_c2}/24")])
+    );
+    assert_eq!(addr_of(&py), ip_c2);
+    let ports = tb.hosts[2].show_json(&tb.bins, "ports").unwrap();
+    assert_eq!(ports.as_array().map(Vec::len), Some(1), "{ports}");
+    let inspect = json(&tb, 1, &["network", "inspect", "blue", "--json"]);
+    assert!(
+        inspect["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["host"] == "node-c" && e["name"] == "c" && e["ip"] == ip_c.as_str()),
+        "{inspect}"
     );
     assert!(wait_until(Duration::from_secs(2), || neigh_ips(
         &tb, 0, "blue"

@@ -1,6 +1,7 @@
 //! vswitchd: the per-host daemon. Reads node.toml, opens the underlay, starts the data-plane
-//! worker and the control socket, and on SIGINT/SIGTERM stops the worker (closing every TAP it
-//! made, which removes the containers' interfaces) and removes the control socket.
+//! workers, re-adopts the containers' ports a previous run left (state_dir), serves the control
+//! socket, and on SIGINT/SIGTERM stops the workers (removing the containers' interfaces, unless
+//! `vswitchctl shutdown --keep-ports` asked to keep them) and removes the control socket.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -24,7 +25,8 @@ use vswitch::switch::{Published, Switch, Topology};
     long_about = "Userspace VXLAN switch for container overlay networks. Run one per host; it \
 owns the containers' interfaces on the networks in --config and carries their frames to the \
 other hosts as VXLAN (UDP 4789). Put containers on a network with `vswitchctl attach-namespace`.",
-    after_help = "Examples:\n  vswitchd --config /etc/vswitch/node.toml\n  vswitchd --config node.toml --check     # validate and exit\n  RUST_LOG=vswitch=debug vswitchd --config node.toml\n\n\
+    after_help = "Stopping:\n  SIGTERM / SIGINT                   stop; the containers' interfaces are removed\n  vswitchctl shutdown --keep-ports   stop for an upgrade: every container keeps its interface,\n                                     MAC, address and routes; the next vswitchd re-adopts them\n                                     from state_dir (so does it after kill -9 or a crash)\n\n\
+Examples:\n  vswitchd --config /etc/vswitch/node.toml\n  vswitchd --config node.toml --check     # validate and exit\n  RUST_LOG=vswitch=debug vswitchd --config node.toml\n\n\
 Environment:\n  \
 RUST_LOG=vswitch=debug      more log (default: info)\n  \
 VSWITCH_OFFLOADS=off        no TSO/USO, GSO, GRO or coalescing: one frame, one datagram per call\n  \
@@ -415,12 +417,16 @@ fn run(args: Args) -> Result<()> {
     )
     .context("cannot start the DNS forwarder")?;
     let resolv_files = vswitch::control::attach::ResolvFiles::default();
+    // Ports are recorded in state_dir; `vswitchctl shutdown --keep-ports` sets `keep_ports`.
+    let port_state = vswitch::control::state::PortState::new(&cfg.node.state_dir);
+    let keep_ports = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tap_offloads = tap.offload;
     let mut server = Server::new(handle.clone(), tap, published.clone())
         .with_dns(forwarder)
         .with_resolv_files(resolv_files.clone())
         .with_packet_rx(packet_rx_mode())
-        .with_config(cfg.clone(), mtu);
+        .with_config(cfg.clone(), mtu)
+        .with_state(port_state.clone(), keep_ports.clone());
     // Every peer probed every 2 s on its VXLAN (and ESP) port, for `show peers` and `doctor`.
     let probe_cfg = vswitch::control::probe::ProbeConfig {
         node: cfg.node.name.clone(),
@@ -443,6 +449,8 @@ fn run(args: Args) -> Result<()> {
         };
         server = server.with_cluster(agent.clone(), local);
     }
+    // Before anything is served: the containers a previous run left forward again at once.
+    let adoption = server.adopt_saved_ports();
     let control = server.start().context("cannot start the control actor")?;
     if let Some(agent) = &cluster {
         let keep = agent.clone();
@@ -493,6 +501,7 @@ fn run(args: Args) -> Result<()> {
         underlay_mtu = mtu,
         workers,
         socket = %cfg.node.control_socket.display(),
+        adopted = adoption.adopted,
         "vswitchd ready"
     );
 
@@ -510,10 +519,21 @@ fn run(args: Args) -> Result<()> {
         signal = Some(s);
         break;
     }
-    tracing::info!(
-        ?signal,
-        "shutting down: removing the interfaces this daemon made"
-    );
+    let keep = keep_ports.load(std::sync::atomic::Ordering::SeqCst);
+    if keep {
+        // Persistent TAPs stay when their fds close; their records stay in state_dir.
+        vswitch::io::tap::keep_persistent_devices();
+        tracing::info!(
+            ?signal,
+            state_dir = %cfg.node.state_dir.display(),
+            "shutting down, keeping the containers' interfaces: the next vswitchd re-adopts them"
+        );
+    } else {
+        tracing::info!(
+            ?signal,
+            "shutting down: removing the interfaces this daemon made"
+        );
+    }
     if let Some(agent) = &cluster {
         // Others forget this node's endpoints now rather than in lease_ttl; its addresses stay
         // claimed for address_grace, so a restart keeps them.
@@ -523,7 +543,12 @@ fn run(args: Args) -> Result<()> {
     for t in threads {
         let _ = t.join();
     }
-    resolv_files.remove_all();
+    if !keep {
+        resolv_files.remove_all();
+        if let Err(e) = port_state.clear() {
+            tracing::warn!(dir = %port_state.dir().display(), "cannot clear the saved ports: {e}");
+        }
+    }
     let _ = std::fs::remove_file(&cfg.node.control_socket);
     tracing::info!("stopped");
     Ok(())

@@ -65,6 +65,12 @@ pub enum Request {
     },
     /// Re-read node.toml and apply what changed (crate::control::reload).
     Reload,
+    /// Stop the daemon, as SIGTERM does; with `keep_ports`, every container's interface stays
+    /// (with its MAC, addresses and routes) for the next vswitchd to re-adopt from state_dir.
+    Shutdown {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_ports: bool,
+    },
     /// What the switch would do with a frame; changes nothing (see crate::switch::trace).
     Trace(TraceRequest),
     /// Make a network for the whole cluster (needs `[cluster]`).

@@ -103,7 +103,7 @@ pub fn create_namespace_port_queues(
 
     let mut nl_here = Netlink::open().map_err(step("opening netlink"))?;
     // From here on, returning early drops `taps`, which removes the device wherever it is.
-    let taps = open_tap_queues(&req.tap_name, req.tap, queues)?;
+    let mut taps = open_tap_queues(&req.tap_name, req.tap, queues)?;
     let tap_name = &req.tap_name;
     let index = nl_here
         .link_index(tap_name)
@@ -147,6 +147,13 @@ pub fn create_namespace_port_queues(
                 .set_link_up(lo.index, true)
                 .map_err(in_ns("bringing lo up"))?;
         }
+    }
+    // Persistent once whole: the container keeps its interface when the daemon dies or stops
+    // with `--keep-ports` (crate::control::state); a detach or a plain stop still removes it.
+    // A daemon killed before this point leaves nothing: the device goes with its fds.
+    for t in &mut taps {
+        t.set_persistent()
+            .map_err(in_ns(&format!("making {ifname} persistent")))?;
     }
     Ok(taps)
 }
@@ -331,6 +338,26 @@ impl ResolvFiles {
             .expect("resolv files")
             .insert(port, (path.clone(), made_dir));
         Ok(Some(path))
+    }
+
+    /// The file written for `port` and whether its directory was made too.
+    pub fn get(&self, port: u32) -> Option<(std::path::PathBuf, bool)> {
+        self.0.lock().expect("resolv files").get(&port).cloned()
+    }
+
+    /// Takes over a file a previous daemon wrote for `port` (re-adopted after a restart).
+    pub fn adopt(&self, port: u32, path: std::path::PathBuf, made_dir: bool) {
+        self.0
+            .lock()
+            .expect("resolv files")
+            .insert(port, (path, made_dir));
+    }
+
+    /// Removes a file a previous daemon wrote for a port that is not re-adopted.
+    pub fn remove_stale(path: &std::path::Path, made_dir: bool) {
+        if path.exists() {
+            ResolvFiles::delete(path, made_dir);
+        }
     }
 
     /// Removes what was written for `port`.

@@ -1,4 +1,5 @@
 //! Control plane: configuration, the Unix-socket API, attach/detach of ports.
+pub mod adopt;
 pub mod api;
 pub mod attach;
 pub mod client;
@@ -10,4 +11,5 @@ pub mod probe;
 pub mod reload;
 pub mod render;
 pub mod server;
+pub mod state;
 pub mod views;

@@ -22,12 +22,13 @@ mod cluster;
 mod docker;
 mod doctor;
 mod error;
+mod restart;
 mod socket;
 mod trace;
 
-pub use socket::serve;
-
 pub use error::ControlError;
+pub use restart::Adoption;
+pub use socket::{serve, MAX_CONNECTIONS, MAX_REQUEST, REPLY_DEADLINE, REQUEST_DEADLINE};
 
 use super::api::{self, PeerInfo, PortInfo, Request, Response, ShowWhat};
 use super::views;
@@ -116,6 +117,8 @@ pub struct Server {
     dns: Option<crate::control::dns::Forwarder>,
     /// resolv.conf files written for attached namespaces.
     resolv: crate::control::attach::ResolvFiles,
+    /// Ports recorded in state_dir for a restart (server/restart.rs).
+    restart: Option<restart::Restart>,
     /// Probes the peers for `show peers` (server/doctor.rs).
     prober: Option<crate::control::probe::Prober>,
 }
@@ -140,6 +143,7 @@ impl Server {
             attachments: Default::default(),
             dns: None,
             resolv: Default::default(),
+            restart: None,
             prober: None,
         }
     }
@@ -308,6 +312,7 @@ impl Server {
             Request::Trace(t) => self.trace(&t),
             Request::Reload => self.reload(),
             Request::Doctor { wait_ms } => self.doctor(wait_ms),
+            Request::Shutdown { keep_ports } => self.shutdown(keep_ports),
             Request::NetworkCreate {
                 name,
                 subnet,
@@ -414,6 +419,7 @@ impl Server {
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
         let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
         self.resolv.remove(row.id.0);
+        self.forget_port(row.id);
         to_json(PortInfo::from(&row))
     }
 
@@ -483,6 +489,7 @@ impl Server {
                 ..self.tap_options
             },
         };
+        let multi_queue = spec.tap.multi_queue;
         let queues = create_namespace_port_queues(&spec, self.workers.len())?;
         let devices = queues
             .into_iter()
@@ -501,11 +508,18 @@ impl Server {
             mtu,
             attachment: a.attachment.clone(),
         };
-        let mut info =
-            self.add_port(devices, meta, vni, Some((mac, addr.addr())), id, a.security)?;
+        let mut info = self.add_port(
+            devices,
+            meta.clone(),
+            vni,
+            Some((mac, addr.addr())),
+            id,
+            a.security,
+        )?;
         if let Some(dns) = self.container_dns(vni, id, netns) {
             info["dns"] = serde_json::to_value(dns).map_err(|e| e.to_string())?;
         }
+        self.remember_port(id, &meta, a.security, multi_queue);
         Ok(info)
     }
 
@@ -587,7 +601,9 @@ impl Server {
         let endpoint = mac.zip(addr.map(|a| a.addr()));
         // The station behind an existing interface may be anything (a router, a host): no
         // port security there.
-        self.add_port(devices, meta, vni, endpoint, id, false)
+        let info = self.add_port(devices, meta.clone(), vni, endpoint, id, false)?;
+        self.remember_port(id, &meta, false, false);
+        Ok(info)
     }
 
     /// One packet socket per worker; with several, they share the interface's frames in a
@@ -627,14 +643,6 @@ impl Server {
     }
 }
 
-/// The longest request line taken; a longer one is refused and the connection closed.
-pub const MAX_REQUEST: usize = 1 << 20;
-/// A whole request must arrive within this time of connecting.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
-/// A reply the client does not read within this time is abandoned with its connection.
-pub const REPLY_DEADLINE: Duration = Duration::from_secs(5);
-/// Connections served at once; more are answered "busy" at once and closed.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// How long a connection waits for the actor (attach does netlink work).
 const ACTOR_DEADLINE: Duration = Duration::from_secs(30);
 

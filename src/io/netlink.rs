@@ -44,6 +44,13 @@ mod sys {
     pub const RTM_GETLINK: u16 = 18;
     pub const RTM_NEWADDR: u16 = 20;
     pub const RTM_GETADDR: u16 = 22;
+    pub const RTM_NEWNEIGH: u16 = 28;
+    pub const RTM_GETNEIGH: u16 = 30;
+    // include/uapi/linux/neighbour.h: struct ndmsg, NDA_*, NUD_*
+    pub const NDMSG_LEN: usize = 12;
+    pub const NDA_DST: u16 = 1;
+    pub const NUD_INCOMPLETE: u16 = 0x01;
+    pub const NUD_FAILED: u16 = 0x20;
     pub const RT_SCOPE_UNIVERSE: u8 = 0;
 
     // struct ifinfomsg { u8 family, pad; u16 type; i32 index; u32 flags, change } (16 bytes)
@@ -533,6 +540,36 @@ impl Netlink {
         self.ack(req, &|| {
             format!("adding address {addr}/{prefix_len} to interface {ifindex}")
         })
+    }
+
+    /// The IPv4 neighbours of interface `ifindex` that are not resolved: ARP is still asking
+    /// (INCOMPLETE, retried once a second) or gave up (FAILED).
+    pub fn unresolved_ipv4_neighbours(&mut self, ifindex: u32) -> Result<Vec<Ipv4Addr>, IoError> {
+        let mut req = Request::new(RTM_GETNEIGH, NLM_F_DUMP);
+        let mut h = [0u8; NDMSG_LEN];
+        h[0] = libc::AF_INET as u8;
+        h[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        req.buf.extend_from_slice(&h);
+        let replies = self.request(req, &|| "listing IPv4 neighbours".to_string())?;
+        Ok(replies
+            .iter()
+            .filter(|(ty, _)| *ty == RTM_NEWNEIGH)
+            .filter_map(|(_, p)| {
+                let hdr = p.get(..NDMSG_LEN)?;
+                let index = u32::from_ne_bytes(hdr[4..8].try_into().ok()?);
+                let state = u16::from_ne_bytes(hdr[8..10].try_into().ok()?);
+                if hdr[0] != libc::AF_INET as u8
+                    || index != ifindex
+                    || state & (NUD_INCOMPLETE | NUD_FAILED) == 0
+                {
+                    return None;
+                }
+                attrs(&p[NDMSG_LEN..])
+                    .find(|(ty, _)| *ty == NDA_DST)
+                    .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
+                    .map(Ipv4Addr::from)
+            })
+            .collect())
     }
 
     /// Finds the interface that has `addr` as a local IPv4 address: `(ifindex, name, mtu)`.

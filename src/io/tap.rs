@@ -1,9 +1,13 @@
 //! TAP devices: an Ethernet interface whose frames are read and written through a file
 //! descriptor on `/dev/net/tun` (Documentation/networking/tuntap.rst).
 //!
-//! The device is not persistent: it exists while the [`TapDevice`] (its fd) lives, and closing
-//! the fd removes it from whichever network namespace it was moved to. The device is created in
-//! the namespace of the thread that calls [`TapDevice::create`]. `read`/`write` are nonblocking,
+//! By default the device is not persistent: it exists while the [`TapDevice`] (its fd) lives,
+//! and closing the fd removes it from whichever network namespace it was moved to. A device
+//! made persistent ([`TapDevice::set_persistent`], TUNSETPERSIST) outlives its fds when the
+//! process dies (kill -9, a crash) or exits after [`keep_persistent_devices`], so a restarted
+//! daemon re-opens it by name ([`TapDevice::open_existing`]); dropping a `TapDevice` otherwise
+//! still removes it. The device is created in the namespace of the thread that calls
+//! [`TapDevice::create`]. `read`/`write` are nonblocking,
 //! take `&self` and may be called from any thread; each call moves exactly one frame.
 
 use super::{check_ifname, ifname_bytes, IoError};
@@ -48,6 +52,28 @@ pub struct TapDevice {
     fd: OwnedFd,
     name: String,
     options: TapOptions,
+    /// Made persistent through this fd or another queue of the device: cleared on drop (unless
+    /// the process keeps its devices), so the device still goes with its last fd.
+    persistent: bool,
+}
+
+/// Set once the daemon stops keeping its ports (`vswitchctl shutdown --keep-ports`): from then
+/// on, dropping a persistent device leaves it in place for the next daemon.
+static KEEP_PERSISTENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, persistent devices outlive their `TapDevice`s (the process is stopping and a
+/// later one will re-adopt them). Irreversible; process-wide.
+pub fn keep_persistent_devices() {
+    KEEP_PERSISTENT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+impl Drop for TapDevice {
+    fn drop(&mut self) {
+        if self.persistent && !KEEP_PERSISTENT.load(std::sync::atomic::Ordering::SeqCst) {
+            // The device may be gone already (its namespace deleted): nothing to undo then.
+            let _ = self.persist(false);
+        }
+    }
 }
 
 impl TapDevice {
@@ -140,7 +166,52 @@ impl TapDevice {
             fd,
             name: name.to_string(),
             options,
+            persistent: false,
         })
+    }
+
+    /// Attaches to the existing TAP device `name` in the calling thread's namespace (one queue
+    /// of it), as a restarted daemon re-adopts a persistent device. `options.multi_queue` must
+    /// be what the device was made with. Refused (EINVAL) for a device that is not a TAP, so
+    /// an interface someone else made under that name is never taken over; and when no
+    /// device has the name: this never creates one.
+    pub fn open_existing(name: &str, options: TapOptions) -> Result<TapDevice, IoError> {
+        check_ifname(name)?;
+        if super::ifindex_of(name)?.is_none() {
+            return Err(IoError::sys(
+                format!("opening TAP device {name}"),
+                io::Error::from_raw_os_error(libc::ENODEV),
+            ));
+        }
+        let mut tap = TapDevice::create_with(name, options)?;
+        tap.persistent = true;
+        Ok(tap)
+    }
+
+    /// Makes the device persistent (TUNSETPERSIST): it stays, with its name, MAC, addresses
+    /// and routes, when every fd of it closes because the process died, or exited after
+    /// [`keep_persistent_devices`]. Dropping this `TapDevice` in a running daemon still
+    /// removes it (it clears the flag first).
+    pub fn set_persistent(&mut self) -> Result<(), IoError> {
+        self.persist(true)
+            .map_err(|e| IoError::sys(format!("making TAP device {} persistent", self.name), e))?;
+        self.persistent = true;
+        Ok(())
+    }
+
+    fn persist(&self, on: bool) -> io::Result<()> {
+        // SAFETY: TUNSETPERSIST takes the flag by value.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::TUNSETPERSIST as _,
+                libc::c_ulong::from(on),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Reads one frame and its `virtio_net_hdr` (IFF_VNET_HDR devices).
@@ -204,7 +275,9 @@ impl TapDevice {
                 io::Error::from_raw_os_error(libc::EINVAL),
             ));
         }
-        TapDevice::create_with(&self.name, self.options)
+        let mut q = TapDevice::create_with(&self.name, self.options)?;
+        q.persistent = self.persistent;
+        Ok(q)
     }
 
     /// The name the device was created with; renames made later through netlink are not seen.
@@ -348,6 +421,45 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(single.open_queue().is_err());
+    }
+
+    #[test]
+    fn a_persistent_device_outlives_a_dead_process_and_is_reopened_by_name() {
+        let ns = TempNetns::new("persist");
+        let fd = open_netns(&ns.0).unwrap();
+        let opts = TapOptions {
+            multi_queue: true,
+            ..TapOptions::default()
+        };
+        let mut nl = run_in_netns(&fd, Netlink::open).unwrap().unwrap();
+        let mut tap = run_in_netns(&fd, || TapDevice::create_with("vswpst0", opts))
+            .unwrap()
+            .unwrap();
+        tap.set_persistent().unwrap();
+        // The process dies: its fds close, no Drop runs.
+        let dead = std::mem::ManuallyDrop::new(tap);
+        // SAFETY: the fd is read out once and `dead` is never used or dropped again.
+        drop(unsafe { std::ptr::read(&dead.fd) });
+        assert!(nl.link_index("vswpst0").unwrap().is_some(), "it stays");
+        // The next process attaches to it by name, as two queues.
+        let q0 = run_in_netns(&fd, || TapDevice::open_existing("vswpst0", opts))
+            .unwrap()
+            .unwrap();
+        let q1 = run_in_netns(&fd, || q0.open_queue()).unwrap().unwrap();
+        let idx = nl.link_index("vswpst0").unwrap().unwrap();
+        nl.set_link_up(idx, true).unwrap();
+        assert_eq!(q1.write(&[0xffu8; 60]).unwrap(), 60);
+        // Dropping a re-adopted device in a running daemon (a detach) removes it.
+        drop(q0);
+        drop(q1);
+        assert_eq!(nl.link_index("vswpst0").unwrap(), None);
+        // Never creates one, and never takes an interface that is not a TAP.
+        let none = run_in_netns(&fd, || TapDevice::open_existing("vswpst0", opts)).unwrap();
+        assert!(none.is_err());
+        assert_eq!(nl.link_index("vswpst0").unwrap(), None);
+        let lo = run_in_netns(&fd, || TapDevice::open_existing("lo", opts)).unwrap();
+        assert!(lo.is_err());
+        assert!(nl.link_index("lo").unwrap().is_some());
     }
 
     #[test]

@@ -198,6 +198,22 @@ Example:
         wireshark: bool,
     },
 
+    /// Stop vswitchd, as SIGTERM does, and wait until it has exited. With --keep-ports every
+    /// container keeps its interface, MAC, address and routes, and the next vswitchd re-adopts
+    /// them from its state_dir: stop this way for an upgrade
+    #[command(after_help = "\
+Examples:
+  vswitchctl shutdown --keep-ports   # upgrade: install the new vswitchd, start it, containers carry on
+  vswitchctl shutdown                # stop and remove the containers' interfaces (as SIGTERM)
+
+Without the daemon (kill -9, a crash) the interfaces stay too, and the next vswitchd re-adopts
+them. Frames sent while no vswitchd runs are lost; TCP retransmits them.")]
+    Shutdown {
+        /// Leave every container's interface in place for the next vswitchd
+        #[arg(long)]
+        keep_ports: bool,
+    },
+
     /// Re-read the daemon's node.toml and apply what changed (also: kill -HUP vswitchd).
     /// Networks and peers are added or removed, MTUs and a network's peers changed, without
     /// touching traffic on the rest; a file with an error, or a change that needs a restart,
@@ -384,6 +400,7 @@ enum Output {
     Show { what: ShowWhat, json: bool },
     Trace { json: bool },
     Reloaded { json: bool },
+    Stopped,
     Wireshark,
     Network(network::Output),
 }
@@ -500,6 +517,7 @@ fn request(cmd: Command) -> (Request, Output) {
             Output::Trace { json },
         ),
         Command::Reload { json } => (Request::Reload, Output::Reloaded { json }),
+        Command::Shutdown { keep_ports } => (Request::Shutdown { keep_ports }, Output::Stopped),
         Command::Network(cmd) => {
             let (req, out) = network::request(cmd);
             (req, Output::Network(out))
@@ -541,6 +559,14 @@ fn print(resp: Response, out: Output) -> Result<String, String> {
             }
         }
         Output::Trace { json: false } => render_trace(&result),
+        Output::Stopped => {
+            let ports = result["ports"].as_u64().unwrap_or(0);
+            if result["keep_ports"].as_bool().unwrap_or(false) {
+                format!("vswitchd stopped; {ports} port(s) kept in place for the next vswitchd\n")
+            } else {
+                format!("vswitchd stopped; {ports} port(s) removed\n")
+            }
+        }
         Output::Network(out) => network::print(result, out)?,
         Output::Wireshark => typed::<Vec<SaInfo>>(result)?
             .iter()
@@ -632,6 +658,18 @@ fn gen_key(out: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// Waits until nothing answers on the daemon's socket any more (it removes it as it exits).
+fn wait_until_gone(socket: &std::path::Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(socket).is_err() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so `print!` into a closed pipe (`vswitchctl show stats | head -1`)
     // panics. Restore the default, as `ls` has it: the process ends quietly on the signal.
@@ -668,6 +706,13 @@ fn main() -> ExitCode {
             resp.error
                 .as_deref()
                 .unwrap_or("vswitchd refused the request without saying why")
+        );
+        return ExitCode::from(1);
+    }
+    if matches!(out, Output::Stopped) && !wait_until_gone(&socket) {
+        eprintln!(
+            "error: vswitchd accepted the shutdown but still answers on {} after 30 s",
+            socket.display()
         );
         return ExitCode::from(1);
     }

@@ -98,6 +98,7 @@ impl Server {
                 // The workers dropped it already (its namespace went): the topology still
                 // holds it.
                 let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
+                self.forget_port(id);
                 serde_json::to_value(known).unwrap_or_default()
             }
         };

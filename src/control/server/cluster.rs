@@ -108,6 +108,8 @@ impl Server {
                 tracing::info!(network = %net, %ip, "cluster: released an address held since an outage");
             }
         }
+        // Ports the previous daemon left on cluster networks (server/restart.rs).
+        self.adopt_pending();
     }
 
     /// The cluster's record of `network` if it is a cluster network this host carries.

@@ -1,13 +1,22 @@
-//! The control socket's front-end: a thread per connection, bounded in request size and time
-//! (`MAX_REQUEST`, `REQUEST_DEADLINE`, `REPLY_DEADLINE`, `MAX_CONNECTIONS`), each request handed
-//! to the actor through a `ControlHandle`.
+//! The control socket's connections: a thread each, bounded in request size and time, so an
+//! idle, slow or non-reading client holds up only itself. Every request goes to the one
+//! control actor through its `ControlHandle`.
 
-use super::{ControlHandle, MAX_CONNECTIONS, MAX_REQUEST, REPLY_DEADLINE, REQUEST_DEADLINE};
+use super::ControlHandle;
 use crate::control::api::{Request, Response};
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The longest request line taken; a longer one is refused and the connection closed.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// A whole request must arrive within this time of connecting.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// A reply the client does not read within this time is abandoned with its connection.
+pub const REPLY_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once; more are answered "busy" at once and closed.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves the control socket: every connection on a thread of its own, bounded in size and
 /// time (`MAX_REQUEST`, `REQUEST_DEADLINE`, `REPLY_DEADLINE`, `MAX_CONNECTIONS`), so an idle,

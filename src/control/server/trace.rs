@@ -1,5 +1,5 @@
-//! `vswitchctl trace` on the actor: checks the request against the topology and asks a worker
-//! to decide about the frame (crate::switch::trace), changing nothing.
+//! `vswitchctl trace` on the control actor: the request checked against the topology, then
+//! a worker asked what it would do with the frame (it changes nothing).
 
 use super::{parse_station_mac, to_json, ControlError, Server};
 use crate::control::api::TraceRequest;
