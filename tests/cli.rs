@@ -224,6 +224,7 @@ fn attach_prints_what_it_made() {
             name: None,
             no_port_security: false,
             attachment: None,
+            limits: Default::default(),
         },
         Response::ok(&port),
     );

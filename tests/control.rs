@@ -467,11 +467,17 @@ fn a_client_that_never_reads_a_large_reply_delays_no_one() {
     tb.add_hosts(1).unwrap();
     tb.write_config(0, &[BLUE], "").unwrap();
     tb.start_daemon(0).unwrap();
-    // A container that routes (no port security) sends from 6000 MACs, in bursts its TAP queue
-    // takes: `show fdb` grows past the socket buffers.
+    // A container that routes (no port security, no cap on its MACs or floods) sends from 6000
+    // MACs, in bursts its TAP queue takes: `show fdb` grows past the socket buffers.
     const MACS: usize = 6000;
     let router = tb
-        .add_container_with(0, "r", "blue", "10.0.9.4/24", &["--no-port-security"])
+        .add_container_with(
+            0,
+            "r",
+            "blue",
+            "10.0.9.4/24",
+            &["--no-port-security", "--max-macs", "0", "--bum-rate", "0"],
+        )
         .unwrap();
     let script = format!(
         "import socket,time\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns.bind(('eth0',0))\n\

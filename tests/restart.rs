@@ -264,6 +264,7 @@ fn keep_ports_shutdown_keeps_and_plain_sigterm_removes() {
         name: Some("k".into()),
         no_port_security: false,
         attachment: Some("cni:blue:k1:eth0".into()),
+        limits: Default::default(),
     };
     let r = client::call(&tb.hosts[0].socket, &attach).unwrap();
     assert!(r.ok, "{r:?}");

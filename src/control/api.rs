@@ -14,6 +14,10 @@ pub use crate::dataplane::counters::{
 };
 pub use crate::switch::counters::{DnsCounters as DnsStats, NetworkEvents};
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
@@ -36,6 +40,9 @@ pub enum Request {
         /// and the key of `detach-attachment`, which needs no namespace (it may be gone).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attachment: Option<String>,
+        /// The port's own limits, over its network's and the daemon's (crate::switch::limits).
+        #[serde(default, skip_serializing_if = "is_default")]
+        limits: crate::switch::LimitSettings,
     },
     /// Removes the port made with `attachment` (server/attachments.rs); answers the PortInfo
     /// of the removed port, or `null` when no port carries it (already gone: not an error, so
@@ -58,6 +65,9 @@ pub enum Request {
         /// ADDR or ADDR/PREFIX of the station behind the interface, for proxy-ARP.
         ip: Option<String>,
         mac: Option<String>,
+        /// As for AttachNamespace.
+        #[serde(default, skip_serializing_if = "is_default")]
+        limits: crate::switch::LimitSettings,
     },
     DetachInterface {
         network: String,

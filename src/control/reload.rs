@@ -4,7 +4,7 @@
 //! `apply` compares the running switch spec with the file's and changes the topology in one
 //! step: networks added or removed (a network with ports attached is not removed), MTUs and
 //! the peers a network spans changed, peers added or removed. What cannot change while the
-//! daemon runs — the [node] table, the table limits, anything about an encrypted network (its
+//! daemon runs — the [node] table, the table and port limits, anything about an encrypted network (its
 //! SAs are made at start) — refuses the whole reload with a message saying what and why, and the
 //! running configuration stays. Learned state of untouched networks is kept: workers only see a
 //! new topology snapshot (crate::switch::topology).
@@ -48,12 +48,28 @@ pub fn check_node(old: &Config, new: &Config) -> Result<(), ReloadError> {
         // The metrics listener is bound at start (crate::control::metrics).
         ("[metrics] listen", old.metrics != new.metrics),
     ];
-    match changed.iter().find(|(_, c)| *c) {
-        Some((what, _)) => Err(ReloadError::NeedsRestart {
+    if let Some((what, _)) = changed.iter().find(|(_, c)| *c) {
+        return Err(ReloadError::NeedsRestart {
             what: what.to_string(),
-        }),
-        None => Ok(()),
+        });
     }
+    // Port limits are resolved into each port at attach (crate::switch::limits).
+    if old.port_limits != new.port_limits {
+        return Err(ReloadError::NeedsRestart {
+            what: "[port_limits]".to_string(),
+        });
+    }
+    for n in &new.networks {
+        if old
+            .network(&n.name)
+            .is_some_and(|o| o.port_limits != n.port_limits)
+        {
+            return Err(ReloadError::NeedsRestart {
+                what: format!("network {:?}'s port_limits", n.name),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Applies the difference between the running spec and `new` to `topo` (inside one
@@ -229,6 +245,28 @@ mod tests {
         mtu.mtu = 1400;
         let e = apply(&mut t, &old, &spec(vec![mtu], &[("b", 2)])).unwrap_err();
         assert!(e.to_string().contains("mtu"), "{e}");
+    }
+
+    #[test]
+    fn a_change_of_port_limits_needs_a_restart() {
+        let file = |extra: &str| {
+            Config::from_str(
+                &format!(
+                    "[node]\nname = \"a\"\nunderlay_ip = \"192.0.2.1\"\n\n[[network]]\nname = \"blue\"\nvni = 42\nsubnet = \"10.0.9.0/24\"\n{extra}"
+                ),
+                "node.toml",
+            )
+            .unwrap()
+        };
+        let old = file("");
+        assert!(check_node(&old, &file("")).is_ok());
+        let e = check_node(&old, &file("\n[port_limits]\nbum_rate = 10\n")).unwrap_err();
+        assert!(e.to_string().contains("[port_limits]"), "{e}");
+        let e = check_node(&old, &file("port_limits = { max_macs = 2 }\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("network \"blue\"'s port_limits"),
+            "{e}"
+        );
     }
 
     #[test]

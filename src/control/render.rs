@@ -410,7 +410,7 @@ pub fn render_stats(s: &Stats) -> String {
     );
     if !s.workers.is_empty() {
         out.push_str(
-            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost; busy-poll windows after traffic, and those given up because another thread wanted the core)\n",
+            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost; busy-poll windows after traffic, and those given up because another thread wanted the core; batches of a storming port put off for a millisecond)\n",
         );
         let mut t = Table::new(&[
             ("WORKER", R),
@@ -422,6 +422,7 @@ pub fn render_stats(s: &Stats) -> String {
             ("LOST", R),
             ("SPINS", R),
             ("GIVEN_UP", R),
+            ("THROTTLED", R),
         ]);
         for w in &s.workers {
             t.row(vec![
@@ -434,6 +435,7 @@ pub fn render_stats(s: &Stats) -> String {
                 w.counters.updates_lost.to_string(),
                 w.counters.busy_poll_windows.to_string(),
                 w.counters.busy_poll_given_up.to_string(),
+                w.counters.throttled_batches.to_string(),
             ]);
         }
         out.push_str(&t.render("  "));
@@ -670,6 +672,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                     updates_lost: 0,
                     busy_poll_windows: 90,
                     busy_poll_given_up: 6,
+                    throttled_batches: 0,
                 },
             }],
         };
@@ -679,7 +682,7 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
             out.contains("1    1          500              700"),
             "{out}"
         );
-        assert!(out.contains("    0     90         6\n"), "{out}");
+        assert!(out.contains("    0     90         6          0\n"), "{out}");
         assert!(out.contains("latency inside vswitchd"), "{out}");
         assert!(out.contains("0    1000  3.2  18.5   40.1  95.0"), "{out}");
         assert!(out.starts_with("uptime 1h02m\n"), "{out}");

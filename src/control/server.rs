@@ -92,6 +92,16 @@ struct NsAttach {
     security: bool,
     /// Who asks, for what (api::Request::AttachNamespace); unique among the ports.
     attachment: Option<String>,
+    /// The port's own limits (crate::switch::limits).
+    limits: crate::switch::LimitSettings,
+}
+
+/// What a new port may send (port security) and do (its own limits, over its network's and
+/// the daemon's: crate::switch::limits).
+#[derive(Debug, Clone, Copy, Default)]
+struct PortRules {
+    security: bool,
+    limits: crate::switch::LimitSettings,
 }
 
 pub struct Server {
@@ -282,6 +292,7 @@ impl Server {
                 name,
                 no_port_security,
                 attachment,
+                limits,
             } => self.attach_namespace_for(NsAttach {
                 network,
                 netns,
@@ -291,6 +302,7 @@ impl Server {
                 name,
                 security: !no_port_security,
                 attachment,
+                limits,
             }),
             Request::DetachAttachment { attachment } => self.detach_attachment(&attachment),
             Request::Attachments => to_json(self.attachment_list()),
@@ -304,7 +316,8 @@ impl Server {
                 interface,
                 ip,
                 mac,
-            } => self.attach_interface(&network, &interface, ip.as_deref(), mac.as_deref()),
+                limits,
+            } => self.attach_interface(&network, &interface, ip.as_deref(), mac.as_deref(), limits),
             Request::DetachInterface { network, interface } => {
                 self.detach_interface(&network, &interface)
             }
@@ -385,12 +398,15 @@ impl Server {
         vni: Vni,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         id: PortId,
-        security: bool,
+        rules: PortRules,
     ) -> Result<serde_json::Value, ControlError> {
         let name = meta.name.clone();
+        let PortRules { security, limits } = rules;
+        let limits = self.port_limits(&meta.network, limits);
         self.change_topology(|t| {
             t.add_port(id, &name, vni, endpoint)?;
-            t.set_port_security(id, security)
+            t.set_port_security(id, security)?;
+            t.set_port_limits(id, limits)
         })?;
         let info: PortInfo = match self.workers.add_port(id, devices, meta, endpoint) {
             Ok(row) => (&row).into(),
@@ -405,6 +421,21 @@ impl Server {
             ip = info.ip.as_deref().unwrap_or("-"), queues = info.queues, "port attached"
         );
         to_json(info)
+    }
+
+    /// A new port's limits: its attach's own `given`, over its network's and the daemon's
+    /// (node.toml), over the built-in defaults.
+    fn port_limits(
+        &self,
+        network: &str,
+        given: crate::switch::LimitSettings,
+    ) -> crate::switch::PortLimits {
+        let base = self
+            .config
+            .as_ref()
+            .map(|(c, _)| c.limits_for(network))
+            .unwrap_or_default();
+        given.or(base).resolve()
     }
 
     /// Takes the port from the workers, then from the topology.
@@ -514,12 +545,15 @@ impl Server {
             vni,
             Some((mac, addr.addr())),
             id,
-            a.security,
+            PortRules {
+                security: a.security,
+                limits: a.limits,
+            },
         )?;
         if let Some(dns) = self.container_dns(vni, id, netns) {
             info["dns"] = serde_json::to_value(dns).map_err(|e| e.to_string())?;
         }
-        self.remember_port(id, &meta, a.security, multi_queue);
+        self.remember_port(id, &meta, a.security, a.limits, multi_queue);
         Ok(info)
     }
 
@@ -573,6 +607,7 @@ impl Server {
         interface: &str,
         ip: Option<&str>,
         mac: Option<&str>,
+        limits: crate::switch::LimitSettings,
     ) -> Result<serde_json::Value, ControlError> {
         let addr = ip.map(parse_ip_or_prefix).transpose()?;
         let mac = mac.map(parse_station_mac).transpose()?;
@@ -601,8 +636,18 @@ impl Server {
         let endpoint = mac.zip(addr.map(|a| a.addr()));
         // The station behind an existing interface may be anything (a router, a host): no
         // port security there.
-        let info = self.add_port(devices, meta.clone(), vni, endpoint, id, false)?;
-        self.remember_port(id, &meta, false, false);
+        let info = self.add_port(
+            devices,
+            meta.clone(),
+            vni,
+            endpoint,
+            id,
+            PortRules {
+                security: false,
+                limits,
+            },
+        )?;
+        self.remember_port(id, &meta, false, limits, false);
         Ok(info)
     }
 

@@ -53,6 +53,14 @@ pub struct PortRecord {
     /// The resolv.conf written for the namespace, and whether its directory was made too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolv_conf: Option<(PathBuf, bool)>,
+    /// The attach's own port limits (crate::switch::limits), resolved again at re-adoption
+    /// against the configuration then running.
+    #[serde(default, skip_serializing_if = "is_default_limits")]
+    pub limits: crate::switch::LimitSettings,
+}
+
+fn is_default_limits(l: &crate::switch::LimitSettings) -> bool {
+    *l == crate::switch::LimitSettings::default()
 }
 
 /// The records under `state_dir/ports/`.
@@ -176,6 +184,7 @@ mod tests {
             multi_queue: false,
             attachment: Some("cni:blue:abc:eth0".into()),
             resolv_conf: Some(("/etc/netns/c1/resolv.conf".into(), true)),
+            limits: Default::default(),
         }
     }
 

@@ -49,6 +49,9 @@ counter_family! {
         /// "Performance").
         pub busy_poll_windows,
         pub busy_poll_given_up,
+        /// Full batches from a port mostly over its limits (a storm): the port was read
+        /// again only a millisecond later (crate::switch::limits).
+        pub throttled_batches,
     }
 }
 

@@ -19,6 +19,7 @@ use super::counters::{Counters, NetworkCounters};
 use super::decide::{Action, Answer, Decision, Ingress};
 use super::drop_reason::{DropCounters, DropReason};
 use super::fdb::{Fdb, Learned, Location};
+use super::limits::{Bucket, PortLimits};
 use super::neigh::{NeighTable, Source};
 use super::sync::{Outbox, TableUpdate};
 use super::topology::{SwitchSpec, Topology, TopologyError};
@@ -40,6 +41,16 @@ pub struct NetState {
     outbox: Outbox,
 }
 
+/// What one worker keeps about one local port: its counters and its flood bucket
+/// (crate::switch::limits).
+#[derive(Debug, Default)]
+pub struct PortState {
+    pub counters: Counters,
+    pub bum: Bucket,
+    /// Limit drops (MAC cap, flood rate) last reported in the log, and when.
+    reported: (u64, u64, Timestamp),
+}
+
 #[derive(Debug, Default)]
 pub struct PeerState {
     pub counters: Counters,
@@ -50,12 +61,14 @@ pub struct PeerState {
 pub struct Switch {
     topo: Arc<Topology>,
     nets: HashMap<Vni, NetState>,
-    ports: HashMap<PortId, Counters>,
+    ports: HashMap<PortId, PortState>,
     peers: HashMap<VtepAddr, PeerState>,
     /// Underlay datagrams that never reached a network, and traffic totals.
     pub underlay: Counters,
     /// With several workers: re-announce active stations this often (ms).
     announce_every: Option<u64>,
+    /// A port dropped a frame over one of its limits since `limit_reports` last looked.
+    limited: bool,
 }
 
 impl Switch {
@@ -73,6 +86,7 @@ impl Switch {
             peers: HashMap::default(),
             underlay: Counters::default(),
             announce_every: None,
+            limited: false,
         };
         s.set_topology(topo);
         s
@@ -88,6 +102,11 @@ impl Switch {
     }
 
     pub fn port_counters(&self, id: PortId) -> Option<&Counters> {
+        self.ports.get(&id).map(|p| &p.counters)
+    }
+
+    /// What this worker keeps about local port `id`.
+    pub fn port_state(&self, id: PortId) -> Option<&PortState> {
         self.ports.get(&id)
     }
 
@@ -102,7 +121,9 @@ impl Switch {
         let (max, every) = (topo.fdb_max_entries, self.announce_every);
         self.nets.retain(|vni, _| topo.network(*vni).is_some());
         for n in topo.networks() {
+            let mut fresh = false;
             let state = self.nets.entry(n.vni()).or_insert_with(|| {
+                fresh = true;
                 let mut s = NetState {
                     fdb: Fdb::new(max),
                     neigh: NeighTable::new(max),
@@ -121,6 +142,7 @@ impl Switch {
             // or moved: what was learned about them (MAC and address) goes too, so that no
             // table keeps pointing at a host that is gone.
             let mut gone: HashSet<MacAddr> = HashSet::new();
+            let ports_changed = old.map(|o| o.ports()) != Some(n.ports());
             if old.map(|o| (o.ports(), o.vteps())) != Some((n.ports(), n.vteps())) {
                 state.fdb.retain(|mac, at| {
                     let keep = match at {
@@ -149,6 +171,9 @@ impl Switch {
             }
             if !gone.is_empty() {
                 state.neigh.forget_macs(&gone);
+            }
+            if fresh || ports_changed {
+                state.fdb.track_ports(n.ports());
             }
         }
         self.ports.retain(|id, _| topo.port(*id).is_some());
@@ -187,10 +212,20 @@ impl Switch {
         match d.ingress {
             Ingress::Port(p) => {
                 net.counters.traffic.rx(d.len);
-                if let Some(c) = self.ports.get_mut(&p) {
-                    c.rx(d.len);
-                    if let Some(r) = drop {
-                        c.drop(r);
+                if let Some(ps) = self.ports.get_mut(&p) {
+                    ps.counters.rx(d.len);
+                    match drop {
+                        Some(r @ (DropReason::PortMacLimit | DropReason::BumRateLimited)) => {
+                            ps.counters.drop(r);
+                            self.limited = true;
+                        }
+                        Some(r) => ps.counters.drop(r),
+                        None => {}
+                    }
+                    if let (Action::Flood { .. }, Some(rate)) =
+                        (d.action, self.topo.port(p).and_then(|t| t.limits.bum))
+                    {
+                        ps.bum.take(now, rate);
                     }
                 }
             }
@@ -316,8 +351,8 @@ impl Switch {
     }
 
     pub fn note_port_tx(&mut self, port: PortId, len: usize) {
-        if let Some(c) = self.ports.get_mut(&port) {
-            c.tx(len);
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.counters.tx(len);
         }
         if let Some(n) = self.port_network(port) {
             n.counters.traffic.tx(len);
@@ -326,8 +361,8 @@ impl Switch {
 
     /// A frame from `port` the driver could not hand to the core (e.g. a malformed TSO frame).
     pub fn note_port_drop(&mut self, port: PortId, r: DropReason) {
-        if let Some(c) = self.ports.get_mut(&port) {
-            c.drop(r);
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.counters.drop(r);
         }
         if let Some(n) = self.port_network(port) {
             n.counters.traffic.drop(r);
@@ -387,6 +422,45 @@ impl Switch {
         self.change(|t| t.add_port(id, name, network, endpoint))
     }
 
+    /// Limits for a port of this switch's own topology (crate::switch::limits).
+    pub fn set_port_limits(&mut self, id: PortId, limits: PortLimits) -> Result<(), TopologyError> {
+        self.change(|t| t.set_port_limits(id, limits))
+    }
+
+    /// Ports that dropped frames over their limits since they were last reported, at most
+    /// once per `every_ms` each: `report(port, MAC-cap drops, flood-rate drops)` with the
+    /// counts since the last report. Called by the owner about once a second, for a log line
+    /// that explains (never one per packet); cheap when no port hit a limit.
+    pub fn limit_reports(
+        &mut self,
+        now: Timestamp,
+        every_ms: u64,
+        mut report: impl FnMut(PortId, u64, u64),
+    ) {
+        if !self.limited {
+            return;
+        }
+        self.limited = false;
+        for (id, p) in self.ports.iter_mut() {
+            let d = &p.counters.drops;
+            let (macs, bum) = (
+                d.get(DropReason::PortMacLimit),
+                d.get(DropReason::BumRateLimited),
+            );
+            let (m0, b0, at) = p.reported;
+            if (macs, bum) == (m0, b0) {
+                continue;
+            }
+            if at != Timestamp(0) && now.millis_since(at) < every_ms {
+                // Not yet: look again next time.
+                self.limited = true;
+                continue;
+            }
+            report(*id, macs - m0, bum - b0);
+            p.reported = (macs, bum, now);
+        }
+    }
+
     /// Port security for a port of this switch's own topology.
     pub fn set_port_security(&mut self, id: PortId, on: bool) -> Result<(), TopologyError> {
         self.change(|t| t.set_port_security(id, on))
@@ -394,7 +468,11 @@ impl Switch {
 
     /// Removes a port from this switch's own topology; its counters.
     pub fn remove_port(&mut self, id: PortId) -> Result<Counters, TopologyError> {
-        let counters = self.ports.get(&id).cloned().unwrap_or_default();
+        let counters = self
+            .ports
+            .get(&id)
+            .map(|p| p.counters.clone())
+            .unwrap_or_default();
         self.change(|t| t.remove_port(id).map(|_| ()))?;
         Ok(counters)
     }

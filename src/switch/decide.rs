@@ -17,6 +17,7 @@
 use super::core::{NetState, Switch};
 use super::drop_reason::DropReason;
 use super::fdb::{Learned, Location};
+use super::limits::PortLimits;
 use super::neigh::Source;
 use super::topology::NetworkTopo;
 use super::{dns, dns_tcp};
@@ -253,7 +254,8 @@ impl Switch {
                 let Some(net) = self.topology().network(p.vni) else {
                     return d.drop(DropReason::UnknownPort);
                 };
-                self.decide_from_port(now, net, port, bytes, d)
+                let d = self.decide_from_port(now, net, port, bytes, d);
+                self.limit(now, port, p.limits, d)
             }
             Ingress::Underlay(from) => self.decide_from_underlay(now, from, bytes, None, d),
             Ingress::Decrypted { from, sa_vni } => {
@@ -402,6 +404,39 @@ impl Switch {
             },
         };
         d
+    }
+
+    /// The port's limits (crate::switch::limits) applied to what it would do with a frame: a
+    /// new source MAC past the port's cap, or a flood past its rate, is dropped instead, and
+    /// teaches nothing. Nothing learned is evicted to make room.
+    fn limit(&self, now: Timestamp, port: PortId, limits: PortLimits, d: Decision) -> Decision {
+        let over = match (d.learn, limits.max_macs, d.network) {
+            (Some(f), Some(max), Some(vni))
+                if matches!(f.outcome, Learned::New | Learned::Moved) =>
+            {
+                self.learned(vni)
+                    .is_some_and(|l| l.fdb.port_entries(port) >= max)
+            }
+            _ => false,
+        };
+        let reason = if over {
+            DropReason::PortMacLimit
+        } else if matches!(d.action, Action::Flood { .. })
+            && limits.bum.is_some_and(|rate| {
+                self.port_state(port)
+                    .is_some_and(|s| !s.bum.admits(now, rate))
+            })
+        {
+            DropReason::BumRateLimited
+        } else {
+            return d;
+        };
+        Decision {
+            learn: None,
+            neigh: None,
+            ..d
+        }
+        .drop(reason)
     }
 
     /// Port security (crate::switch::topology::PortTopo::security): why the frame from `port`

@@ -34,6 +34,8 @@ drop_reasons! {
     SpoofedMac => "spoofed_mac", "a container sent from a MAC that is not its own (port security; attach with --no-port-security for a router)";
     SpoofedIp => "spoofed_ip", "a container sent IPv4 from an address that is not its own (port security)";
     SpoofedArp => "spoofed_arp", "a container sent ARP about an address or MAC that is not its own (port security)";
+    PortMacLimit => "port_mac_limit", "a frame from a new source MAC at a port that already has its cap of learned MACs (max_macs; nothing learned is evicted): a container sending from many MACs";
+    BumRateLimited => "bum_rate_limited", "broadcast/multicast/unknown-unicast over the port's rate (bum_rate, bum_burst): a storm from this container";
     FrameTooBig => "frame_too_big", "frame larger than the network MTU: check MTUs on both ends";
     Hairpin => "hairpin", "destination is behind the port the frame came from";
     SplitHorizon => "split_horizon", "frame from the underlay addressed to another remote host";

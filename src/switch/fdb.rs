@@ -7,6 +7,10 @@
 //! flooded), so a container sending from random MACs cannot exhaust memory or push out the
 //! stations already known. Capacity is reserved up front (up to `RESERVE_MAX`), so learning
 //! does not allocate in the common case.
+//!
+//! The table also counts its entries per local port, for the per-port cap
+//! (crate::switch::limits): a key for every port of the network is made when the topology
+//! changes (`track_ports`), so counting never inserts on the packet path.
 
 use super::{PortId, Timestamp, VtepAddr};
 use crate::wire::MacAddr;
@@ -57,6 +61,21 @@ pub struct Fdb {
     /// With several workers, each keeps a copy of the table (crate::switch::sync): a station
     /// one worker keeps seeing is re-announced to the others this often (ms).
     announce_every: Option<u64>,
+    /// Entries at each local port of the network (`track_ports`).
+    per_port: HashMap<PortId, u32>,
+}
+
+/// One entry more (`up`) or less at `at`, if it is a tracked port.
+fn count(per_port: &mut HashMap<PortId, u32>, at: Location, up: bool) {
+    if let Location::Port(p) = at {
+        if let Some(n) = per_port.get_mut(&p) {
+            *n = if up {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            };
+        }
+    }
 }
 
 impl Fdb {
@@ -65,7 +84,30 @@ impl Fdb {
             entries: HashMap::with_capacity(reservation(max_entries)),
             max_entries,
             announce_every: None,
+            per_port: HashMap::new(),
         }
+    }
+
+    /// Counts entries per port for exactly `ports` (the network's local ports, after entries
+    /// at ports that left were removed). Called when the topology changes; may allocate.
+    pub fn track_ports(&mut self, ports: &[PortId]) {
+        let wanted: std::collections::HashSet<PortId> = ports.iter().copied().collect();
+        self.per_port.retain(|p, _| wanted.contains(p));
+        for p in ports {
+            if !self.per_port.contains_key(p) {
+                let n = self
+                    .entries
+                    .values()
+                    .filter(|e| e.location == Location::Port(*p))
+                    .count();
+                self.per_port.insert(*p, n as u32);
+            }
+        }
+    }
+
+    /// How many entries are at local port `p`.
+    pub fn port_entries(&self, p: PortId) -> u32 {
+        self.per_port.get(&p).copied().unwrap_or(0)
     }
 
     /// Makes `learn` answer `RefreshDue` for a station last announced `every_ms` ago or more.
@@ -107,12 +149,17 @@ impl Fdb {
                 } else {
                     now
                 };
+                if o == Learned::Moved {
+                    count(&mut self.per_port, e.location, false);
+                    count(&mut self.per_port, location, true);
+                }
                 *e = Entry { announced, ..fresh };
                 o
             }
             None if full => Learned::Full,
             None => {
                 self.entries.insert(mac, fresh);
+                count(&mut self.per_port, location, true);
                 Learned::New
             }
         }
@@ -128,24 +175,36 @@ impl Fdb {
 
     /// Keeps only the entries whose location `keep` accepts.
     pub fn retain_locations(&mut self, mut keep: impl FnMut(Location) -> bool) {
-        self.entries.retain(|_, e| keep(e.location));
+        self.retain(|_, at| keep(at));
     }
 
     /// Keeps only the entries `keep` accepts, given their MAC and location.
     pub fn retain(&mut self, mut keep: impl FnMut(MacAddr, Location) -> bool) {
-        self.entries.retain(|m, e| keep(*m, e.location));
+        let per_port = &mut self.per_port;
+        self.entries.retain(|m, e| {
+            let k = keep(*m, e.location);
+            if !k {
+                count(per_port, e.location, false);
+            }
+            k
+        });
     }
 
     pub fn remove_port(&mut self, port: PortId) {
-        self.entries
-            .retain(|_, e| e.location != Location::Port(port));
+        self.retain(|_, at| at != Location::Port(port));
     }
 
     /// Removes learned entries idle for longer than `aging_ms`; returns how many.
     pub fn expire(&mut self, now: Timestamp, aging_ms: u64) -> usize {
         let before = self.entries.len();
-        self.entries
-            .retain(|_, e| now.millis_since(e.updated) < aging_ms);
+        let per_port = &mut self.per_port;
+        self.entries.retain(|_, e| {
+            let k = now.millis_since(e.updated) < aging_ms;
+            if !k {
+                count(per_port, e.location, false);
+            }
+            k
+        });
         before - self.entries.len()
     }
 

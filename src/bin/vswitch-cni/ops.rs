@@ -195,6 +195,7 @@ pub fn add(inv: &Invocation, conf: &NetConf) -> Result<Value, CniError> {
         name: Some(endpoint_name(inv)),
         no_port_security: false,
         attachment: Some(conf.attachment(&inv.container_id, &inv.ifname)),
+        limits: Default::default(),
     };
     let port: PortInfo =
         serde_json::from_value(d.call(&req).map_err(|e| e.cni(what))?).map_err(|e| {

@@ -119,6 +119,9 @@ Example:
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
+        // Last: its help heading holds for the options after it.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 
     /// Networks of the whole cluster (needs [cluster] in node.toml): create, list, inspect, remove
@@ -165,6 +168,9 @@ Example:
         /// Print what was made as JSON (the PortInfo) instead of a sentence
         #[arg(long)]
         json: bool,
+        // Last: its help heading holds for the options after it.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 
     /// Stop switching an interface attached by attach-interface (the interface itself stays)
@@ -405,6 +411,36 @@ enum Output {
     Network(network::Output),
 }
 
+/// The port's own limits (crate::switch::limits), over its network's and the daemon's.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(
+    next_help_heading = "Port limits (default: the network's port_limits, else [port_limits] in node.toml, else 64 MACs and 1000 frames/s)"
+)]
+struct LimitArgs {
+    /// At most N MACs learned at this port: frames from further source MACs are dropped and
+    /// counted (port_mac_limit); 0: no cap. A port with port security learns none (its
+    /// station is known)
+    #[arg(long, value_name = "N")]
+    max_macs: Option<u32>,
+    /// At most N broadcast, multicast and unknown-unicast frames a second flooded from this
+    /// port; more are dropped and counted (bum_rate_limited); 0: no cap
+    #[arg(long, value_name = "N")]
+    bum_rate: Option<u32>,
+    /// Frames a quiet port may flood at once [default: --bum-rate, one second's worth]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    bum_burst: Option<u32>,
+}
+
+impl From<LimitArgs> for vswitch::switch::LimitSettings {
+    fn from(a: LimitArgs) -> Self {
+        vswitch::switch::LimitSettings {
+            max_macs: a.max_macs,
+            bum_rate: a.bum_rate,
+            bum_burst: a.bum_burst,
+        }
+    }
+}
+
 fn request(cmd: Command) -> (Request, Output) {
     match cmd {
         Command::AttachNamespace {
@@ -415,6 +451,7 @@ fn request(cmd: Command) -> (Request, Output) {
             ifname,
             name,
             no_port_security,
+            limits,
             json,
         } => (
             Request::AttachNamespace {
@@ -426,6 +463,7 @@ fn request(cmd: Command) -> (Request, Output) {
                 name,
                 no_port_security,
                 attachment: None,
+                limits: limits.into(),
             },
             Output::Attached { json },
         ),
@@ -453,6 +491,7 @@ fn request(cmd: Command) -> (Request, Output) {
             interface,
             ip,
             mac,
+            limits,
             json,
         } => (
             Request::AttachInterface {
@@ -460,6 +499,7 @@ fn request(cmd: Command) -> (Request, Output) {
                 interface,
                 ip,
                 mac,
+                limits: limits.into(),
             },
             Output::Attached { json },
         ),

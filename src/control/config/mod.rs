@@ -19,6 +19,7 @@ mod tests;
 mod validate;
 pub mod values;
 
+use crate::switch::LimitSettings;
 use crate::switch::{NetworkSpec, SwitchSpec, Vni, VtepAddr};
 use ipnet::Ipv4Net;
 use raw::RawFile;
@@ -27,8 +28,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::{
-    network_key, validate_cluster, validate_dns, validate_docker, validate_metrics,
-    validate_networks, validate_node, validate_peers, Problems,
+    network_key, validate_cluster, validate_dns, validate_docker, validate_limits,
+    validate_metrics, validate_networks, validate_node, validate_peers, Problems,
 };
 
 pub const DEFAULT_VXLAN_PORT: u16 = 4789;
@@ -69,6 +70,9 @@ pub struct Config {
     pub docker: Option<DockerConfig>,
     /// `[dns]`: where names the switch does not own are asked.
     pub dns: DnsConfig,
+    /// `[port_limits]`: every port's limits unless its network or its attach says otherwise
+    /// (crate::switch::limits); unset fields take the built-in defaults.
+    pub port_limits: LimitSettings,
     /// `[metrics]`: serve Prometheus metrics over HTTP (crate::control::metrics). `None`: off.
     pub metrics: Option<MetricsConfig>,
 }
@@ -194,6 +198,8 @@ pub struct NetworkConfig {
     pub peers: Vec<String>,
     /// `Some` when `encrypted = true`.
     pub encryption: Option<EncryptionConfig>,
+    /// `port_limits`: this network's ports' limits, over `[port_limits]`.
+    pub port_limits: LimitSettings,
 }
 
 /// An encrypted network's settings.
@@ -302,6 +308,10 @@ impl Config {
         let networks = validate_networks(raw.network, &peers, cluster.is_some(), &mut p);
         let docker = raw.docker.map(|d| validate_docker(d, &mut p));
         let dns = raw.dns.map(|d| validate_dns(d, &mut p)).unwrap_or_default();
+        let port_limits = raw
+            .port_limits
+            .map(|l| validate_limits(l, &|f| format!("port_limits.{f}"), &mut p))
+            .unwrap_or_default();
         let metrics = raw.metrics.and_then(|m| validate_metrics(m, &mut p));
 
         let config = Config {
@@ -312,6 +322,7 @@ impl Config {
             cluster,
             docker,
             dns,
+            port_limits,
             metrics,
         };
         if let Some(mtu) = config.node.underlay_mtu {
@@ -406,6 +417,16 @@ impl Config {
                 .collect(),
             fdb_max_entries: self.node.fdb_max_entries,
             aging_ms: self.node.fdb_aging.as_millis() as u64,
+        }
+    }
+
+    /// The limits of a port of network `name` before its attach's own options: the
+    /// network's `port_limits` over `[port_limits]` (only the latter for a network not in
+    /// the file, such as a cluster network).
+    pub fn limits_for(&self, name: &str) -> LimitSettings {
+        match self.network(name) {
+            Some(n) => n.port_limits.or(self.port_limits),
+            None => self.port_limits,
         }
     }
 

@@ -16,7 +16,17 @@ pub(super) struct RawFile {
     pub cluster: Option<RawCluster>,
     pub docker: Option<RawDocker>,
     pub dns: Option<RawDns>,
+    pub port_limits: Option<RawLimits>,
     pub metrics: Option<RawMetrics>,
+}
+
+/// `[port_limits]`, or a network's `port_limits` (crate::switch::limits).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_macs: Option<i64>,
+    pub bum_rate: Option<i64>,
+    pub bum_burst: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +74,7 @@ pub(super) struct RawNetwork {
     pub key_file: Option<PathBuf>,
     pub rekey_interval: Option<String>,
     pub esp_port: Option<i64>,
+    pub port_limits: Option<RawLimits>,
 }
 
 #[derive(Deserialize)]

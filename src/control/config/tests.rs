@@ -715,6 +715,58 @@ fn dns_upstreams_are_addresses_with_port_53_by_default() {
 }
 
 #[test]
+fn port_limits_come_from_the_network_then_the_file_then_the_defaults() {
+    let text = format!(
+        "{}\nport_limits = {{ bum_rate = 5000 }}\n\n[[network]]\nname = \"red\"\nvni = 43\nsubnet = \"10.0.8.0/24\"\n\n[port_limits]\nmax_macs = 8\n",
+        GOOD.trim_end()
+    );
+    let c = parse(&text).unwrap();
+    let blue = c.limits_for("blue").resolve();
+    assert_eq!(blue.max_macs, Some(8));
+    let r = blue.bum.unwrap();
+    assert_eq!((r.per_sec, r.burst), (5000, 5000));
+    let red = c.limits_for("red").resolve();
+    assert_eq!(red.max_macs, Some(8));
+    assert_eq!(red.bum.unwrap().per_sec, 1000);
+    // A cluster network (not in the file) takes [port_limits]; no table at all: the defaults.
+    assert_eq!(c.limits_for("green"), c.port_limits);
+    assert_eq!(
+        parse(GOOD).unwrap().limits_for("blue").resolve(),
+        crate::switch::PortLimits::default()
+    );
+}
+
+#[test]
+fn bad_port_limits_are_refused_naming_the_key() {
+    refused(
+        &format!("{GOOD}\n[port_limits]\nmax_macs = -1\nbum_burst = 0\n"),
+        &[
+            "port_limits.max_macs",
+            "port_limits.bum_burst",
+            "0 is out of range",
+        ],
+    );
+    refused(
+        &format!("{}\nport_limits = {{ bum_rate = 1e3 }}\n", GOOD.trim_end()),
+        &["bum_rate"],
+    );
+    refused(
+        &format!("{}\nport_limits = {{ max_mac = 3 }}\n", GOOD.trim_end()),
+        &["max_mac"],
+    );
+    refused(
+        &good_with(
+            "subnet = \"10.0.9.0/24\"",
+            "subnet = \"10.0.9.0/24\"\nport_limits = { bum_rate = 200000000 }",
+        ),
+        &[
+            "network \"blue\" (network[0]).port_limits.bum_rate",
+            "out of range",
+        ],
+    );
+}
+
+#[test]
 fn metrics_are_off_by_default_and_listen_is_an_address_and_port() {
     assert_eq!(parse(GOOD).unwrap().metrics, None);
     let c = parse(&format!("{GOOD}\n[metrics]\nlisten = \"[::1]:9474\"\n")).unwrap();

@@ -1,7 +1,9 @@
 //! Validation of the parsed file: every value checked, every problem collected with the key it
 //! belongs to (`Problems`), defaults filled in.
 
-use super::raw::{RawCluster, RawDns, RawDocker, RawMetrics, RawNetwork, RawNode, RawPeer};
+use super::raw::{
+    RawCluster, RawDns, RawDocker, RawLimits, RawMetrics, RawNetwork, RawNode, RawPeer,
+};
 use super::values::{
     check_mtu, check_network_name, parse_duration, parse_subnet, parse_vtep_ip, vni_from,
 };
@@ -334,6 +336,11 @@ pub(super) fn validate_networks(
         };
 
         let encryption = validate_encryption(&r, &key, p);
+        let port_limits = r
+            .port_limits
+            .take()
+            .map(|l| validate_limits(l, &|f| key(&format!("port_limits.{f}")), p))
+            .unwrap_or_default();
 
         out.push(NetworkConfig {
             name: r.name,
@@ -342,10 +349,52 @@ pub(super) fn validate_networks(
             mtu,
             peers: peer_names,
             encryption,
+            port_limits,
         });
     }
     encryption_conflicts(&out, p);
     out
+}
+
+/// The largest per-port flood rate or burst accepted (frames a second): far above what a
+/// worker forwards, so larger is more likely a typo than a plan.
+pub const MAX_BUM_RATE: i64 = 100_000_000;
+
+/// `[port_limits]` or a network's `port_limits`; `key(field)` names the field in messages.
+pub(super) fn validate_limits(
+    raw: RawLimits,
+    key: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> LimitSettings {
+    let field = |v: Option<i64>, name: &str, lo: i64, hi: i64, what: &str, p: &mut Problems| {
+        v.and_then(|v| int_in(v, lo, hi, &key(name), what, p))
+    };
+    LimitSettings {
+        max_macs: field(
+            raw.max_macs,
+            "max_macs",
+            0,
+            MAX_FDB_ENTRIES as i64,
+            "the MACs one port may be learned with (0: no cap)",
+            p,
+        ),
+        bum_rate: field(
+            raw.bum_rate,
+            "bum_rate",
+            0,
+            MAX_BUM_RATE,
+            "broadcast/multicast/unknown-unicast frames a second one port may flood (0: no cap)",
+            p,
+        ),
+        bum_burst: field(
+            raw.bum_burst,
+            "bum_burst",
+            1,
+            MAX_BUM_RATE,
+            "the frames a quiet port may flood at once",
+            p,
+        ),
+    }
 }
 
 pub(super) fn validate_encryption(

@@ -17,7 +17,7 @@
 //!
 //! Everything here runs on the actor thread.
 
-use super::{parse_station_mac, Server};
+use super::{parse_station_mac, PortRules, Server};
 use crate::cluster::records::EndpointRecord;
 use crate::control::attach::create_host_port_queues;
 use crate::dataplane::{PortDevice, PortMeta};
@@ -492,7 +492,17 @@ impl Server {
             attachment: None,
         };
         let info = self
-            .add_port(devices, meta, vni, Some((mac, addr.addr())), id, true)
+            .add_port(
+                devices,
+                meta,
+                vni,
+                Some((mac, addr.addr())),
+                id,
+                PortRules {
+                    security: true,
+                    limits: Default::default(),
+                },
+            )
             .map_err(|e| e.to_string())?;
         self.docker
             .endpoints

@@ -17,7 +17,7 @@
 //!
 //! Runs on the control actor (and on vswitchd's main thread before the actor starts).
 
-use super::{ControlError, Server};
+use super::{ControlError, PortRules, Server};
 use crate::control::adopt::{self, Dropped};
 use crate::control::attach::ResolvFiles;
 use crate::control::state::{PortRecord, PortState};
@@ -65,6 +65,7 @@ impl Server {
         id: PortId,
         meta: &PortMeta,
         security: bool,
+        limits: crate::switch::LimitSettings,
         multi_queue: bool,
     ) {
         let Some(r) = &self.restart else { return };
@@ -83,6 +84,7 @@ impl Server {
             multi_queue,
             attachment: meta.attachment.clone(),
             resolv_conf: self.resolv.get(id.0),
+            limits,
         };
         if let Err(e) = r.state.save(&rec) {
             tracing::warn!(
@@ -293,13 +295,17 @@ impl Server {
                 .map_err(|e| removed(format!("its address cannot be claimed again: {e}")))?,
             None => None,
         };
-        let added = self.add_port(devices, meta.clone(), vni, endpoint, id, rec.security);
+        let rules = PortRules {
+            security: rec.security,
+            limits: rec.limits,
+        };
+        let added = self.add_port(devices, meta.clone(), vni, endpoint, id, rules);
         let added = match claimed {
             Some(c) => self.finish_attach(c, added),
             None => added,
         };
         let info = added.map_err(|e| removed(e.to_string()))?;
-        self.remember_port(id, &meta, rec.security, multi_queue);
+        self.remember_port(id, &meta, rec.security, rec.limits, multi_queue);
         Ok(info)
     }
 

@@ -281,6 +281,9 @@ impl Worker {
         );
         self.switch.commit(now, &d);
         match d.action {
+            Action::Drop(DropReason::BumRateLimited | DropReason::PortMacLimit) => {
+                self.limited_in_batch += 1
+            }
             Action::Drop(_) => {}
             Action::ToPort(p) => self.send_to_port(p, frame),
             Action::Reply { port, answer } => self.send_answer(port, answer, frame),

@@ -72,6 +72,10 @@ const SEG_SLOT: usize = 2048;
 const SEG_SLOTS: usize = 64;
 const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
 const _: () = assert!(BUDGET <= SEG_SLOTS);
+/// A port over one of its limits is named in the log at most this often (ms).
+const LIMIT_REPORT_MS: u64 = 10_000;
+/// Ports throttled at once at most (`Worker::throttled`); more storms are read as usual.
+const THROTTLED_MAX: usize = 256;
 
 /// Picks a port by its id and description (detach by namespace and name, or by id).
 pub type PortSelector = std::sync::Arc<dyn Fn(PortId, &PortMeta) -> bool + Send + Sync>;
@@ -260,6 +264,12 @@ pub struct Worker {
     tx_errors: TxErrors,
     /// Sources that still had frames when their budget ran out.
     pending: Vec<Token>,
+    /// Ports whose last batch was full and mostly over their limits (a storm), and when: read again
+    /// only a millisecond later, so the storm waits in its own queue (where the kernel drops
+    /// what does not fit) instead of taking the worker from every other port.
+    throttled: Vec<(PortId, Timestamp)>,
+    /// Frames of the batch being read that were dropped over a port limit.
+    limited_in_batch: usize,
     esp: Option<Esp>,
     /// Wall-clock seconds, read once per loop iteration like `now`.
     unix: u64,
@@ -366,6 +376,8 @@ impl Worker {
             },
             tx_errors: TxErrors::default(),
             pending: Vec::with_capacity(256),
+            throttled: Vec::with_capacity(THROTTLED_MAX),
+            limited_in_batch: 0,
             esp,
             unix: unix_now(),
             latency: Latency::new(),
@@ -478,6 +490,8 @@ impl Worker {
             // until something arrives.
             let timeout = if !self.pending.is_empty() || self.busy_poll.spinning() {
                 Duration::ZERO
+            } else if !self.throttled.is_empty() {
+                Duration::from_millis(1)
             } else {
                 Duration::from_millis(1000)
             };
@@ -493,7 +507,12 @@ impl Worker {
             self.apply_updates(now);
             ready.clear();
             ready.append(&mut self.pending);
-            ready.extend(events.iter().map(|e| e.token()));
+            let throttled = &mut self.throttled;
+            ready.extend(events.iter().map(|e| e.token()).filter(|t| {
+                !throttled
+                    .iter()
+                    .any(|(p, _)| Token(p.0 as usize + PORT_TOKEN_BASE) == *t)
+            }));
             if !ready.is_empty() {
                 self.busy_poll.activity();
             } else if timeout.is_zero() {
@@ -501,6 +520,15 @@ impl Worker {
                 // the other host's worker on a small machine) go first, or stop spinning.
                 self.busy_poll.idle_turn();
             }
+            // A storm is no reason to spin: throttled ports come back after their millisecond
+            // without counting as activity.
+            self.throttled.retain(|&(p, at)| {
+                let due = now.millis_since(at) >= 1;
+                if due {
+                    ready.push(Token(p.0 as usize + PORT_TOKEN_BASE));
+                }
+                !due
+            });
             for &token in &ready {
                 match token {
                     WAKER => {
@@ -516,12 +544,43 @@ impl Worker {
             }
             if now.millis_since(last_expire) >= 1000 {
                 self.switch.expire(now);
+                self.report_limits(now);
                 if let Some(esp) = &mut self.esp {
                     esp.table.expire(self.unix);
                 }
                 last_expire = now;
             }
         }
+    }
+
+    /// Says in the log which ports dropped frames over their limits (crate::switch::limits):
+    /// at most one line per port every `LIMIT_REPORT_MS`, never one per packet.
+    fn report_limits(&mut self, now: Timestamp) {
+        let (ports, worker) = (&self.ports, self.index);
+        self.switch
+            .limit_reports(now, LIMIT_REPORT_MS, |id, macs, bum| {
+                let port = ports.get(&id).map_or("?", |p| p.meta.name.as_str());
+                if bum > 0 {
+                    tracing::warn!(
+                        port,
+                        worker,
+                        dropped = bum,
+                        "port floods more broadcast/multicast/unknown-unicast than its bum_rate: \
+                         dropped (counted as bum_rate_limited; raise with attach --bum-rate or \
+                         port_limits in node.toml if this is expected)"
+                    );
+                }
+                if macs > 0 {
+                    tracing::warn!(
+                        port,
+                        worker,
+                        dropped = macs,
+                        "port sends from more source MACs than its max_macs: frames from the \
+                         new ones dropped (counted as port_mac_limit; raise with attach \
+                         --max-macs or port_limits in node.toml for a router or a bridge)"
+                    );
+                }
+            });
     }
 
     pub(super) fn drain_underlay(&mut self, now: Timestamp) {
@@ -641,6 +700,7 @@ impl Worker {
     }
 
     pub(super) fn drain_port_batch(&mut self, now: Timestamp, id: PortId) {
+        self.limited_in_batch = 0;
         for _ in 0..BUDGET {
             let Some(port) = self.ports.get_mut(&id) else {
                 return;
@@ -673,6 +733,12 @@ impl Worker {
                 self.latency.record(start);
             }
         }
-        self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
+        // A full batch mostly over the limits (the bucket lets a few through as it refills).
+        if self.limited_in_batch * 4 >= BUDGET * 3 && self.throttled.len() < THROTTLED_MAX {
+            self.throttled.push((id, now));
+            self.load.throttled_batches += 1;
+        } else {
+            self.pending.push(Token(id.0 as usize + PORT_TOKEN_BASE));
+        }
     }
 }

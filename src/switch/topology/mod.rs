@@ -16,6 +16,7 @@
 //! happens only on the control side. Workers only read it.
 
 use super::fdb::Location;
+use super::limits::PortLimits;
 use super::{PortId, Vni, VtepAddr};
 use crate::wire::MacAddr;
 use arc_swap::ArcSwap;
@@ -24,6 +25,9 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+
+mod network;
+pub use network::{dns_label, Endpoint, NetworkTopo};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkSpec {
@@ -47,109 +51,6 @@ pub struct SwitchSpec {
     pub aging_ms: u64,
 }
 
-/// A station the control side knows: its MAC, address and where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub name: String,
-    pub mac: MacAddr,
-    pub ip: Option<Ipv4Addr>,
-    pub at: Location,
-}
-
-#[derive(Debug, Clone)]
-pub struct NetworkTopo {
-    pub spec: NetworkSpec,
-    vteps: Vec<VtepAddr>,
-    ports: Vec<PortId>,
-    endpoints: HashMap<MacAddr, Endpoint>,
-    by_ip: HashMap<Ipv4Addr, MacAddr>,
-    /// Endpoints by name, lower case, for DNS (crate::switch::dns); only names that are a DNS
-    /// label (`dns_label`).
-    by_name: HashMap<Box<str>, MacAddr>,
-    /// The switch's own address and MAC in this network (crate::switch::service).
-    service: Option<(Ipv4Addr, MacAddr)>,
-}
-
-impl NetworkTopo {
-    fn new(spec: NetworkSpec) -> NetworkTopo {
-        NetworkTopo {
-            service: super::service::service_addr(spec.subnet)
-                .map(|ip| (ip, super::service::station_mac(spec.vni.get(), ip))),
-            vteps: spec.peers.iter().map(|(_, a)| *a).collect(),
-            ports: Vec::new(),
-            endpoints: HashMap::default(),
-            by_ip: HashMap::default(),
-            by_name: HashMap::default(),
-            spec,
-        }
-    }
-
-    pub fn vni(&self) -> Vni {
-        self.spec.vni
-    }
-
-    /// The peer VTEPs a flood of this network goes to.
-    pub fn vteps(&self) -> &[VtepAddr] {
-        &self.vteps
-    }
-
-    /// The local ports on this network, in the order they were attached.
-    pub fn ports(&self) -> &[PortId] {
-        &self.ports
-    }
-
-    pub fn endpoint(&self, mac: MacAddr) -> Option<&Endpoint> {
-        self.endpoints.get(&mac)
-    }
-
-    pub fn endpoint_by_ip(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
-        self.by_ip.get(&ip).and_then(|m| self.endpoints.get(m))
-    }
-
-    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.values()
-    }
-
-    /// The endpoint named `label` (any case), if its name is a DNS label. No allocation.
-    pub fn endpoint_by_name(&self, label: &[u8]) -> Option<&Endpoint> {
-        let mut buf = [0u8; 63];
-        let lower = buf.get_mut(..label.len())?;
-        lower.copy_from_slice(label);
-        lower.make_ascii_lowercase();
-        let name = std::str::from_utf8(lower).ok()?;
-        self.by_name.get(name).and_then(|m| self.endpoints.get(m))
-    }
-
-    /// The name `e` answers to in DNS (its name, lower case, when that is a DNS label).
-    pub fn dns_name<'a>(&self, e: &'a Endpoint) -> Option<&'a str> {
-        dns_label(&e.name).then_some(e.name.as_str())
-    }
-
-    /// The switch's own address in this network and the MAC it answers ARP for it with.
-    pub fn service(&self) -> Option<(Ipv4Addr, MacAddr)> {
-        self.service
-    }
-
-    /// An address a station of this network can own: inside the subnet, and neither its
-    /// network nor its broadcast address (nor 0.0.0.0, which ARP probes use).
-    pub fn is_station_address(&self, ip: Ipv4Addr) -> bool {
-        let s = &self.spec.subnet;
-        s.contains(&ip)
-            && ip != s.network()
-            && ip != s.broadcast()
-            && !ip.is_unspecified()
-            && self.service.map_or(true, |(own, _)| own != ip)
-    }
-
-    /// The largest frame this network carries: the MTU plus the Ethernet header, plus a VLAN
-    /// tag when the frame has one (it rides inside the outer path's budget, as the kernel's).
-    pub fn max_frame_len(&self, frame: &[u8]) -> usize {
-        use crate::wire::ethernet::{Frame, HEADER_LEN};
-        let tag = Frame::new_checked(frame).map_or(0, |f| f.tag_len());
-        self.spec.mtu as usize + HEADER_LEN + tag
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortTopo {
     pub name: String,
@@ -159,6 +60,9 @@ pub struct PortTopo {
     /// Port security: the station may send only from its own MAC, IPv4 only from its own
     /// address, and ARP only about itself (`decide`). Needs `endpoint`.
     pub security: bool,
+    /// How many MACs it may be learned with and frames a second it may flood
+    /// (crate::switch::limits); none until the control side sets them.
+    pub limits: PortLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -550,6 +454,7 @@ impl Topology {
                 vni,
                 endpoint,
                 security: false,
+                limits: PortLimits::NONE,
             },
         );
         Ok(())
@@ -562,6 +467,15 @@ impl Topology {
             .get_mut(&id)
             .ok_or(TopologyError::UnknownPort(id))?;
         port.security = on && port.endpoint.is_some();
+        Ok(())
+    }
+
+    /// Sets a port's limits (crate::switch::limits).
+    pub fn set_port_limits(&mut self, id: PortId, limits: PortLimits) -> Result<(), TopologyError> {
+        self.ports
+            .get_mut(&id)
+            .ok_or(TopologyError::UnknownPort(id))?
+            .limits = limits;
         Ok(())
     }
 
@@ -641,57 +555,6 @@ impl Topology {
     }
 }
 
-/// Whether `name` can be asked for in DNS as one label (RFC 1123 §2.1 host name syntax, and
-/// `_`): 1 to 63 letters, digits, `-` or `_`, not starting or ending with `-`.
-pub fn dns_label(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
-impl NetworkTopo {
-    fn insert_endpoint(&mut self, e: Endpoint) {
-        if let Some(ip) = e.ip {
-            self.by_ip.insert(ip, e.mac);
-        }
-        if dns_label(&e.name) {
-            self.by_name
-                .insert(e.name.to_ascii_lowercase().into_boxed_str(), e.mac);
-        }
-        self.endpoints.insert(e.mac, e);
-    }
-
-    /// Removes the remote endpoints at the VTEPs `gone` picks.
-    fn remove_endpoints_at(&mut self, gone: impl Fn(VtepAddr) -> bool) {
-        let macs: Vec<MacAddr> = self
-            .endpoints
-            .values()
-            .filter(|e| matches!(e.at, Location::Vtep(v) if gone(v)))
-            .map(|e| e.mac)
-            .collect();
-        for mac in macs {
-            self.remove_endpoint(mac);
-        }
-    }
-
-    fn remove_endpoint(&mut self, mac: MacAddr) {
-        if let Some(e) = self.endpoints.remove(&mac) {
-            if let Some(ip) = e.ip {
-                if self.by_ip.get(&ip) == Some(&mac) {
-                    self.by_ip.remove(&ip);
-                }
-            }
-            let name = e.name.to_ascii_lowercase();
-            if self.by_name.get(name.as_str()) == Some(&mac) {
-                self.by_name.remove(name.as_str());
-            }
-        }
-    }
-}
-
 /// The published topology: the control side stores, workers load. Loading takes no lock and
 /// does not allocate (arc_swap).
 #[derive(Clone)]
@@ -729,128 +592,4 @@ impl std::fmt::Debug for Published {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> SwitchSpec {
-        let b = ("b".to_string(), VtepAddr(Ipv4Addr::new(192, 0, 2, 2)));
-        SwitchSpec {
-            networks: vec![NetworkSpec {
-                name: "blue".into(),
-                vni: Vni::new(42).unwrap(),
-                subnet: "10.0.9.0/24".parse().unwrap(),
-                mtu: 1450,
-                peers: vec![b.clone()],
-                encrypted: false,
-            }],
-            peers: vec![b],
-            fdb_max_entries: 16,
-            aging_ms: 300_000,
-        }
-    }
-
-    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
-    const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 2);
-
-    #[test]
-    fn a_change_makes_a_new_generation_and_leaves_the_old_alone() {
-        let t = Topology::new(spec());
-        let vni = Vni::new(42).unwrap();
-        let t2 = t
-            .change(|t| t.add_port(PortId(1), "c1", vni, Some((MAC, IP))))
-            .unwrap();
-        assert_eq!(t2.generation(), 1);
-        assert!(t.network(vni).unwrap().endpoint(MAC).is_none());
-        assert_eq!(
-            t2.network(vni).unwrap().endpoint_by_ip(IP).unwrap().at,
-            Location::Port(PortId(1))
-        );
-        // A refused change leaves nothing behind and no new generation.
-        let e = t2
-            .change(|t| {
-                t.add_port(
-                    PortId(2),
-                    "c2",
-                    vni,
-                    Some((MacAddr([2, 0, 0, 0, 0, 2]), IP)),
-                )
-            })
-            .unwrap_err();
-        assert!(e.to_string().contains("already used"), "{e}");
-        let e = t2
-            .change(|t| {
-                t.add_port(
-                    PortId(2),
-                    "c2",
-                    vni,
-                    Some((MAC, Ipv4Addr::new(10, 0, 9, 3))),
-                )
-            })
-            .unwrap_err();
-        assert!(matches!(e, TopologyError::MacInUse { .. }), "{e}");
-    }
-
-    #[test]
-    fn floods_expand_in_one_place() {
-        let vni = Vni::new(42).unwrap();
-        let t = Topology::new(spec())
-            .change(|t| {
-                t.add_port(PortId(1), "c1", vni, None)?;
-                t.add_port(PortId(2), "c2", vni, None)
-            })
-            .unwrap();
-        let all: Vec<Output> = t.flood_set(vni, Some(PortId(1)), true).collect();
-        assert_eq!(
-            all,
-            vec![
-                Output::Port(PortId(2)),
-                Output::Vtep(VtepAddr(Ipv4Addr::new(192, 0, 2, 2)))
-            ]
-        );
-        assert_eq!(t.flood_set(vni, None, false).count(), 2);
-        assert_eq!(t.flood_set(Vni::new(7).unwrap(), None, true).count(), 0);
-    }
-
-    #[test]
-    fn remote_endpoints_move_in_one_step_and_leave_with_their_peer() {
-        let vni = Vni::new(42).unwrap();
-        let b = VtepAddr(Ipv4Addr::new(192, 0, 2, 2));
-        let c = VtepAddr(Ipv4Addr::new(192, 0, 2, 3));
-        let mut t = Topology::new(spec());
-        t.add_peer("c", c).unwrap();
-        t.update_network(vni, 1450, vec![("b".into(), b), ("c".into(), c)])
-            .unwrap();
-        t.add_remote_endpoint(vni, "web", MAC, Some(IP), b).unwrap();
-        t.add_remote_endpoint(vni, "web", MAC, Some(IP), c).unwrap();
-        let n = t.network(vni).unwrap();
-        assert_eq!(n.endpoint(MAC).unwrap().at, Location::Vtep(c));
-        assert_eq!(n.endpoint_by_ip(IP).unwrap().mac, MAC);
-        t.remove_peer(c).unwrap();
-        let n = t.network(vni).unwrap();
-        assert!(n.endpoint(MAC).is_none() && n.endpoint_by_ip(IP).is_none());
-        assert_eq!(n.vteps(), &[b]);
-    }
-
-    #[test]
-    fn a_network_with_ports_is_not_removed() {
-        let vni = Vni::new(42).unwrap();
-        let mut t = Topology::new(spec());
-        t.add_port(PortId(1), "c1", vni, None).unwrap();
-        assert!(matches!(
-            t.remove_network(vni),
-            Err(TopologyError::NetworkInUse { ports: 1, .. })
-        ));
-        t.remove_port(PortId(1)).unwrap();
-        t.remove_network(vni).unwrap();
-        assert_eq!(t.networks().count(), 0);
-    }
-
-    #[test]
-    fn published_refresh_swaps_only_on_change() {
-        let p = Published::new(Topology::new(spec()));
-        let held = p.load();
-        assert!(p.newer(&held).is_none());
-        p.store(held.change(|_| Ok(())).unwrap());
-        assert_eq!(p.newer(&held).unwrap().generation(), 1);
-    }
-}
+mod tests;
