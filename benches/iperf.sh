@@ -59,6 +59,15 @@
 #   vswitchd CPU: utime+stime of the testbed's two vswitchd processes during the TCP 1-stream
 #     runs, as % of one core over the wall time of the run (the kernel's datapath runs in
 #     softirq context and cannot be attributed the same way, so there is no kernel figure)
+#   CPU per GB, TCP 1 and 4 streams: machine-wide busy time (/proc/stat: user, nice, system,
+#     irq, softirq and steal of every CPU, so every process and softirq, the kernel's datapath
+#     and both iperf3 included) over each TCP run, in seconds per 10^9 bytes received; for every
+#     testbed, kernel included. It also counts whatever else runs on the machine meanwhile:
+#     compare testbeds of one run, and look at the load average
+#   testbed CPU per GB, TCP 1 and 4 streams: the same counting only the testbed's own work:
+#     utime+stime of both iperf3 and (vswitch) both vswitchd, every ksoftirqd thread, and the
+#     machine's irq + softirq time, where both datapaths run; what other work on a shared
+#     machine adds is left out (bar its softirq share)
 #
 # Output: a table (metric | kernel | vswitch | vswitch/kernel; with --encrypted metric | kernel
 # | vswitch | vswitch+ESP | vswitch/kernel | ESP/vswitch), the machine (nproc, CPU model,
@@ -263,6 +272,7 @@ make_underlay() {
 
 declare -A CA CB # testbed -> container namespace of a (client, 10.0.9.2) and b (server)
 declare -A VSW_PID VSW_SOCK # v1 v2 (testbed vswitch), e1 e2 (esp) -> pid, control socket
+declare -A SERVER_PID      # testbed -> pid of its persistent iperf3 server
 VSW_HOSTS=()                # those keys, in start order
 
 build_kernel() {
@@ -374,6 +384,7 @@ start_server() {
 		>"$WORK/iperf3-server-$tb.log" 2>&1 </dev/null &
 	pid=$!
 	PIDS+=("$pid")
+	SERVER_PID[$tb]=$pid
 	for t in $(seq 100); do
 		is_our_child "$pid" || die "iperf3 server in ${CB[$tb]} exited at start"
 		[ -n "$(nsx "${CB[$tb]}" ss -Hltn 'sport = :5201')" ] && return 0
@@ -439,13 +450,68 @@ vswitchd_ticks() {
 
 now_ns() { date +%s%N; }
 
+# utime+stime in clock ticks of the processes (or threads) $@, summed; gone ones count 0.
+proc_ticks() {
+	local total=0 p stat
+	for p in "$@"; do
+		stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		stat=${stat##*) }
+		set -- $stat
+		total=$((total + ${12} + ${13}))
+	done
+	echo "$total"
+}
+
+# Ticks of the testbed $1's own work so far: its iperf3 server, its vswitchd (none for the
+# kernel testbed), every ksoftirqd thread, and the machine's irq + softirq time (the kernel's
+# datapath, ours and the reference's, runs there). The client's time comes from `times` (it is
+# a child this shell waits for). Unlike the machine-wide figure, builds and other work on a
+# shared machine are not in it (save for their share of softirq, small next to a 10 Gbit/s
+# veth).
+testbed_ticks() {
+	local tb=$1 l=${LETTER[$1]:-} pids=() cpu user nice system idle iowait irq softirq rest
+	pids+=("${SERVER_PID[$tb]}")
+	[ -n "$l" ] && pids+=("${VSW_PID[${l}1]}" "${VSW_PID[${l}2]}")
+	pids+=($(pgrep -x 'ksoftirqd/[0-9]*' || true))
+	read -r cpu user nice system idle iowait irq softirq rest </proc/stat
+	echo $(($(proc_ticks "${pids[@]}") + irq + softirq))
+}
+
+# CPU seconds (user + system) of the children this shell has waited for, so far (bash's
+# `times`, second line, e.g. "0m1.250s 0m3.500s"). Run in this shell, not a subshell.
+children_secs() {
+	times >"$WORK/times"
+	python3 -c '
+import re, sys
+u, s = sys.stdin.read().splitlines()[1].split()
+f = lambda t: (lambda m: int(m[1]) * 60 + float(m[2]))(re.match(r"(\d+)m([\d.]+)s", t))
+print(f"{f(u) + f(s):.3f}")' <"$WORK/times"
+}
+
+# Busy clock ticks of the whole machine so far: the "cpu" line of /proc/stat, user + nice +
+# system + irq + softirq + steal (guest time is already inside user; idle and iowait are not
+# busy).
+machine_busy_ticks() {
+	local cpu user nice system idle iowait irq softirq steal rest
+	read -r cpu user nice system idle iowait irq softirq steal rest </proc/stat
+	echo $((user + nice + system + irq + softirq + steal))
+}
+
 measure_tcp() { # testbed streams
 	local tb=$1 n=$2 out=$WORK/tcp$2-$1.json t0 t1 c0 c1 bps metric=tcp$2 l=${LETTER[$1]:-}
+	local m0 m1 b0 b1 k0 k1 bytes cpu_gb tb_gb
 	if [ "$tb" != kernel ] && [ "$n" = 1 ]; then
 		c0=$(vswitchd_ticks "$l")
 		t0=$(now_ns)
 	fi
+	children_secs >/dev/null # the python3 it runs is waited for before the first reading
+	k0=$(children_secs)
+	b0=$(testbed_ticks "$tb")
+	m0=$(machine_busy_ticks)
 	iperf "$tb" "$out" -P "$n"
+	m1=$(machine_busy_ticks)
+	b1=$(testbed_ticks "$tb")
+	k1=$(children_secs)
 	if [ "$tb" != kernel ] && [ "$n" = 1 ]; then
 		t1=$(now_ns)
 		c1=$(vswitchd_ticks "$l")
@@ -453,9 +519,20 @@ measure_tcp() { # testbed streams
 			$((c1 - c0)) "$(getconf CLK_TCK)" $((t1 - t0)))"
 	fi
 	bps=$(json "$out" 'd["end"]["sum_received"]["bits_per_second"]')
+	bytes=$(json "$out" 'd["end"]["sum_received"]["bytes"]')
 	record "$metric" "$tb" "$(python3 -c "print(f'{$bps/1e9:.3f}')")"
-	printf '    %-*s TCP x%s  %8.3f Gbit/s\n' "$LW" "${LABEL[$tb]}" "$n" \
-		"$(python3 -c "print($bps/1e9)")" >&2
+	# The iperf3 run's whole wall time is in the busy ticks (connection set-up included), and
+	# the bytes are those received: a little pessimistic for every testbed alike.
+	cpu_gb=$(python3 -c 'import sys; t,hz,b=map(int,sys.argv[1:]); print(f"{t/hz/(b/1e9):.3f}" if b else "nan")' \
+		$((m1 - m0)) "$(getconf CLK_TCK)" "${bytes%.*}")
+	[ "$cpu_gb" = nan ] || record "cpu_gb$n" "$tb" "$cpu_gb"
+	# The client's seconds: k1 - k0, less the python3 run by the first children_secs call
+	# after the run (a few ms; the same for every testbed).
+	tb_gb=$(python3 -c 'import sys; t,hz,k0,k1,b=sys.argv[1:]; t,hz,b=int(t),int(hz),int(b); print(f"{(t/hz+float(k1)-float(k0))/(b/1e9):.3f}" if b else "nan")' \
+		$((b1 - b0)) "$(getconf CLK_TCK)" "$k0" "$k1" "${bytes%.*}")
+	[ "$tb_gb" = nan ] || record "tbcpu_gb$n" "$tb" "$tb_gb"
+	printf '    %-*s TCP x%s  %8.3f Gbit/s  CPU s/GB: %s machine-wide, %s testbed\n' "$LW" \
+		"${LABEL[$tb]}" "$n" "$(python3 -c "print($bps/1e9)")" "$cpu_gb" "$tb_gb" >&2
 }
 
 measure_udp() {
@@ -579,6 +656,10 @@ for line in open(path):
 METRICS = [
     ("tcp1", "TCP, 1 stream", "Gbit/s", "higher"),
     ("tcp4", "TCP, 4 streams", "Gbit/s", "higher"),
+    ("cpu_gb1", "CPU per GB, TCP 1 stream", "s/GB", "lower"),
+    ("cpu_gb4", "CPU per GB, TCP 4 streams", "s/GB", "lower"),
+    ("tbcpu_gb1", "testbed CPU per GB, TCP 1 stream", "s/GB", "lower"),
+    ("tbcpu_gb4", "testbed CPU per GB, TCP 4 streams", "s/GB", "lower"),
     ("udp_kpps", "UDP 64 B, received", "kpps", "higher"),
     ("udp_loss", "UDP 64 B, loss", "%", None),
     ("rtt_avg", "ping RTT, average", "ms", "lower"),
@@ -656,9 +737,9 @@ for r in [head] + rows:
     cells = [f"{r[0]:<{w[0]}}"] + [f"{r[i]:>{w[i]}}" for i in range(1, n)] + [r[n]]
     print("  ".join(cells).rstrip())
 print()
-print("ratio = vswitch / kernel: above 1 is vswitch ahead for throughput, behind for RTT")
+print("ratio = vswitch / kernel: above 1 is vswitch ahead for throughput, behind for RTT and CPU per GB")
 if enc:
     print("ESP/vswitch = vswitch+ESP / vswitch: below 1 is what encryption costs in throughput, "
-          "above 1 in RTT")
+          "above 1 in RTT and CPU per GB")
 print("RESULT " + json.dumps(result, separators=(",", ":")))
 EOF

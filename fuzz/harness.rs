@@ -506,7 +506,7 @@ pub fn esp_genuine(seals: usize) -> Vec<Vec<u8>> {
         .map(|_| {
             let mut buf = vec![0u8; 256];
             let n = b
-                .seal_from(ESP_NOW, BLUE_VNI, HOST_A, &plain, &mut buf, 0)
+                .seal_from(ESP_NOW, BLUE_VNI, HOST_A, 0, &plain, &mut buf, 0)
                 .expect("seal");
             buf.truncate(n);
             buf

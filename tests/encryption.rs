@@ -7,9 +7,11 @@ mod common;
 
 use common::bins;
 use common::testbed::{
-    capture_underlay, ping, run, tcp_transfer, wait_until, NetDef, Process, Testbed,
+    capture_underlay, pcap_packets, ping, run, tcp_transfer, udp_in, wait_until, NetDef, Process,
+    Testbed,
 };
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -38,7 +40,21 @@ const MARKER: &[u8] = b"vswitch!";
 
 /// Two hosts sharing one network secret, daemons running, a container on each.
 fn encrypted_pair(tag: &str, net: NetDef) -> (Testbed, usize, usize) {
+    encrypted_pair_with(tag, net, "", &[])
+}
+
+/// `encrypted_pair` with `[node]` lines and environment for both daemons.
+fn encrypted_pair_with(
+    tag: &str,
+    net: NetDef,
+    node: &str,
+    env: &[(&str, &str)],
+) -> (Testbed, usize, usize) {
     let mut tb = Testbed::new(&prefix(tag), bins()).unwrap();
+    tb.daemon_env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     step!(tb, tb.add_hosts(2));
     let key = tb.dir.join("blue.key");
     step!(
@@ -51,7 +67,7 @@ fn encrypted_pair(tag: &str, net: NetDef) -> (Testbed, usize, usize) {
         ])
     );
     for i in 0..2 {
-        step!(tb, tb.write_config(i, std::slice::from_ref(&net), ""));
+        step!(tb, tb.write_config(i, std::slice::from_ref(&net), node));
         step!(tb, tb.start_daemon(i));
     }
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
@@ -434,4 +450,180 @@ fn a_world_readable_key_file_is_refused() {
         "{msg}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Per worker of host `h`'s daemon, the counter `key` of `show stats --json`, by worker index.
+fn per_worker(tb: &Testbed, h: usize, key: &str) -> Vec<u64> {
+    let s = stats(tb, h);
+    let mut w: Vec<(u64, u64)> = s["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["worker"].as_u64().unwrap(), w[key].as_u64().unwrap()))
+        .collect();
+    w.sort();
+    w.into_iter().map(|(_, n)| n).collect()
+}
+
+/// The ESP payloads (SPI onwards) that `from` sent to port 4500 in `pcap`, one per captured
+/// packet (a UDP GSO run captured whole is one, all its datagrams concatenated).
+fn esp_payloads(pcap: &Path, from: [u8; 4]) -> Vec<Vec<u8>> {
+    pcap_packets(pcap)
+        .into_iter()
+        .filter_map(|p| {
+            let ip = p.get(14..)?;
+            let ihl = usize::from(ip.first()? & 15) * 4;
+            let udp = ip.get(ihl..)?;
+            (ip.get(12..16)? == from && udp.get(2..4)? == 4500u16.to_be_bytes())
+                .then(|| udp.get(8..).map(<[u8]>::to_vec))
+                .flatten()
+        })
+        .collect()
+}
+
+const FLOWS: u16 = 32;
+const PER_FLOW: u32 = 200;
+
+/// With `workers = 2` the ESP a host receives is opened by both workers (each the lanes the
+/// kernel steers to it by SPI), every flow arrives in order, and a captured packet replayed
+/// from other source ports is dropped as a replay by the worker that opened the original.
+fn esp_spreads_over_two_workers(tag: &str, env: &[(&str, &str)]) {
+    let (tb, a, b) = encrypted_pair_with(tag, BLUE_ENC, "workers = 2", env);
+    let (ca, cb) = (tb.container(a), tb.container(b));
+    assert_eq!(ping(cb, "10.0.9.2", 2, &[]), (2, 2), "{}", tb.logs());
+    let (sent, got) = step!(
+        tb,
+        tcp_transfer(cb, ca, "10.0.9.2", 5021, 20 << 20, &tb.dir)
+    );
+    assert_eq!(sent, got, "20 MB over ESP with two workers arrived changed");
+    if env.is_empty() {
+        // Offloads on: the sender's sealed runs leave as UDP GSO, cross the veth whole, and
+        // the receiving worker reads each as one UDP GRO run of ESP datagrams.
+        let off = &stats(&tb, 0)["offload"];
+        assert!(
+            off["gro_runs"].as_u64().unwrap_or(0) > 0,
+            "no ESP read as a GRO run: {off}"
+        );
+        let off = &stats(&tb, 1)["offload"];
+        assert!(
+            off["gso_sends"].as_u64().unwrap_or(0) > 0,
+            "no sealed run sent with GSO: {off}"
+        );
+    }
+    let opened_before = per_worker(&tb, 0, "esp_opened");
+
+    // FLOWS UDP flows from container b (host 1) to a (host 0), numbered datagrams,
+    // interleaved and paced; host 0's underlay captured meanwhile.
+    let rx = udp_in(&ca.name, "10.0.9.2:7000");
+    socket2::SockRef::from(&rx)
+        .set_recv_buffer_size(4 << 20)
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let senders: Vec<std::net::UdpSocket> = (0..FLOWS)
+        .map(|f| udp_in(&cb.name, &format!("10.0.9.3:{}", 21000 + f)))
+        .collect();
+    let receiver = std::thread::spawn(move || {
+        let mut seen: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = rx.recv_from(&mut buf) {
+            if n >= 4 {
+                let seq = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                seen.entry(from.port()).or_default().push(seq);
+            }
+        }
+        seen
+    });
+    let pcap = capture(&tb, "lanes.pcap", || {
+        for seq in 0..PER_FLOW {
+            for s in &senders {
+                let mut msg = [0u8; 32];
+                msg[..4].copy_from_slice(&seq.to_be_bytes());
+                s.send_to(&msg, "10.0.9.2:7000").unwrap();
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    let seen = receiver.join().unwrap();
+    assert_eq!(seen.len(), FLOWS as usize, "flows: {:?}", seen.keys());
+    let mut lost = 0;
+    for (port, seqs) in &seen {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "flow from port {port} arrived out of order: {seqs:?}"
+        );
+        lost += PER_FLOW as usize - seqs.len();
+    }
+    assert!(
+        lost * 20 <= FLOWS as usize * PER_FLOW as usize,
+        "{lost} datagrams lost\n{}",
+        tb.logs()
+    );
+    let opened = per_worker(&tb, 0, "esp_opened");
+    eprintln!("ESP opened per worker on the receiving host: {opened_before:?} -> {opened:?}");
+    assert_eq!(opened.len(), 2);
+    for k in 0..2 {
+        assert!(
+            opened[k] >= opened_before[k] + 100,
+            "worker {k} opened no share of the ESP: {opened_before:?} -> {opened:?}"
+        );
+    }
+
+    // A datagram of a lane each worker owns (lane = the SPI's top 4 bits, worker = lane mod 2).
+    // Each test datagram seals to the same size: inner UDP and VXLAN headers, Ethernet, IPv4
+    // and UDP headers, 32 bytes. A UDP GSO run, captured whole, starts with its first one.
+    let single = vswitch::wire::esp::packet_len(8 + 8 + 14 + 20 + 8 + 32);
+    let esp = esp_payloads(&pcap, [192, 0, 2, 2]);
+    let pick = |parity: u8| {
+        let p = esp
+            .iter()
+            .find(|p| p.len() % single == 0 && (p[0] >> 4) % 2 == parity)
+            .unwrap_or_else(|| panic!("no captured ESP datagram of a lane of worker {parity}"));
+        p[..single].to_vec()
+    };
+    let replays = [pick(0), pick(1)];
+    let before = stats(&tb, 0);
+    let refused_before = per_worker(&tb, 0, "esp_refused");
+    // Each from two fresh source ports: SO_REUSEPORT's hash would pick either worker; the
+    // steering by SPI takes each to the worker that opened the original.
+    let attackers = [
+        udp_in(&tb.hosts[1].ns.name, "192.0.2.2:0"),
+        udp_in(&tb.hosts[1].ns.name, "192.0.2.2:0"),
+    ];
+    for p in &replays {
+        for s in &attackers {
+            s.send_to(p, "192.0.2.1:4500").unwrap();
+        }
+    }
+    let sent = 2 * replays.len() as u64;
+    wait_until(Duration::from_secs(5), || {
+        underlay_drop(&stats(&tb, 0), "esp_replay") >= underlay_drop(&before, "esp_replay") + sent
+    });
+    let after = stats(&tb, 0);
+    assert_eq!(
+        underlay_drop(&after, "esp_replay") - underlay_drop(&before, "esp_replay"),
+        sent,
+        "replays not all dropped as replays: {after}"
+    );
+    assert_eq!(underlay_drop(&after, "esp_misrouted"), 0, "{after}");
+    let refused = per_worker(&tb, 0, "esp_refused");
+    assert_eq!(
+        [
+            refused[0] - refused_before[0],
+            refused[1] - refused_before[1]
+        ],
+        [2, 2],
+        "each worker drops the replays of its own lanes: {refused_before:?} -> {refused:?}"
+    );
+    // And the network still works both ways.
+    assert_eq!(ping(ca, "10.0.9.3", 2, &[]), (2, 2));
+}
+
+#[test]
+fn esp_is_opened_by_both_workers_in_order_and_replays_are_dropped_on_either() {
+    esp_spreads_over_two_workers("lanes", &[]);
+}
+
+#[test]
+fn esp_on_both_workers_with_offloads_off() {
+    esp_spreads_over_two_workers("lanesoff", &[("VSWITCH_OFFLOADS", "off")]);
 }

@@ -662,10 +662,10 @@ fn esp_seal_and_open_do_not_allocate() {
     let mut copy = vec![0u8; 2048];
     let round = |a: &mut EspTable, b: &mut EspTable, buf: &mut Vec<u8>, copy: &mut Vec<u8>| {
         buf[16..16 + plain.len()].copy_from_slice(&plain);
-        let n = a.seal(NOW, 42, b_ip, buf, 0, plain.len()).unwrap();
+        let n = a.seal(NOW, 42, b_ip, 0, buf, 0, plain.len()).unwrap();
         let (vni, r) = b.open(NOW, 0, a_ip, &mut buf[..n]).unwrap();
         assert_eq!((vni, r.len()), (42, plain.len()));
-        let n = a.seal_from(NOW, 42, b_ip, &plain, copy, 0).unwrap();
+        let n = a.seal_from(NOW, 42, b_ip, 3, &plain, copy, 0).unwrap();
         assert!(b.open(NOW, 0, a_ip, &mut copy[..n]).is_ok());
     };
     round(&mut a, &mut b, &mut buf, &mut copy); // makes the SAs

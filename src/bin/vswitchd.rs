@@ -356,15 +356,26 @@ fn run(args: Args) -> Result<()> {
             );
         }
     }
-    // ESP is received by worker 0 alone (an SA's replay window must see all its packets); every
-    // worker seals, with a copy of the table that shares the sequence counters.
+    // Every worker seals, with a copy of the table that shares the sequence counters, and
+    // every worker opens: the kernel steers each ESP lane (the SPI's top bits) to one worker's
+    // socket, and that worker's copy alone opens it, so an SA's one replay window sees all its
+    // packets (Underlay::bind_esp_group). Worker 0 alone if the kernel refuses the steering.
     let mut esp_tables: Vec<Option<(EspTable, u16)>> = match encryption(&cfg, secrets)? {
         Some((table, port)) => {
-            underlays[0].bind_esp(cfg.node.underlay_ip, port)?;
+            let receivers = Underlay::bind_esp_group(&mut underlays, cfg.node.underlay_ip, port)?;
+            tracing::info!(
+                workers = receivers,
+                "ESP received and opened by {receivers} worker(s)"
+            );
             let mut v: Vec<_> = (1..workers)
                 .map(|_| Some((table.replica(), port)))
                 .collect();
             v.insert(0, Some((table, port)));
+            for (k, t) in v.iter_mut().enumerate() {
+                if let Some((t, _)) = t {
+                    t.set_receiver(k, receivers);
+                }
+            }
             v
         }
         None => (0..workers).map(|_| None).collect(),

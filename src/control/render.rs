@@ -673,6 +673,8 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                     busy_poll_windows: 90,
                     busy_poll_given_up: 6,
                     throttled_batches: 0,
+                    esp_opened: 0,
+                    esp_refused: 0,
                 },
             }],
         };

@@ -1,8 +1,17 @@
 //! Epochs, the SPI layout and key derivation (see the module doc of `crate::crypto`).
 //!
 //! ```text
-//! SPI:  | epoch mod 256 (8) | boot (12) | net_id = vni mod 4096 (12) |
+//! SPI:  | lane (4) | epoch mod 16 (4) | boot (12) | net_id = vni mod 4096 (12) |
 //! ```
+//!
+//! A lane is one of `LANES` parallel SAs a host keeps per (network, peer) and epoch, each with
+//! its own key, sequence numbers and, at the receiver, replay window. The sender picks a
+//! flow's lane from its outer UDP source port (`lane_of_port`), the receiver steers each lane
+//! to one of its workers (crate::io::underlay, an SO_REUSEPORT BPF program reading the SPI's
+//! top 4 bits), so every worker opens ESP, and the one window an SA has sees all its packets,
+//! replays included, whatever source port they come from. Four bits of epoch tell e-1, e and
+//! e+1 apart, which is all the receiver resolves (`resolve_epoch`); the key derivation takes
+//! the whole epoch.
 //!
 //! The boot field runs 1..=4095 (`1 + (boot - 1) mod 4095`), never 0, so an SPI is always at
 //! least 4096: never 0 and never in 1..=255, which RFC 4303 §2.1 reserves.
@@ -20,6 +29,11 @@ pub const SALT_LEN: usize = 4;
 pub const BOOT_FIELD_VALUES: u32 = 4095;
 const NET_ID_BITS: u32 = 12;
 const BOOT_BITS: u32 = 12;
+const EPOCH_BITS: u32 = 4;
+/// Parallel SAs per (network, peer, epoch): the SPI's top 4 bits.
+pub const LANES: u8 = 16;
+/// Where the lane sits in the SPI (what the receiver's steering program shifts by).
+pub const LANE_SHIFT: u32 = EPOCH_BITS + BOOT_BITS + NET_ID_BITS;
 
 /// AES-256 key and the 4-byte nonce salt of one SA (RFC 4106 §8.1: the last 4 bytes of the
 /// keying material are the salt).
@@ -51,32 +65,49 @@ pub fn boot_field(boot: u32) -> u16 {
     (boot.saturating_sub(1) % BOOT_FIELD_VALUES + 1) as u16
 }
 
-/// The SPI an SA of `epoch`, sent by a host started for the `boot`th time, on network `vni`.
-pub fn spi(epoch: u64, boot: u32, vni: u32) -> u32 {
-    ((epoch % 256) as u32) << (BOOT_BITS + NET_ID_BITS)
+/// The SPI of lane `lane` (taken mod `LANES`) of epoch `epoch`, sent by a host started for
+/// the `boot`th time, on network `vni`.
+pub fn spi(epoch: u64, lane: u8, boot: u32, vni: u32) -> u32 {
+    u32::from(lane % LANES) << LANE_SHIFT
+        | ((epoch % (1 << EPOCH_BITS)) as u32) << (BOOT_BITS + NET_ID_BITS)
         | (boot_field(boot) as u32) << NET_ID_BITS
         | net_id(vni) as u32
+}
+
+/// The lane of a datagram sent with outer UDP source port `port`: a function of the port
+/// alone, so the datagrams of one source port (one flow, one UDP GSO run, one GRO run at the
+/// receiver) are all of one lane and reach one receiving worker.
+pub fn lane_of_port(port: u16) -> u8 {
+    (u32::from(port).wrapping_mul(0x9e37_79b1) >> 28) as u8
+}
+
+/// The lane an SPI belongs to.
+pub fn lane_of_spi(spi: u32) -> u8 {
+    (spi >> LANE_SHIFT) as u8
 }
 
 /// The fields of an SPI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpiParts {
-    pub epoch_low8: u8,
+    pub lane: u8,
+    /// The epoch mod 16.
+    pub epoch_low: u8,
     pub boot_field: u16,
     pub net_id: u16,
 }
 
 pub fn split_spi(spi: u32) -> SpiParts {
     SpiParts {
-        epoch_low8: (spi >> (BOOT_BITS + NET_ID_BITS)) as u8,
+        lane: lane_of_spi(spi),
+        epoch_low: ((spi >> (BOOT_BITS + NET_ID_BITS)) & 0xf) as u8,
         boot_field: ((spi >> NET_ID_BITS) & 0xfff) as u16,
         net_id: (spi & 0xfff) as u16,
     }
 }
 
-/// The full epoch whose low 8 bits are `low8`, among `current - 1`, `current` and `current + 1`:
+/// The full epoch whose low 4 bits are `low4`, among `current - 1`, `current` and `current + 1`:
 /// the sender's clock may be up to one interval off ours either way.
-pub fn resolve_epoch(low8: u8, current: u64) -> Option<u64> {
+pub fn resolve_epoch(low4: u8, current: u64) -> Option<u64> {
     [
         current.checked_sub(1),
         Some(current),
@@ -84,7 +115,7 @@ pub fn resolve_epoch(low8: u8, current: u64) -> Option<u64> {
     ]
     .into_iter()
     .flatten()
-    .find(|e| *e as u8 == low8)
+    .find(|e| (*e % (1 << EPOCH_BITS)) as u8 == low4)
 }
 
 /// Derives the key and salt of the SA that `src` uses to send to `dst` on `vni` with `spi` in
@@ -135,18 +166,34 @@ mod tests {
 
     #[test]
     fn spi_layout() {
-        assert_eq!(spi(0, 1, 0), 0x0000_1000);
-        assert_eq!(spi(0x1ab, 2, 42), 0xab00_202a);
-        assert_eq!(spi(5, 1, 4096 + 7), 0x0500_1007);
+        assert_eq!(spi(0, 0, 1, 0), 0x0000_1000);
+        assert_eq!(spi(0x1ab, 0xa, 2, 42), 0xab00_202a);
+        assert_eq!(spi(5, 0, 1, 4096 + 7), 0x0500_1007);
+        assert_eq!(spi(5, 16 + 3, 1, 7), 0x3500_1007, "lane mod 16");
         let p = split_spi(0xab00_202a);
         assert_eq!(
             p,
             SpiParts {
-                epoch_low8: 0xab,
+                lane: 0xa,
+                epoch_low: 0xb,
                 boot_field: 2,
                 net_id: 42
             }
         );
+        assert_eq!(lane_of_spi(0xab00_202a), 0xa);
+    }
+
+    #[test]
+    fn lanes_spread_ports() {
+        // Consecutive ports (what the kernel hands a pool of sockets) cover the lanes.
+        let mut seen = [0u32; LANES as usize];
+        for port in 40000..40032u16 {
+            let l = lane_of_port(port);
+            assert!(l < LANES);
+            seen[l as usize] += 1;
+        }
+        assert!(seen.iter().filter(|&&n| n > 0).count() >= 12, "{seen:?}");
+        assert_eq!(lane_of_port(4789), lane_of_port(4789));
     }
 
     #[test]
@@ -155,8 +202,8 @@ mod tests {
         for boot in [0, 1, 4095, 4096, 4097, 8191, u32::MAX] {
             let f = boot_field(boot);
             assert!((1..=4095).contains(&f), "boot {boot} -> {f}");
-            assert!(spi(0, boot, 0) >= 4096);
-            assert!(spi(256, boot, 255) > 255);
+            assert!(spi(0, 0, boot, 0) >= 4096);
+            assert!(spi(256, 0, boot, 255) > 255);
         }
         assert_eq!(boot_field(1), 1);
         assert_eq!(boot_field(4095), 4095);
@@ -167,7 +214,7 @@ mod tests {
     fn restart_changes_spi_and_key() {
         let secret = [7u8; 32];
         let e = 1000;
-        let (s1, s2) = (spi(e, 1, 42), spi(e, 2, 42));
+        let (s1, s2) = (spi(e, 0, 1, 42), spi(e, 0, 2, 42));
         assert_ne!(s1, s2);
         let k1 = derive(&secret, 42, A, B, s1, e);
         let k2 = derive(&secret, 42, A, B, s2, e);
@@ -191,12 +238,13 @@ mod tests {
     fn epochs() {
         assert_eq!(epoch(3599, 3600), 0);
         assert_eq!(epoch(3600, 3600), 1);
-        assert_eq!(resolve_epoch(0x00, 0x100), Some(0x100));
-        assert_eq!(resolve_epoch(0xff, 0x100), Some(0xff));
-        assert_eq!(resolve_epoch(0x01, 0x100), Some(0x101));
-        assert_eq!(resolve_epoch(0x02, 0x100), None);
-        assert_eq!(resolve_epoch(0xfe, 0x100), None);
-        assert_eq!(resolve_epoch(0xff, 0), None);
+        assert_eq!(resolve_epoch(0x0, 0x100), Some(0x100));
+        assert_eq!(resolve_epoch(0xf, 0x100), Some(0xff));
+        assert_eq!(resolve_epoch(0x1, 0x100), Some(0x101));
+        assert_eq!(resolve_epoch(0x2, 0x100), None);
+        assert_eq!(resolve_epoch(0xe, 0x100), None);
+        assert_eq!(resolve_epoch(0xf, 0), None);
         assert_eq!(resolve_epoch(0, 0), Some(0));
+        assert_eq!(resolve_epoch(0x3, 0x1234), Some(0x1233));
     }
 }

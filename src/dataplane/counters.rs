@@ -52,6 +52,11 @@ counter_family! {
         /// Full batches from a port mostly over its limits (a storm): the port was read
         /// again only a millisecond later (crate::switch::limits).
         pub throttled_batches,
+        /// ESP packets it opened (verified, decrypted, replay-checked), and those it refused
+        /// (any `esp_*` drop reason): with several workers, each opens the SAs of the lanes
+        /// the kernel steers to it (crate::io::underlay::Underlay::bind_esp_group).
+        pub esp_opened,
+        pub esp_refused,
     }
 }
 

@@ -9,8 +9,9 @@
 //! the kernel adds only the IPv4 header. The outer UDP checksum is 0, which RFC 7348 §5 allows
 //! for IPv4 and which the Linux vxlan driver also sends by default. DF is set
 //! (`IP_PMTUDISC_DO`): a datagram too big for the path fails with EMSGSIZE and is counted,
-//! never fragmented. A BPF filter that accepts nothing keeps the raw socket's receive queue
-//! empty: otherwise the kernel would copy every UDP packet of the host into it.
+//! never fragmented. The raw socket is connected to our own address, so no datagram from a
+//! peer matches it and the kernel does not clone received UDP for it; a BPF filter that accepts
+//! nothing keeps its receive queue empty whatever does.
 //!
 //! Thread-safety: `Underlay` is owned by one worker.
 
@@ -60,8 +61,11 @@ pub struct Underlay {
     gso: Vec<GsoSocket>,
     /// UDP_GRO is on for `recv`: a read may return several datagrams of equal size.
     gro: bool,
-    /// ESP-in-UDP (RFC 3948) receive socket, when a network is encrypted.
+    /// ESP-in-UDP (RFC 3948) receive socket, when a network is encrypted and this worker
+    /// receives ESP (`bind_esp_group`).
     esp_recv: Option<UdpSocket>,
+    /// UDP_GRO is on for `esp_recv`.
+    esp_gro: bool,
     send: OwnedFd,
     port: u16,
 }
@@ -119,6 +123,7 @@ impl Underlay {
             gso: Vec::new(),
             gro: false,
             esp_recv: None,
+            esp_gro: false,
             send,
             port,
         })
@@ -292,21 +297,57 @@ impl Underlay {
         Ok(())
     }
 
-    /// Also receive ESP-in-UDP on `local:esp_port`.
+    /// Also receive ESP-in-UDP on `local:esp_port`, on this underlay alone.
     pub fn bind_esp(&mut self, local: Ipv4Addr, esp_port: u16) -> Result<(), UnderlayError> {
-        let addr = SocketAddrV4::new(local, esp_port);
-        let sock = UdpSocket::bind(addr).map_err(|source| UnderlayError::Bind { addr, source })?;
-        sock.set_nonblocking(true)
-            .map_err(|source| UnderlayError::Bind { addr, source })?;
-        setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &(4i32 << 20),
-            "SO_RCVBUF",
-        )?;
+        let sock = esp_socket(local, esp_port, false)?;
+        self.esp_gro = self.gro && enable_gro(&sock);
         self.esp_recv = Some(sock);
         Ok(())
+    }
+
+    /// ESP-in-UDP on `local:esp_port` for every underlay of a worker group: one socket each in
+    /// an SO_REUSEPORT group whose steering program (classic BPF, run by the kernel on each
+    /// datagram) hands the datagram to socket `lane mod n`, `lane` being the SPI's top four
+    /// bits (crate::crypto::keys). So each worker opens the SAs of its lanes, and an SA's
+    /// packets — replays too, whatever their source port — always meet its one replay window.
+    /// With UDP GRO on, a run read at once is one sender's 4-tuple, so one lane.
+    ///
+    /// Returns how many underlays receive ESP: all of them, or 1 (the first) when the kernel
+    /// refuses the program; the caller gives each worker's `EspTable` its share of the lanes
+    /// (`EspTable::set_receiver`). As with `bind_group`, a plain bind first proves the port
+    /// free.
+    pub fn bind_esp_group(
+        underlays: &mut [Underlay],
+        local: Ipv4Addr,
+        esp_port: u16,
+    ) -> Result<usize, UnderlayError> {
+        let n = underlays.len();
+        if n <= 1 {
+            if let Some(u) = underlays.first_mut() {
+                u.bind_esp(local, esp_port)?;
+            }
+            return Ok(n);
+        }
+        let addr = SocketAddrV4::new(local, esp_port);
+        drop(UdpSocket::bind(addr).map_err(|source| UnderlayError::Bind { addr, source })?);
+        let mut socks = Vec::with_capacity(n);
+        for _ in 0..n {
+            socks.push(esp_socket(local, esp_port, true)?);
+        }
+        // The group's program applies to every socket of it; indexes are bind order.
+        if let Err(e) = attach_lane_steering(socks[0].as_raw_fd(), n as u32) {
+            tracing::warn!(
+                "ESP stays on worker 0: the kernel refused the SO_REUSEPORT steering program ({e})"
+            );
+            drop(socks);
+            underlays[0].bind_esp(local, esp_port)?;
+            return Ok(1);
+        }
+        for (u, sock) in underlays.iter_mut().zip(socks) {
+            u.esp_gro = u.gro && enable_gro(&sock);
+            u.esp_recv = Some(sock);
+        }
+        Ok(n)
     }
 
     pub fn esp_recv_fd(&self) -> Option<RawFd> {
@@ -317,13 +358,13 @@ impl Underlay {
         self.port
     }
 
-    /// Receives one ESP-in-UDP payload (ESP header onwards): its length, sender and sender's
-    /// UDP port. `Ok(None)` when none waits.
-    pub fn recv_esp(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u16)>> {
+    /// Receives ESP-in-UDP payloads (ESP header onwards): one, or with GRO on, a run of them
+    /// from one sender, `seg` bytes each (the last may be shorter). `Ok(None)` when none waits.
+    pub fn recv_esp(&self, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
         let Some(sock) = &self.esp_recv else {
             return Ok(None);
         };
-        recv_v4(sock, buf)
+        recv_run(sock, self.esp_gro, buf)
     }
 
     /// The socket to register with the event loop (readable when datagrams wait).
@@ -335,63 +376,7 @@ impl Underlay {
     /// Receives into `buf`: one datagram, or with GRO on, a run of datagrams from one sender
     /// of `seg` bytes each (the last may be shorter). `Ok(None)` when none waits.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
-        if !self.gro {
-            return Ok(
-                recv_v4(&self.recv, buf)?.map(|(len, src, src_port)| DatagramRun {
-                    len,
-                    src,
-                    src_port,
-                    seg: len,
-                }),
-            );
-        }
-        // SAFETY: all-zero is a valid sockaddr_in (the kernel fills it in).
-        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        let mut control = [0u64; 8];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: every pointer in msg refers to a local buffer that outlives the call; the
-        // kernel writes at most the lengths given; the cmsg walk stays within msg_controllen.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_name = (&mut sa as *mut libc::sockaddr_in).cast();
-            msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = size_of::<[u64; 8]>();
-            let n = libc::recvmsg(self.recv.as_raw_fd(), &mut msg, 0);
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
-            let len = n as usize;
-            let mut seg = len;
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
-                    let g = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                    if g > 0 {
-                        seg = g as usize;
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-            let src = Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
-            let src_port = u16::from_be(sa.sin_port);
-            Ok(Some(DatagramRun {
-                len,
-                src,
-                src_port,
-                seg,
-            }))
-        }
+        recv_run(&self.recv, self.gro, buf)
     }
 
     /// Writes the UDP and VXLAN headers into `hdrs` (`VXLAN_HEADERS_LEN` bytes) for a frame of
@@ -420,6 +405,144 @@ impl Underlay {
         }
         Ok(())
     }
+}
+
+/// One read from `sock` into `buf`: a datagram, or with `gro` (UDP_GRO on for `sock`), a run
+/// of datagrams from one sender (the UDP_GRO control message gives their size).
+fn recv_run(sock: &UdpSocket, gro: bool, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
+    if !gro {
+        return Ok(recv_v4(sock, buf)?.map(|(len, src, src_port)| DatagramRun {
+            len,
+            src,
+            src_port,
+            seg: len,
+        }));
+    }
+    // SAFETY: all-zero is a valid sockaddr_in (the kernel fills it in).
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: every pointer in msg refers to a local buffer that outlives the call; the
+    // kernel writes at most the lengths given; the cmsg walk stays within msg_controllen.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut sa as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 8]>();
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        let len = n as usize;
+        let mut seg = len;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                let g = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                if g > 0 {
+                    seg = g as usize;
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        let src = Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
+        let src_port = u16::from_be(sa.sin_port);
+        Ok(Some(DatagramRun {
+            len,
+            src,
+            src_port,
+            seg,
+        }))
+    }
+}
+
+/// A nonblocking UDP socket bound to `local:port` (in an SO_REUSEPORT group when `reuse_port`)
+/// with a receive buffer for bursts.
+fn esp_socket(local: Ipv4Addr, port: u16, reuse_port: bool) -> Result<UdpSocket, UnderlayError> {
+    let addr = SocketAddrV4::new(local, port);
+    let bound = || -> io::Result<UdpSocket> {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
+        s.bind(&SocketAddr::V4(addr).into())?;
+        s.set_nonblocking(true)?;
+        Ok(s.into())
+    };
+    let sock = bound().map_err(|source| UnderlayError::Bind { addr, source })?;
+    setsockopt(
+        sock.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        &(4i32 << 20),
+        "SO_RCVBUF",
+    )?;
+    Ok(sock)
+}
+
+/// Turns UDP_GRO on for `sock`; false when the kernel refuses.
+fn enable_gro(sock: &UdpSocket) -> bool {
+    let on: libc::c_int = 1;
+    setsockopt(
+        sock.as_raw_fd(),
+        libc::SOL_UDP,
+        libc::UDP_GRO,
+        &on,
+        "UDP_GRO",
+    )
+    .is_ok()
+}
+
+/// The SO_REUSEPORT steering program of the ESP sockets: index = (SPI >> 28) mod `n`. The
+/// kernel runs it with the packet starting after the UDP header (net/core/sock_reuseport.c),
+/// so the SPI is the word at 0; a datagram too short for it makes the load fail, which
+/// returns 0 (socket 0, which counts it as truncated). An index out of range would fall back
+/// to the kernel's hash; `n` is the group's size, so none is.
+pub fn lane_steering_program(n: u32) -> [libc::sock_filter; 4] {
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    [
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        op(
+            libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K,
+            crate::crypto::keys::LANE_SHIFT,
+        ),
+        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n.max(1)),
+        op(libc::BPF_RET | libc::BPF_A, 0),
+    ]
+}
+
+/// SO_ATTACH_REUSEPORT_CBPF (Linux 4.5, asm-generic/socket.h; not in the libc crate for Linux).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+fn attach_lane_steering(fd: RawFd, n: u32) -> Result<(), UnderlayError> {
+    let prog = lane_steering_program(n);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        SO_ATTACH_REUSEPORT_CBPF,
+        &fprog,
+        "SO_ATTACH_REUSEPORT_CBPF",
+    )
 }
 
 /// What `Underlay::recv` read: `len` bytes from `src`, datagrams of `seg` bytes each (one
@@ -548,6 +671,25 @@ fn raw_udp_socket(local: Ipv4Addr) -> Result<OwnedFd, UnderlayError> {
             what: "bind",
             source: io::Error::last_os_error(),
         });
+    }
+    // Connected to our own address, the socket matches no datagram a peer sends us (the kernel
+    // delivers to a raw socket only what comes from its connected address), so the kernel no
+    // longer clones every received UDP datagram for it, once per worker, only for the filter
+    // above to drop the clone (raw_v4_input). Sending names each destination (sendto), which a
+    // connected raw socket allows. Not fatal: the filter still keeps the queue empty.
+    // SAFETY: sa is a valid sockaddr_in of the given size.
+    let rc = unsafe {
+        libc::connect(
+            raw,
+            (&sa as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        tracing::debug!(
+            "raw send socket not connected to {local}: {}",
+            io::Error::last_os_error()
+        );
     }
     Ok(sock)
 }

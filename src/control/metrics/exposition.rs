@@ -185,6 +185,8 @@ fn help(name: &str, scope: &str) -> String {
         "updates_lost" => "table announcements dropped because a queue was full",
         "busy_poll_windows" => "busy-poll windows begun after traffic",
         "busy_poll_given_up" => "busy-poll windows given up because another thread wanted the core",
+        "esp_opened" => "ESP packets this worker opened (the lanes the kernel steers to it)",
+        "esp_refused" => "ESP packets this worker refused (any esp_* drop reason)",
         "tso_frames" => "TSO/USO super-frames from containers",
         "tso_segments" => "segments the TSO/USO super-frames were cut into",
         "gso_sends" => "UDP GSO sends to the underlay",

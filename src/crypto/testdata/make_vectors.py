@@ -31,13 +31,16 @@ VNI = 42
 SRC = "192.0.2.1"
 DST = "192.0.2.2"
 REKEY = 3600
-UNIX = 1_750_000_000  # epoch 486111, low 8 bits 0xdf
+UNIX = 1_750_000_000  # epoch 486111, low 4 bits 0xf
 BOOT = 3
+# The SPI layout is lane (4) | epoch mod 16 (4) | boot (12) | vni mod 4096 (12); lane 13 keeps
+# the SPI these vectors were first made with (0xdf00302a, under the old epoch-mod-256 layout).
+LANE = 13
 FLOW_PORT = 49152
 
 
-def spi_for(epoch, boot, vni):
-    return (epoch % 256) << 24 | ((boot - 1) % 4095 + 1) << 12 | (vni % 4096)
+def spi_for(epoch, boot, vni, lane=LANE):
+    return (lane % 16) << 28 | (epoch % 16) << 24 | ((boot - 1) % 4095 + 1) << 12 | (vni % 4096)
 
 
 def derive(secret, vni, src, dst, spi, epoch):

@@ -392,16 +392,19 @@ impl Worker {
             return;
         };
         let plain = base + VXLAN_START..base + HEADROOM + len;
+        // The flow's lane, from the port it goes out with: one receiving worker per flow.
+        let lane = crate::crypto::keys::lane_of_port(src_port);
         let sealed = if keep_plaintext {
             let (t, p) = (self.unix, &self.buf[plain]);
             esp.table
-                .seal_from(t, vni.get(), vtep.0, p, &mut esp.scratch, ESP_START)
+                .seal_from(t, vni.get(), vtep.0, lane, p, &mut esp.scratch, ESP_START)
         } else {
             let n = plain.len();
             esp.table.seal(
                 self.unix,
                 vni.get(),
                 vtep.0,
+                lane,
                 &mut self.buf,
                 base + ESP_START,
                 n,

@@ -646,7 +646,7 @@ impl Worker {
 
     pub(super) fn drain_esp_batch(&mut self, now: Timestamp) {
         for _ in 0..BUDGET {
-            let (n, src, src_port) = match self.underlay.recv_esp(&mut self.buf) {
+            let got = match self.underlay.recv_esp(&mut self.buf) {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(e) => {
@@ -654,38 +654,65 @@ impl Worker {
                     return;
                 }
             };
-            if crate::wire::probe::is_probe(&self.buf[..n]) {
-                // A probe to the ESP port (RFC 3948's non-ESP marker first): answered from it.
-                let action = self
-                    .switch
-                    .process_from_underlay(now, VtepAddr(src), &self.buf[..n]);
-                if let (Action::Probe { from, request }, Some(esp)) = (action, &self.esp) {
-                    self.answer_probe(from, src_port, esp.port, &request);
-                }
-                continue;
+            // With UDP GRO one read may hold a run of ESP datagrams of `seg` bytes each, all
+            // of one sender's source port, so of one lane: each is opened in place.
+            let seg = got.seg.max(1);
+            if seg < got.len {
+                self.offload.gro_runs += 1;
             }
-            let Some(esp) = &mut self.esp else { return };
-            let start = Instant::now();
-            self.load.underlay_datagrams += 1;
-            self.switch.note_underlay_rx(n);
-            let opened = esp.table.open(self.unix, now.0, src, &mut self.buf[..n]);
-            let (vni, plain) = match opened {
-                Ok(r) => r,
-                Err(d) => {
-                    esp.drops.count(d);
-                    continue;
+            let mut off = 0;
+            loop {
+                let end = (off + seg).min(got.len);
+                if crate::wire::probe::is_probe(&self.buf[off..end]) {
+                    // A probe to the ESP port (RFC 3948's non-ESP marker first): answered from
+                    // it.
+                    let action = self.switch.process_from_underlay(
+                        now,
+                        VtepAddr(got.src),
+                        &self.buf[off..end],
+                    );
+                    if let (Action::Probe { from, request }, Some(esp)) = (action, &self.esp) {
+                        self.answer_probe(from, got.src_port, esp.port, &request);
+                    }
+                } else {
+                    self.open_esp(now, got.src, off..end);
                 }
-            };
-            // plain = inner UDP header, VXLAN header, frame.
-            let datagram = plain.start + UDP_HEADER_LEN..plain.end;
-            let Some(vni) = Vni::new(vni) else { continue };
-            let action =
-                self.switch
-                    .process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
-            self.deliver_decapsulated(action, datagram);
-            self.latency.record(start);
+                off = end;
+                if off >= got.len {
+                    break;
+                }
+            }
         }
         self.pending.push(UNDERLAY_ESP);
+    }
+
+    /// Verifies, decrypts and replay-checks the ESP datagram at `buf[at]` in place, then hands
+    /// the VXLAN datagram inside to the core.
+    fn open_esp(&mut self, now: Timestamp, src: Ipv4Addr, at: std::ops::Range<usize>) {
+        let Some(esp) = &mut self.esp else { return };
+        let start = Instant::now();
+        self.load.underlay_datagrams += 1;
+        self.switch.note_underlay_rx(at.len());
+        let opened = esp
+            .table
+            .open(self.unix, now.0, src, &mut self.buf[at.clone()]);
+        let (vni, plain) = match opened {
+            Ok(r) => r,
+            Err(d) => {
+                esp.drops.count(d);
+                self.load.esp_refused += 1;
+                return;
+            }
+        };
+        self.load.esp_opened += 1;
+        // plain = inner UDP header, VXLAN header, frame; relative to the datagram.
+        let datagram = at.start + plain.start + UDP_HEADER_LEN..at.start + plain.end;
+        let Some(vni) = Vni::new(vni) else { return };
+        let action =
+            self.switch
+                .process_decrypted(now, VtepAddr(src), &self.buf[datagram.clone()], vni);
+        self.deliver_decapsulated(action, datagram);
+        self.latency.record(start);
     }
 
     /// Reads a batch of frames from port `id` and forwards them. The datagrams they make for
