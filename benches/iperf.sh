@@ -6,7 +6,7 @@
 #   bash benches/iperf.sh [--rounds N] [--time S] [--no-build] [--only kernel|vswitch]
 #                         [--encrypted] [--vswitch-env "K=V K2=V2 ..."]
 #                         [--network-config 'key = value' ...] [--node-config 'key = value' ...]
-#                         [--metrics tcp1,tcp4,udp,ping,busyping]
+#                         [--metrics tcp1,tcp4,udp,ping,busyping] [--chart FILE.png]
 #
 #   --rounds N            rounds of every measurement; the median is reported (default 3)
 #   --time S              seconds per iperf3 run (default 5)
@@ -28,6 +28,9 @@
 #   --metrics LIST        measure only these, comma-separated, of tcp1 (with the CPU figure),
 #                         tcp4, udp, ping and busyping (default: all five), to look at one
 #                         figure quickly
+#   --chart FILE.png      also draw the comparison (throughput, CPU per GB, RTT; one bar per
+#                         testbed) with benches/chart.py, installing Debian's
+#                         python3-matplotlib if it is missing
 #
 # What it builds (everything inside namespaces named vb<PID>-*; the root namespace gets no
 # address and sends nothing):
@@ -94,6 +97,7 @@ VSWITCH_ENV_STR=""
 NETWORK_CONFIG=()
 NODE_CONFIG=()
 METRICS="tcp1,tcp4,udp,ping,busyping"
+CHART=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
@@ -105,6 +109,7 @@ while [ $# -gt 0 ]; do
 	--network-config) NETWORK_CONFIG+=("${2?--network-config needs TOML lines}"); shift 2 ;;
 	--node-config) NODE_CONFIG+=("${2?--node-config needs TOML lines}"); shift 2 ;;
 	--metrics) METRICS=${2:?--metrics needs a list such as tcp1,ping}; shift 2 ;;
+	--chart) CHART=${2:?--chart needs a file name such as results.png}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (--help lists the options)" ;;
 	esac
@@ -641,7 +646,7 @@ KERNEL=$(uname -r)
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 NODE_CONFIG_STR=$(printf '%s; ' "${NODE_CONFIG[@]}") python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
-	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${MTUS:-}" "${NETWORK_CONFIG[@]}" <<'EOF'
+	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${MTUS:-}" "${NETWORK_CONFIG[@]}" <<'EOF' | tee "$WORK/summary.txt"
 import json, os, statistics, sys
 
 path, rounds, secs, nproc, cpu, kernel, load0, load1, venv, mtus, *netcfg = sys.argv[1:]
@@ -743,3 +748,12 @@ if enc:
           "above 1 in RTT and CPU per GB")
 print("RESULT " + json.dumps(result, separators=(",", ":")))
 EOF
+
+if [ -n "$CHART" ]; then
+	if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+		echo "== installing python3-matplotlib for the chart" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			-o DPkg::Lock::Timeout=600 python3-matplotlib >/dev/null
+	fi
+	/usr/bin/python3 "$(dirname "$0")/chart.py" "$WORK/summary.txt" "$CHART"
+fi

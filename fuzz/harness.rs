@@ -186,6 +186,12 @@ fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action)
             network,
             except,
             to_peers,
+        }
+        | Action::FloodScoped {
+            network,
+            except,
+            to_peers,
+            ..
         } => {
             assert_eq!(network, BLUE);
             assert_eq!((except, to_peers), (Some(PORT_IN), true));

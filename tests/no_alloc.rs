@@ -31,6 +31,7 @@ use std::net::Ipv4Addr;
 use vswitch::control::views::ApiViews;
 use vswitch::io::underlay::{write_udp_header, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use vswitch::switch::dns::UpstreamQuery;
+use vswitch::switch::multicast::Scope;
 use vswitch::switch::topology::Output;
 use vswitch::switch::{
     Action, Answer, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
@@ -228,15 +229,12 @@ impl Driver {
                 self.encap_headers(len, vni);
                 self.send_to_vtep(sw, vtep, vni, len);
             }
-            Action::Flood {
-                network,
-                except,
-                to_peers,
-            } => {
+            Action::Flood { .. } | Action::FloodScoped { .. } => {
+                let (network, except, to_peers, scope) = flood_parts(action);
                 // As the worker does: the snapshot held across the sends, one place expands.
                 let topo = std::sync::Arc::clone(sw.topology());
                 let mut encapped = false;
-                for out in topo.flood_set(network, except, to_peers) {
+                for out in topo.flood_set_scoped(network, except, to_peers, scope) {
                     match out {
                         Output::Port(p) => self.send_to_port(sw, p, len),
                         Output::Vtep(v) => {
@@ -267,9 +265,11 @@ impl Driver {
         let len = n.saturating_sub(vxlan::HEADER_LEN);
         match action {
             Action::ToPort(p) | Action::Reply { port: p, .. } => self.send_to_port(sw, p, len),
-            Action::Flood {
-                network, except, ..
-            } => self.flood_local(sw, network, except, len),
+            Action::Flood { .. } | Action::FloodScoped { .. } => {
+                let (network, except, _, scope) = flood_parts(action);
+                self.flood_local(sw, network, except, scope, len)
+            }
+            // Probes are answered by the caller, which knows the port they came from.
             Action::Drop(_)
             | Action::ToVtep { .. }
             | Action::Upstream { .. }
@@ -298,13 +298,38 @@ impl Driver {
         sw.note_port_tx(id, len);
     }
 
-    fn flood_local(&mut self, sw: &mut Switch, network: Vni, except: Option<PortId>, len: usize) {
+    fn flood_local(
+        &mut self,
+        sw: &mut Switch,
+        network: Vni,
+        except: Option<PortId>,
+        scope: Scope,
+        len: usize,
+    ) {
         let topo = std::sync::Arc::clone(sw.topology());
-        for out in topo.flood_set(network, except, false) {
+        for out in topo.flood_set_scoped(network, except, false, scope) {
             if let Output::Port(p) = out {
                 self.send_to_port(sw, p, len);
             }
         }
+    }
+}
+
+/// A flood's network, exception, peers and scope (`Flood` reaches every local port).
+fn flood_parts(action: Action) -> (Vni, Option<PortId>, bool, Scope) {
+    match action {
+        Action::Flood {
+            network,
+            except,
+            to_peers,
+        } => (network, except, to_peers, Scope::All),
+        Action::FloodScoped {
+            network,
+            except,
+            to_peers,
+            scope,
+        } => (network, except, to_peers, scope),
+        other => panic!("not a flood: {other:?}"),
     }
 }
 

@@ -878,8 +878,13 @@ fn af_packet_port(ring: bool) {
         .iter()
         .find(|p| p["kind"] == "af_packet")
         .expect("af_packet port listed");
+    // The container's own IPv6 chatter (MLD reports, router solicitations) goes nowhere by
+    // design (crate::switch::multicast); nothing else may be dropped.
+    let drops = p["counters"]["drops"].as_object().unwrap();
     assert!(
-        p["counters"]["drops"].as_object().unwrap().is_empty(),
+        drops
+            .keys()
+            .all(|k| k == "mld" || k == "router_solicitation"),
         "af_packet port dropped frames: {p}"
     );
     assert!(

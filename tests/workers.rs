@@ -1,5 +1,6 @@
 //! Worker per core, end to end (root required; see TESTING.md): with `workers = 2` each daemon
-//! runs two pinned worker threads, a container's interface has two queues, the flows of many
+//! runs two pinned worker threads, a container's interface has two queues (asked for with
+//! VSWITCH_TAP_QUEUES=per-worker; by default a port has one, crate::control::attach), the flows of many
 //! connections spread over both workers on both hosts, and every flow arrives in order.
 
 mod common;
@@ -39,7 +40,14 @@ const PER_FLOW: u32 = 300;
 #[test]
 fn two_pinned_workers_two_queues_flows_spread_and_stay_in_order() {
     let prefix = format!("vsw{}-wk", std::process::id());
-    let mut tb = Testbed::two_hosts_with(&prefix, bins(), &[BLUE], &[], "workers = 2").unwrap();
+    let mut tb = Testbed::two_hosts_with(
+        &prefix,
+        bins(),
+        &[BLUE],
+        &[("VSWITCH_TAP_QUEUES", "per-worker")],
+        "workers = 2",
+    )
+    .unwrap();
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     let cpus = vswitch::io::cpu::allowed_cpus();

@@ -1,16 +1,15 @@
 //! Attaching ports: the system side of `vswitchctl attach-namespace` (and helpers for
 //! `attach-interface`).
 //!
-//! [`create_namespace_port`] makes the container's interface: a TAP device created in our own
-//! namespace, given its MAC, moved into the container's namespace and configured there (name,
-//! MTU, address, up). The returned [`TapDevice`] is the port's data path; dropping it removes the
+//! [`create_namespace_port`] makes the container's interface: a TAP device created right in the
+//! container's namespace under its final name, given its MAC, MTU and address and brought up
+//! there (three netlink requests). The returned [`TapDevice`] is the port's data path; dropping it removes the
 //! interface from the container. Runs on the control thread; it blocks on netlink.
 
 use crate::io::netlink::Netlink;
 use crate::io::{check_ifname, open_netns, run_in_netns, IoError, TapDevice, TapOptions};
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
 
 /// What the container's interface should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +22,8 @@ pub struct NamespacePortSpec {
     pub addr: Ipv4Addr,
     pub prefix: u8,
     pub mtu: u32,
-    /// A name for the TAP while it is still in our namespace; unique there (e.g. "vsw3a9f0c").
+    /// A name unique in our namespace (e.g. "vsw12"): checked, and kept for callers that
+    /// name the port by it; the TAP itself is made in the container's namespace as `ifname`.
     pub tap_name: String,
     /// How the TAP is opened (vnet header, TSO, NAPI); the default is plain frames.
     pub tap: TapOptions,
@@ -85,69 +85,53 @@ pub fn create_namespace_port_queues(
         )));
     }
     let ns = open_netns(&req.netns).map_err(AttachError::Netns)?;
-    let netns = &req.netns;
-
-    // A socket opened inside the namespace acts there, from this thread too.
-    let mut nl_ns = run_in_netns(&ns, Netlink::open)
+    // Everything happens on one thread inside the container's namespace: the TAP is created
+    // there under its final name (a tun device lives in the namespace /dev/net/tun was opened
+    // in), so it is never moved between namespaces — the move cost two RCU grace periods
+    // (synchronize_net), most of an attach — nor renamed. Its fds work from any thread.
+    run_in_netns(&ns, || configure_in_netns(req, queues))
+        .map_err(AttachError::Netns)
         .and_then(|r| r)
-        .map_err(step(format!("opening netlink in netns {netns}")))?;
-    let exists = nl_ns
-        .link_index(&req.ifname)
-        .map_err(step(format!("looking up {} in netns {netns}", req.ifname)))?;
-    if exists.is_some() {
+}
+
+/// `create_namespace_port_queues`' work, on a thread inside the container's namespace.
+fn configure_in_netns(
+    req: &NamespacePortSpec,
+    queues: usize,
+) -> Result<Vec<TapDevice>, AttachError> {
+    let netns = &req.netns;
+    let ifname = &req.ifname;
+    let in_ns = |what: &str| step(format!("{what} in netns {netns}"));
+    let mut nl = Netlink::open().map_err(in_ns("opening netlink"))?;
+    if nl
+        .link_index(ifname)
+        .map_err(in_ns(&format!("looking up {ifname}")))?
+        .is_some()
+    {
         return Err(AttachError::IfnameExists {
-            ifname: req.ifname.clone(),
+            ifname: ifname.clone(),
             netns: netns.clone(),
         });
     }
-
-    let mut nl_here = Netlink::open().map_err(step("opening netlink"))?;
-    // From here on, returning early drops `taps`, which removes the device wherever it is.
-    let mut taps = open_tap_queues(&req.tap_name, req.tap, queues)?;
-    let tap_name = &req.tap_name;
-    let index = nl_here
-        .link_index(tap_name)
-        .map_err(step(format!("looking up new TAP {tap_name}")))?
-        .ok_or_else(|| AttachError::NoSuchInterface(tap_name.clone()))?;
-    nl_here
-        .set_link_mac(index, req.mac)
-        .map_err(step(format!("setting MAC {} on {tap_name}", req.mac)))?;
-    nl_here
-        .set_link_netns(index, ns.as_fd())
-        .map_err(step(format!("moving {tap_name} into netns {netns}")))?;
-
-    let in_ns = |what: &str| step(format!("{what} in netns {netns}"));
-    // The index may have changed in the move (if taken there); the name has not.
-    let index = nl_ns
-        .link_index(tap_name)
-        .map_err(in_ns(&format!("looking up moved TAP {tap_name}")))?
-        .ok_or_else(|| {
-            AttachError::NoSuchInterface(format!("{tap_name} in netns {netns} after the move"))
-        })?;
-    let ifname = &req.ifname;
-    nl_ns
-        .set_link_name(index, ifname)
-        .map_err(in_ns(&format!("renaming {tap_name} to {ifname}")))?;
-    nl_ns
-        .set_link_mtu(index, req.mtu)
-        .map_err(in_ns(&format!("setting MTU {} on {ifname}", req.mtu)))?;
-    nl_ns
-        .add_ipv4_addr(index, req.addr, req.prefix)
+    // From here on, returning early drops `taps`, which removes the device.
+    let mut taps = open_tap_queues(ifname, req.tap, queues)?;
+    let index = nl
+        .link_index(ifname)
+        .map_err(in_ns(&format!("looking up new TAP {ifname}")))?
+        .ok_or_else(|| AttachError::NoSuchInterface(format!("{ifname} in netns {netns}")))?;
+    nl.configure_link_up(index, req.mac, req.mtu)
+        .map_err(in_ns(&format!(
+            "setting MTU {} on {ifname} (with MAC {}, up)",
+            req.mtu, req.mac
+        )))?;
+    nl.add_ipv4_addr(index, req.addr, req.prefix)
         .map_err(in_ns(&format!(
             "adding {}/{} to {ifname}",
             req.addr, req.prefix
         )))?;
-    nl_ns
-        .set_link_up(index, true)
-        .map_err(in_ns(&format!("bringing {ifname} up")))?;
-    // Containers expect loopback; `ip netns add` leaves it down.
-    if let Some(lo) = nl_ns.link_by_name("lo").map_err(in_ns("looking up lo"))? {
-        if !lo.up {
-            nl_ns
-                .set_link_up(lo.index, true)
-                .map_err(in_ns("bringing lo up"))?;
-        }
-    }
+    // Containers expect loopback; `ip netns add` leaves it down. Index 1 in every namespace.
+    nl.set_link_up(LOOPBACK_INDEX, true)
+        .map_err(in_ns("bringing lo up"))?;
     // Persistent once whole: the container keeps its interface when the daemon dies or stops
     // with `--keep-ports` (crate::control::state); a detach or a plain stop still removes it.
     // A daemon killed before this point leaves nothing: the device goes with its fds.
@@ -157,6 +141,9 @@ pub fn create_namespace_port_queues(
     }
     Ok(taps)
 }
+
+/// The loopback device's index: the first device of every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
 
 /// A container's interface that another runtime moves into the container (Docker's remote
 /// driver: Join names it, dockerd moves, renames and addresses it): a TAP made in our own
@@ -186,6 +173,28 @@ pub fn create_host_port_queues(
     nl.set_link_mtu(index, mtu)
         .map_err(step(format!("setting MTU {mtu} on {tap_name}")))?;
     Ok(taps)
+}
+
+/// How many queues (fds) a container's TAP gets with `workers` workers: one, unless
+/// `VSWITCH_TAP_QUEUES=per-worker` asks for one per worker.
+///
+/// With one queue, one worker (port id mod workers) reads the port and every worker writes to
+/// it through the same fd, so a port costs one fd however many cores the host has (4096
+/// ports with 16 workers would need 65,536 fds one queue per worker, past the 20,000 hard
+/// limit of hosts without CAP_SYS_RESOURCE). The price: all of one container's outgoing
+/// flows are read by one worker, so one container sends at most what one core forwards; a
+/// host with a few containers that each need several cores asks for `per-worker`, and the
+/// kernel then spreads each container's flows over the workers by hash.
+pub fn queues_per_port(workers: usize) -> usize {
+    static PER_WORKER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let per_worker = *PER_WORKER.get_or_init(|| {
+        std::env::var("VSWITCH_TAP_QUEUES").is_ok_and(|v| v.eq_ignore_ascii_case("per-worker"))
+    });
+    if per_worker {
+        workers.max(1)
+    } else {
+        1
+    }
 }
 
 /// A new TAP in our namespace with `queues` queues (at least one); dropping them removes it.

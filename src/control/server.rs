@@ -393,7 +393,7 @@ impl Server {
     /// refuse, the port leaves the topology again.
     fn add_port(
         &mut self,
-        devices: Vec<Box<dyn PortDevice>>,
+        (devices, reader): (Vec<Box<dyn PortDevice>>, Option<usize>),
         meta: PortMeta,
         vni: Vni,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
@@ -408,7 +408,7 @@ impl Server {
             t.set_port_security(id, security)?;
             t.set_port_limits(id, limits)
         })?;
-        let info: PortInfo = match self.workers.add_port(id, devices, meta, endpoint) {
+        let info: PortInfo = match self.workers.add_port(id, devices, reader, meta, endpoint) {
             Ok(row) => (&row).into(),
             Err(e) => {
                 let _ = self.change_topology(|t| t.remove_port(id).map(|_| ()));
@@ -448,6 +448,8 @@ impl Server {
             .workers
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
+        // The workers handed the device to the reaper; the interface is gone once it closed.
+        crate::dataplane::port::reaper::flush(std::time::Duration::from_secs(10));
         let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
         self.resolv.remove(row.id.0);
         self.forget_port(row.id);
@@ -507,6 +509,7 @@ impl Server {
         let (vni, mtu) = self.check_endpoint(network, Some(addr.addr()), Some(mac))?;
         let id = PortId(self.next_port);
         self.next_port += 1;
+        let queues = crate::control::attach::queues_per_port(self.workers.len());
         let spec = NamespacePortSpec {
             netns: netns.to_string(),
             ifname: ifname.to_string(),
@@ -516,16 +519,13 @@ impl Server {
             mtu,
             tap_name: format!("vsw{}", id.0),
             tap: crate::io::TapOptions {
-                multi_queue: self.workers.len() > 1,
+                multi_queue: queues > 1,
                 ..self.tap_options
             },
         };
         let multi_queue = spec.tap.multi_queue;
-        let queues = create_namespace_port_queues(&spec, self.workers.len())?;
-        let devices = queues
-            .into_iter()
-            .map(|q| Box::new(q) as Box<dyn PortDevice>)
-            .collect();
+        let queues = create_namespace_port_queues(&spec, queues)?;
+        let devices = self.tap_devices(id, queues);
         let meta = PortMeta {
             name: name.to_string(),
             kind: "tap",
@@ -576,6 +576,29 @@ impl Server {
             search,
             resolv_conf: written.map(|p| p.display().to_string()),
         })
+    }
+
+    /// What each worker gets of a TAP port's `queues`: its own queue each (every worker reads
+    /// its own), or, with one queue, that queue shared, read by worker `id mod workers` only
+    /// (crate::control::attach::queues_per_port).
+    pub(crate) fn tap_devices(
+        &self,
+        id: PortId,
+        queues: Vec<crate::io::TapDevice>,
+    ) -> (Vec<Box<dyn PortDevice>>, Option<usize>) {
+        let n = self.workers.len();
+        if queues.len() == n {
+            let devices = queues
+                .into_iter()
+                .map(|q| Box::new(q) as Box<dyn PortDevice>)
+                .collect();
+            return (devices, None);
+        }
+        let tap = Arc::new(queues.into_iter().next().expect("a TAP has a queue"));
+        let devices = (0..n)
+            .map(|_| Box::new(Arc::clone(&tap)) as Box<dyn PortDevice>)
+            .collect();
+        (devices, Some(id.0 as usize % n))
     }
 
     fn detach_namespace(
@@ -637,7 +660,7 @@ impl Server {
         // The station behind an existing interface may be anything (a router, a host): no
         // port security there.
         let info = self.add_port(
-            devices,
+            (devices, None),
             meta.clone(),
             vni,
             endpoint,

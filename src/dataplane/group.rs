@@ -93,12 +93,15 @@ impl Workers {
     }
 
     /// Hands a port the control side has published in the topology to every worker, worker k
-    /// reading and writing through `devices[k]` (one queue of the same device each). All or
-    /// nothing: if one worker refuses or does not answer, every worker drops the port again.
+    /// writing through `devices[k]`. `reader`: `None` when each worker reads its own queue of
+    /// the device; `Some(k)` when every `devices[k]` is one shared queue that only worker k
+    /// reads. All or nothing: if one worker refuses or does not answer, every worker drops the
+    /// port again.
     pub fn add_port(
         &self,
         id: PortId,
         devices: Vec<Box<dyn PortDevice>>,
+        reader: Option<usize>,
         meta: PortMeta,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
     ) -> Result<PortRow, String> {
@@ -109,7 +112,8 @@ impl Workers {
             device: devices.next().expect("one device per worker"),
             meta: meta.clone(),
             endpoint,
-            announce: k == 0,
+            announce: k == reader.unwrap_or(0),
+            read: reader.map_or(true, |r| r == k),
             reply,
         });
         let failed = match &answers {

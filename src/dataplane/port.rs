@@ -65,38 +65,11 @@ fn would_block(e: &io::Error) -> bool {
 
 impl PortDevice for crate::io::TapDevice {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        if !self.options().vnet_hdr {
-            return match self.read(buf) {
-                Ok(n) => Ok(Some(Received::frame(n))),
-                Err(e) if would_block(&e) => Ok(None),
-                Err(e) => Err(e),
-            };
-        }
-        let mut raw = [0u8; vnet::HDR_LEN];
-        let n = match self.read_vnet(&mut raw, buf) {
-            Ok(n) => n,
-            Err(e) if would_block(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let hdr = vnet::Header::parse(&raw).unwrap_or_default();
-        if hdr.gso_kind() != vnet::GSO_NONE {
-            return Ok(Some(Received {
-                len: n,
-                gso: Some(hdr),
-            }));
-        }
-        if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
-            tso::complete_checksum(&mut buf[..n], hdr.csum_start.into(), hdr.csum_offset.into());
-        }
-        Ok(Some(Received::frame(n)))
+        tap_recv(self, buf)
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        if self.options().vnet_hdr {
-            // No offload asked of the kernel: checksums are complete, the frame is one MTU.
-            return self.write_vnet(&[0; vnet::HDR_LEN], frame).map(|_| ());
-        }
-        self.write(frame).map(|_| ())
+        tap_send(self, frame)
     }
 
     fn accepts_gso(&self) -> bool {
@@ -108,14 +81,82 @@ impl PortDevice for crate::io::TapDevice {
     }
 
     fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
-        let mut raw = [0u8; vnet::HDR_LEN];
-        hdr.emit(&mut raw);
-        self.write_vnet(&raw, frame).map(|_| ())
+        tap_send_gso(self, hdr, frame)
     }
 
     fn fd(&self) -> RawFd {
         std::os::fd::AsRawFd::as_raw_fd(self)
     }
+}
+
+/// One TAP queue shared by every worker (crate::control::attach::queues_per_port): one worker
+/// reads it, all of them write to it. A write(2) to a TAP fd is one whole frame, safe from
+/// several threads at once, so sharing needs no lock; the fd closes with the last holder.
+impl PortDevice for std::sync::Arc<crate::io::TapDevice> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        tap_recv(self, buf)
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        tap_send(self, frame)
+    }
+
+    fn accepts_gso(&self) -> bool {
+        self.options().vnet_hdr
+    }
+
+    fn accepts_udp_gso(&self) -> bool {
+        self.options().uso
+    }
+
+    fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
+        tap_send_gso(self, hdr, frame)
+    }
+
+    fn fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&**self)
+    }
+}
+
+fn tap_recv(tap: &crate::io::TapDevice, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    if !tap.options().vnet_hdr {
+        return match tap.read(buf) {
+            Ok(n) => Ok(Some(Received::frame(n))),
+            Err(e) if would_block(&e) => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    let mut raw = [0u8; vnet::HDR_LEN];
+    let n = match tap.read_vnet(&mut raw, buf) {
+        Ok(n) => n,
+        Err(e) if would_block(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let hdr = vnet::Header::parse(&raw).unwrap_or_default();
+    if hdr.gso_kind() != vnet::GSO_NONE {
+        return Ok(Some(Received {
+            len: n,
+            gso: Some(hdr),
+        }));
+    }
+    if hdr.flags & vnet::F_NEEDS_CSUM != 0 {
+        tso::complete_checksum(&mut buf[..n], hdr.csum_start.into(), hdr.csum_offset.into());
+    }
+    Ok(Some(Received::frame(n)))
+}
+
+fn tap_send(tap: &crate::io::TapDevice, frame: &[u8]) -> io::Result<()> {
+    if tap.options().vnet_hdr {
+        // No offload asked of the kernel: checksums are complete, the frame is one MTU.
+        return tap.write_vnet(&[0; vnet::HDR_LEN], frame).map(|_| ());
+    }
+    tap.write(frame).map(|_| ())
+}
+
+fn tap_send_gso(tap: &crate::io::TapDevice, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
+    let mut raw = [0u8; vnet::HDR_LEN];
+    hdr.emit(&mut raw);
+    tap.write_vnet(&raw, frame).map(|_| ())
 }
 
 impl PortDevice for crate::io::PacketSocket {
@@ -146,5 +187,69 @@ impl PortDevice for crate::io::PacketSocket {
 
     fn fd(&self) -> RawFd {
         std::os::fd::AsRawFd::as_raw_fd(self)
+    }
+}
+
+/// Where workers let go of the devices of removed ports. Closing a TAP's last fd unregisters
+/// its interface, which waits for RCU grace periods (about 30 ms under load): done here, on
+/// a thread of its own, so a worker never stalls its other ports for it. The control side
+/// calls `flush` after a detach, so the interface is gone when the detach answers.
+pub mod reaper {
+    use super::PortDevice;
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    type Pending = Arc<(Mutex<usize>, Condvar)>;
+
+    fn state() -> &'static (crossbeam_channel::Sender<Box<dyn PortDevice>>, Pending) {
+        static STATE: OnceLock<(crossbeam_channel::Sender<Box<dyn PortDevice>>, Pending)> =
+            OnceLock::new();
+        STATE.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn PortDevice>>();
+            let pending: Pending = Arc::new((Mutex::new(0), Condvar::new()));
+            let p = Arc::clone(&pending);
+            let spawned = std::thread::Builder::new()
+                .name("vswitch-reaper".into())
+                .spawn(move || {
+                    for device in rx {
+                        drop(device);
+                        let (n, cv) = &*p;
+                        *n.lock().expect("reaper count") -= 1;
+                        cv.notify_all();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start the device reaper ({e}): devices close in place");
+            }
+            (tx, pending)
+        })
+    }
+
+    /// Closes `device` on the reaper thread (in place if it cannot).
+    pub fn reap(device: Box<dyn PortDevice>) {
+        let (tx, pending) = state();
+        *pending.0.lock().expect("reaper count") += 1;
+        if let Err(e) = tx.send(device) {
+            drop(e.into_inner());
+            *pending.0.lock().expect("reaper count") -= 1;
+        }
+    }
+
+    /// Waits until every device handed over so far is closed, at most `limit`.
+    pub fn flush(limit: Duration) {
+        let (_, pending) = state();
+        let deadline = Instant::now() + limit;
+        let (n, cv) = &**pending;
+        let mut left = n.lock().expect("reaper count");
+        while *left > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            left = cv
+                .wait_timeout(left, deadline - now)
+                .expect("reaper count")
+                .0;
+        }
     }
 }

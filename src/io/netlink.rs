@@ -497,6 +497,25 @@ impl Netlink {
         })
     }
 
+    /// Sets MAC and MTU and brings the link up, in one request: the kernel applies the address
+    /// and MTU before the flags (rtnetlink's do_setlink), so the link comes up with both.
+    /// One round trip instead of three on the attach path.
+    pub fn configure_link_up(
+        &mut self,
+        ifindex: u32,
+        mac: MacAddr,
+        mtu: u32,
+    ) -> Result<(), IoError> {
+        let flag = libc::IFF_UP as u32;
+        let req = Request::new(RTM_NEWLINK, NLM_F_ACK)
+            .ifinfomsg(ifindex, flag, flag)
+            .attr(IFLA_ADDRESS, mac.as_bytes())
+            .attr_u32(IFLA_MTU, mtu);
+        self.ack(req, &|| {
+            format!("setting MAC {mac} and MTU {mtu} on interface {ifindex} and bringing it up")
+        })
+    }
+
     pub fn set_link_up(&mut self, ifindex: u32, up: bool) -> Result<(), IoError> {
         let flag = libc::IFF_UP as u32;
         let req = Request::new(RTM_NEWLINK, NLM_F_ACK).ifinfomsg(

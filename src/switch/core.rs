@@ -222,7 +222,7 @@ impl Switch {
                         Some(r) => ps.counters.drop(r),
                         None => {}
                     }
-                    if let (Action::Flood { .. }, Some(rate)) =
+                    if let (Action::Flood { .. } | Action::FloodScoped { .. }, Some(rate)) =
                         (d.action, self.topo.port(p).and_then(|t| t.limits.bum))
                     {
                         ps.bum.take(now, rate);
@@ -252,7 +252,7 @@ impl Switch {
             net.learn_neigh(vni, f.ip, f.mac, f.source, now);
         }
         match d.action {
-            Action::Flood { .. } => net.counters.events.flooded += 1,
+            Action::Flood { .. } | Action::FloodScoped { .. } => net.counters.events.flooded += 1,
             Action::Reply {
                 answer: Answer::ArpReply { .. },
                 ..

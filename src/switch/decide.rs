@@ -18,6 +18,7 @@ use super::core::{NetState, Switch};
 use super::drop_reason::DropReason;
 use super::fdb::{Learned, Location};
 use super::limits::PortLimits;
+use super::multicast::{self, Scope};
 use super::neigh::Source;
 use super::topology::NetworkTopo;
 use super::{dns, dns_tcp};
@@ -54,6 +55,14 @@ pub enum Action {
         network: Vni,
         except: Option<PortId>,
         to_peers: bool,
+    },
+    /// `Flood`, but to the local ports `scope` reaches only (crate::switch::multicast;
+    /// `Topology::flood_set_scoped`).
+    FloodScoped {
+        network: Vni,
+        except: Option<PortId>,
+        to_peers: bool,
+        scope: Scope,
     },
     /// The switch answers itself: write `answer` (see `Switch::write_answer`) to this port.
     Reply {
@@ -397,11 +406,7 @@ impl Switch {
                 vtep,
                 vni: net.vni(),
             },
-            None => Action::Flood {
-                network: net.vni(),
-                except: Some(port),
-                to_peers: true,
-            },
+            None => flood(net, self.topology().port(port), &eth, Some(port), true),
         };
         d
     }
@@ -421,7 +426,7 @@ impl Switch {
         };
         let reason = if over {
             DropReason::PortMacLimit
-        } else if matches!(d.action, Action::Flood { .. })
+        } else if matches!(d.action, Action::Flood { .. } | Action::FloodScoped { .. })
             && limits.bum.is_some_and(|rate| {
                 self.port_state(port)
                     .is_some_and(|s| !s.bum.admits(now, rate))
@@ -542,13 +547,45 @@ impl Switch {
             Some(Location::Port(p)) => Action::ToPort(p),
             // Split horizon: what came from the underlay never goes back to it.
             Some(Location::Vtep(_)) => Action::Drop(DropReason::SplitHorizon),
-            None => Action::Flood {
-                network: net.vni(),
-                except: None,
-                to_peers: false,
-            },
+            None => flood(net, None, &eth, None, false),
         };
         d
+    }
+}
+
+/// The flood of `eth` in `net`, narrowed for broadcast and multicast the switch knows who
+/// needs (crate::switch::multicast). `from` is the sending port's topology, `None` from a peer.
+fn flood(
+    net: &NetworkTopo,
+    from: Option<&super::topology::PortTopo>,
+    eth: &Frame<&[u8]>,
+    except: Option<PortId>,
+    to_peers: bool,
+) -> Action {
+    let network = net.vni();
+    if !eth.dst().is_multicast() {
+        return Action::Flood {
+            network,
+            except,
+            to_peers,
+        };
+    }
+    match multicast::classify(net, from, eth) {
+        multicast::Verdict::Drop(r) => Action::Drop(r),
+        multicast::Verdict::Flood(Scope::All) => Action::Flood {
+            network,
+            except,
+            to_peers,
+        },
+        multicast::Verdict::Flood(Scope::Peers) if !to_peers => {
+            Action::Drop(DropReason::KnownAnnouncement)
+        }
+        multicast::Verdict::Flood(scope) => Action::FloodScoped {
+            network,
+            except,
+            to_peers,
+            scope,
+        },
     }
 }
 

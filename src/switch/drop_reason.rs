@@ -48,6 +48,9 @@ drop_reasons! {
     DnsMalformed => "dns_malformed", "a datagram to the network's DNS address (port 53) that is not a DNS query";
     ToDnsAddress => "to_dns_address", "sent to the network's own address (its DNS server, Docker's gateway) but not DNS over UDP or TCP: vswitch networks do not route out";
     DnsTcpQuiet => "dns_tcp_quiet", "a TCP segment to the network's DNS address that needs no answer (an ACK, a reset, part of a query): taken, nothing sent";
+    Mld => "mld", "an IPv6 MLD query, report or done: only multicast routers read them and the overlay has none (crate::switch::multicast)";
+    RouterSolicitation => "router_solicitation", "an IPv6 router solicitation: vswitch networks have no IPv6 router";
+    KnownAnnouncement => "known_announcement", "a peer's gratuitous ARP for a station the topology already holds: local stations get it from proxy-ARP";
     EspSealFailed => "esp_seal_failed", "could not encrypt (no key yet, or sequence exhausted): dropped, never sent in plaintext";
 }
 

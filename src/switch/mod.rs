@@ -12,6 +12,7 @@ pub mod fdb;
 pub mod garp;
 pub mod ids;
 pub mod limits;
+pub mod multicast;
 pub mod neigh;
 pub mod service;
 pub mod sync;

@@ -246,6 +246,27 @@ impl Switch {
                 );
                 ("flood", None, outs)
             }
+            Action::FloodScoped {
+                network,
+                except,
+                to_peers,
+                scope,
+            } => {
+                let outs: Vec<String> = topo
+                    .flood_set_scoped(network, except, to_peers, scope)
+                    .map(out)
+                    .collect();
+                step("scope", format!("{scope:?} (crate::switch::multicast)"));
+                step(
+                    "flood",
+                    if outs.is_empty() {
+                        "to nobody: no other port or peer in the network".to_string()
+                    } else {
+                        format!("to {}", outs.join(", "))
+                    },
+                );
+                ("flood", None, outs)
+            }
             Action::Reply { port, answer } => {
                 match answer {
                     Answer::ArpReply { mac, ip, .. } => {

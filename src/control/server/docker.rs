@@ -20,7 +20,7 @@
 use super::{parse_station_mac, PortRules, Server};
 use crate::cluster::records::EndpointRecord;
 use crate::control::attach::create_host_port_queues;
-use crate::dataplane::{PortDevice, PortMeta};
+use crate::dataplane::PortMeta;
 use crate::docker::calls::{AddressReply, DockerCall, EndpointReply, JoinReply, NetworkReply};
 use crate::io::TapDevice;
 use crate::switch::service::station_mac;
@@ -382,7 +382,7 @@ impl Server {
     }
 
     fn docker_join(&mut self, endpoint: &str, sandbox: String) -> Result<JoinReply, String> {
-        let workers = self.workers.len();
+        let workers = crate::control::attach::queues_per_port(self.workers.len());
         let tap_options = crate::io::TapOptions {
             multi_queue: workers > 1,
             ..self.tap_options
@@ -464,20 +464,18 @@ impl Server {
         let (vni, mtu) = self
             .check_endpoint(&network, Some(addr.addr()), Some(mac))
             .map_err(|e| e.to_string())?;
-        let devices: Vec<Box<dyn PortDevice>> = std::mem::take(
+        let queues = std::mem::take(
             &mut self
                 .docker
                 .endpoints
                 .get_mut(endpoint)
                 .expect("looked up")
                 .pending,
-        )
-        .into_iter()
-        .map(|q| Box::new(q) as Box<dyn PortDevice>)
-        .collect();
-        if devices.is_empty() {
+        );
+        if queues.is_empty() {
             return Err(format!("endpoint {endpoint}: its TAP is gone"));
         }
+        let devices = self.tap_devices(id, queues);
         let meta = PortMeta {
             name: name.clone(),
             kind: "tap",

@@ -243,18 +243,25 @@ impl Server {
                 rec.network
             )));
         }
-        let (devices, multi_queue): (Vec<Box<dyn PortDevice>>, bool) = match rec.kind.as_str() {
+        let (devices, multi_queue): (PortDevices, bool) = match rec.kind.as_str() {
             "tap" => {
-                let taps = adopt::reopen_namespace_port(rec, self.tap_options, self.workers.len())?;
-                let devices = taps
-                    .into_iter()
-                    .map(|t| Box::new(t) as Box<dyn PortDevice>)
-                    .collect();
-                (devices, rec.multi_queue)
+                // A port made with one queue (the default, crate::control::attach::
+                // queues_per_port) is reopened with one, whatever the worker count.
+                let queues = if rec.multi_queue {
+                    self.workers.len()
+                } else {
+                    1
+                };
+                let taps = adopt::reopen_namespace_port(rec, self.tap_options, queues)?;
+                (self.tap_devices(PortId(rec.id), taps), rec.multi_queue)
             }
             "af_packet" => (
-                self.open_packet_sockets(&rec.ifname)
-                    .map_err(|e| gone(format!("interface {} cannot be opened: {e}", rec.ifname)))?,
+                (
+                    self.open_packet_sockets(&rec.ifname).map_err(|e| {
+                        gone(format!("interface {} cannot be opened: {e}", rec.ifname))
+                    })?,
+                    None,
+                ),
                 false,
             ),
             other => return Err(gone(format!("unknown kind of port {other:?}"))),
@@ -319,3 +326,7 @@ impl Server {
         }));
     }
 }
+
+/// A port's devices, one per worker, and the worker that reads them when they share one queue
+/// (`Server::tap_devices`).
+type PortDevices = (Vec<Box<dyn PortDevice>>, Option<usize>);

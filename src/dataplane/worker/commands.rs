@@ -16,9 +16,10 @@ impl Worker {
                     meta,
                     endpoint,
                     announce,
+                    read,
                     reply,
                 } => {
-                    let r = self.add_port(now, id, device, meta, endpoint, announce);
+                    let r = self.add_port(now, id, device, meta, endpoint, (announce, read));
                     let _ = reply.send(r);
                 }
                 Command::RemovePort { select, reply } => {
@@ -66,23 +67,28 @@ impl Worker {
         device: Box<dyn PortDevice>,
         meta: PortMeta,
         endpoint: Option<(MacAddr, Ipv4Addr)>,
-        announce: bool,
+        // Send the endpoint's gratuitous ARP; read (poll) the device (Command::AddPort).
+        (announce, read): (bool, bool),
     ) -> Result<PortRow, String> {
         self.refresh_topology();
         if self.switch.topology().port(id).is_none() {
             return Err(format!("port {id} is not in the published topology"));
         }
         let token = Token(id.0 as usize + PORT_TOKEN_BASE);
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&device.fd()), token, Interest::READABLE)
-        {
-            return Err(format!("cannot poll the port: {e}"));
+        if read {
+            if let Err(e) = self.poll.registry().register(
+                &mut SourceFd(&device.fd()),
+                token,
+                Interest::READABLE,
+            ) {
+                return Err(format!("cannot poll the port: {e}"));
+            }
         }
-        self.ports.insert(id, Port { device, meta });
-        // Frames may already wait (edge-triggered poll): look once.
-        self.pending.push(token);
+        self.ports.insert(id, Port { device, meta, read });
+        if read {
+            // Frames may already wait (edge-triggered poll): look once.
+            self.pending.push(token);
+        }
         if let (Some((mac, ip)), true) = (endpoint, announce) {
             // Announce the endpoint as if it had sent a gratuitous ARP itself, so the peers'
             // tables (and their containers' ARP caches) learn it at once.
@@ -95,12 +101,14 @@ impl Worker {
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<PortRow> {
         let info = self.port_row(id);
         let port = self.ports.remove(&id)?;
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&port.device.fd()));
+        if port.read {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&port.device.fd()));
+        }
         tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
-        drop(port);
+        crate::dataplane::port::reaper::reap(port.device);
         info
     }
 

@@ -4,6 +4,7 @@
 //! packet.
 
 use super::*;
+use crate::switch::multicast::Scope;
 
 /// Sends one UDP datagram (its header written) through the raw socket and counts what happened:
 /// bytes to the peer and network, or the kernel's refusal by errno and a `tx_failed` drop.
@@ -39,8 +40,10 @@ impl Worker {
                 return self.deliver_super_frame(p, &hdr, frame);
             }
         }
-        if matches!(action, Action::ToPort(_) | Action::Flood { .. })
-            && crate::offload::csum::complete_partial(&mut self.buf[frame.clone()])
+        if matches!(
+            action,
+            Action::ToPort(_) | Action::Flood { .. } | Action::FloodScoped { .. }
+        ) && crate::offload::csum::complete_partial(&mut self.buf[frame.clone()])
         {
             self.offload.partial_checksums += 1;
         }
@@ -51,7 +54,13 @@ impl Worker {
             // asked only from ports.
             Action::Flood {
                 network, except, ..
-            } => self.flood(network, except, false, 0, frame),
+            } => self.flood(network, except, false, Scope::All, 0, frame),
+            Action::FloodScoped {
+                network,
+                except,
+                scope,
+                ..
+            } => self.flood(network, except, false, scope, 0, frame),
             // Probes are answered by the caller, which knows the port they came from.
             Action::Drop(_)
             | Action::ToVtep { .. }
@@ -306,7 +315,13 @@ impl Worker {
                 network,
                 except,
                 to_peers,
-            } => self.flood(network, except, to_peers, base, frame),
+            } => self.flood(network, except, to_peers, Scope::All, base, frame),
+            Action::FloodScoped {
+                network,
+                except,
+                to_peers,
+                scope,
+            } => self.flood(network, except, to_peers, scope, base, frame),
         }
     }
 
@@ -319,6 +334,7 @@ impl Worker {
         network: Vni,
         except: Option<PortId>,
         to_peers: bool,
+        scope: Scope,
         base: usize,
         frame: std::ops::Range<usize>,
     ) {
@@ -327,7 +343,7 @@ impl Worker {
         let len = frame.len();
         let mut headers: Option<u16> = None;
         let encrypted = self.switch.is_encrypted(network);
-        for out in topo.flood_set(network, except, to_peers) {
+        for out in topo.flood_set_scoped(network, except, to_peers, scope) {
             match out {
                 Output::Port(p) => self.send_to_port(p, frame.clone()),
                 Output::Vtep(vtep) => {

@@ -89,6 +89,9 @@ pub enum Command {
         endpoint: Option<(MacAddr, Ipv4Addr)>,
         /// Send the endpoint's gratuitous ARP (one worker of several does).
         announce: bool,
+        /// Read the device (poll it): false where several workers share one queue and
+        /// another one reads it; this one then only writes to it.
+        read: bool,
         reply: Sender<Result<PortRow, String>>,
     },
     RemovePort {
@@ -240,6 +243,8 @@ fn unix_now() -> u64 {
 struct Port {
     device: Box<dyn PortDevice>,
     meta: PortMeta,
+    /// This worker reads (polls) the device; else it only writes to it.
+    read: bool,
 }
 
 pub struct Worker {

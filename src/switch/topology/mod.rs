@@ -242,6 +242,17 @@ impl Topology {
         except: Option<PortId>,
         to_peers: bool,
     ) -> impl Iterator<Item = Output> + '_ {
+        self.flood_set_scoped(vni, except, to_peers, super::multicast::Scope::All)
+    }
+
+    /// `flood_set` with only the local ports `scope` reaches (crate::switch::multicast).
+    pub fn flood_set_scoped(
+        &self,
+        vni: Vni,
+        except: Option<PortId>,
+        to_peers: bool,
+        scope: super::multicast::Scope,
+    ) -> impl Iterator<Item = Output> + '_ {
         let net = self.networks.get(&vni);
         let ports = net.map_or(&[][..], |n| &n.ports[..]);
         let vteps = match net {
@@ -250,7 +261,11 @@ impl Topology {
         };
         ports
             .iter()
-            .filter(move |p| Some(**p) != except)
+            .filter(move |p| {
+                Some(**p) != except
+                    && (scope == super::multicast::Scope::All
+                        || self.ports.get(p).is_some_and(|t| scope.reaches(t)))
+            })
             .map(|p| Output::Port(*p))
             .chain(vteps.iter().map(|v| Output::Vtep(*v)))
     }
