@@ -92,7 +92,12 @@ pub fn underlay_datagram(data: &[u8]) {
         let action = sw.process_from_underlay(NOW, PEER, data);
         check_underlay_action(&sw, data, action);
     }
-    let mut fed = 2;
+    // A peer's probe is answered, not counted as overlay traffic (crate::wire::probe).
+    let mut fed = if vswitch::wire::probe::Request::parse(data).is_some() {
+        0
+    } else {
+        2
+    };
     if data.first().is_some_and(|b| b & 1 == 1) {
         let action = sw.process_from_underlay(NOW, NOT_A_PEER, data);
         assert_eq!(action, Action::Drop(DropReason::UnknownPeer));
@@ -105,6 +110,12 @@ pub fn underlay_datagram(data: &[u8]) {
 
 fn check_underlay_action(sw: &Switch, data: &[u8], action: Action) {
     if let Action::Drop(_) = action {
+        return;
+    }
+    if let Action::Probe { request, .. } = action {
+        // Answered, not forwarded: only a probe request is (crate::wire::probe).
+        assert!(vswitch::wire::probe::is_probe(data), "answered a non-probe");
+        assert_eq!(request.len as usize, data.len());
         return;
     }
     let vx = vxlan::Packet::new_checked(data).expect("forwarded only valid VXLAN");
@@ -185,7 +196,8 @@ fn check_port_action(sw: &Switch, original: &[u8], frame: &[u8], action: Action)
             assert_eq!(network, BLUE);
             assert_eq!((except, to_peers), (Some(PORT_IN), true));
         }
-        Action::Drop(_) | Action::Reply { .. } | Action::Upstream { .. } => {}
+        Action::Drop(_) | Action::Reply { .. } | Action::Upstream { .. } | Action::Probe { .. } => {
+        }
     }
 }
 

@@ -25,6 +25,7 @@ command -v conmon >/dev/null    || need+=(conmon)
 # The static build: it is copied alone into the containers' rootfs.
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v dnsmasq >/dev/null   || need+=(dnsmasq-base)  # tests/dns.rs: a real upstream resolver
+command -v iptables >/dev/null  || need+=(iptables)      # tests/doctor.rs: a firewall inside a host namespace
 /usr/bin/python3 -c 'import scapy' 2>/dev/null || need+=(python3-scapy)  # tests/port_security.rs: forged frames
 # tests/metrics.rs: a real Prometheus server scrapes the daemon; promtool checks the exposition.
 { command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)

@@ -207,7 +207,7 @@ impl Driver {
         self.buf[HEADROOM..HEADROOM + len].copy_from_slice(frame);
         let action = sw.process_from_port(now, id, &mut self.buf[HEADROOM..HEADROOM + len]);
         match action {
-            Action::Drop(_) => {}
+            Action::Drop(_) | Action::Probe { .. } => {}
             Action::ToPort(p) => self.send_to_port(sw, p, len),
             Action::Reply { port, answer } => {
                 let n = sw.write_answer(
@@ -269,7 +269,11 @@ impl Driver {
                 let (network, except, _, scope) = flood_parts(action);
                 self.flood_local(sw, network, except, scope, len)
             }
-            Action::Drop(_) | Action::ToVtep { .. } | Action::Upstream { .. } => {}
+            // Probes are answered by the caller, which knows the port they came from.
+            Action::Drop(_)
+            | Action::ToVtep { .. }
+            | Action::Upstream { .. }
+            | Action::Probe { .. } => {}
         }
         action
     }

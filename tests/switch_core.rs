@@ -1194,7 +1194,7 @@ impl Testbed {
     fn execute(&mut self, host: usize, action: Action, frame: &[u8]) {
         match action {
             // The in-memory hosts have no DNS forwarder.
-            Action::Drop(_) | Action::Upstream { .. } => {}
+            Action::Drop(_) | Action::Upstream { .. } | Action::Probe { .. } => {}
             Action::ToPort(p) | Action::Reply { port: p, .. } => self.deliver(host, p, frame),
             Action::ToVtep { vtep, vni } => self.transmit(host, vtep, vni, frame),
             Action::Flood { network, .. } | Action::FloodScoped { network, .. } => {
@@ -1416,6 +1416,7 @@ fn twenty_thousand_random_inputs_never_panic_and_are_all_counted() {
         Action::Flood { .. } | Action::FloodScoped { .. } => flooded += 1,
         Action::Reply { .. } => replied += 1,
         Action::Upstream { .. } => upstream += 1,
+        Action::Probe { .. } => replied += 1,
     };
 
     for i in 0..N {

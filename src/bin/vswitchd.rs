@@ -344,8 +344,10 @@ fn run(args: Args) -> Result<()> {
 
     let mut underlays = Underlay::bind_group(cfg.node.underlay_ip, cfg.node.vxlan_port, workers)?;
     let tap = tap_options();
+    let mut underlay_offloads = false;
     if tap.offload {
         let on = Underlay::enable_segmentation_group(&mut underlays, cfg.node.underlay_ip);
+        underlay_offloads = on;
         if on {
             tracing::info!("underlay offloads: UDP GSO for segmented frames, UDP GRO on receive");
         } else {
@@ -380,6 +382,7 @@ fn run(args: Args) -> Result<()> {
     };
     let esp_ready =
         esp_tables[0].is_some() && cfg.cluster.as_ref().is_some_and(|c| c.secrets_safe());
+    let esp_port = esp_tables[0].as_ref().map(|(_, port)| *port);
     let busy_poll = busy_poll_window();
     // The topology: built here, owned by the control actor from now on, and followed by
     // every worker (crate::switch::topology).
@@ -394,6 +397,7 @@ fn run(args: Args) -> Result<()> {
         worker.follow(published.clone());
         worker.set_busy_poll(busy_poll);
         worker.set_dns_upstream(dns_upstream.clone());
+        worker.set_node_name(&cfg.node.name);
         built.push(worker);
     }
     // Bound before the control socket is made, so a taken address stops the start with its
@@ -427,12 +431,26 @@ fn run(args: Args) -> Result<()> {
     // Ports are recorded in state_dir; `vswitchctl shutdown --keep-ports` sets `keep_ports`.
     let port_state = vswitch::control::state::PortState::new(&cfg.node.state_dir);
     let keep_ports = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut server = Server::new(handle.clone(), tap, published)
+    let tap_offloads = tap.offload;
+    let mut server = Server::new(handle.clone(), tap, published.clone())
         .with_dns(forwarder)
         .with_resolv_files(resolv_files.clone())
         .with_packet_rx(packet_rx_mode())
         .with_config(cfg.clone(), mtu)
         .with_state(port_state.clone(), keep_ports.clone());
+    // Every peer probed every 2 s on its VXLAN (and ESP) port, for `show peers` and `doctor`.
+    let probe_cfg = vswitch::control::probe::ProbeConfig {
+        node: cfg.node.name.clone(),
+        local: cfg.node.underlay_ip,
+        vxlan_port: cfg.node.vxlan_port,
+        esp_port,
+        tap_offloads,
+        underlay_offloads,
+    };
+    match vswitch::control::probe::Prober::start(probe_cfg, published.clone()) {
+        Ok(p) => server = server.with_prober(p),
+        Err(e) => tracing::warn!("peers are not probed (show peers, doctor): {e}"),
+    }
     if let Some(agent) = &cluster {
         let local = vswitch::cluster::reconcile::Local {
             name: cfg.node.name.clone(),

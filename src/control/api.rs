@@ -110,6 +110,14 @@ pub enum Request {
     Docker {
         call: crate::docker::calls::DockerCall,
     },
+    /// Check what usually breaks an overlay and say what to do (`DoctorReport`): peers
+    /// probed on the VXLAN and ESP ports, path MTU, networks, clocks, names, the cluster store,
+    /// offloads (crate::control::doctor).
+    Doctor {
+        /// How long a peer may take to answer, in ms (default 3000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_ms: Option<u64>,
+    },
     Show {
         what: ShowWhat,
         /// With `sa`: include key material (for `--wireshark`). Only ever sent over the
@@ -284,6 +292,83 @@ pub struct PeerInfo {
     /// Up: seconds since it last renewed its lease in etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_age_secs: Option<u64>,
+    /// What the background prober found on the peer's VXLAN port (crate::control::probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeInfo>,
+    /// The same on its ESP port, when it shares an encrypted network with this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esp_probe: Option<ProbeInfo>,
+}
+
+/// Whether a peer's vswitchd answers probes on one port, and how fast.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeInfo {
+    /// The UDP port probed (VXLAN or ESP).
+    pub port: u16,
+    /// Answered within the last few seconds.
+    pub reachable: bool,
+    /// Round trip time of the last answered probe, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Seconds since the last answer; absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_answer_secs: Option<u64>,
+    /// Seconds since probes went unanswered; absent while answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent_for_secs: Option<u64>,
+}
+
+/// What `vswitchctl doctor` found. `ok` when there is no finding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DoctorReport {
+    pub ok: bool,
+    pub node: String,
+    pub findings: Vec<Finding>,
+    /// What was checked and found well, one line each.
+    pub passed: Vec<String>,
+    pub peers: Vec<DoctorPeer>,
+}
+
+/// One problem: what is wrong and what to do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    /// reachability, esp-reachability, mtu, network, clock, name, cluster, offloads.
+    pub check: String,
+    /// What it is about: `peer node-b (192.0.2.2)`, `network blue`, `cluster store`, ...
+    pub subject: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// What doctor measured for one peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DoctorPeer {
+    pub name: String,
+    pub underlay_ip: String,
+    /// The name the peer's vswitchd gave in its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers_as: Option<String>,
+    /// The VXLAN port, probed when a plaintext network (or no network) is carried to the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<DoctorPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esp: Option<DoctorPath>,
+    /// The largest IPv4 packet the networks to this peer need, and the largest that arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_needed: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_passed: Option<u32>,
+    /// The peer's clock minus ours, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DoctorPath {
+    pub port: u16,
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
 }
 
 /// Whether this node reaches the cluster store (`cluster-status`, and under `show peers` and

@@ -5,13 +5,16 @@
 //! change, the JSON only grows.
 
 use super::api::{
-    Counters, FdbEntryInfo, NeighEntryInfo, NetworkInfo, NetworkStats, PeerInfo, PortInfo, SaInfo,
-    Stats, UnderlayStats,
+    Counters, FdbEntryInfo, NeighEntryInfo, NetworkInfo, NetworkStats, PortInfo, SaInfo, Stats,
+    UnderlayStats,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub mod cluster;
+pub mod peers;
+
+pub use peers::render_peers;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Align {
@@ -78,7 +81,7 @@ fn or_dash(s: Option<&str>) -> String {
     }
 }
 
-fn list_or_dash(v: &[String]) -> String {
+pub(crate) fn list_or_dash(v: &[String]) -> String {
     if v.is_empty() {
         "-".to_string()
     } else {
@@ -210,52 +213,6 @@ pub fn render_neigh(entries: &[NeighEntryInfo]) -> String {
             e.source.clone(),
             format_age(e.age_secs),
         ]);
-    }
-    t.render("")
-}
-
-pub fn render_peers(peers: &[PeerInfo]) -> String {
-    if peers.is_empty() {
-        return "no peers\n".to_string();
-    }
-    // Cluster mode: each node's state in etcd too.
-    let cluster = peers.iter().any(|p| p.state.is_some());
-    let mut cols = vec![
-        ("NAME", L),
-        ("UNDERLAY", L),
-        ("NETWORKS", L),
-        ("RX", R),
-        ("TX", R),
-        ("LAST_SEEN", R),
-    ];
-    if cluster {
-        cols.extend([("STATE", L), ("KEEPALIVE", R)]);
-    }
-    let mut t = Table::new(&cols);
-    for p in peers {
-        let mut row = vec![
-            p.name.clone(),
-            p.underlay_ip.clone(),
-            list_or_dash(&p.networks),
-            p.counters.rx_packets.to_string(),
-            p.counters.tx_packets.to_string(),
-            match p.last_seen_secs {
-                Some(s) => format!("{} ago", format_age(s)),
-                None => "never".to_string(),
-            },
-        ];
-        if cluster {
-            row.push(match (p.state.as_deref(), p.down_for_secs) {
-                (Some("down"), Some(s)) => format!("down {} ago", format_age(s)),
-                (Some(st), _) => st.to_string(),
-                (None, _) => "-".to_string(),
-            });
-            row.push(match p.keepalive_age_secs {
-                Some(s) => format!("{} ago", format_age(s)),
-                None => "-".to_string(),
-            });
-        }
-        t.row(row);
     }
     t.render("")
 }
@@ -662,42 +619,6 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
              red      10.0.9.3  02:42:0a:00:09:03  arp      5s\n"
         );
         assert_eq!(render_fdb(&[]), "no FDB entries\n");
-    }
-
-    #[test]
-    fn peers_table() {
-        let out = render_peers(&[
-            PeerInfo {
-                name: "node-b".into(),
-                underlay_ip: "192.0.2.2".into(),
-                networks: vec!["blue".into(), "red".into()],
-                counters: Counters {
-                    rx_packets: 5,
-                    tx_packets: 6,
-                    ..Counters::default()
-                },
-                last_seen_secs: Some(2),
-                state: None,
-                down_for_secs: None,
-                keepalive_age_secs: None,
-            },
-            PeerInfo {
-                name: "node-c".into(),
-                underlay_ip: "192.0.2.3".into(),
-                networks: vec!["blue".into()],
-                counters: Counters::default(),
-                last_seen_secs: None,
-                state: None,
-                down_for_secs: None,
-                keepalive_age_secs: None,
-            },
-        ]);
-        assert_eq!(
-            out,
-            "NAME    UNDERLAY   NETWORKS  RX  TX  LAST_SEEN\n\
-             node-b  192.0.2.2  blue,red   5   6     2s ago\n\
-             node-c  192.0.2.3  blue       0   0      never\n"
-        );
     }
 
     #[test]

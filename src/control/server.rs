@@ -20,6 +20,7 @@
 mod attachments;
 mod cluster;
 mod docker;
+mod doctor;
 mod error;
 mod restart;
 mod socket;
@@ -128,6 +129,8 @@ pub struct Server {
     resolv: crate::control::attach::ResolvFiles,
     /// Ports recorded in state_dir for a restart (server/restart.rs).
     restart: Option<restart::Restart>,
+    /// Probes the peers for `show peers` (server/doctor.rs).
+    prober: Option<crate::control::probe::Prober>,
 }
 
 impl Server {
@@ -151,6 +154,7 @@ impl Server {
             dns: None,
             resolv: Default::default(),
             restart: None,
+            prober: None,
         }
     }
 
@@ -254,6 +258,8 @@ impl Server {
             .spawn(move || loop {
                 crossbeam_channel::select! {
                     recv(rx) -> m => match m {
+                        // Probing takes seconds: doctor answers from a thread of its own.
+                        Ok((Request::Doctor { wait_ms }, reply)) => self.doctor_async(wait_ms, reply),
                         Ok((req, reply)) => { let _ = reply.send(self.handle(req)); }
                         Err(_) => return,
                     },
@@ -318,6 +324,7 @@ impl Server {
             Request::Show { what, secrets } => self.show(what, secrets),
             Request::Trace(t) => self.trace(&t),
             Request::Reload => self.reload(),
+            Request::Doctor { wait_ms } => self.doctor(wait_ms),
             Request::Shutdown { keep_ports } => self.shutdown(keep_ports),
             Request::NetworkCreate {
                 name,
@@ -353,8 +360,12 @@ impl Server {
             .show(what.into(), secrets)
             .map_err(ControlError::DataPlane)?;
         match (&view, &self.cluster) {
-            (View::Peers(rows), Some(_)) => {
-                to_json(self.cluster_peers(rows.iter().map(PeerInfo::from).collect()))
+            (View::Peers(rows), _) => {
+                let mut peers: Vec<PeerInfo> = rows.iter().map(PeerInfo::from).collect();
+                if let Some(p) = &self.prober {
+                    p.annotate(&mut peers);
+                }
+                to_json(self.cluster_peers(peers))
             }
             (View::Stats(_), _) => {
                 let mut v = views::to_json(&view);

@@ -128,6 +128,8 @@ impl From<&PeerRow> for api::PeerInfo {
             state: None,
             down_for_secs: None,
             keepalive_age_secs: None,
+            probe: None,
+            esp_probe: None,
         }
     }
 }

@@ -411,7 +411,12 @@ impl Underlay {
 /// of datagrams from one sender (the UDP_GRO control message gives their size).
 fn recv_run(sock: &UdpSocket, gro: bool, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
     if !gro {
-        return Ok(recv_v4(sock, buf)?.map(|(len, src)| DatagramRun { len, src, seg: len }));
+        return Ok(recv_v4(sock, buf)?.map(|(len, src, src_port)| DatagramRun {
+            len,
+            src,
+            src_port,
+            seg: len,
+        }));
     }
     // SAFETY: all-zero is a valid sockaddr_in (the kernel fills it in).
     let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
@@ -452,7 +457,13 @@ fn recv_run(sock: &UdpSocket, gro: bool, buf: &mut [u8]) -> io::Result<Option<Da
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
         let src = Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
-        Ok(Some(DatagramRun { len, src, seg }))
+        let src_port = u16::from_be(sa.sin_port);
+        Ok(Some(DatagramRun {
+            len,
+            src,
+            src_port,
+            seg,
+        }))
     }
 }
 
@@ -540,6 +551,8 @@ fn attach_lane_steering(fd: RawFd, n: u32) -> Result<(), UnderlayError> {
 pub struct DatagramRun {
     pub len: usize,
     pub src: Ipv4Addr,
+    /// The sender's UDP port (where a probe is answered, crate::wire::probe).
+    pub src_port: u16,
     pub seg: usize,
 }
 
@@ -553,9 +566,9 @@ pub fn write_udp_header(hdr: &mut [u8], src_port: u16, dst_port: u16, payload_le
     hdr[6..8].copy_from_slice(&[0, 0]);
 }
 
-fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
+fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u16)>> {
     match sock.recv_from(buf) {
-        Ok((n, SocketAddr::V4(a))) => Ok(Some((n, *a.ip()))),
+        Ok((n, SocketAddr::V4(a))) => Ok(Some((n, *a.ip(), a.port()))),
         Ok((_, SocketAddr::V6(_))) => Ok(None),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(e),

@@ -193,8 +193,10 @@ impl Switch {
             Action::Drop(r) => Some(r),
             _ => None,
         };
-        // Every plaintext datagram counts as received (decrypted ones were, as ESP).
-        if let Ingress::Underlay(_) = d.ingress {
+        // Every plaintext datagram counts as received (decrypted ones were, as ESP), but for
+        // peers' probes: the switch's own traffic, not the overlay's (crate::wire::probe).
+        if let (Ingress::Underlay(_), false) = (d.ingress, matches!(d.action, Action::Probe { .. }))
+        {
             self.underlay.rx(d.len);
         }
         let Some(vni) = d.network else {

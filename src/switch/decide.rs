@@ -24,7 +24,7 @@ use super::topology::NetworkTopo;
 use super::{dns, dns_tcp};
 use super::{PortId, Timestamp, Vni, VtepAddr};
 use crate::wire::ethernet::{self, EtherType, Frame};
-use crate::wire::{arp, ipv4, vxlan, MacAddr};
+use crate::wire::{arp, ipv4, probe, vxlan, MacAddr};
 use std::net::Ipv4Addr;
 
 /// Where a frame entered the switch.
@@ -74,6 +74,13 @@ pub enum Action {
     Upstream {
         port: PortId,
         network: Vni,
+    },
+    /// A reachability probe from a peer (crate::wire::probe): the driver answers it with
+    /// `Switch::write_probe_reply`, to the address and UDP port it came from, from the port it
+    /// arrived at (VXLAN or ESP).
+    Probe {
+        from: VtepAddr,
+        request: probe::Request,
     },
 }
 
@@ -221,6 +228,28 @@ impl Switch {
                 None => 0,
             },
         }
+    }
+
+    /// Writes the answer to a probe (`Action::Probe`) into `out`, at least
+    /// `probe::MAX_REPLY_LEN` bytes, and returns its length: this host's name `node`, its wall
+    /// clock `wall_ns` (the caller reads it: the core reads no clock) and its networks, so the
+    /// prober can compare them with its own (`vswitchctl doctor`). Allocates nothing.
+    pub fn write_probe_reply(
+        &self,
+        request: &probe::Request,
+        wall_ns: u64,
+        node: &str,
+        out: &mut [u8],
+    ) -> usize {
+        let nets = self.topology().networks().map(|n| {
+            (
+                n.spec.name.as_str(),
+                n.vni().get(),
+                n.spec.encrypted,
+                n.spec.mtu,
+            )
+        });
+        probe::emit_reply(out, request, wall_ns, node, nets)
     }
 
     /// Decides about `bytes` that arrived at `ingress`. Pure: see the module documentation.
@@ -469,6 +498,14 @@ impl Switch {
         let topo = self.topology();
         if topo.peer(from).is_none() {
             return d.drop(DropReason::UnknownPeer);
+        }
+        // A peer's probe (its VXLAN flags lack the I bit, so it is never a frame) is answered
+        // whichever port it came to; only peers are answered, as only peers are forwarded for.
+        if sealed.is_none() {
+            if let Some(request) = probe::Request::parse(datagram) {
+                d.action = Action::Probe { from, request };
+                return d;
+            }
         }
         let vx = match vxlan::Packet::new_checked(datagram) {
             Ok(vx) => vx,

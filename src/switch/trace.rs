@@ -287,6 +287,16 @@ impl Switch {
                 step("output", format!("reply to {}", port_name(topo, port)));
                 ("reply", None, vec![port_name(topo, port)])
             }
+            Action::Probe { from, .. } => {
+                step(
+                    "probe",
+                    format!(
+                        "a reachability probe from {}: answered to it with this host's name, clock and networks",
+                        vtep_name(topo, from)
+                    ),
+                );
+                ("probe reply", None, vec![vtep_name(topo, from)])
+            }
             Action::Upstream { port, .. } => {
                 step(
                     "dns",

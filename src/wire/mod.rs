@@ -12,6 +12,7 @@ pub mod ethernet;
 pub mod flow;
 pub mod ipv4;
 pub mod mac;
+pub mod probe;
 pub mod tcp;
 pub mod udp;
 pub mod vxlan;

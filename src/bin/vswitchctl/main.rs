@@ -18,6 +18,7 @@ use vswitch::control::{client, render};
 use vswitch::crypto::{keyfile, wireshark};
 use vswitch::wire::MacAddr;
 
+mod doctor;
 mod network;
 
 const EXAMPLES: &str = "\
@@ -36,6 +37,7 @@ Examples:
   vswitchctl attach-interface --network blue --interface veth-c2 --ip 10.0.9.4/24
 
   # Look at the switch
+  vswitchctl doctor                 # is anything wrong? one line per finding, with what to do
   vswitchctl show networks
   vswitchctl show fdb
   vswitchctl show stats --json
@@ -50,7 +52,9 @@ What each view shows:
   ports     each local port (container interface or attached interface) with its counters
   fdb       learned MAC addresses: on which local port or behind which peer VTEP, and their age
   neigh     IP -> MAC entries used to answer ARP locally (proxy-ARP), and where they came from
-  peers     the other hosts (VTEPs), their networks, traffic and when they were last heard from
+  peers     the other hosts (VTEPs), their networks, traffic and when they were last heard from;
+            PROBE (and ESP_PROBE): whether their vswitchd answers probes every 2 s, and the
+            round trip time (`vswitchctl doctor` says what to do when not)
   stats     packet, byte and drop counters (with drop reasons) for the underlay, each network
             and each port
 
@@ -272,6 +276,20 @@ destination; if it knows none, the trace is of the ARP request the sender would 
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
+    },
+
+    /// Check what usually breaks an overlay and say what to do: peers reachable on the VXLAN
+    /// and ESP ports (with round trip times), path MTU, networks, names, clocks, the cluster
+    /// store, offloads
+    #[command(after_help = doctor::HELP)]
+    Doctor {
+        /// Print the report as JSON (findings, what passed, and per peer what was measured)
+        #[arg(long)]
+        json: bool,
+        /// Seconds a peer may take to answer a probe before it is reported unreachable
+        #[arg(long, value_name = "SECS", default_value_t = 3,
+              value_parser = clap::value_parser!(u64).range(1..=60))]
+        wait: u64,
     },
 
     /// Make a network secret for an encrypted network's key_file (32 random bytes, as hex)
@@ -545,6 +563,7 @@ fn request(cmd: Command) -> (Request, Output) {
             (req, Output::Network(out))
         }
         Command::GenKey { .. } => unreachable!("gen-key is answered locally"),
+        Command::Doctor { .. } => unreachable!("doctor has its own exit status"),
     }
 }
 
@@ -710,6 +729,9 @@ fn main() -> ExitCode {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    if let Command::Doctor { json, wait } = cli.command {
+        return doctor::run(&socket, json, wait);
+    }
     let (req, out) = request(cli.command);
     let resp = match client::call(&socket, &req) {
         Ok(r) => r,

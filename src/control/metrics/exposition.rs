@@ -584,6 +584,8 @@ mod tests {
                 state: Some("down".into()),
                 down_for_secs: Some(1),
                 keepalive_age_secs: None,
+                probe: None,
+                esp_probe: None,
             }],
             now_unix: 1_000,
             ..Default::default()

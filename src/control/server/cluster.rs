@@ -484,6 +484,8 @@ impl Server {
                 state: Some("down".to_string()),
                 down_for_secs: Some(secs_since(*since)),
                 keepalive_age_secs: None,
+                probe: None,
+                esp_probe: None,
             });
         }
         peers

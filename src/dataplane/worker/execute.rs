@@ -61,7 +61,11 @@ impl Worker {
                 scope,
                 ..
             } => self.flood(network, except, false, scope, 0, frame),
-            Action::Drop(_) | Action::ToVtep { .. } | Action::Upstream { .. } => {}
+            // Probes are answered by the caller, which knows the port they came from.
+            Action::Drop(_)
+            | Action::ToVtep { .. }
+            | Action::Upstream { .. }
+            | Action::Probe { .. } => {}
         }
     }
 
@@ -293,6 +297,8 @@ impl Worker {
             Action::ToPort(p) => self.send_to_port(p, frame),
             Action::Reply { port, answer } => self.send_answer(port, answer, frame),
             Action::Upstream { port, network } => self.ask_upstream(port, network, frame),
+            // Only from the underlay.
+            Action::Probe { .. } => {}
             Action::ToVtep { vtep, vni } => {
                 let src_port = self.encap_headers(base, len, vni);
                 if self.switch.is_encrypted(vni) {
@@ -537,6 +543,32 @@ impl Worker {
         match port.device.send(&self.answer[..len]) {
             Ok(()) => self.switch.note_port_tx(id, len),
             Err(_) => self.switch.note_port_tx_failed(id),
+        }
+    }
+
+    /// Answers a peer's probe (crate::wire::probe, decided by the core) to `from:to_port`, from
+    /// UDP port `from_port` (the port it arrived at), through the raw socket. The wall clock the
+    /// reply carries is read here: one vDSO read per probe, and probes come every few seconds.
+    pub(super) fn answer_probe(
+        &mut self,
+        from: VtepAddr,
+        to_port: u16,
+        from_port: u16,
+        request: &crate::wire::probe::Request,
+    ) {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let (hdr, body) = self.answer.split_at_mut(UDP_HEADER_LEN);
+        let n = self
+            .switch
+            .write_probe_reply(request, wall, &self.node_name, body);
+        underlay::write_udp_header(hdr, from_port, to_port, n);
+        if let Err(e) = self
+            .underlay
+            .send(&self.answer[..UDP_HEADER_LEN + n], from.0)
+        {
+            self.tx_errors.count(&e);
         }
     }
 

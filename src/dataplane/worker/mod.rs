@@ -291,6 +291,8 @@ pub struct Worker {
     cpu: Option<u32>,
     load: WorkerCounters,
     handle: WorkerHandle,
+    /// This host's node name, told to peers that probe it (crate::wire::probe).
+    node_name: String,
 }
 
 /// Nanoseconds a frame spends in the worker, read to sent: two clock reads per frame (vDSO,
@@ -392,6 +394,7 @@ impl Worker {
             cpu: None,
             load: WorkerCounters::default(),
             handle: WorkerHandle { tx, waker },
+            node_name: String::new(),
         };
         let handle = worker.handle.clone();
         Ok((worker, handle))
@@ -417,6 +420,11 @@ impl Worker {
                 esp.follow(&old, &t);
             }
         }
+    }
+
+    /// The node name this worker's probe replies carry (crate::wire::probe).
+    pub fn set_node_name(&mut self, name: &str) {
+        self.node_name = name.to_string();
     }
 
     /// Hands DNS queries for names the switch does not own to the forwarder.
@@ -606,7 +614,7 @@ impl Worker {
                 self.load.underlay_datagrams += 1;
                 let end = (off + seg).min(got.len);
                 let start = Instant::now();
-                self.forward_datagram(now, VtepAddr(got.src), off..end);
+                self.forward_datagram(now, (VtepAddr(got.src), got.src_port), off..end);
                 self.latency.record(start);
                 off = end;
                 if off >= got.len {
@@ -618,15 +626,19 @@ impl Worker {
     }
 
     /// Carries out the core's decision for the plaintext VXLAN datagram at `buf[datagram]`.
+    /// `src` is the sender's address and UDP port.
     pub(super) fn forward_datagram(
         &mut self,
         now: Timestamp,
-        src: VtepAddr,
+        src: (VtepAddr, u16),
         datagram: std::ops::Range<usize>,
     ) {
         let action = self
             .switch
-            .process_from_underlay(now, src, &self.buf[datagram.clone()]);
+            .process_from_underlay(now, src.0, &self.buf[datagram.clone()]);
+        if let Action::Probe { from, request } = action {
+            return self.answer_probe(from, src.1, self.underlay.vxlan_port(), &request);
+        }
         self.deliver_decapsulated(action, datagram);
     }
 
@@ -656,7 +668,20 @@ impl Worker {
             let mut off = 0;
             loop {
                 let end = (off + seg).min(got.len);
-                self.open_esp(now, got.src, off..end);
+                if crate::wire::probe::is_probe(&self.buf[off..end]) {
+                    // A probe to the ESP port (RFC 3948's non-ESP marker first): answered from
+                    // it.
+                    let action = self.switch.process_from_underlay(
+                        now,
+                        VtepAddr(got.src),
+                        &self.buf[off..end],
+                    );
+                    if let (Action::Probe { from, request }, Some(esp)) = (action, &self.esp) {
+                        self.answer_probe(from, got.src_port, esp.port, &request);
+                    }
+                } else {
+                    self.open_esp(now, got.src, off..end);
+                }
                 off = end;
                 if off >= got.len {
                     break;

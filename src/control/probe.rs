@@ -1,0 +1,307 @@
+//! Probing peers: is each peer's vswitchd reachable on the VXLAN port (and the ESP port when
+//! it shares an encrypted network with us), and how long does the round trip take?
+//!
+//! A probe (crate::wire::probe) is a UDP datagram from a socket of our own on the underlay
+//! address to the peer's port; the peer's worker answers it (the core decides: `Action::Probe`)
+//! to the socket's port. So a probe takes exactly the path VXLAN takes to the peer: a firewall
+//! that drops UDP 4789 there drops the probe too. Probes carry don't-fragment and ignore the
+//! kernel's cached path MTU (`IP_PMTUDISC_PROBE`), so a probe of N bytes that is answered
+//! proves N-byte packets cross the path.
+//!
+//! `Prober::start` runs a thread that probes every peer every `INTERVAL` and keeps the last
+//! result per path for `show peers`; `round` is the one-shot form `vswitchctl doctor` uses on
+//! its own socket.
+//!
+//! Thread-safety: control threads only (the prober's own thread, the actor reading results).
+
+use crate::switch::{Published, Topology};
+use crate::wire::probe::{self, Reply};
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often the background prober probes every peer.
+pub const INTERVAL: Duration = Duration::from_secs(2);
+/// A path is reachable while its last answer is younger than this.
+pub const FRESH: Duration = Duration::from_secs(5);
+
+/// Where this host probes from and which ports peers listen on.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub node: String,
+    pub local: Ipv4Addr,
+    pub vxlan_port: u16,
+    /// The ESP-in-UDP port, when this host carries encrypted networks.
+    pub esp_port: Option<u16>,
+    /// TAP offloads (TSO/USO) on.
+    pub tap_offloads: bool,
+    /// UDP GSO/GRO on the underlay sockets.
+    pub underlay_offloads: bool,
+}
+
+/// One probe to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub to: SocketAddrV4,
+    /// UDP payload bytes.
+    pub size: usize,
+    pub first_network: u16,
+}
+
+/// What became of one probe.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Answered {
+        rtt: Duration,
+        /// Our wall clock halfway through the round trip (to compare with the peer's).
+        midpoint: SystemTime,
+        reply: Reply,
+    },
+    /// The kernel refused to send it (EMSGSIZE: larger than the route's MTU here).
+    NotSent(io::ErrorKind, Option<i32>),
+    NoAnswer,
+}
+
+impl Outcome {
+    pub fn answered(&self) -> bool {
+        matches!(self, Outcome::Answered { .. })
+    }
+}
+
+static TOKENS: AtomicU64 = AtomicU64::new(0);
+
+fn next_token() -> u64 {
+    if TOKENS.load(Ordering::Relaxed) == 0 {
+        // Different per start, so a late answer to a previous daemon's probe never matches.
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        // Bits 31..24 fixed: the bytes where an ARP frame's EtherType sits in a VXLAN packet
+        // (udp[28:2], a capture filter the tests use) never read 0x0806 in a probe.
+        let seed = ((seed << 16) & !0xff00_0000) | 0x5600_0000;
+        let _ = TOKENS.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    TOKENS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A UDP socket on `local` (any port) that sends with don't-fragment, ignoring the cached path
+/// MTU, so that probes measure the path.
+pub fn socket(local: Ipv4Addr) -> io::Result<UdpSocket> {
+    let s = UdpSocket::bind(SocketAddrV4::new(local, 0))?;
+    let v: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: setsockopt with a c_int that lives across the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(s)
+}
+
+/// Sends `probes` from `sock`, each again every `resend` while unanswered, and collects
+/// answers until all are answered or `wait` has passed. Results are in the order of `probes`.
+pub fn round(sock: &UdpSocket, probes: &[Probe], wait: Duration, resend: Duration) -> Vec<Outcome> {
+    let mut out: Vec<Outcome> = vec![Outcome::NoAnswer; probes.len()];
+    let mut sent: HashMap<u64, (usize, Instant, SystemTime)> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let start = Instant::now();
+    let mut next_send = start;
+    loop {
+        let now = Instant::now();
+        if now >= next_send {
+            for (k, p) in probes.iter().enumerate() {
+                if out[k].answered() || matches!(out[k], Outcome::NotSent(..)) {
+                    continue;
+                }
+                let token = next_token();
+                let n = probe::emit_request(&mut buf, token, p.first_network, p.size);
+                // Stamped before sending: on a busy host the answer may be in before
+                // send_to returns.
+                let (t0, w0) = (Instant::now(), SystemTime::now());
+                match sock.send_to(&buf[..n], p.to) {
+                    Ok(_) => {
+                        sent.insert(token, (k, t0, w0));
+                    }
+                    Err(e) => out[k] = Outcome::NotSent(e.kind(), e.raw_os_error()),
+                }
+            }
+            next_send = now + resend;
+        }
+        let pending = out.iter().any(|o| matches!(o, Outcome::NoAnswer));
+        let elapsed = now.duration_since(start);
+        if !pending || elapsed >= wait {
+            return out;
+        }
+        let until = (start + wait).min(next_send);
+        let left = until.saturating_duration_since(Instant::now());
+        let _ = sock.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match sock.recv_from(&mut buf) {
+            Ok((n, SocketAddr::V4(from))) => {
+                let at = Instant::now();
+                let Some(reply) = Reply::parse(&buf[..n]) else {
+                    continue;
+                };
+                let Some(&(k, t0, w0)) = sent.get(&reply.token) else {
+                    continue;
+                };
+                // Only the peer probed answers for it (the address, and the port probed).
+                if from != probes[k].to || out[k].answered() {
+                    continue;
+                }
+                let rtt = at.duration_since(t0);
+                out[k] = Outcome::Answered {
+                    rtt,
+                    midpoint: w0 + rtt / 2,
+                    reply,
+                };
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// The last result of the background prober for one path (peer and port).
+#[derive(Debug, Clone, Default)]
+pub struct PathStatus {
+    pub last_answer: Option<Instant>,
+    pub rtt: Option<Duration>,
+    /// When the first probe went unanswered since the last answer (or since probing began).
+    pub silent_since: Option<Instant>,
+}
+
+impl PathStatus {
+    pub fn reachable(&self) -> bool {
+        self.last_answer.is_some_and(|t| t.elapsed() < FRESH)
+    }
+}
+
+/// The peers a host probes and the ports their traffic uses: (peer address, port, is ESP).
+/// The VXLAN port when a plaintext network is carried to the peer (or none is), the ESP port
+/// when an encrypted one is — so that nothing but ESP goes to a peer whose networks with
+/// this host are all encrypted.
+pub fn targets(topo: &Topology, cfg: &ProbeConfig) -> Vec<(Ipv4Addr, u16, bool)> {
+    let mut t = Vec::new();
+    for p in topo.peers() {
+        let carried = |encrypted: bool| {
+            topo.networks()
+                .any(|n| n.spec.encrypted == encrypted && n.vteps().contains(&p.addr))
+        };
+        let esp = cfg.esp_port.filter(|_| carried(true));
+        if carried(false) || esp.is_none() {
+            t.push((p.addr.0, cfg.vxlan_port, false));
+        }
+        if let Some(port) = esp {
+            t.push((p.addr.0, port, true));
+        }
+    }
+    t
+}
+
+/// The background prober: its results by path, and what it was configured with.
+#[derive(Clone)]
+pub struct Prober {
+    pub cfg: ProbeConfig,
+    results: Arc<Mutex<HashMap<(Ipv4Addr, u16), PathStatus>>>,
+}
+
+impl Prober {
+    /// Starts probing the peers of the topology `published` holds, every `INTERVAL`.
+    pub fn start(cfg: ProbeConfig, published: Published) -> io::Result<Prober> {
+        let sock = socket(cfg.local)?;
+        let prober = Prober {
+            cfg,
+            results: Arc::default(),
+        };
+        let p = prober.clone();
+        std::thread::Builder::new()
+            .name("vswitch-probe".into())
+            .spawn(move || loop {
+                let began = Instant::now();
+                p.probe_once(&sock, &published.load());
+                std::thread::sleep(INTERVAL.saturating_sub(began.elapsed()));
+            })?;
+        Ok(prober)
+    }
+
+    fn probe_once(&self, sock: &UdpSocket, topo: &Topology) {
+        let targets = targets(topo, &self.cfg);
+        let probes: Vec<Probe> = targets
+            .iter()
+            .map(|&(ip, port, _)| Probe {
+                to: SocketAddrV4::new(ip, port),
+                size: probe::REQUEST_LEN,
+                first_network: 0,
+            })
+            .collect();
+        let sent = Instant::now();
+        let outcomes = round(sock, &probes, Duration::from_millis(1000), INTERVAL);
+        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        results.retain(|k, _| targets.iter().any(|&(ip, port, _)| (ip, port) == *k));
+        for (&(ip, port, _), o) in targets.iter().zip(outcomes) {
+            let st = results.entry((ip, port)).or_default();
+            match o {
+                Outcome::Answered { rtt, .. } => {
+                    st.last_answer = Some(Instant::now());
+                    st.rtt = Some(rtt);
+                    st.silent_since = None;
+                }
+                _ => {
+                    st.silent_since.get_or_insert(sent);
+                }
+            }
+        }
+    }
+
+    /// The last result for a path, if it was probed.
+    pub fn status(&self, ip: Ipv4Addr, port: u16) -> Option<PathStatus> {
+        self.results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(ip, port))
+            .cloned()
+    }
+
+    /// Fills in the probe columns of `show peers`.
+    pub fn annotate(&self, peers: &mut [crate::control::api::PeerInfo]) {
+        for p in peers {
+            let Ok(ip) = p.underlay_ip.parse::<Ipv4Addr>() else {
+                continue;
+            };
+            if let Some(st) = self.status(ip, self.cfg.vxlan_port) {
+                p.probe = Some(path_info(&st, self.cfg.vxlan_port));
+            }
+            if let Some(st) = self.cfg.esp_port.and_then(|port| self.status(ip, port)) {
+                p.esp_probe = Some(path_info(&st, self.cfg.esp_port.unwrap_or_default()));
+            }
+        }
+    }
+}
+
+fn path_info(st: &PathStatus, port: u16) -> crate::control::api::ProbeInfo {
+    crate::control::api::ProbeInfo {
+        port,
+        reachable: st.reachable(),
+        rtt_ms: st.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+        last_answer_secs: st.last_answer.map(|t| t.elapsed().as_secs()),
+        silent_for_secs: st.silent_since.map(|t| t.elapsed().as_secs()),
+    }
+}
