@@ -787,29 +787,7 @@ fn af_packet_port(ring: bool) {
     let mut tb = Testbed::two_hosts_with_env(&prefix(tag), bins(), &[BLUE], env).unwrap();
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     // Another runtime made this veth: container end eth0, host end "ext0" in host 0.
-    let c = step!(tb, Netns::new(&format!("{}-x", tb.prefix)));
-    let h0 = tb.hosts[0].ns.name.clone();
-    step!(
-        tb,
-        run(&[
-            "ip", "link", "add", "eth0", "netns", &c.name, "type", "veth", "peer", "name", "ext0",
-            "netns", &h0
-        ])
-    );
-    step!(
-        tb,
-        c.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"])
-    );
-    step!(
-        tb,
-        c.exec(&["ip", "addr", "add", "10.0.9.5/24", "dev", "eth0"])
-    );
-    step!(
-        tb,
-        tb.hosts[0].ns.exec(&["ip", "link", "set", "ext0", "up"])
-    );
-    tb.containers.push(c);
-    let x = tb.containers.len() - 1;
+    let x = step!(tb, tb.add_veth_station(0, "x", "10.0.9.5/24"));
     let out = step!(
         tb,
         tb.hosts[0].ctl(

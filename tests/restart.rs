@@ -271,27 +271,7 @@ fn keep_ports_shutdown_keeps_and_plain_sigterm_removes() {
     tb.containers.push(cni);
     let k = tb.containers.len() - 1;
     // ... and an interface another runtime made (a veth whose host end is attached).
-    let x = step!(tb, Netns::new(&format!("{prefix}-x")));
-    let h0 = tb.hosts[0].ns.name.clone();
-    let veth = [
-        "ip", "link", "add", "eth0", "netns", &x.name, "type", "veth", "peer", "name", "ext0",
-        "netns", &h0,
-    ];
-    step!(tb, run(&veth));
-    step!(
-        tb,
-        x.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"])
-    );
-    step!(
-        tb,
-        x.exec(&["ip", "addr", "add", "10.0.9.5/24", "dev", "eth0"])
-    );
-    step!(
-        tb,
-        tb.hosts[0].ns.exec(&["ip", "link", "set", "ext0", "up"])
-    );
-    tb.containers.push(x);
-    let x = tb.containers.len() - 1;
+    let x = step!(tb, tb.add_veth_station(0, "x", "10.0.9.5/24"));
     let args = [
         "attach-interface",
         "--network",

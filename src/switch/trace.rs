@@ -233,30 +233,22 @@ impl Switch {
                 network,
                 except,
                 to_peers,
-            } => {
-                let outs: Vec<String> =
-                    topo.flood_set(network, except, to_peers).map(out).collect();
-                step(
-                    "flood",
-                    if outs.is_empty() {
-                        "to nobody: no other port or peer in the network".to_string()
-                    } else {
-                        format!("to {}", outs.join(", "))
-                    },
-                );
-                ("flood", None, outs)
             }
-            Action::FloodScoped {
+            | Action::FloodScoped {
                 network,
                 except,
                 to_peers,
-                scope,
+                ..
             } => {
-                let outs: Vec<String> = topo
-                    .flood_set_scoped(network, except, to_peers, scope)
-                    .map(out)
-                    .collect();
-                step("scope", format!("{scope:?} (crate::switch::multicast)"));
+                let outs: Vec<String> = match d.action {
+                    Action::FloodScoped { scope, .. } => {
+                        step("scope", format!("{scope:?} (crate::switch::multicast)"));
+                        topo.flood_set_scoped(network, except, to_peers, scope)
+                            .map(out)
+                            .collect()
+                    }
+                    _ => topo.flood_set(network, except, to_peers).map(out).collect(),
+                };
                 step(
                     "flood",
                     if outs.is_empty() {

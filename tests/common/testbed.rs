@@ -440,6 +440,25 @@ impl Testbed {
         Ok(self.containers.len() - 1)
     }
 
+    /// A station another runtime made: namespace `PREFIX-TAG` with a veth, its end `eth0`
+    /// (MTU 1450, address `cidr`) and its other end `ext0` in host `host`'s namespace, up and
+    /// not attached. Returns the container's index.
+    pub fn add_veth_station(&mut self, host: usize, tag: &str, cidr: &str) -> Result<usize> {
+        let c = Netns::new(&format!("{}-{tag}", self.prefix))?;
+        let h = self.hosts[host].ns.name.clone();
+        run(&[
+            "ip", "link", "add", "eth0", "netns", &c.name, "type", "veth", "peer", "name", "ext0",
+            "netns", &h,
+        ])?;
+        c.exec(&["ip", "link", "set", "eth0", "mtu", "1450", "up"])?;
+        c.exec(&["ip", "addr", "add", cidr, "dev", "eth0"])?;
+        self.hosts[host]
+            .ns
+            .exec(&["ip", "link", "set", "ext0", "up"])?;
+        self.containers.push(c);
+        Ok(self.containers.len() - 1)
+    }
+
     pub fn container(&self, idx: usize) -> &Netns {
         &self.containers[idx]
     }
