@@ -8,7 +8,6 @@ mod common;
 use common::frames::eth_frame;
 use std::net::Ipv4Addr;
 use vswitch::control::views::ApiViews;
-use vswitch::switch::multicast::Scope;
 use vswitch::switch::topology::Output;
 use vswitch::switch::{
     garp, Action, DropReason, NetworkSpec, PortId, Switch, SwitchSpec, Timestamp, Vni, VtepAddr,
@@ -61,20 +60,7 @@ fn switch() -> Switch {
 
 /// Where a (scoped) flood goes: local ports, peers.
 fn outputs(sw: &Switch, action: Action) -> (Vec<PortId>, Vec<VtepAddr>) {
-    let (network, except, to_peers, scope) = match action {
-        Action::Flood {
-            network,
-            except,
-            to_peers,
-        } => (network, except, to_peers, Scope::All),
-        Action::FloodScoped {
-            network,
-            except,
-            to_peers,
-            scope,
-        } => (network, except, to_peers, scope),
-        other => panic!("expected a flood, got {other:?}"),
-    };
+    let (network, except, to_peers, scope) = action.flood().expect("a flood");
     let (mut ports, mut vteps) = (Vec::new(), Vec::new());
     for out in sw
         .topology()

@@ -230,7 +230,7 @@ impl Driver {
                 self.send_to_vtep(sw, vtep, vni, len);
             }
             Action::Flood { .. } | Action::FloodScoped { .. } => {
-                let (network, except, to_peers, scope) = flood_parts(action);
+                let (network, except, to_peers, scope) = action.flood().expect("a flood");
                 // As the worker does: the snapshot held across the sends, one place expands.
                 let topo = std::sync::Arc::clone(sw.topology());
                 let mut encapped = false;
@@ -266,7 +266,7 @@ impl Driver {
         match action {
             Action::ToPort(p) | Action::Reply { port: p, .. } => self.send_to_port(sw, p, len),
             Action::Flood { .. } | Action::FloodScoped { .. } => {
-                let (network, except, _, scope) = flood_parts(action);
+                let (network, except, _, scope) = action.flood().expect("a flood");
                 self.flood_local(sw, network, except, scope, len)
             }
             // Probes are answered by the caller, which knows the port they came from.
@@ -312,24 +312,6 @@ impl Driver {
                 self.send_to_port(sw, p, len);
             }
         }
-    }
-}
-
-/// A flood's network, exception, peers and scope (`Flood` reaches every local port).
-fn flood_parts(action: Action) -> (Vni, Option<PortId>, bool, Scope) {
-    match action {
-        Action::Flood {
-            network,
-            except,
-            to_peers,
-        } => (network, except, to_peers, Scope::All),
-        Action::FloodScoped {
-            network,
-            except,
-            to_peers,
-            scope,
-        } => (network, except, to_peers, scope),
-        other => panic!("not a flood: {other:?}"),
     }
 }
 

@@ -246,21 +246,7 @@ fn one_drop(reason: &str) -> BTreeMap<String, u64> {
 /// Where the driver actually sends a flood: the network's ports minus `except`, and its peers
 /// when `to_peers`.
 fn flood_set(sw: &Switch, action: Action) -> (Vec<PortId>, Vec<VtepAddr>) {
-    use vswitch::switch::multicast::Scope;
-    let (network, except, to_peers, scope) = match action {
-        Action::Flood {
-            network,
-            except,
-            to_peers,
-        } => (network, except, to_peers, Scope::All),
-        Action::FloodScoped {
-            network,
-            except,
-            to_peers,
-            scope,
-        } => (network, except, to_peers, scope),
-        _ => panic!("expected a flood, got {action:?}"),
-    };
+    let (network, except, to_peers, scope) = action.flood().expect("a flood");
     let mut ports = Vec::new();
     let mut vteps = Vec::new();
     for out in sw

@@ -84,6 +84,27 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// A flood's network, exception, whether it goes to the peers, and the local ports it
+    /// reaches (`Flood`: every one, `Scope::All`); `None` for any other action.
+    pub fn flood(&self) -> Option<(Vni, Option<PortId>, bool, Scope)> {
+        match *self {
+            Action::Flood {
+                network,
+                except,
+                to_peers,
+            } => Some((network, except, to_peers, Scope::All)),
+            Action::FloodScoped {
+                network,
+                except,
+                to_peers,
+                scope,
+            } => Some((network, except, to_peers, scope)),
+            _ => None,
+        }
+    }
+}
+
 /// An answer the switch writes in place of forwarding a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
