@@ -449,9 +449,15 @@ mod tests {
         let idx = nl.link_index("vswpst0").unwrap().unwrap();
         nl.set_link_up(idx, true).unwrap();
         assert_eq!(q1.write(&[0xffu8; 60]).unwrap(), 60);
-        // Dropping a re-adopted device in a running daemon (a detach) removes it.
+        // Dropping a re-adopted device in a running daemon (a detach) removes it: at once,
+        // unless another test thread of this process forked meanwhile, whose child holds a
+        // copy of the fd until its exec closes it (O_CLOEXEC).
         drop(q0);
         drop(q1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while nl.link_index("vswpst0").unwrap().is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(nl.link_index("vswpst0").unwrap(), None);
         // Never creates one, and never takes an interface that is not a TAP.
         let none = run_in_netns(&fd, || TapDevice::open_existing("vswpst0", opts)).unwrap();
