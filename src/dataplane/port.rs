@@ -2,6 +2,7 @@
 //! tests): non-blocking receive and send of whole Ethernet frames, and an fd to poll.
 
 use crate::offload::{tso, vnet};
+use std::borrow::Borrow;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -63,60 +64,46 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted
 }
 
-impl PortDevice for crate::io::TapDevice {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        tap_recv(self, buf)
-    }
+/// `PortDevice` for a TAP queue a worker owns (`TapDevice`), and for one TAP queue shared by
+/// every worker (`Arc<TapDevice>`, crate::control::attach::queues_per_port: one worker reads
+/// it, all of them write to it; a write(2) to a TAP fd is one whole frame, safe from several
+/// threads at once, so sharing needs no lock; the fd closes with the last holder).
+macro_rules! tap_port_device {
+    ($t:ty) => {
+        impl PortDevice for $t {
+            fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+                tap_recv(tap_of(self), buf)
+            }
 
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        tap_send(self, frame)
-    }
+            fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+                tap_send(tap_of(self), frame)
+            }
 
-    fn accepts_gso(&self) -> bool {
-        self.options().vnet_hdr
-    }
+            fn accepts_gso(&self) -> bool {
+                tap_of(self).options().vnet_hdr
+            }
 
-    fn accepts_udp_gso(&self) -> bool {
-        self.options().uso
-    }
+            fn accepts_udp_gso(&self) -> bool {
+                tap_of(self).options().uso
+            }
 
-    fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
-        tap_send_gso(self, hdr, frame)
-    }
+            fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
+                tap_send_gso(tap_of(self), hdr, frame)
+            }
 
-    fn fd(&self) -> RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(self)
-    }
+            fn fd(&self) -> RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(tap_of(self))
+            }
+        }
+    };
 }
 
-/// One TAP queue shared by every worker (crate::control::attach::queues_per_port): one worker
-/// reads it, all of them write to it. A write(2) to a TAP fd is one whole frame, safe from
-/// several threads at once, so sharing needs no lock; the fd closes with the last holder.
-impl PortDevice for std::sync::Arc<crate::io::TapDevice> {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        tap_recv(self, buf)
-    }
-
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        tap_send(self, frame)
-    }
-
-    fn accepts_gso(&self) -> bool {
-        self.options().vnet_hdr
-    }
-
-    fn accepts_udp_gso(&self) -> bool {
-        self.options().uso
-    }
-
-    fn send_gso(&mut self, hdr: &vnet::Header, frame: &[u8]) -> io::Result<()> {
-        tap_send_gso(self, hdr, frame)
-    }
-
-    fn fd(&self) -> RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&**self)
-    }
+fn tap_of<T: Borrow<crate::io::TapDevice>>(t: &T) -> &crate::io::TapDevice {
+    t.borrow()
 }
+
+tap_port_device!(crate::io::TapDevice);
+tap_port_device!(std::sync::Arc<crate::io::TapDevice>);
 
 fn tap_recv(tap: &crate::io::TapDevice, buf: &mut [u8]) -> io::Result<Option<Received>> {
     if !tap.options().vnet_hdr {
