@@ -229,18 +229,30 @@ pub fn dns_query_frame(sw: &Switch, data: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Target `dns_query`: `data` is a DNS message a container sends to its network's DNS address.
-/// It is answered, forwarded, or dropped as malformed; nothing else.
-pub fn dns_query(data: &[u8]) {
+/// Sends the frame `make` builds around `data` from PORT_IN's container to blue's DNS address:
+/// the switch, the frame as sent and as left, and the action; `None` when the frame is longer
+/// than the network carries (then refused before anyone looks at it, which it checks).
+fn to_dns_address(
+    make: fn(&Switch, &[u8]) -> Vec<u8>,
+    data: &[u8],
+) -> Option<(Switch, Vec<u8>, Vec<u8>, Action)> {
     let mut sw = switch();
-    let mut frame = dns_query_frame(&sw, data);
+    let mut frame = make(&sw, data);
     let original = frame.clone();
     let action = sw.process_from_port(NOW, PORT_IN, &mut frame);
     if frame.len() > MTU as usize + 14 {
-        // Larger than the network carries: refused before anyone looks at it.
         assert_eq!(action, Action::Drop(DropReason::FrameTooBig));
-        return;
+        return None;
     }
+    Some((sw, original, frame, action))
+}
+
+/// Target `dns_query`: `data` is a DNS message a container sends to its network's DNS address.
+/// It is answered, forwarded, or dropped as malformed; nothing else.
+pub fn dns_query(data: &[u8]) {
+    let Some((sw, original, frame, action)) = to_dns_address(dns_query_frame, data) else {
+        return;
+    };
     match action {
         Action::Reply { .. } | Action::Upstream { .. } => {}
         Action::Drop(DropReason::DnsMalformed) => {}
@@ -294,14 +306,9 @@ pub fn dns_tcp_frame(sw: &Switch, data: &[u8]) -> Vec<u8> {
 /// (see `dns_tcp_frame`). It is answered with a segment, forwarded, taken quietly, or dropped
 /// as malformed; nothing else.
 pub fn dns_tcp(data: &[u8]) {
-    let mut sw = switch();
-    let mut frame = dns_tcp_frame(&sw, data);
-    let original = frame.clone();
-    let action = sw.process_from_port(NOW, PORT_IN, &mut frame);
-    if frame.len() > MTU as usize + 14 {
-        assert_eq!(action, Action::Drop(DropReason::FrameTooBig));
+    let Some((sw, original, frame, action)) = to_dns_address(dns_tcp_frame, data) else {
         return;
-    }
+    };
     match action {
         Action::Reply {
             answer: Answer::DnsTcp { .. },
