@@ -358,13 +358,17 @@ impl Underlay {
         self.port
     }
 
-    /// Receives ESP-in-UDP payloads (ESP header onwards): one, or with GRO on, a run of them
-    /// from one sender, `seg` bytes each (the last may be shorter). `Ok(None)` when none waits.
-    pub fn recv_esp(&self, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
+    /// `recv_many` for the ESP-in-UDP socket (0 when there is none).
+    pub fn recv_esp_many(
+        &self,
+        buf: &mut [u8],
+        slot: usize,
+        runs: &mut [DatagramRun],
+    ) -> io::Result<usize> {
         let Some(sock) = &self.esp_recv else {
-            return Ok(None);
+            return Ok(0);
         };
-        recv_run(sock, self.esp_gro, buf)
+        recv_runs(sock, self.esp_gro, buf, slot, runs)
     }
 
     /// The socket to register with the event loop (readable when datagrams wait).
@@ -372,11 +376,22 @@ impl Underlay {
         self.recv.as_raw_fd()
     }
 
-    /// Receives one datagram (VXLAN header + inner frame) into `buf`. `Ok(None)` when none waits.
-    /// Receives into `buf`: one datagram, or with GRO on, a run of datagrams from one sender
-    /// of `seg` bytes each (the last may be shorter). `Ok(None)` when none waits.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
-        recv_run(&self.recv, self.gro, buf)
+    /// Receives up to `runs.len()` (at most `RECV_BATCH`) datagrams, or with GRO on runs of
+    /// datagrams, in one recvmmsg call: the `k`th into `buf[k * slot..][..slot]`, described by
+    /// `runs[k]`. Returns how many; 0 when none waits. Fewer than asked means the socket's
+    /// queue was empty when the call returned, so an edge-triggered poll reports what comes
+    /// next. Without UDP GRO (a veth underlay, or a NIC that does not aggregate) every
+    /// datagram is one read: one syscall for a batch of them rather than one each.
+    ///
+    /// `slot` must hold the largest UDP payload (65,507 bytes: a GRO run, or a kernel peer's
+    /// tunnel-GSO datagram, crate::offload::superframe); a longer one would be cut short.
+    pub fn recv_many(
+        &self,
+        buf: &mut [u8],
+        slot: usize,
+        runs: &mut [DatagramRun],
+    ) -> io::Result<usize> {
+        recv_runs(&self.recv, self.gro, buf, slot, runs)
     }
 
     /// Writes the UDP and VXLAN headers into `hdrs` (`VXLAN_HEADERS_LEN` bytes) for a frame of
@@ -407,64 +422,104 @@ impl Underlay {
     }
 }
 
-/// One read from `sock` into `buf`: a datagram, or with `gro` (UDP_GRO on for `sock`), a run
-/// of datagrams from one sender (the UDP_GRO control message gives their size).
-fn recv_run(sock: &UdpSocket, gro: bool, buf: &mut [u8]) -> io::Result<Option<DatagramRun>> {
-    if !gro {
-        return Ok(recv_v4(sock, buf)?.map(|(len, src, src_port)| DatagramRun {
-            len,
-            src,
-            src_port,
-            seg: len,
-        }));
-    }
-    // SAFETY: all-zero is a valid sockaddr_in (the kernel fills it in).
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: every pointer in msg refers to a local buffer that outlives the call; the
-    // kernel writes at most the lengths given; the cmsg walk stays within msg_controllen.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut sa as *mut libc::sockaddr_in).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = size_of::<[u64; 8]>();
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(None)
-            } else {
-                Err(e)
-            };
-        }
-        let len = n as usize;
-        let mut seg = len;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
-                let g = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                if g > 0 {
-                    seg = g as usize;
-                }
+/// Most datagrams (or GRO runs) one `Underlay::recv_many` call takes.
+pub const RECV_BATCH: usize = 16;
+
+/// The UDP_GRO segment size in a received message's control data, if any.
+///
+/// # Safety
+/// `msg` must describe control data the kernel filled in (msg_control, msg_controllen).
+unsafe fn gro_segment(msg: &libc::msghdr) -> Option<usize> {
+    let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+    while !cmsg.is_null() {
+        if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+            let g = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+            if g > 0 {
+                return Some(g as usize);
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
-        let src = Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr));
-        let src_port = u16::from_be(sa.sin_port);
-        Ok(Some(DatagramRun {
-            len,
-            src,
-            src_port,
-            seg,
-        }))
+        cmsg = libc::CMSG_NXTHDR(msg, cmsg);
     }
+    None
+}
+
+/// One recvmmsg on `sock`: see `Underlay::recv_many`.
+fn recv_runs(
+    sock: &UdpSocket,
+    gro: bool,
+    buf: &mut [u8],
+    slot: usize,
+    runs: &mut [DatagramRun],
+) -> io::Result<usize> {
+    let n = runs
+        .len()
+        .min(RECV_BATCH)
+        .min(buf.len().checked_div(slot).unwrap_or(0));
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: all-zero is valid for these plain C structures (the kernel fills them in).
+    let mut addrs: [libc::sockaddr_in; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    // CMSG_SPACE(sizeof(int)) is 24 bytes on 64-bit Linux; u64 keeps it aligned for cmsghdr.
+    let mut controls = [[0u64; 4]; RECV_BATCH];
+    // SAFETY: as above.
+    let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let base = buf.as_mut_ptr();
+    for k in 0..n {
+        // SAFETY: k * slot + slot <= buf.len() (n <= buf.len() / slot), so every iovec lies
+        // within `buf`, and the iovecs do not overlap.
+        iovs[k] = libc::iovec {
+            iov_base: unsafe { base.add(k * slot) }.cast(),
+            iov_len: slot,
+        };
+        let h = &mut msgs[k].msg_hdr;
+        h.msg_name = (&mut addrs[k] as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_iov = &mut iovs[k];
+        h.msg_iovlen = 1;
+        if gro {
+            h.msg_control = controls[k].as_mut_ptr().cast();
+            h.msg_controllen = size_of::<[u64; 4]>() as _;
+        }
+    }
+    // SAFETY: every pointer in msgs refers to the local arrays above or into `buf`, all of
+    // which outlive the call; the kernel writes at most the lengths given.
+    let got = unsafe {
+        libc::recvmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    if got < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    let got = got as usize;
+    for k in 0..got {
+        let len = (msgs[k].msg_len as usize).min(slot);
+        // SAFETY: the kernel filled in msg_control up to msg_controllen (none without gro).
+        let seg = if gro {
+            unsafe { gro_segment(&msgs[k].msg_hdr) }.unwrap_or(len)
+        } else {
+            len
+        };
+        runs[k] = DatagramRun {
+            len,
+            src: Ipv4Addr::from(u32::from_be(addrs[k].sin_addr.s_addr)),
+            src_port: u16::from_be(addrs[k].sin_port),
+            seg,
+        };
+    }
+    Ok(got)
 }
 
 /// A nonblocking UDP socket bound to `local:port` (in an SO_REUSEPORT group when `reuse_port`)
@@ -545,8 +600,8 @@ fn attach_lane_steering(fd: RawFd, n: u32) -> Result<(), UnderlayError> {
     )
 }
 
-/// What `Underlay::recv` read: `len` bytes from `src`, datagrams of `seg` bytes each (one
-/// datagram when `seg == len`).
+/// What `Underlay::recv_many` read into one slot: `len` bytes from `src`, datagrams of `seg`
+/// bytes each (one datagram when `seg == len`).
 #[derive(Debug, Clone, Copy)]
 pub struct DatagramRun {
     pub len: usize,
@@ -554,6 +609,16 @@ pub struct DatagramRun {
     /// The sender's UDP port (where a probe is answered, crate::wire::probe).
     pub src_port: u16,
     pub seg: usize,
+}
+
+impl DatagramRun {
+    /// Nothing read yet (a slot `recv_many` fills in).
+    pub const EMPTY: DatagramRun = DatagramRun {
+        len: 0,
+        src: Ipv4Addr::UNSPECIFIED,
+        src_port: 0,
+        seg: 0,
+    };
 }
 
 /// Writes an 8-byte UDP header for `payload_len` bytes of payload, checksum 0 (RFC 768 "no
@@ -564,15 +629,6 @@ pub fn write_udp_header(hdr: &mut [u8], src_port: u16, dst_port: u16, payload_le
     hdr[2..4].copy_from_slice(&dst_port.to_be_bytes());
     hdr[4..6].copy_from_slice(&len.to_be_bytes());
     hdr[6..8].copy_from_slice(&[0, 0]);
-}
-
-fn recv_v4(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr, u16)>> {
-    match sock.recv_from(buf) {
-        Ok((n, SocketAddr::V4(a))) => Ok(Some((n, *a.ip(), a.port()))),
-        Ok((_, SocketAddr::V6(_))) => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 fn sockaddr_in(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {

@@ -71,6 +71,14 @@ const READ_SLOT: usize = HEADROOM + 65536 + TAILROOM;
 const SEG_SLOT: usize = 2048;
 const SEG_SLOTS: usize = 64;
 const BUF_LEN: usize = READ_SLOT + SEG_SLOT * SEG_SLOTS;
+/// Underlay reads (crate::io::underlay::Underlay::recv_many) fill `RECV_BATCH` slots of this
+/// size from the start of the buffer: each holds the largest UDP payload, a GRO run or a
+/// kernel peer's tunnel-GSO datagram. Not a power of two, so the datagrams of a batch do not
+/// all fall on the same cache sets.
+const RX_SLOT: usize = 65536 + 2112;
+const RX_LEN: usize = RX_SLOT * underlay::RECV_BATCH;
+/// The worker's buffer: port reads (read slot and segment slots) or underlay reads.
+const WORK_LEN: usize = if RX_LEN > BUF_LEN { RX_LEN } else { BUF_LEN };
 const _: () = assert!(BUDGET <= SEG_SLOTS);
 /// A port over one of its limits is named in the log at most this often (ms).
 const LIMIT_REPORT_MS: u64 = 10_000;
@@ -363,7 +371,7 @@ impl Worker {
             ports: HashMap::new(),
             commands,
             started: Instant::now(),
-            buf: vec![0u8; BUF_LEN],
+            buf: vec![0u8; WORK_LEN],
             answer: vec![0u8; Answer::MAX_LEN],
             published: None,
             seg_lens: [0; SEG_SLOTS],
@@ -594,32 +602,43 @@ impl Worker {
     }
 
     pub(super) fn drain_underlay_batch(&mut self, now: Timestamp) {
-        for _ in 0..BUDGET {
-            let got = match self.underlay.recv(&mut self.buf) {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
+        let mut runs = [underlay::DatagramRun::EMPTY; underlay::RECV_BATCH];
+        let mut taken = 0;
+        while taken < BUDGET {
+            // One recvmmsg for up to RECV_BATCH datagrams (or GRO runs), slot k at k * RX_SLOT.
+            let n = match self.underlay.recv_many(&mut self.buf, RX_SLOT, &mut runs) {
+                Ok(n) => n,
                 Err(e) => {
                     tracing::warn!("underlay receive failed: {e}");
                     return;
                 }
             };
-            // With UDP GRO one read may hold a run of datagrams of `seg` bytes each.
-            // An empty datagram is still one datagram (and a drop to count).
-            let seg = got.seg.max(1);
-            if seg < got.len {
-                self.offload.gro_runs += 1;
-            }
-            let mut off = 0;
-            loop {
-                self.load.underlay_datagrams += 1;
-                let end = (off + seg).min(got.len);
-                let start = Instant::now();
-                self.forward_datagram(now, (VtepAddr(got.src), got.src_port), off..end);
-                self.latency.record(start);
-                off = end;
-                if off >= got.len {
-                    break;
+            taken += n;
+            for (k, got) in runs[..n].iter().enumerate() {
+                let base = k * RX_SLOT;
+                // With UDP GRO one read may hold a run of datagrams of `seg` bytes each.
+                // An empty datagram is still one datagram (and a drop to count).
+                let seg = got.seg.max(1);
+                if seg < got.len {
+                    self.offload.gro_runs += 1;
                 }
+                let mut off = 0;
+                loop {
+                    self.load.underlay_datagrams += 1;
+                    let end = (off + seg).min(got.len);
+                    let start = Instant::now();
+                    let src = (VtepAddr(got.src), got.src_port);
+                    self.forward_datagram(now, src, base + off..base + end);
+                    self.latency.record(start);
+                    off = end;
+                    if off >= got.len {
+                        break;
+                    }
+                }
+            }
+            if n < runs.len() {
+                // The queue was empty: the next datagram is a new edge for the poll.
+                return;
             }
         }
         self.pending.push(UNDERLAY);
@@ -650,42 +669,56 @@ impl Worker {
     }
 
     pub(super) fn drain_esp_batch(&mut self, now: Timestamp) {
-        for _ in 0..BUDGET {
-            let got = match self.underlay.recv_esp(&mut self.buf) {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
+        let mut runs = [underlay::DatagramRun::EMPTY; underlay::RECV_BATCH];
+        let mut taken = 0;
+        while taken < BUDGET {
+            // As drain_underlay_batch: one recvmmsg, slot k at k * RX_SLOT.
+            let n = match self
+                .underlay
+                .recv_esp_many(&mut self.buf, RX_SLOT, &mut runs)
+            {
+                Ok(n) => n,
                 Err(e) => {
                     tracing::warn!("ESP receive failed: {e}");
                     return;
                 }
             };
-            // With UDP GRO one read may hold a run of ESP datagrams of `seg` bytes each, all
-            // of one sender's source port, so of one lane: each is opened in place.
-            let seg = got.seg.max(1);
-            if seg < got.len {
-                self.offload.gro_runs += 1;
-            }
-            let mut off = 0;
-            loop {
-                let end = (off + seg).min(got.len);
-                if crate::wire::probe::is_probe(&self.buf[off..end]) {
-                    // A probe to the ESP port (RFC 3948's non-ESP marker first): answered from
-                    // it.
-                    let action = self.switch.process_from_underlay(
-                        now,
-                        VtepAddr(got.src),
-                        &self.buf[off..end],
-                    );
-                    if let (Action::Probe { from, request }, Some(esp)) = (action, &self.esp) {
-                        self.answer_probe(from, got.src_port, esp.port, &request);
+            taken += n;
+            for (k, got) in runs[..n].iter().enumerate() {
+                let base = k * RX_SLOT;
+                // With UDP GRO one read may hold a run of ESP datagrams of `seg` bytes each,
+                // all of one sender's source port, so of one lane: each is opened in place.
+                let seg = got.seg.max(1);
+                if seg < got.len {
+                    self.offload.gro_runs += 1;
+                }
+                let mut off = 0;
+                loop {
+                    let end = (off + seg).min(got.len);
+                    let at = base + off..base + end;
+                    if crate::wire::probe::is_probe(&self.buf[at.clone()]) {
+                        // A probe to the ESP port (RFC 3948's non-ESP marker first): answered
+                        // from it.
+                        let action = self.switch.process_from_underlay(
+                            now,
+                            VtepAddr(got.src),
+                            &self.buf[at],
+                        );
+                        if let (Action::Probe { from, request }, Some(esp)) = (action, &self.esp) {
+                            self.answer_probe(from, got.src_port, esp.port, &request);
+                        }
+                    } else {
+                        self.open_esp(now, got.src, at);
                     }
-                } else {
-                    self.open_esp(now, got.src, off..end);
+                    off = end;
+                    if off >= got.len {
+                        break;
+                    }
                 }
-                off = end;
-                if off >= got.len {
-                    break;
-                }
+            }
+            if n < runs.len() {
+                // The queue was empty: the next datagram is a new edge for the poll.
+                return;
             }
         }
         self.pending.push(UNDERLAY_ESP);
