@@ -5,7 +5,7 @@ Usage: benches/chart.py RESULT OUT.png
 
 RESULT is iperf.sh's output (or any file holding its `RESULT {json}` line). Three panels, one
 bar per testbed (kernel VXLAN, vswitch with default settings, vswitch with ESP when the run
-had --encrypted): TCP throughput (1 and 4 streams, higher is better), CPU seconds per GB moved
+had --encrypted, and each --variant): TCP throughput (1 and 4 streams, higher is better), CPU seconds per GB moved
 (testbed processes and softirq, and machine-wide; lower is better), ping RTT (average and p99,
 lower is better). The machine and load of the run are in the title, so a chart is never read
 without them.
@@ -50,7 +50,11 @@ def main():
         sys.exit(__doc__)
     r = load(sys.argv[1])
     metrics = r["metrics"]
-    beds = [t for t in TESTBEDS if any(m.get(t[0]) is not None for m in metrics.values())]
+    extra = ["#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    variants = [(n, f"vswitch {n} ({spec})", extra[i % len(extra)])
+                for i, (n, spec) in enumerate(r.get("variants", {}).items())]
+    beds = [t for t in TESTBEDS + variants
+            if any(m.get(t[0]) is not None for m in metrics.values())]
     fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.8))
     for ax, (title, keys) in zip(axes, PANELS):
         keys = [(k, label) for k, label in keys if k in metrics]

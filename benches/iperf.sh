@@ -7,6 +7,8 @@
 #                         [--encrypted] [--vswitch-env "K=V K2=V2 ..."]
 #                         [--network-config 'key = value' ...] [--node-config 'key = value' ...]
 #                         [--metrics tcp1,tcp4,udp,ping,busyping] [--chart FILE.png]
+#                         [--variant 'NAME: SETTINGS' ...] [--compare-workers N,M,...]
+#                         [--underlay-gro]
 #
 #   --rounds N            rounds of every measurement; the median is reported (default 3)
 #   --time S              seconds per iperf3 run (default 5)
@@ -28,6 +30,21 @@
 #   --metrics LIST        measure only these, comma-separated, of tcp1 (with the CPU figure),
 #                         tcp4, udp, ping and busyping (default: all five), to look at one
 #                         figure quickly
+#   --variant 'NAME: SETTINGS'
+#                         also build a vswitch testbed NAME (lower case letters and digits,
+#                         up to 8) whose daemons get SETTINGS on top of the others: items
+#                         separated by ';', each a TOML line for [node] ('workers = 1'),
+#                         'env K=V' for vswitchd's environment, or 'bin DIR' to run the
+#                         vswitchd and vswitchctl in DIR (another build: an A/B comparison in
+#                         one run); it is measured alternately with the others and reported
+#                         with its own column and NAME/kernel ratio (e.g. --variant 'nospin:
+#                         env VSWITCH_BUSY_POLL_US=0', --variant 'before: bin /tmp/old')
+#   --compare-workers N,M,...
+#                         a variant wN with 'workers = N' for each N: the default worker
+#                         policy against fixed counts in the same run (e.g. 1,2)
+#   --underlay-gro        turn GRO on on every testbed's underlay veths: a veth then receives
+#                         through NAPI, as a NIC does, which the kernel's busy-polling
+#                         (VSWITCH_BUSY_POLL=kernel) needs; the kernel testbed gets it too
 #   --chart FILE.png      also draw the comparison (throughput, CPU per GB, RTT; one bar per
 #                         testbed) with benches/chart.py, installing Debian's
 #                         python3-matplotlib if it is missing
@@ -59,6 +76,14 @@
 #   ping RTT on a busy host: the same while container b runs one CPU-bound loop per CPU (the
 #     loops are started before and stopped, by pid, after each ping run): what a host whose
 #     containers use all its CPUs sees, where a switch that spins would fight them for cores
+#   wake-ups per round trip, for both pings: how often a thread of the path went to sleep and
+#     had to be woken (voluntary context switches, /proc/PID/task/*/status and ping's rusage),
+#     over the replies: ping's own, both vswitchd's (every thread), and the ksoftirqd threads'
+#     (machine-wide); the kernel's datapath runs in softirq inside ping's own system calls, so
+#     its figure is ping's sleeps (the 10 ms interval included: at least 1 per ping) plus
+#     ksoftirqd. A wake-up across vCPUs costs ~15 us on the 2-vCPU VM of the README.
+#     Also vswitchd's preemptions (involuntary switches: a yield that let another thread run,
+#     or the scheduler taking the core) per round trip
 #   vswitchd CPU: utime+stime of the testbed's two vswitchd processes during the TCP 1-stream
 #     runs, as % of one core over the wall time of the run (the kernel's datapath runs in
 #     softirq context and cannot be attributed the same way, so there is no kernel figure)
@@ -98,6 +123,39 @@ NETWORK_CONFIG=()
 NODE_CONFIG=()
 METRICS="tcp1,tcp4,udp,ping,busyping"
 CHART=""
+UNDERLAY_GRO=0
+VARIANTS=()                # names, in the order given
+declare -A VARIANT_TOML    # name -> TOML lines for [node]
+declare -A VARIANT_ENV     # name -> K=V words
+declare -A VARIANT_SPEC    # name -> SETTINGS as given
+declare -A VARIANT_BIN     # name -> directory of its vswitchd and vswitchctl
+add_variant() {
+	local spec=$1 name settings item
+	[[ "$spec" =~ ^([a-z][a-z0-9]{0,7}):(.*)$ ]] ||
+		die "--variant: '$spec' is not 'NAME: SETTINGS' (NAME: up to 8 lower case letters and digits)"
+	name=${BASH_REMATCH[1]}
+	settings=${BASH_REMATCH[2]}
+	case "$name" in kernel | vswitch | esp) die "--variant: '$name' is a testbed already" ;; esac
+	[ -z "${VARIANT_SPEC[$name]+x}" ] || die "--variant: '$name' given twice"
+	VARIANTS+=("$name")
+	VARIANT_SPEC[$name]=$(echo "$settings" | sed 's/^ *//')
+	VARIANT_TOML[$name]=""
+	VARIANT_ENV[$name]=""
+	IFS=';' read -r -a items <<<"$settings"
+	for item in "${items[@]}"; do
+		item=$(echo "$item" | sed 's/^ *//;s/ *$//')
+		[ -n "$item" ] || continue
+		if [[ "$item" =~ ^env\ +([A-Za-z_][A-Za-z0-9_]*=.*)$ ]]; then
+			VARIANT_ENV[$name]+=" ${BASH_REMATCH[1]}"
+		elif [[ "$item" =~ ^bin\ +(.+)$ ]]; then
+			VARIANT_BIN[$name]=${BASH_REMATCH[1]}
+			[ -x "${VARIANT_BIN[$name]}/vswitchd" ] && [ -x "${VARIANT_BIN[$name]}/vswitchctl" ] ||
+				die "--variant $name: no vswitchd and vswitchctl in ${VARIANT_BIN[$name]}"
+		else
+			VARIANT_TOML[$name]+="$item"$'\n'
+		fi
+	done
+}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
@@ -110,6 +168,16 @@ while [ $# -gt 0 ]; do
 	--node-config) NODE_CONFIG+=("${2?--node-config needs TOML lines}"); shift 2 ;;
 	--metrics) METRICS=${2:?--metrics needs a list such as tcp1,ping}; shift 2 ;;
 	--chart) CHART=${2:?--chart needs a file name such as results.png}; shift 2 ;;
+	--underlay-gro) UNDERLAY_GRO=1; shift ;;
+	--variant) add_variant "${2:?--variant needs 'NAME: SETTINGS'}"; shift 2 ;;
+	--compare-workers)
+		IFS=, read -r -a ns <<<"${2:?--compare-workers needs counts such as 1,2}"
+		for n in "${ns[@]}"; do
+			[[ "$n" =~ ^[0-9]+$ ]] || die "--compare-workers: '$n' is not a number"
+			add_variant "w$n: workers = $n"
+		done
+		shift 2
+		;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (--help lists the options)" ;;
 	esac
@@ -141,6 +209,17 @@ declare -A LABEL=([kernel]=kernel [vswitch]=vswitch [esp]=vswitch+ESP)
 declare -A LETTER=([vswitch]=v [esp]=e) # namespaces $PFX-<letter>*, keys of VSW_PID
 LW=7
 [ "$ENCRYPTED" = 1 ] && LW=11
+if [ ${#VARIANTS[@]} -gt 0 ]; then
+	[ "$ONLY" != kernel ] || die "--variant is a vswitch testbed: not with --only kernel"
+	k=0
+	for v in "${VARIANTS[@]}"; do
+		k=$((k + 1))
+		TESTBEDS+=("$v")
+		LABEL[$v]=$v
+		LETTER[$v]=x$k
+		[ ${#v} -gt $LW ] && LW=${#v}
+	done
+fi
 read -r -a VSWITCH_ENV <<<"$VSWITCH_ENV_STR"
 for kv in "${VSWITCH_ENV[@]}"; do
 	[[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--vswitch-env: '$kv' is not K=V"
@@ -272,12 +351,15 @@ make_underlay() {
 		# does. Both testbeds get the same underlay, so the kernel reference pays the same
 		# software checksums (and loses the same veth TSO) as vswitch: the ratio stays fair.
 		nsx "$ns" ethtool -K ul0 tx off >/dev/null
+		if [ "$UNDERLAY_GRO" = 1 ]; then nsx "$ns" ethtool -K ul0 gro on >/dev/null; fi
 	done
 }
 
 declare -A CA CB # testbed -> container namespace of a (client, 10.0.9.2) and b (server)
 declare -A VSW_PID VSW_SOCK # v1 v2 (testbed vswitch), e1 e2 (esp) -> pid, control socket
 declare -A SERVER_PID      # testbed -> pid of its persistent iperf3 server
+declare -A HOST_TB         # v1 v2 e1 ... -> its testbed
+declare -A SOCK_CTL        # control socket -> the vswitchctl that speaks to its vswitchd
 VSW_HOSTS=()                # those keys, in start order
 
 build_kernel() {
@@ -306,7 +388,8 @@ build_kernel() {
 	CB[kernel]=$PFX-kcb
 }
 
-# node.toml for host $1 (1 or 2) of testbed letter $2 (v: vswitch, e: esp), as $WORK/$2h$1.toml.
+# node.toml for host $1 (1 or 2) of testbed letter $2 (v: vswitch, e: esp, xK: variant K), as
+# $WORK/$2h$1.toml; $3, if given, is the variant whose [node] lines it adds.
 write_config() {
 	local i=$1 l=$2 me peer name peer_name line
 	if [ "$i" = 1 ]; then
@@ -317,8 +400,11 @@ write_config() {
 	{
 		printf '[node]\nname = "%s"\nunderlay_ip = "%s"\ncontrol_socket = "%s"\n' \
 			"$name" "$me" "$WORK/${l}h$i.sock"
-		[ "$l" = e ] && printf 'state_dir = "%s"\n' "$WORK/state-eh$i"
+		# Its own state_dir (ports to re-adopt after a restart): the default is one for every
+		# daemon on the machine, and each testbed's daemons would try to adopt the others'.
+		printf 'state_dir = "%s"\n' "$WORK/state-${l}h$i"
 		for line in "${NODE_CONFIG[@]}"; do printf '%s\n' "$line"; done
+		[ -n "${3:-}" ] && printf '%s' "${VARIANT_TOML[$3]}"
 		printf '\n[[peer]]\nname = "%s"\nunderlay_ip = "%s"\n\n' "$peer_name" "$peer"
 		printf '[[network]]\nname = "blue"\nvni = 42\nsubnet = "10.0.9.0/24"\n'
 		[ "$l" = e ] && printf 'encrypted = true\nkey_file = "%s"\n' "$WORK/blue.key"
@@ -329,7 +415,7 @@ write_config() {
 ctl() {
 	local sock=$1
 	shift
-	"$VSWITCHCTL" --socket "$sock" "$@"
+	"${SOCK_CTL[$sock]:-$VSWITCHCTL}" --socket "$sock" "$@"
 }
 
 # MTU of network blue on vswitchd $1 (v1, e1, ...): what its containers got.
@@ -341,15 +427,20 @@ blue_mtu() {
 # The vswitch layout for testbed $1 with letter $2: namespaces $PFX-$2h1/2 running vswitchd,
 # containers $PFX-$2ca/$2cb attached by attach-namespace.
 build_vswitchd_testbed() {
-	local tb=$1 l=$2 h1=$PFX-$2h1 h2=$PFX-$2h2 i h sock pid t
+	local tb=$1 l=$2 h1=$PFX-$2h1 h2=$PFX-$2h2 i h sock pid t variant="" venv=()
+	local vswitchd=$VSWITCHD
+	[ -n "${VARIANT_SPEC[$tb]+x}" ] && variant=$tb
+	[ -n "$variant" ] && read -r -a venv <<<"${VARIANT_ENV[$variant]}"
+	[ -n "${VARIANT_BIN[$tb]:-}" ] && vswitchd=${VARIANT_BIN[$tb]}/vswitchd
 	make_underlay "$h1" "$h2"
 	for i in 1 2; do
 		[ "$i" = 1 ] && h=$h1 || h=$h2
 		sock=$WORK/${l}h$i.sock
-		write_config "$i" "$l"
-		nsx "$h" "$VSWITCHD" --config "$WORK/${l}h$i.toml" --check >/dev/null ||
+		write_config "$i" "$l" "$variant"
+		[ -n "${VARIANT_BIN[$tb]:-}" ] && SOCK_CTL[$sock]=${VARIANT_BIN[$tb]}/vswitchctl
+		nsx "$h" "$vswitchd" --config "$WORK/${l}h$i.toml" --check >/dev/null ||
 			die "vswitchd refuses the config $WORK/${l}h$i.toml (see above; --network-config?)"
-		env "${VSWITCH_ENV[@]}" ip netns exec "$h" "$VSWITCHD" --config "$WORK/${l}h$i.toml" \
+		env "${VSWITCH_ENV[@]}" "${venv[@]}" ip netns exec "$h" "$vswitchd" --config "$WORK/${l}h$i.toml" \
 			>"$WORK/vswitchd-${l}h$i.log" 2>&1 </dev/null &
 		pid=$!
 		PIDS+=("$pid")
@@ -362,6 +453,7 @@ build_vswitchd_testbed() {
 		VSW_PID[$l$i]=$pid
 		VSW_SOCK[$l$i]=$sock
 		VSW_HOSTS+=("$l$i")
+		HOST_TB[$l$i]=$tb
 	done
 	ns_add "$PFX-${l}ca"
 	ns_add "$PFX-${l}cb"
@@ -551,21 +643,60 @@ measure_udp() {
 		"${line#* }" >&2
 }
 
+# "voluntary involuntary" context switches, summed over every thread of the processes $@ (gone
+# ones count 0); a voluntary switch is a thread going to sleep, so one wake-up later.
+ctx_switches() {
+	local files=() p
+	for p in "$@"; do files+=(/proc/"$p"/task/*/status); done
+	awk '/^voluntary_ctxt_switches:/ {v += $2} /^nonvoluntary_ctxt_switches:/ {n += $2}
+		END {print v + 0, n + 0}' "${files[@]}" 2>/dev/null || echo "0 0"
+}
+
 measure_ping() { # testbed [metric prefix]
-	local tb=$1 key=${2:-} line
+	local tb=$1 key=${2:-} line l=${LETTER[$1]:-} sv0 sv1 sk0 sk1 ksoft wake
 	local out=$WORK/${key}ping-$tb.txt
-	run_tracked "$out" ip netns exec "${CA[$tb]}" ping -n -c 200 -i 0.01 -W 1 10.0.9.3 || {
+	ksoft=$(pgrep -x 'ksoftirqd/[0-9]*' || true)
+	[ -n "$l" ] && sv0=$(ctx_switches "${VSW_PID[${l}1]}" "${VSW_PID[${l}2]}")
+	sk0=$(ctx_switches $ksoft)
+	# ping's own context switches from its rusage (it ends before /proc could be read).
+	run_tracked "$out" python3 -c '
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[1:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"rusage {r.ru_nvcsw} {r.ru_nivcsw}")
+sys.exit(rc)' ip netns exec "${CA[$tb]}" ping -n -c 200 -i 0.01 -W 1 10.0.9.3 || {
 		echo "iperf.sh: ping on the $tb testbed failed:" >&2
 		tail -n 5 "$out" "$out.err" >&2
 		return 1
 	}
+	sk1=$(ctx_switches $ksoft)
+	[ -n "$l" ] && sv1=$(ctx_switches "${VSW_PID[${l}1]}" "${VSW_PID[${l}2]}")
 	line=$(grep -o 'time=[0-9.]*' "$out" | cut -d= -f2 | sort -g |
 		awk '{t[NR]=$1; s+=$1} END {i=int(NR*0.99); if (i<NR*0.99) i++; printf "%.3f %.3f %d", s/NR, t[i], NR}')
 	set -- $line
 	record "${key}rtt_avg" "$tb" "$1"
 	record "${key}rtt_p99" "$tb" "$2"
-	printf '    %-*s %-8s avg %s ms, p99 %s ms (%s/200 replies)\n' "$LW" "${LABEL[$tb]}" \
-		"${key}ping" "$1" "$2" "$3" >&2
+	# Wake-ups per round trip: ping's + vswitchd's + ksoftirqd's voluntary switches / replies.
+	wake=$(python3 -c '
+import sys
+replies = int(sys.argv[1])
+ping = [int(x) for x in sys.argv[2].split()[1:3]]
+sk0, sk1 = ([int(x) for x in a.split()] for a in sys.argv[3:5])
+sv = [[int(x) for x in a.split()] for a in sys.argv[5:7] if a]
+vsw = [sv[1][0] - sv[0][0], sv[1][1] - sv[0][1]] if len(sv) == 2 else None
+per = lambda n: n / replies
+total = ping[0] + sk1[0] - sk0[0] + (vsw[0] if vsw else 0)
+print(f"{per(total):.2f} {per(ping[0]):.2f} {per(sk1[0] - sk0[0]):.2f}",
+      f"{per(vsw[0]):.2f} {per(vsw[1]):.2f}" if vsw else "- -")' \
+		"$3" "$(grep '^rusage ' "$out")" "$sk0" "$sk1" "${sv0:-}" "${sv1:-}")
+	set -- $line $wake
+	record "${key}wake_rtt" "$tb" "$4"
+	record "${key}wake_ping" "$tb" "$5"
+	record "${key}wake_ksoftirqd" "$tb" "$6"
+	[ "$7" != - ] && record "${key}wake_vswitchd" "$tb" "$7"
+	[ "$8" != - ] && record "${key}preempt_vswitchd" "$tb" "$8"
+	printf '    %-*s %-8s avg %s ms, p99 %s ms (%s/200 replies); wake-ups per round trip %s (ping %s, ksoftirqd %s, vswitchd %s; vswitchd preempted %s)\n' \
+		"$LW" "${LABEL[$tb]}" "${key}ping" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" >&2
 }
 
 # Ping while container b keeps every CPU busy: one shell loop per CPU in its namespace.
@@ -593,7 +724,10 @@ measure_busyping() {
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for tb in "${TESTBEDS[@]}"; do
 	echo "== building the $tb testbed ($PFX-*)" >&2
-	"build_$tb"
+	case "$tb" in
+	kernel | vswitch | esp) "build_$tb" ;;
+	*) build_vswitchd_testbed "$tb" "${LETTER[$tb]}" ;;
+	esac
 	start_server "$tb"
 	# Connectivity, ARP and (vswitch) MAC learning before anything is timed.
 	nsx "${CA[$tb]}" ping -n -q -c 3 -i 0.2 -W 2 10.0.9.3 >/dev/null ||
@@ -628,8 +762,8 @@ done
 echo >&2
 if uses_vswitch; then
 	for key in "${VSW_HOSTS[@]}"; do
-		[ "${key:0:1}" = e ] && tb=esp || tb=vswitch
-		echo "== vswitchctl show stats on ${LABEL[$tb]} host ${key:1} (after the run)"
+		tb=${HOST_TB[$key]}
+		echo "== vswitchctl show stats on ${LABEL[$tb]} host ${key: -1} (after the run)"
 		ctl "${VSW_SOCK[$key]}" show stats
 		echo
 	done
@@ -645,13 +779,16 @@ NPROC=$(nproc)
 KERNEL=$(uname -r)
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-NODE_CONFIG_STR=$(printf '%s; ' "${NODE_CONFIG[@]}") python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
+VARIANTS_STR=$(for v in "${VARIANTS[@]}"; do printf '%s\t%s\n' "$v" "${VARIANT_SPEC[$v]}"; done) \
+	NODE_CONFIG_STR=$(printf '%s; ' "${NODE_CONFIG[@]}") python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
 	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${MTUS:-}" "${NETWORK_CONFIG[@]}" <<'EOF' | tee "$WORK/summary.txt"
 import json, os, statistics, sys
 
 path, rounds, secs, nproc, cpu, kernel, load0, load1, venv, mtus, *netcfg = sys.argv[1:]
 enc = mtus != ""  # --encrypted: a third testbed, "esp"; mtus is "kernel=1450 vswitch=... esp=..."
 mtus = {tb: int(m) for tb, m in (w.split("=") for w in mtus.split())}
+# --variant testbeds, in order: name -> settings as given.
+variants = dict(l.split("\t", 1) for l in os.environ.get("VARIANTS_STR", "").splitlines() if l)
 samples = {}
 for line in open(path):
     metric, tb, value = line.rstrip("\n").split("\t")
@@ -671,6 +808,14 @@ METRICS = [
     ("rtt_p99", "ping RTT, p99", "ms", "lower"),
     ("busyrtt_avg", "ping RTT, busy host, average", "ms", "lower"),
     ("busyrtt_p99", "ping RTT, busy host, p99", "ms", "lower"),
+    ("wake_rtt", "wake-ups per round trip", "/RTT", "lower"),
+    ("wake_ping", "  of which ping's", "/RTT", None),
+    ("wake_vswitchd", "  of which vswitchd's", "/RTT", None),
+    ("wake_ksoftirqd", "  of which ksoftirqd's", "/RTT", None),
+    ("preempt_vswitchd", "vswitchd preempted per round trip", "/RTT", None),
+    ("busywake_rtt", "wake-ups per round trip, busy host", "/RTT", "lower"),
+    ("busywake_vswitchd", "  of which vswitchd's", "/RTT", None),
+    ("busypreempt_vswitchd", "vswitchd preempted per round trip, busy host", "/RTT", None),
     ("cpu", "vswitchd CPU, TCP 1 stream", "% of a core", None),
 ]
 
@@ -691,6 +836,8 @@ result = {
 if enc:
     result["encrypted"] = True
     result["container_mtu"] = mtus
+if variants:
+    result["variants"] = variants
 def median(s, tb):
     return statistics.median(s[tb]) if tb in s else None
 def r4(x):
@@ -699,29 +846,34 @@ rows = []
 for key, label, unit, better in METRICS:
     s = samples.get(key, {})
     k, v, e = median(s, "kernel"), median(s, "vswitch"), median(s, "esp")
+    var = {n: median(s, n) for n in variants}
     ratio = v / k if better and k and v is not None else None
     eratio = e / v if better and v and e is not None else None
-    if k is None and v is None and e is None:
+    vratio = {n: x / k if better and k and x is not None else None for n, x in var.items()}
+    if k is None and v is None and e is None and all(x is None for x in var.values()):
         continue
     m = {"unit": unit, "kernel": r4(k), "vswitch": r4(v)}
     if enc:
         m["esp"] = r4(e)
+    m.update({n: r4(x) for n, x in var.items()})
     m["ratio"] = r4(ratio)
     if enc:
         m["esp_ratio"] = r4(eratio)
+    if variants:
+        m["variant_ratios"] = {n: r4(x) for n, x in vratio.items()}
     m.update({"better": better, "samples": s})
     result["metrics"][key] = m
     note = {"higher": "higher is better", "lower": "lower is better"}.get(better, "")
-    ratios = ["-" if ratio is None else f"{ratio:.3f}"]
+    rf = lambda x: "-" if x is None else f"{x:.3f}"
+    ratios = [rf(ratio)]
     if enc:
-        ratios.append("-" if eratio is None else f"{eratio:.3f}")
+        ratios.append(rf(eratio))
+    ratios += [rf(x) for x in vratio.values()]
     rows.append((f"{label} ({unit})", fmt(r4(k)), fmt(r4(v)), *([fmt(r4(e))] if enc else []),
-                 *ratios, note))
+                 *[fmt(r4(x)) for x in var.values()], *ratios, note))
 
-if enc:
-    head = ("metric", "kernel", "vswitch", "vswitch+ESP", "vswitch/kernel", "ESP/vswitch", "")
-else:
-    head = ("metric", "kernel", "vswitch", "vswitch/kernel", "")
+head = ("metric", "kernel", "vswitch", *(["vswitch+ESP"] if enc else []), *variants,
+        "vswitch/kernel", *(["ESP/vswitch"] if enc else []), *[f"{n}/kernel" for n in variants], "")
 n = len(head) - 1  # columns before the note
 w = [max(len(r[i]) for r in rows + [head]) for i in range(n)]
 if enc:
@@ -732,6 +884,8 @@ else:
 print(f"machine: {nproc} CPU(s), {cpu}, kernel {kernel}; load average {load0} at start, {load1} at end")
 if venv:
     print(f"vswitchd environment: {venv}")
+for name, spec in variants.items():
+    print(f"variant {name}: vswitch with {spec}")
 for line in netcfg:
     print(f"extra [[network]] config: {line!r}")
 if enc:

@@ -410,7 +410,7 @@ pub fn render_stats(s: &Stats) -> String {
     );
     if !s.workers.is_empty() {
         out.push_str(
-            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost; busy-poll windows after traffic, and those given up because another thread wanted the core; batches of a storming port put off for a millisecond)\n",
+            "\nworkers (frames read from ports and datagrams from the underlay; table updates sent to / applied from the other workers, and lost; busy-poll windows after traffic, those given up because another thread wanted the core, and looks at the machine that found no core idle (no spinning then); times it slept and was woken; batches of a storming port put off for a millisecond)\n",
         );
         let mut t = Table::new(&[
             ("WORKER", R),
@@ -422,6 +422,8 @@ pub fn render_stats(s: &Stats) -> String {
             ("LOST", R),
             ("SPINS", R),
             ("GIVEN_UP", R),
+            ("GATED", R),
+            ("WAKEUPS", R),
             ("THROTTLED", R),
         ]);
         for w in &s.workers {
@@ -435,6 +437,8 @@ pub fn render_stats(s: &Stats) -> String {
                 w.counters.updates_lost.to_string(),
                 w.counters.busy_poll_windows.to_string(),
                 w.counters.busy_poll_given_up.to_string(),
+                w.counters.busy_poll_gated.to_string(),
+                w.counters.wakeups.to_string(),
                 w.counters.throttled_batches.to_string(),
             ]);
         }
@@ -672,6 +676,8 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
                     updates_lost: 0,
                     busy_poll_windows: 90,
                     busy_poll_given_up: 6,
+                    busy_poll_gated: 2,
+                    wakeups: 40,
                     throttled_batches: 0,
                     esp_opened: 0,
                     esp_refused: 0,
@@ -684,7 +690,10 @@ red    43  10.0.9.0/24  1450  -                  0    0      0
             out.contains("1    1          500              700"),
             "{out}"
         );
-        assert!(out.contains("    0     90         6          0\n"), "{out}");
+        assert!(
+            out.contains("   0     90         6      2       40          0\n"),
+            "{out}"
+        );
         assert!(out.contains("latency inside vswitchd"), "{out}");
         assert!(out.contains("0    1000  3.2  18.5   40.1  95.0"), "{out}");
         assert!(out.starts_with("uptime 1h02m\n"), "{out}");

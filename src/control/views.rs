@@ -307,7 +307,7 @@ mod tests {
         let json = serde_json::to_string(&w).unwrap();
         assert_eq!(
             json,
-            r#"{"worker":1,"port_frames":7,"underlay_datagrams":0,"updates_sent":0,"updates_applied":0,"updates_lost":0,"busy_poll_windows":0,"busy_poll_given_up":0,"throttled_batches":0,"esp_opened":0,"esp_refused":0}"#
+            r#"{"worker":1,"port_frames":7,"underlay_datagrams":0,"updates_sent":0,"updates_applied":0,"updates_lost":0,"busy_poll_windows":0,"busy_poll_given_up":0,"busy_poll_gated":0,"wakeups":0,"throttled_batches":0,"esp_opened":0,"esp_refused":0}"#
         );
         assert_eq!(serde_json::from_str::<api::WorkerStats>(&json).unwrap(), w);
     }

@@ -49,6 +49,13 @@ counter_family! {
         /// "Performance").
         pub busy_poll_windows,
         pub busy_poll_given_up,
+        /// Looks at the machine's load (every 200 ms with traffic, in the default busy-poll
+        /// mode, `auto`) that found the other processes leaving no core idle: no spinning until
+        /// the next.
+        pub busy_poll_gated,
+        /// Times it slept in epoll and was woken by work (a frame, a command): on a VM each
+        /// costs tens of microseconds of latency.
+        pub wakeups,
         /// Full batches from a port mostly over its limits (a storm): the port was read
         /// again only a millisecond later (crate::switch::limits).
         pub throttled_batches,

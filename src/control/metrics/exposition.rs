@@ -185,6 +185,8 @@ fn help(name: &str, scope: &str) -> String {
         "updates_lost" => "table announcements dropped because a queue was full",
         "busy_poll_windows" => "busy-poll windows begun after traffic",
         "busy_poll_given_up" => "busy-poll windows given up because another thread wanted the core",
+        "busy_poll_gated" => "looks at the machine (every 200 ms with traffic) that found no core idle, so no spinning",
+        "wakeups" => "times the worker slept and was woken by work",
         "esp_opened" => "ESP packets this worker opened (the lanes the kernel steers to it)",
         "esp_refused" => "ESP packets this worker refused (any esp_* drop reason)",
         "tso_frames" => "TSO/USO super-frames from containers",

@@ -266,6 +266,7 @@ impl Worker {
                         updates_lost: self.load.updates_lost + self.switch.updates_lost(),
                         busy_poll_windows: self.busy_poll.windows,
                         busy_poll_given_up: self.busy_poll.given_up,
+                        busy_poll_gated: self.busy_poll.gated_count(),
                         ..self.load
                     },
                 }],

@@ -23,7 +23,7 @@ mod commands;
 mod execute;
 
 use crate::crypto::EspTable;
-use crate::dataplane::busy_poll::BusyPoll;
+use crate::dataplane::busy_poll::{self, BusyPoll};
 use crate::dataplane::counters::{LatencySummary, OffloadCounters, TxErrors, WorkerCounters};
 use crate::dataplane::port::{PortDevice, PortMeta};
 use crate::dataplane::sync::SyncLinks;
@@ -289,6 +289,8 @@ pub struct Worker {
     latency: Latency,
     /// Polling without sleeping for a while after traffic, unless the core is wanted.
     busy_poll: BusyPoll,
+    /// The scheduler time slice the worker's thread asks for (crate::io::cpu).
+    slice: Option<Duration>,
     offload: OffloadCounters,
     /// Links to the other workers' copies of the tables (none when working alone).
     sync: Option<SyncLinks>,
@@ -395,6 +397,7 @@ impl Worker {
             unix: unix_now(),
             latency: Latency::new(),
             busy_poll: BusyPoll::new(Duration::ZERO),
+            slice: None,
             offload: OffloadCounters::default(),
             sync: None,
             upstream: None,
@@ -440,9 +443,19 @@ impl Worker {
         self.upstream = Some(upstream);
     }
 
-    /// Sets the busy-poll window (see `run`).
-    pub fn set_busy_poll(&mut self, window: Duration) {
-        self.busy_poll = BusyPoll::new(window);
+    /// Sets how the worker waits after traffic, and for how long (see `run` and
+    /// crate::dataplane::busy_poll).
+    pub fn set_busy_poll(&mut self, window: Duration, mode: busy_poll::Mode) {
+        use std::os::fd::AsRawFd;
+        let mut sockets = vec![self.underlay.recv_fd()];
+        sockets.extend(self.underlay.esp_recv_fd());
+        self.busy_poll = BusyPoll::for_mode(window, mode, self.poll.as_raw_fd(), &sockets);
+    }
+
+    /// Has the worker's thread ask the scheduler for this time slice when it starts: shorter
+    /// than a CPU-bound thread's, so a frame that wakes the worker gets it the core at once.
+    pub fn set_slice(&mut self, slice: Option<Duration>) {
+        self.slice = slice;
     }
 
     /// Makes this worker number `index` of several that share the clock `started` (so table
@@ -494,6 +507,11 @@ impl Worker {
     /// Runs until `Command::Stop`. Dropping the worker afterwards closes every port, which
     /// removes the TAP devices it made.
     pub fn run(&mut self) {
+        if let Some(slice) = self.slice {
+            if let Err(e) = crate::io::cpu::set_current_thread_slice(slice) {
+                tracing::warn!(worker = self.index, "cannot set the scheduler slice: {e}");
+            }
+        }
         let mut events = Events::with_capacity(256);
         let mut last_expire = self.now();
         let mut ready: Vec<Token> = Vec::with_capacity(256);
@@ -513,6 +531,9 @@ impl Worker {
                     tracing::error!("poll failed: {e}");
                     return;
                 }
+            }
+            if !timeout.is_zero() && !events.is_empty() {
+                self.load.wakeups += 1;
             }
             let now = self.now();
             self.unix = unix_now();
