@@ -526,3 +526,150 @@ fn docker_network_without_a_cluster() {
     assert!(ports(&tb, 0).is_empty());
     assert_eq!(extra_links(&tb.hosts[0]), Vec::<String>::new());
 }
+
+/// The ports of host `i` that state_dir records.
+fn records(tb: &Testbed, i: usize) -> usize {
+    std::fs::read_dir(tb.dir.join(format!("state-h{i}")).join("ports"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A Docker container keeps its interface across `vswitchctl shutdown --keep-ports` and a
+/// `kill -9` of vswitchd: the next daemon re-adopts its port (and the plugin's network and
+/// endpoint), the container pings across each restart, and `docker rm` afterwards still
+/// removes its port and its record, and `docker network rm` the network.
+#[test]
+fn docker_containers_keep_their_interface_across_a_restart() {
+    let mut tb = Testbed::new(&prefix("rs"), bins()).unwrap();
+    step!(tb, tb.add_hosts(1));
+    step!(tb, tb.write_config(0, &[common::testbed::RED], ""));
+    let ddir = tb.dir.join("docker-a");
+    enable_docker(&tb, 0, &ddir);
+    step!(tb, tb.start_daemon(0));
+    let d = step!(tb, Dockerd::start(&tb.hosts[0].ns.name, &ddir));
+    let fail = |tb: &Testbed, d: &Dockerd, what: String| -> ! {
+        panic!("{what}\n--- dockerd ---\n{}\n{}", d.log(), tb.logs())
+    };
+    if let Err(e) = d.import_busybox() {
+        fail(&tb, &d, e);
+    }
+    if let Err(e) = create_network(&d, "green", true, &["--subnet", "10.0.8.0/24"]) {
+        fail(&tb, &d, e);
+    }
+    if let Err(e) = d.cli(&[
+        "run",
+        "-d",
+        "--network",
+        "green",
+        "--name",
+        "db",
+        "bb:test",
+        "sleep",
+        "600",
+    ]) {
+        fail(&tb, &d, e);
+    }
+    if !wait_until(Duration::from_secs(10), || {
+        port_named(&tb, 0, "db").is_some() && records(&tb, 0) == 1
+    }) {
+        fail(&tb, &d, "no port named db, or it is not recorded".into());
+    }
+    let db = port_named(&tb, 0, "db").unwrap();
+    let db_ip = addr_of(&db);
+    assert_eq!(db["ifname"], "eth0", "{db}");
+    let (c, at) = step!(tb, tb.attach(0, "c2", "green", &["--name", "c2"]));
+    let c2_ip = addr_of(&at);
+    // The interface, its MTU and MAC (not its carrier, which is down while no daemon runs).
+    let eth0 = |d: &Dockerd| {
+        d.cli(&["exec", "db", "ip", "-o", "link", "show", "eth0"])
+            .map(|l| {
+                let mtu = l.split(" qdisc").next().unwrap_or_default();
+                let mtu = mtu.rsplit("> ").next().unwrap_or_default().to_string();
+                let mac = l.split("link/ether").nth(1).unwrap_or_default();
+                format!("{mtu} {}", mac.trim())
+            })
+    };
+    let before = eth0(&d).unwrap_or_else(|e| fail(&tb, &d, e));
+    let both_ways = |tb: &Testbed, d: &Dockerd, when: &str| {
+        let (sent, got) = ping(tb.container(c), &db_ip, 3, &[]);
+        if got != sent || sent == 0 {
+            fail(tb, d, format!("{when}: c2 → db: {got} of {sent}"));
+        }
+        if let Err(e) = d.cli(&["exec", "db", "ping", "-c", "3", "-W", "2", &c2_ip]) {
+            fail(tb, d, format!("{when}: db → c2: {e}"));
+        }
+    };
+    both_ways(&tb, &d, "before the restarts");
+
+    // An upgrade's stop: both ports kept, the container's interface as it was.
+    let out = step!(tb, tb.hosts[0].ctl(&tb.bins, &["shutdown", "--keep-ports"]));
+    assert!(out.contains("2 port(s) kept"), "{out}");
+    let mut daemon = tb.hosts[0].daemon.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        daemon.child.try_wait().ok().flatten().is_some(),
+        "{}",
+        tb.logs()
+    );
+    assert_eq!(eth0(&d).ok().as_ref(), Some(&before), "kept as it was");
+    step!(tb, tb.start_daemon(0));
+    let db_again =
+        port_named(&tb, 0, "db").unwrap_or_else(|| fail(&tb, &d, "db not re-adopted".into()));
+    assert_eq!(db_again["id"], db["id"], "{db_again}");
+    assert_eq!(db_again["mac"], db["mac"], "{db_again}");
+    both_ways(&tb, &d, "after shutdown --keep-ports");
+
+    // A crash: the same.
+    let mut daemon = tb.hosts[0].daemon.take().unwrap();
+    daemon.child.kill().expect("SIGKILL to our own vswitchd");
+    daemon.child.wait().expect("reaped");
+    assert_eq!(eth0(&d).ok().as_ref(), Some(&before), "kept as it was");
+    step!(tb, tb.start_daemon(0));
+    both_ways(&tb, &d, "after kill -9");
+
+    // dockerd's Leave and DeleteEndpoint reach the new daemon's plugin: the port and its
+    // record go; then the network.
+    if let Err(e) = d.cli(&["rm", "-f", "db"]) {
+        fail(&tb, &d, e);
+    }
+    if !wait_until(Duration::from_secs(10), || {
+        port_named(&tb, 0, "db").is_none() && records(&tb, 0) == 1
+    }) {
+        fail(&tb, &d, "db's port or record outlived its container".into());
+    }
+    step!(
+        tb,
+        tb.hosts[0].ctl(
+            &tb.bins,
+            &[
+                "detach-namespace",
+                "--network",
+                "green",
+                "--netns",
+                &tb.container(c).name
+            ]
+        )
+    );
+    if let Err(e) = d.cli(&["network", "rm", "green"]) {
+        fail(&tb, &d, e);
+    }
+    assert!(ports(&tb, 0).is_empty(), "{:?}", ports(&tb, 0));
+    assert_eq!(records(&tb, 0), 0);
+    assert_eq!(extra_links(&tb.hosts[0]), Vec::<String>::new());
+    let networks = step!(tb, tb.hosts[0].show_json(&tb.bins, "networks"));
+    assert!(
+        networks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["name"] != "green"),
+        "{networks}"
+    );
+}

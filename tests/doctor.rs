@@ -312,3 +312,61 @@ fn in_a_cluster_doctor_checks_the_store_and_the_peers_it_lists() {
         .collect();
     assert!(checks.contains(&"cluster"), "{report}");
 }
+
+#[test]
+fn doctor_names_the_underlay_offload_that_is_off_and_is_happy_once_it_is_on() {
+    let tb = Testbed::two_hosts(&prefix("off"), bins(), &[BLUE]).unwrap();
+    let ethtool = |args: &[&str]| {
+        let mut a = vec!["ethtool", "-K", "ul0"];
+        a.extend_from_slice(args);
+        step!(tb, tb.hosts[0].ns.exec(&a));
+    };
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 0, "{out}\n{}", tb.logs());
+    assert!(
+        out.contains("underlay ul0: tx-checksumming, scatter-gather, tx-udp-segmentation on"),
+        "{out}"
+    );
+
+    // Transmit checksumming off (UDP segmentation goes with it): one line, naming the
+    // interface, the offload and the command that turns it on.
+    ethtool(&["tx", "off"]);
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with("underlay ul0: tx-checksumming is off (tx-udp-segmentation off with it)"),
+        "{out}"
+    );
+    assert!(out.contains("`ethtool -K ul0 tx on`"), "{out}");
+    let (code, json) = doctor(&tb, 0, &["--json"]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["findings"][0]["check"], "offloads", "{report}");
+    assert_eq!(report["findings"][0]["subject"], "underlay ul0", "{report}");
+    // The other host's doctor is not concerned.
+    let (code, out) = doctor(&tb, 1, &[]);
+    assert_eq!(code, 0, "{out}");
+
+    ethtool(&["tx", "on"]);
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("all good"), "{out}");
+
+    // UDP segmentation alone.
+    ethtool(&["tx-udp-segmentation", "off"]);
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("underlay ul0: tx-udp-segmentation is off: the kernel cuts"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`ethtool -K ul0 tx-udp-segmentation on`"),
+        "{out}"
+    );
+    ethtool(&["tx-udp-segmentation", "on"]);
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 0, "{out}");
+}

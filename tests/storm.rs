@@ -244,9 +244,8 @@ fn a_storm_from_one_container_leaves_its_neighbours_and_other_networks_alone() {
             limited * 10 >= read * 8,
             "{mode} storm: only {limited} of {read} frames dropped as {reason}: {after}"
         );
-        // Neither host's table took more than the port's cap of the flooder's MACs. Each
-        // worker holds the cap on what it learns (crate::switch::limits), so with W workers a
-        // few more may get in before the workers' copies meet: W caps at the very most.
+        // Neither host's table took more than the port's cap of the flooder's MACs, whatever
+        // the worker count (crate::switch::limits: workers reading one port share its cap).
         let workers = tb.hosts[0].show_json(&tb.bins, "stats").unwrap()["workers"]
             .as_array()
             .map_or(1, |w| w.len().max(1));
@@ -256,12 +255,13 @@ fn a_storm_from_one_container_leaves_its_neighbours_and_other_networks_alone() {
             "storm ({mode}): {at_storm} MACs learned at the flooder's port, {remote} in blue \
              on the other host ({workers} workers)"
         );
+        // (`show fdb` also lists the port's own station, from its attach.)
         assert!(
-            at_storm <= 64 * workers,
+            at_storm <= 64 + 1,
             "{at_storm} MACs learned at the flooder's port"
         );
         assert!(
-            remote <= 64 * workers + 4,
+            remote <= 64 + 4,
             "{remote} MACs learned in blue on the other host"
         );
         if mode == "random" {

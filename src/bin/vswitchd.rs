@@ -524,8 +524,14 @@ fn run(args: Args) -> Result<()> {
                 std::sync::Arc::new(dockerd),
                 d.name_timeout,
             );
+            let plugin = std::sync::Arc::new(plugin);
             listener
-                .serve(std::sync::Arc::new(plugin))
+                .serve(plugin.clone())
+                .context("cannot start the Docker plugin threads")?;
+            // Docker's networks, learned from dockerd (a restart forgot their IDs).
+            std::thread::Builder::new()
+                .name("vswitch-docker-learn".into())
+                .spawn(move || plugin.learn_networks(std::time::Duration::from_secs(60)))
                 .context("cannot start the Docker plugin threads")?;
             Some(listener)
         }

@@ -11,10 +11,10 @@
 
 use crate::control::state::PortRecord;
 use crate::io::netlink::Netlink;
+use crate::io::netns::identity;
 use crate::io::{open_netns, run_in_netns, IoError, TapDevice, TapOptions};
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 
 /// Why a record was not adopted, as the log says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +31,6 @@ impl Dropped {
             removed_interface: false,
         }
     }
-}
-
-/// Device and inode of an open namespace file (what `netns_id` records).
-fn identity(fd: &impl AsRawFd) -> Option<(u64, u64)> {
-    // SAFETY: fstat writes only into `st`.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 /// Finds the TAP of `rec` in its namespace and opens `queues` queues of it, with `options`

@@ -14,10 +14,13 @@
 //! - **clock**: peers sharing an encrypted network keep clocks within `CLOCK_SKEW_MAX` of ours
 //!   (keys change by the wall clock);
 //! - **cluster**: the cluster store answers (with `[cluster]`);
-//! - **offloads**: TAP offloads and underlay GSO/GRO are on.
+//! - **offloads**: TAP offloads and underlay GSO/GRO are on, and so are the underlay
+//!   interface's offloads that vswitchd's traffic needs (offloads.rs).
 //!
 //! `run` does the probing (seconds) on the calling thread; the control actor hands it what it
 //! knows (`DoctorInput`) and runs it on a thread of its own, so other requests are not held up.
+
+mod offloads;
 
 use crate::control::api::{ClusterStatusInfo, DoctorPath, DoctorPeer, DoctorReport, Finding};
 use crate::control::probe::{self, Outcome, Probe, ProbeConfig};
@@ -496,27 +499,8 @@ pub fn run(input: DoctorInput) -> DoctorReport {
         }
     }
 
-    // Offloads.
-    if !cfg.tap_offloads {
-        f.add(
-            "offloads",
-            "this host",
-            "TAP offloads (TSO, USO) are off (VSWITCH_OFFLOADS=off)".into(),
-            "unset VSWITCH_OFFLOADS in vswitchd's environment and restart it: without them \
-             every TCP segment crosses vswitchd on its own, at several times the CPU per byte"
-                .into(),
-        );
-    } else if !cfg.underlay_offloads {
-        f.add(
-            "offloads",
-            "this host",
-            "UDP GSO/GRO are unavailable on the underlay sockets: one datagram per system call"
-                .into(),
-            "run a kernel with UDP_SEGMENT and UDP_GRO (Linux 5.0 or later)".into(),
-        );
-    } else {
-        passed.push("offloads on (TAP TSO/USO, underlay UDP GSO/GRO)".into());
-    }
+    // Offloads: vswitchd's own and the underlay interface's.
+    offloads::check(&cfg, &mut f, &mut passed);
     if topo.peers().is_empty() {
         passed.push("no peers to probe".into());
     }

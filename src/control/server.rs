@@ -402,7 +402,10 @@ impl Server {
     ) -> Result<serde_json::Value, ControlError> {
         let name = meta.name.clone();
         let PortRules { security, limits } = rules;
-        let limits = self.port_limits(&meta.network, limits);
+        // Every worker reads the port when each has a device of its own (a TAP queue, a
+        // fanout socket) and no one reader was named: they share its limits.
+        let readers = if reader.is_some() { 1 } else { devices.len() };
+        let limits = self.port_limits(&meta.network, limits).read_by(readers);
         self.change_topology(|t| {
             t.add_port(id, &name, vni, endpoint)?;
             t.set_port_security(id, security)?;

@@ -154,6 +154,33 @@ impl PortState {
         Ok((good, bad))
     }
 
+    /// The Docker plugin's state (crate::control::server::docker), beside the port records:
+    /// `state_dir/docker.json`.
+    pub fn docker_file(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("docker.json")
+    }
+
+    /// Writes the Docker plugin's state, atomically as a port record.
+    pub fn save_docker<T: Serialize>(&self, state: &T) -> io::Result<()> {
+        let path = self.docker_file();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The Docker plugin's state as the previous daemon left it (the default when none).
+    pub fn load_docker<T: serde::de::DeserializeOwned + Default>(&self) -> io::Result<T> {
+        match std::fs::read(self.docker_file()) {
+            Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes every record (a plain stop: the interfaces went with the daemon).
     pub fn clear(&self) -> io::Result<()> {
         let (records, _) = self.load()?;
@@ -214,6 +241,21 @@ mod tests {
         s.remove(1).unwrap();
         assert_eq!(s.load().unwrap().0.len(), 1);
         s.clear().unwrap();
+        assert!(s.load().unwrap().0.is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_docker_state_sits_beside_the_records_and_round_trips() {
+        let d = scratch("docker");
+        let s = PortState::new(&d);
+        assert_eq!(s.docker_file(), d.join("docker.json"));
+        let none: serde_json::Value = s.load_docker().unwrap();
+        assert_eq!(none, serde_json::Value::Null, "nothing saved: the default");
+        let v = serde_json::json!({ "endpoints": [{ "id": "e1" }] });
+        s.save_docker(&v).unwrap();
+        assert_eq!(s.load_docker::<serde_json::Value>().unwrap(), v);
+        // Records are not confused by it.
         assert!(s.load().unwrap().0.is_empty());
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -229,7 +229,7 @@ impl Plugin {
             "/NetworkDriver.CreateEndpoint" => none(self.create_endpoint(body)),
             "/NetworkDriver.EndpointOperInfo" => none(Ok(json!({ "Value": {} }))),
             "/NetworkDriver.Join" => match self.join(body) {
-                Ok((v, ids)) => (Ok(v), Some(After::ContainerName(ids.0, ids.1))),
+                Ok((v, ids)) => (Ok(v), Some(After::ContainerName(ids.0, ids.1, ids.2))),
                 Err(e) => none(Err(e)),
             },
             "/NetworkDriver.Leave" => none(parse::<Ids>(body).map(|_| json!({}))),
@@ -385,6 +385,46 @@ impl Plugin {
             .dockerd
             .network(id)?
             .ok_or_else(|| format!("dockerd does not know network {id}"))?;
+        self.take_in(n)
+    }
+
+    /// At start: learns every vswitch network dockerd has, so that calls naming one (a
+    /// DeleteNetwork after a restart above all: dockerd cannot be asked about a network it is
+    /// deleting) find it. Tries for `patience` while dockerd does not answer (it may start
+    /// after vswitchd). Runs on a thread of its own.
+    pub fn learn_networks(&self, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        let mut wait = Duration::from_millis(200);
+        let networks = loop {
+            match self.dockerd.networks() {
+                Ok(n) => break n,
+                Err(e) if Instant::now() >= deadline => {
+                    tracing::info!("docker: dockerd's networks not learned at start: {e}");
+                    return;
+                }
+                Err(_) => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for n in networks.into_iter().filter(|n| n.driver == "vswitch") {
+            if self.nets().contains_key(&n.id) {
+                continue;
+            }
+            let (id, name) = (n.id.clone(), n.name.clone());
+            match self.take_in(n) {
+                Ok(_) => {
+                    tracing::info!(network = %name, docker_id = %id, "docker: network known from dockerd")
+                }
+                Err(e) => tracing::warn!(network = %name, docker_id = %id, "docker: {e}"),
+            }
+        }
+    }
+
+    /// Learns dockerd's network `n` and makes or joins it.
+    fn take_in(&self, n: super::dockerd::DockerNetwork) -> Result<String, String> {
+        let id = n.id.clone();
         let subnet = n
             .subnets
             .first()
@@ -394,7 +434,7 @@ impl Plugin {
         let (vni, encrypted) =
             network_options(&serde_json::from_value(generic).unwrap_or_default())?;
         self.nets().insert(
-            id.to_string(),
+            id.clone(),
             Net {
                 subnet,
                 vni,
@@ -402,7 +442,7 @@ impl Plugin {
                 ..Net::default()
             },
         );
-        self.ensure(id, n.name)
+        self.ensure(&id, n.name)
     }
 
     /// The vswitch network whose pool is `subnet`.
@@ -526,7 +566,7 @@ impl Plugin {
         })
     }
 
-    fn join(&self, body: &[u8]) -> Result<(Value, (String, String)), String> {
+    fn join(&self, body: &[u8]) -> Result<(Value, (String, String, String)), String> {
         let r: Ids = parse(body)?;
         let v = self.backend.call(DockerCall::Join {
             endpoint: r.endpoint_id.clone(),
@@ -541,7 +581,7 @@ impl Plugin {
                 "InterfaceName": { "SrcName": j.tap, "DstPrefix": "eth" },
                 "DisableGatewayService": true
             }),
-            (r.network_id, r.endpoint_id),
+            (r.network_id, r.endpoint_id, j.tap),
         ))
     }
 
@@ -554,26 +594,35 @@ impl Plugin {
     }
 
     /// After Join: the container's name from dockerd (it lists the endpoint once Join has
-    /// returned), then the endpoint is attached under it.
-    fn name_endpoint(&self, network_id: &str, endpoint: &str) -> Result<(), String> {
+    /// returned), then the endpoint is attached under it — once dockerd has moved the TAP
+    /// into the container, so that the port is recorded where it will be found after a
+    /// restart (crate::control::server::docker).
+    fn name_endpoint(&self, network_id: &str, endpoint: &str, tap: &str) -> Result<(), String> {
         let deadline = Instant::now() + self.timeout;
         let mut wait = Duration::from_millis(10);
-        let name = loop {
-            if let Ok(Some(n)) = self.dockerd.network(network_id) {
-                if let Some(name) = n.endpoints.get(endpoint) {
-                    break Some(name.clone());
+        let mut name = None;
+        loop {
+            if name.is_none() {
+                if let Ok(Some(n)) = self.dockerd.network(network_id) {
+                    name = n.endpoints.get(endpoint).cloned();
                 }
             }
+            let moved = !matches!(crate::io::ifindex_of(tap), Ok(Some(_)));
+            if name.is_some() && moved {
+                break;
+            }
             if Instant::now() >= deadline {
-                tracing::warn!(
-                    endpoint,
-                    "docker: dockerd did not tell the container's name in time"
-                );
-                break None;
+                if name.is_none() {
+                    tracing::warn!(
+                        endpoint,
+                        "docker: dockerd did not tell the container's name in time"
+                    );
+                }
+                break;
             }
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_millis(200));
-        };
+        }
         self.backend
             .call(DockerCall::Named {
                 endpoint: endpoint.to_string(),
@@ -588,7 +637,7 @@ impl Plugin {
             After::NetworkName(id) => self.resolve_network(id).map(|name| {
                 tracing::info!(network = %name, docker_id = %id, "docker: network ready");
             }),
-            After::ContainerName(net, ep) => self.name_endpoint(net, ep),
+            After::ContainerName(net, ep, tap) => self.name_endpoint(net, ep, tap),
         };
         if let Err(e) = r {
             tracing::warn!(?after, "docker: {e}");
@@ -601,8 +650,9 @@ impl Plugin {
 pub enum After {
     /// Docker's network ID: learn its name, make or join the vswitch network.
     NetworkName(String),
-    /// Docker's network and endpoint IDs: learn the container's name, attach the endpoint.
-    ContainerName(String, String),
+    /// Docker's network and endpoint IDs and the TAP made for it: learn the container's name,
+    /// wait for dockerd to move the TAP into the container, attach the endpoint.
+    ContainerName(String, String, String),
 }
 
 #[cfg(test)]
@@ -879,6 +929,24 @@ mod tests {
             .filter(|c| matches!(c, DockerCall::Network { .. }))
             .count();
         assert_eq!(networks, 2);
+    }
+
+    #[test]
+    fn networks_learned_at_start_are_removed_by_docker_network_rm() {
+        let (p, actor) = plugin();
+        p.learn_networks(Duration::from_secs(1));
+        ok(&p, "/NetworkDriver.DeleteNetwork", r#"{"NetworkID":"n1"}"#);
+        let calls = actor.calls.lock().unwrap().clone();
+        assert!(
+            matches!(&calls[0], DockerCall::Network { name, vni: Some(42), .. } if name == "blue"),
+            "{calls:?}"
+        );
+        assert_eq!(
+            calls[1],
+            DockerCall::NetworkGone {
+                name: "blue".into()
+            }
+        );
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! - `tap`: TAP devices (`/dev/net/tun`).
 //! - `af_packet`: AF_PACKET sockets bound to an existing interface.
 //! - `underlay`: the underlay UDP socket.
+//! - `ethtool`: an interface's offload features, as `ethtool -k` shows them.
 //!
 //! Packet-path calls (`TapDevice::read`, `PacketSocket::recv`, ...) return `std::io::Result` so a
 //! worker can match `WouldBlock` cheaply; setup calls return [`IoError`], which names the operation.
 
 pub mod af_packet;
 pub mod cpu;
+pub mod ethtool;
 pub mod netlink;
 pub mod netns;
 pub mod tap;

@@ -92,6 +92,28 @@ pub fn run_in_netns<T: Send>(ns: impl AsFd, f: impl FnOnce() -> T + Send) -> Res
     }
 }
 
+/// Device and inode of an open namespace file: what tells one namespace from another.
+pub fn identity(fd: &impl AsRawFd) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes only into `st`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// The lowest pid whose network namespace is `ns` (an identity as [`identity`] gives), found
+/// in /proc: a path (`/proc/PID/ns/net`) that names a namespace no one bind-mounted, such as
+/// a container's whose runtime keeps its own mounts. Reads every process's link: control
+/// side only.
+pub fn pid_in(ns: (u64, u64)) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| (m.dev(), m.ino()) == ns)
+        })
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,6 +199,33 @@ impl TapDevice {
         Ok(())
     }
 
+    /// Where the device is now: its current name (TUNGETIFF) and its network namespace
+    /// (TUNGETDEVNETNS, Linux 5.2), which change when another program (dockerd) moves and
+    /// renames it.
+    pub fn whereabouts(&self) -> io::Result<(String, OwnedFd)> {
+        let mut ifr = [0u8; 40];
+        // SAFETY: TUNGETIFF writes a struct ifreq (40 bytes) into `ifr`.
+        let rc =
+            unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNGETIFF as _, ifr.as_mut_ptr()) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let end = ifr[..libc::IFNAMSIZ]
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(libc::IFNAMSIZ);
+        let name = String::from_utf8_lossy(&ifr[..end]).into_owned();
+        // TUNGETDEVNETNS is _IO('T', 227); it returns a new fd of the device's namespace.
+        const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
+        // SAFETY: the ioctl takes no argument and returns an fd we own from here on.
+        let ns = unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNGETDEVNETNS as _) };
+        if ns < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd nobody else owns.
+        Ok((name, unsafe { OwnedFd::from_raw_fd(ns) }))
+    }
+
     fn persist(&self, on: bool) -> io::Result<()> {
         // SAFETY: TUNSETPERSIST takes the flag by value.
         let rc = unsafe {

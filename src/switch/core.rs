@@ -222,10 +222,13 @@ impl Switch {
                         Some(r) => ps.counters.drop(r),
                         None => {}
                     }
-                    if let (Action::Flood { .. } | Action::FloodScoped { .. }, Some(rate)) =
-                        (d.action, self.topo.port(p).and_then(|t| t.limits.bum))
+                    let limits = self.topo.port(p).map(|t| t.limits);
+                    if let (Action::Flood { .. } | Action::FloodScoped { .. }, Some(l)) =
+                        (d.action, limits)
                     {
-                        ps.bum.take(now, rate);
+                        if let Some(rate) = l.bum {
+                            ps.bum.take(now, rate, l.readers);
+                        }
                     }
                 }
             }

@@ -440,8 +440,10 @@ impl Switch {
             (Some(f), Some(max), Some(vni))
                 if matches!(f.outcome, Learned::New | Learned::Moved) =>
             {
-                self.learned(vni)
-                    .is_some_and(|l| l.fdb.port_entries(port) >= max)
+                self.learned(vni).is_some_and(|l| {
+                    l.fdb.port_entries(port) >= max
+                        || l.fdb.port_own_entries(port) >= limits.macs_per_reader().unwrap_or(max)
+                })
             }
             _ => false,
         };
@@ -450,7 +452,7 @@ impl Switch {
         } else if matches!(d.action, Action::Flood { .. } | Action::FloodScoped { .. })
             && limits.bum.is_some_and(|rate| {
                 self.port_state(port)
-                    .is_some_and(|s| !s.bum.admits(now, rate))
+                    .is_some_and(|s| !s.bum.admits(now, rate, limits.readers))
             })
         {
             DropReason::BumRateLimited

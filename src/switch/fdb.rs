@@ -40,6 +40,9 @@ pub struct Entry {
     pub updated: Timestamp,
     /// When the other workers were last told about this entry (see `announce_every`).
     announced: Timestamp,
+    /// Learned from a frame this copy's worker read (not from another worker's announcement):
+    /// counts against the worker's share of a port's MAC cap (crate::switch::limits).
+    own: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,8 @@ pub struct Fdb {
     announce_every: Option<u64>,
     /// Entries at each local port of the network (`track_ports`).
     per_port: HashMap<PortId, u32>,
+    /// Of those, the ones this worker learned itself.
+    per_port_own: HashMap<PortId, u32>,
 }
 
 /// One entry more (`up`) or less at `at`, if it is a tracked port.
@@ -78,6 +83,20 @@ fn count(per_port: &mut HashMap<PortId, u32>, at: Location, up: bool) {
     }
 }
 
+/// `count` for an entry going (`up` false) or coming: in both tallies when it is `own`.
+fn tally(
+    per_port: &mut HashMap<PortId, u32>,
+    per_port_own: &mut HashMap<PortId, u32>,
+    at: Location,
+    own: bool,
+    up: bool,
+) {
+    count(per_port, at, up);
+    if own {
+        count(per_port_own, at, up);
+    }
+}
+
 impl Fdb {
     pub fn new(max_entries: usize) -> Fdb {
         Fdb {
@@ -85,6 +104,7 @@ impl Fdb {
             max_entries,
             announce_every: None,
             per_port: HashMap::new(),
+            per_port_own: HashMap::new(),
         }
     }
 
@@ -93,14 +113,16 @@ impl Fdb {
     pub fn track_ports(&mut self, ports: &[PortId]) {
         let wanted: std::collections::HashSet<PortId> = ports.iter().copied().collect();
         self.per_port.retain(|p, _| wanted.contains(p));
+        self.per_port_own.retain(|p, _| wanted.contains(p));
         for p in ports {
             if !self.per_port.contains_key(p) {
-                let n = self
+                let at = self
                     .entries
                     .values()
-                    .filter(|e| e.location == Location::Port(*p))
-                    .count();
-                self.per_port.insert(*p, n as u32);
+                    .filter(|e| e.location == Location::Port(*p));
+                let (n, own) = at.fold((0u32, 0u32), |(n, o), e| (n + 1, o + u32::from(e.own)));
+                self.per_port.insert(*p, n);
+                self.per_port_own.insert(*p, own);
             }
         }
     }
@@ -108,6 +130,11 @@ impl Fdb {
     /// How many entries are at local port `p`.
     pub fn port_entries(&self, p: PortId) -> u32 {
         self.per_port.get(&p).copied().unwrap_or(0)
+    }
+
+    /// How many of those this worker learned from frames it read itself.
+    pub fn port_own_entries(&self, p: PortId) -> u32 {
+        self.per_port_own.get(&p).copied().unwrap_or(0)
     }
 
     /// Makes `learn` answer `RefreshDue` for a station last announced `every_ms` ago or more.
@@ -133,13 +160,30 @@ impl Fdb {
         self.entries.len() >= self.max_entries
     }
 
-    /// Records that `mac` was seen at `location`; says what changed. One lookup.
+    /// Records that `mac` was seen at `location` in a frame this worker read; says what
+    /// changed. One lookup.
     pub fn learn(&mut self, mac: MacAddr, location: Location, now: Timestamp) -> Learned {
+        self.record(mac, location, now, true)
+    }
+
+    /// Records what another worker announced (crate::switch::sync).
+    pub fn learn_from_peer(&mut self, mac: MacAddr, location: Location, now: Timestamp) {
+        if self.record(mac, location, now, false) != Learned::Full {
+            if let Some(e) = self.entries.get_mut(&mac) {
+                e.announced = now;
+            }
+        }
+    }
+
+    /// `learn` (`own`) or `learn_from_peer`. An entry is this worker's own from the frame that
+    /// made or moved it here until it goes or another worker's announcement moves it.
+    fn record(&mut self, mac: MacAddr, location: Location, now: Timestamp, own: bool) -> Learned {
         let (full, every) = (self.full(), self.announce_every);
         let fresh = Entry {
             location,
             updated: now,
             announced: now,
+            own,
         };
         match self.entries.get_mut(&mac) {
             Some(e) => {
@@ -149,26 +193,31 @@ impl Fdb {
                 } else {
                     now
                 };
+                let mut owned = e.own;
                 if o == Learned::Moved {
-                    count(&mut self.per_port, e.location, false);
-                    count(&mut self.per_port, location, true);
+                    let (pp, po) = (&mut self.per_port, &mut self.per_port_own);
+                    tally(pp, po, e.location, e.own, false);
+                    tally(pp, po, location, own, true);
+                    owned = own;
                 }
-                *e = Entry { announced, ..fresh };
+                *e = Entry {
+                    announced,
+                    own: owned,
+                    ..fresh
+                };
                 o
             }
             None if full => Learned::Full,
             None => {
                 self.entries.insert(mac, fresh);
-                count(&mut self.per_port, location, true);
+                tally(
+                    &mut self.per_port,
+                    &mut self.per_port_own,
+                    location,
+                    own,
+                    true,
+                );
                 Learned::New
-            }
-        }
-    }
-
-    pub fn learn_from_peer(&mut self, mac: MacAddr, location: Location, now: Timestamp) {
-        if self.learn(mac, location, now) != Learned::Full {
-            if let Some(e) = self.entries.get_mut(&mac) {
-                e.announced = now;
             }
         }
     }
@@ -180,11 +229,11 @@ impl Fdb {
 
     /// Keeps only the entries `keep` accepts, given their MAC and location.
     pub fn retain(&mut self, mut keep: impl FnMut(MacAddr, Location) -> bool) {
-        let per_port = &mut self.per_port;
+        let (pp, po) = (&mut self.per_port, &mut self.per_port_own);
         self.entries.retain(|m, e| {
             let k = keep(*m, e.location);
             if !k {
-                count(per_port, e.location, false);
+                tally(pp, po, e.location, e.own, false);
             }
             k
         });
@@ -197,11 +246,11 @@ impl Fdb {
     /// Removes learned entries idle for longer than `aging_ms`; returns how many.
     pub fn expire(&mut self, now: Timestamp, aging_ms: u64) -> usize {
         let before = self.entries.len();
-        let per_port = &mut self.per_port;
+        let (pp, po) = (&mut self.per_port, &mut self.per_port_own);
         self.entries.retain(|_, e| {
             let k = now.millis_since(e.updated) < aging_ms;
             if !k {
-                count(per_port, e.location, false);
+                tally(pp, po, e.location, e.own, false);
             }
             k
         });

@@ -11,9 +11,19 @@
 //! each frame flooded. The bucket is a plain token bucket over the caller's clock: no clock
 //! is read here.
 //!
-//! Thread-safety: a `Bucket` belongs to the worker's `Switch` (one per port per worker: a port
-//! whose frames the kernel spreads over several workers' queues may flood up to that many
-//! times the rate); `PortLimits` is immutable topology.
+//! Several workers. Each worker's `Switch` holds its own `Bucket` per port, and a port's
+//! frames are read by one worker (a TAP with one queue: the default) or spread by the kernel
+//! over every worker's queue (a TAP with a queue per worker, an AF_PACKET fanout group). So
+//! that the rate holds for the port whatever the worker count, `PortLimits::readers` says how
+//! many workers read it, and each of them holds `1/readers` of the rate and of the burst
+//! (`Bucket` charges `readers` tokens a frame); the MAC cap the same way, as a quota of
+//! `max_macs / readers` (rounded up) on the MACs each worker learns itself, besides the cap
+//! on what its copy of the table holds at the port. The price of splitting: a port whose
+//! frames the kernel steers unevenly gets less than its rate from the worker that reads
+//! fewer of them; never more than its rate.
+//!
+//! Thread-safety: a `Bucket` belongs to the worker's `Switch` (one per port per worker);
+//! `PortLimits` is immutable topology.
 
 use super::Timestamp;
 
@@ -40,6 +50,15 @@ pub struct PortLimits {
     pub max_macs: Option<u32>,
     /// Frames the port may flood; `None`: no cap.
     pub bum: Option<Rate>,
+    /// How many workers read the port's frames (at least 1): each holds that share of the
+    /// limits (see the module documentation). Set by the control side with the port's
+    /// devices.
+    #[serde(default = "one")]
+    pub readers: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for PortLimits {
@@ -50,6 +69,7 @@ impl Default for PortLimits {
                 per_sec: DEFAULT_BUM_RATE,
                 burst: DEFAULT_BUM_BURST,
             }),
+            readers: 1,
         }
     }
 }
@@ -59,7 +79,21 @@ impl PortLimits {
     pub const NONE: PortLimits = PortLimits {
         max_macs: None,
         bum: None,
+        readers: 1,
     };
+
+    /// These limits for a port read by `readers` workers.
+    pub fn read_by(self, readers: usize) -> PortLimits {
+        PortLimits {
+            readers: u32::try_from(readers).unwrap_or(u32::MAX).max(1),
+            ..self
+        }
+    }
+
+    /// The MACs one worker may learn at the port itself: its share of `max_macs`.
+    pub fn macs_per_reader(&self) -> Option<u32> {
+        self.max_macs.map(|m| m.div_ceil(self.readers.max(1)))
+    }
 }
 
 /// Limits as an operator gives them — the attach's options, a `[[network]]`'s `port_limits`,
@@ -98,6 +132,7 @@ impl LimitSettings {
         PortLimits {
             max_macs: (max_macs > 0).then_some(max_macs),
             bum: (per_sec > 0).then_some(Rate { per_sec, burst }),
+            readers: 1,
         }
     }
 }
@@ -107,7 +142,9 @@ impl LimitSettings {
 const MILLI: u64 = 1000;
 
 /// A token bucket: starts full, refills at the rate's `per_sec`, holds at most its `burst`
-/// (at least one frame).
+/// (at least one frame). For a port read by `readers` workers a frame costs `readers`
+/// frames' worth, so each worker's bucket passes `1/readers` of the rate and burst (and at
+/// least one frame at once).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bucket {
     /// Thousandths of a frame left at `at`; `None` until the first frame: full.
@@ -115,8 +152,12 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    fn available(&self, now: Timestamp, rate: Rate) -> u64 {
-        let cap = u64::from(rate.burst.max(1)) * MILLI;
+    fn cost(readers: u32) -> u64 {
+        u64::from(readers.max(1)) * MILLI
+    }
+
+    fn available(&self, now: Timestamp, rate: Rate, readers: u32) -> u64 {
+        let cap = (u64::from(rate.burst) * MILLI).max(Bucket::cost(readers));
         match self.left {
             None => cap,
             Some((left, at)) => left
@@ -125,14 +166,17 @@ impl Bucket {
         }
     }
 
-    /// Whether a frame may pass at `now` (for `decide`; changes nothing).
-    pub fn admits(&self, now: Timestamp, rate: Rate) -> bool {
-        self.available(now, rate) >= MILLI
+    /// Whether a frame may pass at `now` (for `decide`; changes nothing), on a port read by
+    /// `readers` workers.
+    pub fn admits(&self, now: Timestamp, rate: Rate, readers: u32) -> bool {
+        self.available(now, rate, readers) >= Bucket::cost(readers)
     }
 
-    /// Takes the token of a frame that passed at `now` (for `commit`).
-    pub fn take(&mut self, now: Timestamp, rate: Rate) {
-        let left = self.available(now, rate).saturating_sub(MILLI);
+    /// Takes the tokens of a frame that passed at `now` (for `commit`).
+    pub fn take(&mut self, now: Timestamp, rate: Rate, readers: u32) {
+        let left = self
+            .available(now, rate, readers)
+            .saturating_sub(Bucket::cost(readers));
         self.left = Some((left, now));
     }
 }
@@ -142,14 +186,53 @@ mod tests {
     use super::*;
 
     fn passed(b: &mut Bucket, now: Timestamp, rate: Rate, tries: u32) -> u32 {
+        passed_by(b, now, rate, 1, tries)
+    }
+
+    fn passed_by(b: &mut Bucket, now: Timestamp, rate: Rate, readers: u32, tries: u32) -> u32 {
         let mut n = 0;
         for _ in 0..tries {
-            if b.admits(now, rate) {
-                b.take(now, rate);
+            if b.admits(now, rate, readers) {
+                b.take(now, rate, readers);
                 n += 1;
             }
         }
         n
+    }
+
+    #[test]
+    fn workers_reading_one_port_share_its_rate_and_burst() {
+        let rate = Rate {
+            per_sec: 1000,
+            burst: 100,
+        };
+        // Two workers, each with its own bucket, each seeing half of a storm.
+        let (mut a, mut b) = (Bucket::default(), Bucket::default());
+        let mut total = passed_by(&mut a, Timestamp(5_000), rate, 2, 500)
+            + passed_by(&mut b, Timestamp(5_000), rate, 2, 500);
+        assert_eq!(total, 100, "the burst, shared");
+        for ms in 5_001..6_001 {
+            total += passed_by(&mut a, Timestamp(ms), rate, 2, 50);
+            total += passed_by(&mut b, Timestamp(ms), rate, 2, 50);
+        }
+        assert_eq!(
+            total,
+            100 + 1000,
+            "the burst and one second's rate, not twice"
+        );
+        // A share smaller than a frame still passes one frame at once.
+        let tiny = Rate {
+            per_sec: 1,
+            burst: 1,
+        };
+        let mut c = Bucket::default();
+        assert_eq!(passed_by(&mut c, Timestamp(0), tiny, 4, 10), 1);
+        assert_eq!(passed_by(&mut c, Timestamp(3_999), tiny, 4, 10), 0);
+        assert_eq!(passed_by(&mut c, Timestamp(4_000), tiny, 4, 10), 1);
+        // The MAC cap's share, rounded up.
+        let l = PortLimits::default().read_by(3);
+        assert_eq!((l.readers, l.macs_per_reader()), (3, Some(22)));
+        assert_eq!(PortLimits::default().read_by(0).readers, 1);
     }
 
     #[test]
@@ -208,7 +291,7 @@ mod tests {
         assert_eq!(passed(&mut b, Timestamp(333), rate, 10), 0);
         assert_eq!(passed(&mut b, Timestamp(334), rate, 10), 1);
         // Deciding does not take: only `take` does.
-        assert!(b.admits(Timestamp(700), rate));
-        assert!(b.admits(Timestamp(700), rate));
+        assert!(b.admits(Timestamp(700), rate, 1));
+        assert!(b.admits(Timestamp(700), rate, 1));
     }
 }

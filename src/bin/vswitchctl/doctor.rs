@@ -24,7 +24,10 @@ What doctor checks (each finding is one line: what is wrong — what to do):
   clock         peers sharing an encrypted network keep their clocks within 5 s of ours (keys
                 change by the wall clock)
   cluster       with [cluster]: the etcd store answers
-  offloads      TAP offloads (TSO/USO) and underlay UDP GSO/GRO are on
+  offloads      TAP offloads (TSO/USO) and underlay UDP GSO/GRO are on; on the interface
+                holding underlay_ip, as `ethtool -k` shows them: tx-checksumming,
+                scatter-gather, tx-udp-segmentation, generic-receive-offload (not on a veth);
+                only offloads that could be on are reported
 
 The probe is a UDP datagram to the peer's VXLAN port whose first byte has VXLAN's I flag clear:
 vswitchd answers it (only to its configured peers) with its name, clock and networks; any other

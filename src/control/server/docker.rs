@@ -15,6 +15,15 @@
 //! 5. `DeleteEndpoint` removes the port (which removes the TAP) and the published record;
 //!    `ReleaseAddress` gives the address back.
 //!
+//! Across a restart: with a `state_dir`, what is kept here (addresses held, endpoints, the
+//! networks the plugin added) is written to `state_dir/docker.json` after every call and read
+//! back at start (`restore_docker`), and an endpoint's port is recorded like any other once
+//! dockerd has moved its TAP into the container (server/restart.rs), so `shutdown
+//! --keep-ports` or a crash keeps the container's interface, the next daemon re-adopts it,
+//! and dockerd's later DeleteEndpoint and ReleaseAddress find what they name. A port is only
+//! ever removed for the endpoint it was made for (its `attachment` is `docker:ENDPOINT`), so
+//! an endpoint whose port was not re-adopted cannot take another's.
+//!
 //! Everything here runs on the actor thread.
 
 use super::{parse_station_mac, PortRules, Server};
@@ -30,6 +39,52 @@ use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+
+/// What `state_dir/docker.json` holds: `DockerState` without the TAPs' fds.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    #[serde(default)]
+    held: Vec<SavedHeld>,
+    #[serde(default)]
+    endpoints: Vec<SavedEndpoint>,
+    #[serde(default)]
+    local: Vec<SavedNetwork>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedHeld {
+    subnet: Ipv4Net,
+    ip: Ipv4Addr,
+    network: String,
+    name: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedEndpoint {
+    id: String,
+    network: String,
+    addr: Ipv4Net,
+    mac: String,
+    sandbox: String,
+    #[serde(default)]
+    port: Option<(u32, String)>,
+    #[serde(default)]
+    attached: bool,
+}
+
+/// A network the plugin added to a topology without `[cluster]`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedNetwork {
+    name: String,
+    vni: u32,
+    subnet: Ipv4Net,
+    mtu: u32,
+}
+
+/// The key of an endpoint's port (its `attachment`).
+fn port_key(endpoint: &str) -> String {
+    format!("docker:{endpoint}")
+}
 
 /// What the actor keeps of Docker's networks and endpoints.
 #[derive(Default)]
@@ -97,6 +152,12 @@ fn provisional_name() -> String {
 
 impl Server {
     pub(super) fn docker(&mut self, call: DockerCall) -> Result<serde_json::Value, String> {
+        let r = self.docker_call(call);
+        self.save_docker();
+        r
+    }
+
+    fn docker_call(&mut self, call: DockerCall) -> Result<serde_json::Value, String> {
         fn json<T: serde::Serialize>(v: Result<T, String>) -> Result<serde_json::Value, String> {
             v.and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
         }
@@ -130,6 +191,124 @@ impl Server {
                 self.docker_delete_endpoint(&endpoint);
                 Ok(serde_json::json!({}))
             }
+        }
+    }
+
+    /// Writes what the plugin holds to `state_dir/docker.json` (without a state_dir, nothing).
+    fn save_docker(&self) {
+        let Some(store) = self.state_store() else {
+            return;
+        };
+        let d = &self.docker;
+        let saved = Saved {
+            held: d
+                .held
+                .iter()
+                .map(|((subnet, ip), h)| SavedHeld {
+                    subnet: *subnet,
+                    ip: *ip,
+                    network: h.network.clone(),
+                    name: h.name.clone(),
+                })
+                .collect(),
+            endpoints: d
+                .endpoints
+                .iter()
+                .map(|(id, e)| SavedEndpoint {
+                    id: id.clone(),
+                    network: e.network.clone(),
+                    addr: e.addr,
+                    mac: e.mac.to_string(),
+                    sandbox: e.sandbox.clone(),
+                    port: e.port.as_ref().map(|(p, tap)| (p.0, tap.clone())),
+                    attached: e.attached,
+                })
+                .collect(),
+            local: d
+                .local
+                .iter()
+                .filter_map(|name| {
+                    let n = self.topology.network_by_name(name)?;
+                    Some(SavedNetwork {
+                        name: name.clone(),
+                        vni: n.vni().get(),
+                        subnet: n.spec.subnet,
+                        mtu: n.spec.mtu,
+                    })
+                })
+                .collect(),
+        };
+        if let Err(e) = store.save_docker(&saved) {
+            tracing::warn!(file = %store.docker_file().display(), "docker: cannot keep the plugin's state: {e}; a restart forgets its endpoints");
+        }
+    }
+
+    /// Takes back what the previous daemon's plugin held (before its ports are re-adopted,
+    /// which need its networks).
+    pub(super) fn restore_docker(&mut self) {
+        let Some(store) = self.state_store() else {
+            return;
+        };
+        let saved: Saved = match store.load_docker() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(file = %store.docker_file().display(), "docker: the plugin's saved state cannot be read ({e}); starting without it");
+                return;
+            }
+        };
+        for n in saved.local {
+            if self.topology.network_by_name(&n.name).is_some() {
+                continue;
+            }
+            let Ok(vni) = crate::control::config::values::vni_from(i64::from(n.vni)) else {
+                continue;
+            };
+            let spec = NetworkSpec {
+                name: n.name.clone(),
+                vni,
+                subnet: n.subnet,
+                mtu: n.mtu,
+                peers: self.static_spec().peers,
+                encrypted: false,
+            };
+            match self.change_topology(|t| t.add_network(spec)) {
+                Ok(()) => {
+                    self.docker.local.insert(n.name.clone());
+                    tracing::info!(network = %n.name, vni = n.vni, "docker: network kept from the previous run");
+                }
+                Err(e) => tracing::warn!(network = %n.name, "docker: network not restored: {e}"),
+            }
+        }
+        for h in saved.held {
+            self.docker.held.insert(
+                (h.subnet, h.ip),
+                Held {
+                    network: h.network,
+                    name: h.name,
+                },
+            );
+        }
+        for e in saved.endpoints {
+            let Ok(mac) = e.mac.parse() else { continue };
+            self.docker.endpoints.insert(
+                e.id,
+                DockerEndpoint {
+                    network: e.network,
+                    addr: e.addr,
+                    mac,
+                    sandbox: e.sandbox,
+                    port: e.port.map(|(p, tap)| (PortId(p), tap)),
+                    pending: Vec::new(),
+                    attached: e.attached,
+                },
+            );
+        }
+        if !self.docker.endpoints.is_empty() {
+            tracing::info!(
+                endpoints = self.docker.endpoints.len(),
+                addresses = self.docker.held.len(),
+                "docker: endpoints kept from the previous run"
+            );
         }
     }
 
@@ -475,24 +654,31 @@ impl Server {
         if queues.is_empty() {
             return Err(format!("endpoint {endpoint}: its TAP is gone"));
         }
+        let mut queues = queues;
+        let place = keepable(&mut queues);
+        let multi_queue = queues.len() > 1;
         let devices = self.tap_devices(id, queues);
+        let (ifname, netns, netns_id) = match &place {
+            Some((ifname, path, ns)) => (ifname.clone(), path.clone(), Some(*ns)),
+            None => (tap, sandbox, None),
+        };
         let meta = PortMeta {
             name: name.clone(),
             kind: "tap",
             network: network.clone(),
             vni: vni.get(),
-            ifname: tap,
-            netns: Some(sandbox),
-            netns_id: None,
+            ifname,
+            netns: Some(netns),
+            netns_id,
             mac: Some(mac),
             ip: Some(addr),
             mtu,
-            attachment: None,
+            attachment: Some(port_key(endpoint)),
         };
         let info = self
             .add_port(
                 devices,
-                meta,
+                meta.clone(),
                 vni,
                 Some((mac, addr.addr())),
                 id,
@@ -502,6 +688,15 @@ impl Server {
                 },
             )
             .map_err(|e| e.to_string())?;
+        if place.is_some() {
+            self.remember_port(id, &meta, true, Default::default(), multi_queue);
+        } else {
+            tracing::warn!(
+                endpoint,
+                "docker: the container's interface cannot be found in its namespace: it will \
+                 not be kept across a restart of vswitchd"
+            );
+        }
         self.docker
             .endpoints
             .get_mut(endpoint)
@@ -530,8 +725,11 @@ impl Server {
         };
         if let (true, Some((id, _))) = (e.attached, &e.port) {
             let id = *id;
+            let key = port_key(endpoint);
             let _ = self.remove_port(
-                Arc::new(move |pid: PortId, _: &PortMeta| pid == id),
+                Arc::new(move |pid: PortId, m: &PortMeta| {
+                    pid == id && m.attachment.as_deref() == Some(key.as_str())
+                }),
                 format!("port {}", id.0),
             );
             if let Ok(Some(_)) = self.cluster_network(&e.network) {
@@ -545,6 +743,36 @@ impl Server {
         // A TAP that never became a port goes with its queues here.
         drop(e.pending);
     }
+}
+
+/// Where dockerd put an endpoint's TAP, once it moved it into the container: the TAP's name
+/// there, the container's namespace as a path any process can open (`/proc/PID/ns/net` of
+/// its first process: dockerd's sandbox file may be in a mount namespace of dockerd's own),
+/// and that namespace's identity, so a pid taken by another process later is told apart.
+/// The TAP is made persistent then, so it outlives a daemon killed or stopped with
+/// `--keep-ports`. None while the TAP is still in our namespace, or when it cannot be told.
+fn keepable(queues: &mut [TapDevice]) -> Option<(String, String, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let (ifname, ns) = match queues.first()?.whereabouts() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::debug!("docker: where is the TAP? {e}");
+            return None;
+        }
+    };
+    let id = crate::io::netns::identity(&ns)?;
+    let ours = std::fs::metadata("/proc/thread-self/ns/net").ok()?;
+    if (ours.dev(), ours.ino()) == id {
+        return None;
+    }
+    let pid = crate::io::netns::pid_in(id)?;
+    for q in queues.iter_mut() {
+        if let Err(e) = q.set_persistent() {
+            tracing::warn!("docker: {e}");
+            return None;
+        }
+    }
+    Some((ifname, format!("/proc/{pid}/ns/net"), id))
 }
 
 #[cfg(test)]

@@ -12,8 +12,11 @@
 //! gone — is dropped with what is left of it (its address, its claim in etcd, a resolv.conf
 //! written for it, a stale TAP of ours), and the log says why.
 //!
-//! Docker's ports are not recorded: dockerd owns their lifecycle, and they go with the daemon
-//! as before.
+//! Ports the Docker plugin made are recorded too, once dockerd has moved them into the
+//! container (their namespace is then named by the container's pid: /proc/PID/ns/net, since
+//! dockerd's sandbox files may live in a mount namespace of its own), and the plugin's
+//! networks, addresses and endpoints are kept beside the records (server/docker.rs), so a
+//! Leave or DeleteEndpoint from dockerd after the restart finds its port.
 //!
 //! Runs on the control actor (and on vswitchd's main thread before the actor starts).
 
@@ -57,6 +60,11 @@ impl Server {
             pending: Vec::new(),
         });
         self
+    }
+
+    /// Where records go, when this daemon keeps them.
+    pub(super) fn state_store(&self) -> Option<&PortState> {
+        self.restart.as_ref().map(|r| &r.state)
     }
 
     /// Records a port just attached (after its resolv.conf was written, which it includes).
@@ -123,6 +131,8 @@ impl Server {
     /// once, before the control socket is served.
     pub fn adopt_saved_ports(&mut self) -> Adoption {
         let mut out = Adoption::default();
+        // The Docker plugin's networks first: its ports' records need them.
+        self.restore_docker();
         let Some(r) = &self.restart else {
             return out;
         };
