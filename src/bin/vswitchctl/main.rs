@@ -5,21 +5,21 @@
 //! daemon cannot be reached or refuses the request.
 
 use clap::{Parser, Subcommand};
-use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vswitch::control::api::{
-    FdbEntryInfo, NeighEntryInfo, NetworkInfo, PeerInfo, PortInfo, Request, Response, SaInfo,
-    ShowWhat, Stats,
-};
+use vswitch::control::api::{Request, ShowWhat};
 use vswitch::control::config::DEFAULT_CONTROL_SOCKET;
 use vswitch::control::{client, render};
-use vswitch::crypto::{keyfile, wireshark};
-use vswitch::wire::MacAddr;
+use vswitch::crypto::keyfile;
 
+mod args;
 mod doctor;
 mod network;
+mod show;
+
+use args::{parse_host_addr, parse_host_cidr, parse_ifname, parse_mac, parse_name, LimitArgs};
+use show::{print, typed, Output};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -304,143 +304,6 @@ destination; if it knows none, the trace is of the ARP request the sender would 
     },
 }
 
-fn parse_name(s: &str) -> Result<String, String> {
-    if s.trim().is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(s.to_string())
-    }
-}
-
-/// Linux's own rule (dev_valid_name): 1..=15 bytes, not "." or "..", no '/', ':' or whitespace.
-fn parse_ifname(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if s.len() > 15 {
-        return Err(format!(
-            "{s:?} is {} bytes long; Linux interface names have at most 15",
-            s.len()
-        ));
-    }
-    if s == "." || s == ".." || s.contains(['/', ':']) || s.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "{s:?} is not a valid interface name (no '/', ':', spaces, \".\" or \"..\")"
-        ));
-    }
-    Ok(s.to_string())
-}
-
-fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
-    let ip: Ipv4Addr = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address (expected e.g. 10.0.9.2)"))?;
-    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
-        return Err(format!(
-            "{ip} is not a unicast address; give the container's own address"
-        ));
-    }
-    Ok(ip)
-}
-
-/// ADDR/PREFIX of a host: the prefix is required and the address may not be the subnet's network
-/// or broadcast address.
-fn parse_host_cidr(s: &str) -> Result<String, String> {
-    let Some((addr, prefix)) = s.split_once('/') else {
-        return Err(format!(
-            "{s:?} has no prefix length: give ADDR/PREFIX, e.g. {s}/24"
-        ));
-    };
-    let ip = parse_ipv4(addr)?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| format!("prefix length {prefix:?} is not a number from 0 to 32"))?;
-    let net = Ipv4Net::new(ip, prefix).map_err(|e| e.to_string())?;
-    if prefix <= 30 {
-        if ip == net.network() {
-            return Err(format!(
-                "{ip} is the network address of {}; pick a host address such as {}/{prefix}",
-                net.trunc(),
-                Ipv4Addr::from(u32::from(ip) + 1)
-            ));
-        }
-        if ip == net.broadcast() {
-            return Err(format!(
-                "{ip} is the broadcast address of {}; pick a host address",
-                net.trunc()
-            ));
-        }
-    }
-    Ok(format!("{ip}/{prefix}"))
-}
-
-/// ADDR or ADDR/PREFIX.
-fn parse_host_addr(s: &str) -> Result<String, String> {
-    if s.contains('/') {
-        parse_host_cidr(s)
-    } else {
-        parse_ipv4(s).map(|ip| ip.to_string())
-    }
-}
-
-fn parse_mac(s: &str) -> Result<String, String> {
-    let mac: MacAddr = s.parse().map_err(|e| format!("{e}"))?;
-    if mac.is_multicast() {
-        return Err(format!(
-            "{mac} is a multicast address (lowest bit of the first octet set); an interface \
-             needs a unicast MAC such as 02:42:0a:00:09:02"
-        ));
-    }
-    if mac == MacAddr::ZERO {
-        return Err("00:00:00:00:00:00 is not a usable MAC".into());
-    }
-    Ok(mac.to_string())
-}
-
-/// How to print the daemon's answer.
-enum Output {
-    Attached { json: bool },
-    Detached { what: String, json: bool },
-    Show { what: ShowWhat, json: bool },
-    Trace { json: bool },
-    Reloaded { json: bool },
-    Stopped,
-    Wireshark,
-    Network(network::Output),
-}
-
-/// The port's own limits (crate::switch::limits), over its network's and the daemon's.
-#[derive(clap::Args, Debug, Clone, Default)]
-#[command(
-    next_help_heading = "Port limits (default: the network's port_limits, else [port_limits] in node.toml, else 64 MACs and 1000 frames/s)"
-)]
-struct LimitArgs {
-    /// At most N MACs learned at this port: frames from further source MACs are dropped and
-    /// counted (port_mac_limit); 0: no cap. A port with port security learns none (its
-    /// station is known)
-    #[arg(long, value_name = "N")]
-    max_macs: Option<u32>,
-    /// At most N broadcast, multicast and unknown-unicast frames a second flooded from this
-    /// port; more are dropped and counted (bum_rate_limited); 0: no cap
-    #[arg(long, value_name = "N")]
-    bum_rate: Option<u32>,
-    /// Frames a quiet port may flood at once [default: --bum-rate, one second's worth]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    bum_burst: Option<u32>,
-}
-
-impl From<LimitArgs> for vswitch::switch::LimitSettings {
-    fn from(a: LimitArgs) -> Self {
-        vswitch::switch::LimitSettings {
-            max_macs: a.max_macs,
-            bum_rate: a.bum_rate,
-            bum_burst: a.bum_burst,
-        }
-    }
-}
-
 fn request(cmd: Command) -> (Request, Output) {
     match cmd {
         Command::AttachNamespace {
@@ -567,110 +430,6 @@ fn request(cmd: Command) -> (Request, Output) {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
-    serde_json::from_value(v)
-        .map_err(|e| format!("vswitchd sent a result this vswitchctl does not understand: {e}"))
-}
-
-fn pretty(v: &serde_json::Value) -> String {
-    // Printing a Value cannot fail; keys come out sorted, so the output is stable.
-    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
-}
-
-fn print(resp: Response, out: Output) -> Result<String, String> {
-    let result = resp.result.unwrap_or(serde_json::Value::Null);
-    Ok(match out {
-        Output::Attached { json: true }
-        | Output::Detached { json: true, .. }
-        | Output::Show { json: true, .. }
-        | Output::Trace { json: true }
-        | Output::Reloaded { json: true } => pretty(&result),
-        Output::Reloaded { json: false } => {
-            let changes: Vec<&str> = result["changes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.as_str())
-                .collect();
-            if changes.is_empty() {
-                "reloaded: nothing changed\n".to_string()
-            } else {
-                format!("reloaded:\n  {}\n", changes.join("\n  "))
-            }
-        }
-        Output::Trace { json: false } => render_trace(&result),
-        Output::Stopped => {
-            let ports = result["ports"].as_u64().unwrap_or(0);
-            if result["keep_ports"].as_bool().unwrap_or(false) {
-                format!("vswitchd stopped; {ports} port(s) kept in place for the next vswitchd\n")
-            } else {
-                format!("vswitchd stopped; {ports} port(s) removed\n")
-            }
-        }
-        Output::Network(out) => network::print(result, out)?,
-        Output::Wireshark => typed::<Vec<SaInfo>>(result)?
-            .iter()
-            .filter_map(|sa| {
-                let material = hex_bytes(sa.key.as_deref()?)?;
-                let key: [u8; 32] = material.get(..32)?.try_into().ok()?;
-                let salt: [u8; 4] = material.get(32..36)?.try_into().ok()?;
-                let src = sa.src.parse().ok()?;
-                let dst = sa.dst.parse().ok()?;
-                Some(wireshark::uat_line(src, dst, sa.spi, &key, &salt) + "\n")
-            })
-            .collect(),
-        Output::Attached { json: false } => render::render_attached(&typed::<PortInfo>(result)?),
-        Output::Detached { what, json: false } => format!("detached {what}\n"),
-        Output::Show { what, json: false } => match what {
-            ShowWhat::Networks => render::render_networks(&typed::<Vec<NetworkInfo>>(result)?),
-            ShowWhat::Ports => render::render_ports(&typed::<Vec<PortInfo>>(result)?),
-            ShowWhat::Fdb => render::render_fdb(&typed::<Vec<FdbEntryInfo>>(result)?),
-            ShowWhat::Neigh => render::render_neigh(&typed::<Vec<NeighEntryInfo>>(result)?),
-            ShowWhat::Peers => render::render_peers(&typed::<Vec<PeerInfo>>(result)?),
-            ShowWhat::Stats => render::render_stats(&typed::<Stats>(result)?),
-            ShowWhat::Sa => render::render_sa(&typed::<Vec<SaInfo>>(result)?),
-        },
-    })
-}
-
-/// A trace, one step a line, then the verdict.
-fn render_trace(v: &serde_json::Value) -> String {
-    let mut out = String::new();
-    for s in v["steps"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "{:<12} {}\n",
-            s["step"].as_str().unwrap_or(""),
-            s["detail"].as_str().unwrap_or("")
-        ));
-    }
-    let outputs: Vec<&str> = v["outputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o.as_str())
-        .collect();
-    out.push_str(&format!(
-        "{:<12} {}",
-        "verdict",
-        v["verdict"].as_str().unwrap_or("?")
-    ));
-    if let Some(r) = v["drop_reason"].as_str() {
-        out.push_str(&format!(" ({r})"));
-    }
-    if !outputs.is_empty() {
-        out.push_str(&format!(": {}", outputs.join(", ")));
-    }
-    out.push('\n');
-    out
-}
-
-fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// `gen-key`: needs no daemon.
 fn gen_key(out: Option<PathBuf>) -> ExitCode {
     let key = keyfile::generate_key_hex() + "\n";
@@ -791,40 +550,5 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn host_cidr() {
-        assert_eq!(parse_host_cidr("10.0.9.2/24").unwrap(), "10.0.9.2/24");
-        assert_eq!(parse_host_cidr("10.0.9.0/31").unwrap(), "10.0.9.0/31");
-        assert!(parse_host_cidr("10.0.9.2")
-            .unwrap_err()
-            .contains("no prefix length"));
-        assert!(parse_host_cidr("10.0.9.2/33")
-            .unwrap_err()
-            .contains("0 to 32"));
-        assert!(parse_host_cidr("10.0.9.300/24")
-            .unwrap_err()
-            .contains("not an IPv4 address"));
-        assert!(parse_host_cidr("10.0.9.0/24")
-            .unwrap_err()
-            .contains("network address of 10.0.9.0/24; pick a host address such as 10.0.9.1/24"));
-        assert!(parse_host_cidr("10.0.9.255/24")
-            .unwrap_err()
-            .contains("broadcast address"));
-        assert_eq!(parse_host_addr("10.0.9.4").unwrap(), "10.0.9.4");
-    }
-
-    #[test]
-    fn macs_and_names() {
-        assert_eq!(parse_mac("02:42:0A:00:09:02").unwrap(), "02:42:0a:00:09:02");
-        assert!(parse_mac("03:42:0a:00:09:02")
-            .unwrap_err()
-            .contains("multicast"));
-        assert!(parse_mac("02:42").is_err());
-        assert!(parse_ifname("eth0").is_ok());
-        assert!(parse_ifname("a-very-long-name0").is_err());
-        assert!(parse_ifname("a/b").is_err());
-        assert!(parse_name(" ").is_err());
     }
 }

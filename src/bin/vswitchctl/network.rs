@@ -1,6 +1,7 @@
 //! `vswitchctl network ...`: networks made once for the whole cluster (crate::cluster).
 
-use super::{parse_name, pretty, typed};
+use super::args::parse_name;
+use super::show::{pretty, typed};
 use clap::Subcommand;
 use vswitch::control::api::{ClusterNetworkInfo, NetworkList, Request};
 use vswitch::control::render::cluster::{render_network_inspect, render_network_ls};
