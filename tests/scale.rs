@@ -7,7 +7,10 @@
 //! - a container's own IPv6 chatter (MLD reports, router solicitations, duplicate address
 //!   detection) and the switch's announcement of it are not copied to the other ports: the
 //!   ports' transmit counters stay at zero while `mld` and `router_solicitation` count, and
-//!   IPv6 neighbour discovery between two containers still works.
+//!   IPv6 neighbour discovery between two containers still works;
+//! - a detach answers once the container's interface is gone, so the same name can be attached
+//!   again at once, and a plain stop removes every interface (the kernel's slow part of
+//!   removing a device runs on the reaper threads, many at once: crate::dataplane::reaper).
 
 mod common;
 
@@ -156,6 +159,81 @@ fn a_daemon_under_a_low_fd_limit_raises_it_and_holds_more_ports_than_it_allowed(
         assert!(!out.status.success(), "eth0 still in {ns} after detach");
     }
     assert_eq!(settled_fds(pid), during - 10);
+}
+
+/// The address of the `i`-th container of a WIDE network.
+fn wide_ip(i: usize) -> String {
+    format!("10.0.{}.{}", (i + 2) >> 8, (i + 2) & 255)
+}
+
+#[test]
+fn a_detached_container_can_be_attached_again_at_once_and_a_stop_removes_every_interface() {
+    const N: usize = 24;
+    let mut tb = Testbed::new(&prefix("re"), bins()).unwrap();
+    step!(tb, tb.add_hosts(1));
+    step!(tb, tb.write_config(0, &[WIDE], ""));
+    step!(tb, tb.start_daemon(0));
+    let idx: Vec<usize> = (0..N)
+        .map(|i| {
+            let ip = format!("{}/16", wide_ip(i));
+            step!(tb, tb.add_container(0, &format!("c{i}"), "blue", &ip))
+        })
+        .collect();
+    // Each container detached and attached again straight away, as a runtime restarting a
+    // container in the same namespace does: when detach answers, eth0 is gone and its name
+    // free, while the kernel may still be finishing the old device's removal.
+    for (i, &k) in idx.iter().enumerate() {
+        let ns = tb.container(k).name.clone();
+        let ip = format!("{}/16", wide_ip(i));
+        step!(
+            tb,
+            tb.hosts[0].ctl(
+                &tb.bins,
+                &["detach-namespace", "--network", "blue", "--netns", &ns]
+            )
+        );
+        let out = tb.container(k).try_exec(&["ip", "link", "show", "eth0"]);
+        assert!(!out.status.success(), "eth0 still in {ns} after detach");
+        step!(
+            tb,
+            tb.hosts[0].ctl(
+                &tb.bins,
+                &[
+                    "attach-namespace",
+                    "--network",
+                    "blue",
+                    "--netns",
+                    &ns,
+                    "--ip",
+                    &ip
+                ]
+            )
+        );
+    }
+    let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
+    assert_eq!(ports.as_array().unwrap().len(), N, "{ports}");
+    assert_eq!(
+        ping(tb.container(idx[0]), &wide_ip(N - 1), 2, &[]),
+        (2, 2),
+        "{}",
+        tb.logs()
+    );
+
+    // A plain stop removes every container's interface before the daemon exits.
+    let status = tb.hosts[0].daemon.as_mut().unwrap().stop().unwrap();
+    assert!(
+        status.success(),
+        "vswitchd exited with {status}\n{}",
+        tb.logs()
+    );
+    for &k in &idx {
+        let out = tb.container(k).try_exec(&["ip", "link", "show", "eth0"]);
+        assert!(
+            !out.status.success(),
+            "eth0 of {} survived the daemon",
+            tb.container(k).name
+        );
+    }
 }
 
 /// The IPv6 link-local address Linux gives an interface with this MAC (RFC 4291 §2.5.1).

@@ -554,6 +554,17 @@ fn run(args: Args) -> Result<()> {
     for t in threads {
         let _ = t.join();
     }
+    // The workers handed every port's device to the reaper, which closes them in parallel:
+    // the interfaces are gone (or, kept, let go) once it is done. Waited for, so that a TAP
+    // made persistent is never left behind by a plain stop.
+    let closing = vswitch::dataplane::reaper::pending();
+    if !vswitch::dataplane::reaper::flush(std::time::Duration::from_secs(300)) {
+        tracing::warn!(
+            closing,
+            left = vswitch::dataplane::reaper::pending(),
+            "ports still closing after 300 s"
+        );
+    }
     if !keep {
         resolv_files.remove_all();
         if let Err(e) = port_state.clear() {

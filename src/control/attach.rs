@@ -215,6 +215,56 @@ fn open_tap_queues(
     Ok(taps)
 }
 
+/// Waits until no interface is called `ifname` in network namespace `netns`, at most `limit`:
+/// `Ok(true)` once it is gone, `Ok(false)` when it is still there at the deadline. A removed
+/// port's TAP leaves its namespace's list early in its close (under rtnl, before the RCU waits
+/// that make most of the close, crate::dataplane::reaper), so this answers a detach long before
+/// the close ends, and the name is free again for the next attach. Refused when `netns` cannot
+/// be opened (the namespace went, and its interfaces with it) or is no longer the namespace
+/// `identity` (device, inode) names: a /proc/PID path whose process ended.
+pub fn wait_interface_gone(
+    netns: &str,
+    identity: Option<(u64, u64)>,
+    ifname: &str,
+    limit: std::time::Duration,
+) -> Result<bool, AttachError> {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+    let ns = std::fs::File::from(open_netns(netns).map_err(AttachError::Netns)?);
+    if let Some(want) = identity {
+        let st = ns
+            .metadata()
+            .map_err(|e| step(format!("examining netns {netns}"))(IoError::sys("fstat", e)))?;
+        if (st.dev(), st.ino()) != want {
+            return Err(AttachError::Invalid(format!(
+                "{netns} is another network namespace than the one attached"
+            )));
+        }
+    }
+    let deadline = Instant::now() + limit;
+    run_in_netns(&ns, || {
+        let mut nl = Netlink::open().map_err(step(format!("opening netlink in netns {netns}")))?;
+        // Most interfaces are gone after a few milliseconds: look often at first.
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let there = nl
+                .link_index(ifname)
+                .map_err(step(format!("looking up {ifname} in netns {netns}")))?;
+            if there.is_none() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    })
+    .map_err(AttachError::Netns)
+    .and_then(|r| r)
+}
+
 /// The MAC of `ifname` in our network namespace.
 pub fn interface_mac(ifname: &str) -> Result<MacAddr, AttachError> {
     let mut nl = Netlink::open().map_err(step("opening netlink"))?;

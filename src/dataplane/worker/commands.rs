@@ -108,7 +108,7 @@ impl Worker {
                 .deregister(&mut SourceFd(&port.device.fd()));
         }
         tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
-        crate::dataplane::port::reaper::reap(port.device);
+        crate::dataplane::reaper::reap(id, port.device);
         info
     }
 

@@ -483,9 +483,17 @@ impl Worker {
         Timestamp(self.started.elapsed().as_millis() as u64)
     }
 
-    /// Runs until `Command::Stop`. Dropping the worker afterwards closes every port, which
-    /// removes the TAP devices it made.
+    /// Runs until `Command::Stop`, then hands every port's device to the reaper
+    /// (crate::dataplane::reaper), which closes them all at once: that removes the TAP devices
+    /// it made (vswitchd waits for it with `reaper::flush` before it exits).
     pub fn run(&mut self) {
+        self.serve();
+        for (id, port) in self.ports.drain() {
+            crate::dataplane::reaper::reap(id, port.device);
+        }
+    }
+
+    fn serve(&mut self) {
         let mut events = Events::with_capacity(256);
         let mut last_expire = self.now();
         let mut ready: Vec<Token> = Vec::with_capacity(256);
