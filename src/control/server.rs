@@ -107,6 +107,8 @@ struct PortRules {
 pub struct Server {
     workers: Workers,
     next_port: u32,
+    /// Ports were removed since the allocator last gave memory back (crate::io::give_back_memory).
+    trim_due: bool,
     /// How containers' TAP devices are opened (offloads on or off).
     tap_options: crate::io::TapOptions,
     /// How attached interfaces' packet sockets receive.
@@ -143,6 +145,7 @@ impl Server {
         Server {
             workers,
             next_port: 1,
+            trim_due: false,
             tap_options,
             packet_rx: crate::io::RxMode::default(),
             topology: (*published.load()).clone(),
@@ -256,6 +259,8 @@ impl Server {
         std::thread::Builder::new()
             .name("vswitch-control".into())
             .spawn(move || loop {
+                // A while after the last of a burst of detaches, memory goes back to the system.
+                let quiet = if self.trim_due { TRIM_AFTER } else { Duration::from_secs(3600) };
                 crossbeam_channel::select! {
                     recv(rx) -> m => match m {
                         // Probing takes seconds: doctor answers from a thread of its own.
@@ -271,6 +276,9 @@ impl Server {
                         if let Some(v) = newest {
                             self.apply_view(v);
                         }
+                    },
+                    default(quiet) => if std::mem::take(&mut self.trim_due) {
+                        crate::io::give_back_memory();
                     },
                 }
             })?;
@@ -449,6 +457,7 @@ impl Server {
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
         wait_port_gone(&row);
+        self.trim_due = true;
         let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
         self.resolv.remove(row.id.0);
         self.forget_port(row.id);
@@ -795,6 +804,10 @@ fn netns_label(spec: &str) -> String {
         spec.to_string()
     }
 }
+
+/// How long the control actor waits, after removing ports, for no request to come before it
+/// gives freed memory back.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Waits, at most 10 s, until the port the workers just let go of is gone, so that a detach
 /// answers once its interface has left: for a container's TAP, until no interface of its name

@@ -101,6 +101,7 @@ impl Worker {
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<PortRow> {
         let info = self.port_row(id);
         let port = self.ports.remove(&id)?;
+        crate::switch::shrink_sparse(&mut self.ports);
         if port.read {
             let _ = self
                 .poll
