@@ -4,8 +4,9 @@
 //!
 //! - vswitchd started under a low open-file soft limit raises it to the hard limit, and then
 //!   holds more ports than the low limit would allow, one fd per port with two workers;
-//! - a container's own IPv6 chatter (MLD reports, router solicitations, duplicate address
-//!   detection) and the switch's announcement of it are not copied to the other ports: the
+//! - a container's own IPv6 chatter (MLD reports, router solicitations, which vswitchd turns
+//!   off in the container, duplicate address detection) and the switch's announcement of it
+//!   are not copied to the other ports: the
 //!   ports' transmit counters stay at zero while `mld` and `router_solicitation` count, and
 //!   IPv6 neighbour discovery between two containers still works;
 //! - a detach answers once the container's interface is gone, so the same name can be attached
@@ -266,8 +267,25 @@ fn a_containers_ipv6_chatter_is_not_copied_to_the_other_ports() {
         names.push(format!("{}/eth0", tb.container(k).name));
         idx.push(k);
     }
-    // Every container joins its groups (MLD reports) at once and, after duplicate address
-    // detection of its link-local address, solicits routers.
+    // vswitchd turned router solicitations off in each container (no router answers on its
+    // networks); a container that turns them on again, as here, solicits routers once its
+    // link-local address passed duplicate address detection. Every container joins its
+    // groups (MLD reports) when its link comes up.
+    for &k in &idx {
+        let c = tb.container(k);
+        let rs = c.exec(&["sysctl", "-n", "net.ipv6.conf.eth0.router_solicitations"]);
+        let rs = String::from_utf8_lossy(&step!(tb, rs).stdout)
+            .trim()
+            .to_string();
+        assert_eq!(rs, "0", "router solicitations in {}", c.name);
+        for cmd in [
+            &["sysctl", "-qw", "net.ipv6.conf.eth0.router_solicitations=1"][..],
+            &["ip", "link", "set", "eth0", "down"],
+            &["ip", "link", "set", "eth0", "up"],
+        ] {
+            step!(tb, c.exec(cmd));
+        }
+    }
     let stats = || tb.hosts[0].show_json(&tb.bins, "stats").unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || {
