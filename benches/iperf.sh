@@ -26,7 +26,7 @@
 #                         lines), verbatim; repeat it, or pass several lines in one string
 #                         (e.g. 'mtu = 1400')
 #   --node-config STR     TOML lines appended to the [node] table of every vswitchd config
-#                         (e.g. 'workers = 1'; the default, 0, runs one worker per core)
+#                         (e.g. 'workers = 1'; the default, 0, runs half the cores' worth of workers)
 #   --metrics LIST        measure only these, comma-separated, of tcp1 (with the CPU figure),
 #                         tcp4, udp, ping and busyping (default: all five), to look at one
 #                         figure quickly

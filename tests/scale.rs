@@ -4,10 +4,14 @@
 //!
 //! - vswitchd started under a low open-file soft limit raises it to the hard limit, and then
 //!   holds more ports than the low limit would allow, one fd per port with two workers;
-//! - a container's own IPv6 chatter (MLD reports, router solicitations, duplicate address
-//!   detection) and the switch's announcement of it are not copied to the other ports: the
+//! - a container's own IPv6 chatter (MLD reports, router solicitations, which vswitchd turns
+//!   off in the container, duplicate address detection) and the switch's announcement of it
+//!   are not copied to the other ports: the
 //!   ports' transmit counters stay at zero while `mld` and `router_solicitation` count, and
-//!   IPv6 neighbour discovery between two containers still works.
+//!   IPv6 neighbour discovery between two containers still works;
+//! - a detach answers once the container's interface is gone, so the same name can be attached
+//!   again at once, and a plain stop removes every interface (the kernel's slow part of
+//!   removing a device runs on the reaper threads, many at once: crate::dataplane::reaper).
 
 mod common;
 
@@ -158,6 +162,81 @@ fn a_daemon_under_a_low_fd_limit_raises_it_and_holds_more_ports_than_it_allowed(
     assert_eq!(settled_fds(pid), during - 10);
 }
 
+/// The address of the `i`-th container of a WIDE network.
+fn wide_ip(i: usize) -> String {
+    format!("10.0.{}.{}", (i + 2) >> 8, (i + 2) & 255)
+}
+
+#[test]
+fn a_detached_container_can_be_attached_again_at_once_and_a_stop_removes_every_interface() {
+    const N: usize = 24;
+    let mut tb = Testbed::new(&prefix("re"), bins()).unwrap();
+    step!(tb, tb.add_hosts(1));
+    step!(tb, tb.write_config(0, &[WIDE], ""));
+    step!(tb, tb.start_daemon(0));
+    let idx: Vec<usize> = (0..N)
+        .map(|i| {
+            let ip = format!("{}/16", wide_ip(i));
+            step!(tb, tb.add_container(0, &format!("c{i}"), "blue", &ip))
+        })
+        .collect();
+    // Each container detached and attached again straight away, as a runtime restarting a
+    // container in the same namespace does: when detach answers, eth0 is gone and its name
+    // free, while the kernel may still be finishing the old device's removal.
+    for (i, &k) in idx.iter().enumerate() {
+        let ns = tb.container(k).name.clone();
+        let ip = format!("{}/16", wide_ip(i));
+        step!(
+            tb,
+            tb.hosts[0].ctl(
+                &tb.bins,
+                &["detach-namespace", "--network", "blue", "--netns", &ns]
+            )
+        );
+        let out = tb.container(k).try_exec(&["ip", "link", "show", "eth0"]);
+        assert!(!out.status.success(), "eth0 still in {ns} after detach");
+        step!(
+            tb,
+            tb.hosts[0].ctl(
+                &tb.bins,
+                &[
+                    "attach-namespace",
+                    "--network",
+                    "blue",
+                    "--netns",
+                    &ns,
+                    "--ip",
+                    &ip
+                ]
+            )
+        );
+    }
+    let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
+    assert_eq!(ports.as_array().unwrap().len(), N, "{ports}");
+    assert_eq!(
+        ping(tb.container(idx[0]), &wide_ip(N - 1), 2, &[]),
+        (2, 2),
+        "{}",
+        tb.logs()
+    );
+
+    // A plain stop removes every container's interface before the daemon exits.
+    let status = tb.hosts[0].daemon.as_mut().unwrap().stop().unwrap();
+    assert!(
+        status.success(),
+        "vswitchd exited with {status}\n{}",
+        tb.logs()
+    );
+    for &k in &idx {
+        let out = tb.container(k).try_exec(&["ip", "link", "show", "eth0"]);
+        assert!(
+            !out.status.success(),
+            "eth0 of {} survived the daemon",
+            tb.container(k).name
+        );
+    }
+}
+
 /// The IPv6 link-local address Linux gives an interface with this MAC (RFC 4291 §2.5.1).
 fn link_local(mac: &str) -> String {
     let b: Vec<u8> = mac
@@ -188,8 +267,25 @@ fn a_containers_ipv6_chatter_is_not_copied_to_the_other_ports() {
         names.push(format!("{}/eth0", tb.container(k).name));
         idx.push(k);
     }
-    // Every container joins its groups (MLD reports) at once and, after duplicate address
-    // detection of its link-local address, solicits routers.
+    // vswitchd turned router solicitations off in each container (no router answers on its
+    // networks); a container that turns them on again, as here, solicits routers once its
+    // link-local address passed duplicate address detection. Every container joins its
+    // groups (MLD reports) when its link comes up.
+    for &k in &idx {
+        let c = tb.container(k);
+        let rs = c.exec(&["sysctl", "-n", "net.ipv6.conf.eth0.router_solicitations"]);
+        let rs = String::from_utf8_lossy(&step!(tb, rs).stdout)
+            .trim()
+            .to_string();
+        assert_eq!(rs, "0", "router solicitations in {}", c.name);
+        for cmd in [
+            &["sysctl", "-qw", "net.ipv6.conf.eth0.router_solicitations=1"][..],
+            &["ip", "link", "set", "eth0", "down"],
+            &["ip", "link", "set", "eth0", "up"],
+        ] {
+            step!(tb, c.exec(cmd));
+        }
+    }
     let stats = || tb.hosts[0].show_json(&tb.bins, "stats").unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || {

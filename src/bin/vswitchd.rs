@@ -34,6 +34,7 @@ VSWITCH_BUSY_POLL_US=N      poll N us after traffic before sleeping, unless the 
 VSWITCH_BUSY_POLL=MODE      auto: spin while a core is idle (default); spin: whatever else runs;\n                              kernel: epoll/SO_BUSY_POLL busy-polling (Linux 6.9)\n  \
 VSWITCH_PIN_WORKERS=off     leave several workers to the scheduler rather than one per core\n  \
 VSWITCH_WORKER_SLICE_US=N   scheduler time slice the workers ask for (default 0: the kernel's)\n  \
+VSWITCH_WORKER_NICE=N       nice value of the worker threads (default -20: a frame preempts a\n                              CPU-bound container at once, as softirq does; 0: the process's)\n  \
 VSWITCH_TAP_NAPI=on         write to containers' TAPs through NAPI (off by default)\n  \
 VSWITCH_AF_PACKET_RING=off  attached interfaces: recvmsg per frame, no 1 ms ring block wait\n\n\
 See config/reference.toml for every key; `vswitchctl show stats` for what the switch did."
@@ -269,6 +270,25 @@ fn worker_slice() -> Option<std::time::Duration> {
     (us > 0).then(|| std::time::Duration::from_micros(us))
 }
 
+/// The nice value of the workers' threads: VSWITCH_WORKER_NICE, default -20. On a host whose
+/// containers keep the cores busy, a worker woken by a frame then takes the core from them at
+/// once, as the kernel's own softirq would, instead of queueing behind them. Measured with
+/// benches/iperf.sh on a 2-vCPU VM (one run, alternately, medians of 3): ping on a busy host
+/// with workers = 1, p99 0.29 and 0.39 ms at -20 against 4.05 and 55 ms at 0. A worker only
+/// runs when there is traffic, and under a flood it still shares the core by weight.
+fn worker_nice() -> Result<i32> {
+    let Ok(v) = std::env::var("VSWITCH_WORKER_NICE") else {
+        return Ok(-20);
+    };
+    let nice = v
+        .parse::<i32>()
+        .ok()
+        .filter(|n| (-20..=19).contains(n))
+        .with_context(|| format!("VSWITCH_WORKER_NICE={v:?}: expected a nice value, -20 to 19"))?;
+    tracing::info!(nice, "workers' nice value (VSWITCH_WORKER_NICE)");
+    Ok(nice)
+}
+
 /// How the workers poll after traffic: VSWITCH_BUSY_POLL=auto (default), spin or kernel
 /// (dataplane::busy_poll::Mode).
 fn busy_poll_mode() -> Result<dataplane::busy_poll::Mode> {
@@ -351,7 +371,7 @@ fn run(args: Args) -> Result<()> {
     }
     let cpus = vswitch::io::cpu::allowed_cpus();
     let workers = match cfg.node.workers {
-        0 => cpus.len().max(1),
+        0 => vswitch::io::cpu::default_workers(cpus.len()),
         n => n as usize,
     };
     if workers > cpus.len().max(1) {
@@ -416,6 +436,7 @@ fn run(args: Args) -> Result<()> {
     let busy_poll = busy_poll_window();
     let busy_poll_mode = busy_poll_mode()?;
     let slice = worker_slice();
+    let nice = worker_nice()?;
     // The topology: built here, owned by the control actor from now on, and followed by
     // every worker (crate::switch::topology).
     let published = Published::new(Topology::new(spec.clone()));
@@ -429,6 +450,7 @@ fn run(args: Args) -> Result<()> {
         worker.follow(published.clone());
         worker.set_busy_poll(busy_poll, busy_poll_mode);
         worker.set_slice(slice);
+        worker.set_nice(nice);
         worker.set_dns_upstream(dns_upstream.clone());
         worker.set_node_name(&cfg.node.name);
         built.push(worker);
@@ -594,6 +616,17 @@ fn run(args: Args) -> Result<()> {
     handle.stop();
     for t in threads {
         let _ = t.join();
+    }
+    // The workers handed every port's device to the reaper, which closes them in parallel:
+    // the interfaces are gone (or, kept, let go) once it is done. Waited for, so that a TAP
+    // made persistent is never left behind by a plain stop.
+    let closing = vswitch::dataplane::reaper::pending();
+    if !vswitch::dataplane::reaper::flush(std::time::Duration::from_secs(300)) {
+        tracing::warn!(
+            closing,
+            left = vswitch::dataplane::reaper::pending(),
+            "ports still closing after 300 s"
+        );
     }
     if !keep {
         resolv_files.remove_all();

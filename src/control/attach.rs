@@ -119,6 +119,15 @@ fn configure_in_netns(
         .link_index(ifname)
         .map_err(in_ns(&format!("looking up new TAP {ifname}")))?
         .ok_or_else(|| AttachError::NoSuchInterface(format!("{ifname} in netns {netns}")))?;
+    // No IPv6 router answers on a vswitch network, so the router solicitations Linux sends
+    // when the link comes up (and repeats with back-off for as long as none answers: one
+    // every 4 s at first, then 8, 16 s... up to an hour) would only wake the switch; thousands
+    // of new containers kept it at 1 % of a core. Off before the link is up, as Docker turns
+    // IPv6 off in the containers of a network without it. A router container's periodic
+    // advertisements still reach everyone.
+    crate::io::set_ipv6_conf(ifname, "router_solicitations", "0").map_err(in_ns(&format!(
+        "turning router solicitations off on {ifname}"
+    )))?;
     nl.configure_link_up(index, req.mac, req.mtu)
         .map_err(in_ns(&format!(
             "setting MTU {} on {ifname} (with MAC {}, up)",
@@ -213,6 +222,56 @@ fn open_tap_queues(
         taps.push(more);
     }
     Ok(taps)
+}
+
+/// Waits until no interface is called `ifname` in network namespace `netns`, at most `limit`:
+/// `Ok(true)` once it is gone, `Ok(false)` when it is still there at the deadline. A removed
+/// port's TAP leaves its namespace's list early in its close (under rtnl, before the RCU waits
+/// that make most of the close, crate::dataplane::reaper), so this answers a detach long before
+/// the close ends, and the name is free again for the next attach. Refused when `netns` cannot
+/// be opened (the namespace went, and its interfaces with it) or is no longer the namespace
+/// `identity` (device, inode) names: a /proc/PID path whose process ended.
+pub fn wait_interface_gone(
+    netns: &str,
+    identity: Option<(u64, u64)>,
+    ifname: &str,
+    limit: std::time::Duration,
+) -> Result<bool, AttachError> {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+    let ns = std::fs::File::from(open_netns(netns).map_err(AttachError::Netns)?);
+    if let Some(want) = identity {
+        let st = ns
+            .metadata()
+            .map_err(|e| step(format!("examining netns {netns}"))(IoError::sys("fstat", e)))?;
+        if (st.dev(), st.ino()) != want {
+            return Err(AttachError::Invalid(format!(
+                "{netns} is another network namespace than the one attached"
+            )));
+        }
+    }
+    let deadline = Instant::now() + limit;
+    run_in_netns(&ns, || {
+        let mut nl = Netlink::open().map_err(step(format!("opening netlink in netns {netns}")))?;
+        // Most interfaces are gone after a few milliseconds: look often at first.
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let there = nl
+                .link_index(ifname)
+                .map_err(step(format!("looking up {ifname} in netns {netns}")))?;
+            if there.is_none() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    })
+    .map_err(AttachError::Netns)
+    .and_then(|r| r)
 }
 
 /// The MAC of `ifname` in our network namespace.

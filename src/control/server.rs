@@ -107,6 +107,8 @@ struct PortRules {
 pub struct Server {
     workers: Workers,
     next_port: u32,
+    /// Ports were removed since the allocator last gave memory back (crate::io::give_back_memory).
+    trim_due: bool,
     /// How containers' TAP devices are opened (offloads on or off).
     tap_options: crate::io::TapOptions,
     /// How attached interfaces' packet sockets receive.
@@ -143,6 +145,7 @@ impl Server {
         Server {
             workers,
             next_port: 1,
+            trim_due: false,
             tap_options,
             packet_rx: crate::io::RxMode::default(),
             topology: (*published.load()).clone(),
@@ -256,6 +259,8 @@ impl Server {
         std::thread::Builder::new()
             .name("vswitch-control".into())
             .spawn(move || loop {
+                // A while after the last of a burst of detaches, memory goes back to the system.
+                let quiet = if self.trim_due { TRIM_AFTER } else { Duration::from_secs(3600) };
                 crossbeam_channel::select! {
                     recv(rx) -> m => match m {
                         // Probing takes seconds: doctor answers from a thread of its own.
@@ -271,6 +276,9 @@ impl Server {
                         if let Some(v) = newest {
                             self.apply_view(v);
                         }
+                    },
+                    default(quiet) => if std::mem::take(&mut self.trim_due) {
+                        crate::io::give_back_memory();
                     },
                 }
             })?;
@@ -451,8 +459,8 @@ impl Server {
             .workers
             .remove_port(select)
             .map_err(|_| format!("{what} is not attached (see `vswitchctl show ports`)"))?;
-        // The workers handed the device to the reaper; the interface is gone once it closed.
-        crate::dataplane::port::reaper::flush(std::time::Duration::from_secs(10));
+        wait_port_gone(&row);
+        self.trim_due = true;
         let _ = self.change_topology(|t| t.remove_port(row.id).map(|_| ()));
         self.resolv.remove(row.id.0);
         self.forget_port(row.id);
@@ -797,6 +805,36 @@ fn netns_label(spec: &str) -> String {
         spec.trim_start_matches("/proc/").replace('/', "-")
     } else {
         spec.to_string()
+    }
+}
+
+/// How long the control actor waits, after removing ports, for no request to come before it
+/// gives freed memory back.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+
+/// Waits, at most 10 s, until the port the workers just let go of is gone, so that a detach
+/// answers once its interface has left: for a container's TAP, until no interface of its name
+/// is left in the container's namespace, which comes early in the kernel's close of the device
+/// (crate::control::attach::wait_interface_gone); the rest of that close goes on on the reaper
+/// while the next detaches are served (crate::dataplane::reaper). For any other port, or a
+/// namespace that went, until the reaper has closed the port's devices.
+fn wait_port_gone(row: &crate::dataplane::view::PortRow) {
+    let limit = std::time::Duration::from_secs(10);
+    let m = &row.meta;
+    if let (Some(netns), "tap") = (&m.netns, m.kind) {
+        match crate::control::attach::wait_interface_gone(netns, m.netns_id, &m.ifname, limit) {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(port = %m.name, ifname = %m.ifname, %netns, "the interface is still there 10 s after its port was removed");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(port = %m.name, "waiting for the port's devices to close: {e}")
+            }
+        }
+    }
+    if !crate::dataplane::reaper::wait(row.id, limit) {
+        tracing::warn!(port = %m.name, "the port's devices are still closing 10 s after its removal");
     }
 }
 

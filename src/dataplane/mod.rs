@@ -7,6 +7,7 @@ pub mod busy_poll;
 pub mod counters;
 pub mod group;
 pub mod port;
+pub mod reaper;
 pub mod sync;
 pub mod view;
 pub mod worker;

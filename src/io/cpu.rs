@@ -77,6 +77,31 @@ pub fn set_current_thread_slice(slice: std::time::Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// The worker count `workers = 0` means: half the cores this process may use, at least one.
+/// The other half is left to the containers: on a host that runs one vswitchd among busy
+/// containers, a worker per core competes with them for every core, and with several workers
+/// a frame from the underlay is often received by another worker than the one that reads its
+/// container's TAP, one more wake-up per round trip. Measured with benches/iperf.sh on a
+/// 2-vCPU VM: ping on a busy host, p99 0.3 ms with one worker against 4.1 to 4.9 ms with two
+/// (both at nice -20), TCP with 4 streams no lower.
+pub fn default_workers(cpus: usize) -> usize {
+    (cpus / 2).max(1)
+}
+
+/// Sets the calling thread's nice value (-20, most favoured, to 19). Lowering it needs
+/// CAP_SYS_NICE, which vswitchd has as root.
+pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority has no memory effects; PRIO_PROCESS with a thread id sets that
+    // thread's nice value on Linux.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +114,29 @@ mod tests {
         std::thread::spawn(move || {
             pin_current_thread(last).unwrap();
             assert_eq!(allowed_cpus(), [last]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn half_the_cores_work_by_default() {
+        assert_eq!(default_workers(0), 1);
+        assert_eq!(default_workers(1), 1);
+        assert_eq!(default_workers(2), 1);
+        assert_eq!(default_workers(3), 1);
+        assert_eq!(default_workers(16), 8);
+    }
+
+    #[test]
+    fn a_thread_may_take_a_nice_value() {
+        std::thread::spawn(|| {
+            set_current_thread_nice(5).unwrap();
+            // SAFETY: getpriority has no memory effects; PRIO_PROCESS with a thread id reads
+            // that thread's nice value on Linux.
+            let nice =
+                unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+            assert_eq!(nice, 5);
         })
         .join()
         .unwrap();

@@ -123,6 +123,32 @@ pub fn ifindex_of(name: &str) -> Result<Option<u32>, IoError> {
     Ok(Some(idx))
 }
 
+/// Sets `net.ipv6.conf.IFNAME.KEY` of the calling thread's network namespace (/proc/sys/net is
+/// the namespace of whoever opens it). `Ok` also when the namespace has no IPv6 (nothing to set).
+pub fn set_ipv6_conf(ifname: &str, key: &str, value: &str) -> Result<(), IoError> {
+    check_ifname(ifname)?;
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
+    match std::fs::write(&path, value) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(IoError::sys(format!("writing {value} to {path}"), e)),
+    }
+}
+
+/// Gives the heap's free memory back to the system. glibc's allocator keeps what threads freed
+/// in its arenas (one per thread that allocated, each worker's included) for later use, so
+/// after thousands of ports went vswitchd's RSS stayed at its peak; `malloc_trim(0)` returns the
+/// free pages of every arena (madvise), not just the top of the main heap. A few milliseconds
+/// once after a burst of detaches, on the control thread
+/// (crate::control::server).
+pub fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks the allocator's own free lists, under its locks.
+        unsafe { libc::malloc_trim(0) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

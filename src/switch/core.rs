@@ -177,6 +177,7 @@ impl Switch {
             }
         }
         self.ports.retain(|id, _| topo.port(*id).is_some());
+        super::shrink_sparse(&mut self.ports);
         for (id, _) in topo.ports() {
             self.ports.entry(*id).or_default();
         }

@@ -26,3 +26,15 @@ pub use ids::{PortId, Timestamp, Vni, VtepAddr};
 pub use limits::{LimitSettings, PortLimits, Rate};
 pub use sync::TableUpdate;
 pub use topology::{NetSecret, NetworkSpec, Published, SwitchSpec, Topology, TopologyError};
+
+/// Gives back a map's room once it holds less than a quarter of what it could: after thousands
+/// of ports went, their tables keep the size of the peak otherwise. Control-side and
+/// per-change only (never per packet: it reallocates); growing again doubles as usual, so a
+/// map that shrinks and grows around one size does not reallocate each time.
+pub(crate) fn shrink_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+) {
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to_fit();
+    }
+}

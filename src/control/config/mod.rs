@@ -165,7 +165,8 @@ pub struct NodeConfig {
     pub underlay_ip: Ipv4Addr,
     pub vxlan_port: u16,
     pub control_socket: PathBuf,
-    /// Number of forwarding workers; 0 means one per available core.
+    /// Number of forwarding workers; 0 means half the available cores, at least one
+    /// (crate::io::cpu::default_workers).
     pub workers: u32,
     /// `None`: detect from the interface holding `underlay_ip` at start.
     pub underlay_mtu: Option<u32>,

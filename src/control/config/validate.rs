@@ -104,7 +104,7 @@ pub(super) fn validate_node(raw: RawNode, p: &mut Problems) -> NodeConfig {
                 0,
                 MAX_WORKERS as i64,
                 "node.workers",
-                "the number of workers (0: one per core)",
+                "the number of workers (0: half the cores)",
                 p,
             )
             .unwrap_or(0)

@@ -101,6 +101,7 @@ impl Worker {
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<PortRow> {
         let info = self.port_row(id);
         let port = self.ports.remove(&id)?;
+        crate::switch::shrink_sparse(&mut self.ports);
         if port.read {
             let _ = self
                 .poll
@@ -108,7 +109,7 @@ impl Worker {
                 .deregister(&mut SourceFd(&port.device.fd()));
         }
         tracing::info!(port = %port.meta.name, ifname = %port.meta.ifname, "port removed");
-        crate::dataplane::port::reaper::reap(port.device);
+        crate::dataplane::reaper::reap(id, port.device);
         info
     }
 

@@ -291,6 +291,8 @@ pub struct Worker {
     busy_poll: BusyPoll,
     /// The scheduler time slice the worker's thread asks for (crate::io::cpu).
     slice: Option<Duration>,
+    /// The nice value the worker's thread takes (0: the process's).
+    nice: i32,
     offload: OffloadCounters,
     /// Links to the other workers' copies of the tables (none when working alone).
     sync: Option<SyncLinks>,
@@ -398,6 +400,7 @@ impl Worker {
             latency: Latency::new(),
             busy_poll: BusyPoll::new(Duration::ZERO),
             slice: None,
+            nice: 0,
             offload: OffloadCounters::default(),
             sync: None,
             upstream: None,
@@ -458,6 +461,12 @@ impl Worker {
         self.slice = slice;
     }
 
+    /// Has the worker's thread take this nice value when it starts: a worker woken by a frame
+    /// then preempts a CPU-bound container at once, as the kernel's softirq would.
+    pub fn set_nice(&mut self, nice: i32) {
+        self.nice = nice;
+    }
+
     /// Makes this worker number `index` of several that share the clock `started` (so table
     /// ages agree) and keep their tables in step over `links`.
     pub fn join_group(&mut self, index: u32, started: Instant, links: Option<SyncLinks>) {
@@ -504,14 +513,36 @@ impl Worker {
         Timestamp(self.started.elapsed().as_millis() as u64)
     }
 
-    /// Runs until `Command::Stop`. Dropping the worker afterwards closes every port, which
-    /// removes the TAP devices it made.
+    /// Runs until `Command::Stop`, then hands every port's device to the reaper
+    /// (crate::dataplane::reaper), which closes them all at once: that removes the TAP devices
+    /// it made (vswitchd waits for it with `reaper::flush` before it exits).
     pub fn run(&mut self) {
+        self.apply_scheduling();
+        self.serve();
+        for (id, port) in self.ports.drain() {
+            crate::dataplane::reaper::reap(id, port.device);
+        }
+    }
+
+    /// The scheduling the worker's thread asks for (set_slice, set_nice) when it starts.
+    fn apply_scheduling(&self) {
         if let Some(slice) = self.slice {
             if let Err(e) = crate::io::cpu::set_current_thread_slice(slice) {
                 tracing::warn!(worker = self.index, "cannot set the scheduler slice: {e}");
             }
         }
+        if self.nice != 0 {
+            if let Err(e) = crate::io::cpu::set_current_thread_nice(self.nice) {
+                tracing::warn!(
+                    worker = self.index,
+                    nice = self.nice,
+                    "cannot set the workers' nice value: {e}"
+                );
+            }
+        }
+    }
+
+    fn serve(&mut self) {
         let mut events = Events::with_capacity(256);
         let mut last_expire = self.now();
         let mut ready: Vec<Token> = Vec::with_capacity(256);

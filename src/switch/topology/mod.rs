@@ -504,7 +504,11 @@ impl Topology {
             if let Some((mac, _)) = port.endpoint {
                 net.remove_endpoint(mac);
             }
+            if net.ports.len() * 4 < net.ports.capacity() {
+                net.ports.shrink_to_fit();
+            }
         }
+        super::shrink_sparse(&mut self.ports);
         Ok(port)
     }
 

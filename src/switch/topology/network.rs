@@ -159,6 +159,9 @@ impl NetworkTopo {
             if self.by_name.get(name.as_str()) == Some(&mac) {
                 self.by_name.remove(name.as_str());
             }
+            crate::switch::shrink_sparse(&mut self.endpoints);
+            crate::switch::shrink_sparse(&mut self.by_ip);
+            crate::switch::shrink_sparse(&mut self.by_name);
         }
     }
 }
