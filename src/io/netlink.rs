@@ -497,22 +497,33 @@ impl Netlink {
         })
     }
 
-    /// Sets MAC and MTU and brings the link up, in one request: the kernel applies the address
-    /// and MTU before the flags (rtnetlink's do_setlink), so the link comes up with both.
-    /// One round trip instead of three on the attach path.
+    /// Names the link `name` (when given), sets MAC and MTU and brings it up, in one request:
+    /// the kernel renames first (the link is still down), then applies the address and MTU,
+    /// then the flags (rtnetlink's do_setlink), so the link comes up with all of them. One
+    /// round trip instead of four on the attach path.
     pub fn configure_link_up(
         &mut self,
         ifindex: u32,
+        name: Option<&str>,
         mac: MacAddr,
         mtu: u32,
     ) -> Result<(), IoError> {
         let flag = libc::IFF_UP as u32;
-        let req = Request::new(RTM_NEWLINK, NLM_F_ACK)
-            .ifinfomsg(ifindex, flag, flag)
+        let mut req = Request::new(RTM_NEWLINK, NLM_F_ACK).ifinfomsg(ifindex, flag, flag);
+        if let Some(name) = name {
+            check_ifname(name)?;
+            req = req.attr_str(IFLA_IFNAME, name);
+        }
+        let req = req
             .attr(IFLA_ADDRESS, mac.as_bytes())
             .attr_u32(IFLA_MTU, mtu);
         self.ack(req, &|| {
-            format!("setting MAC {mac} and MTU {mtu} on interface {ifindex} and bringing it up")
+            let named = name
+                .map(|n| format!("naming interface {ifindex} {n}, "))
+                .unwrap_or_default();
+            format!(
+                "{named}setting MAC {mac} and MTU {mtu} on interface {ifindex} and bringing it up"
+            )
         })
     }
 

@@ -753,18 +753,28 @@ impl Server {
 /// `--keep-ports`. None while the TAP is still in our namespace, or when it cannot be told.
 fn keepable(queues: &mut [TapDevice]) -> Option<(String, String, (u64, u64))> {
     use std::os::unix::fs::MetadataExt;
-    let (ifname, ns) = match queues.first()?.whereabouts() {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::debug!("docker: where is the TAP? {e}");
+    let ours = std::fs::metadata("/proc/thread-self/ns/net").ok()?;
+    // dockerd moves the TAP into the container, then renames it (to eth0, say): a port
+    // recorded between the two would be looked for under the old name after a restart. The
+    // rename follows at once; give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let (ifname, id) = loop {
+        let (ifname, ns) = match queues.first()?.whereabouts() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!("docker: where is the TAP? {e}");
+                return None;
+            }
+        };
+        let id = crate::io::netns::identity(&ns)?;
+        if (ours.dev(), ours.ino()) == id {
             return None;
         }
+        if ifname != queues.first()?.name() || std::time::Instant::now() >= deadline {
+            break (ifname, id);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     };
-    let id = crate::io::netns::identity(&ns)?;
-    let ours = std::fs::metadata("/proc/thread-self/ns/net").ok()?;
-    if (ours.dev(), ours.ino()) == id {
-        return None;
-    }
     let pid = crate::io::netns::pid_in(id)?;
     for q in queues.iter_mut() {
         if let Err(e) = q.set_persistent() {
