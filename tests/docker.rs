@@ -220,6 +220,23 @@ fn create_network(d: &Dockerd, name: &str, ipam: bool, args: &[&str]) -> Result<
     d.cli(&full)
 }
 
+/// Network `green` (10.0.8.0/24, vswitch's IPAM) and a container `db` on it.
+fn run_db_on_green(d: &Dockerd) -> Result<(), String> {
+    create_network(d, "green", true, &["--subnet", "10.0.8.0/24"])?;
+    d.cli(&[
+        "run",
+        "-d",
+        "--network",
+        "green",
+        "--name",
+        "db",
+        "bb:test",
+        "sleep",
+        "600",
+    ])
+    .map(|_| ())
+}
+
 fn inspect(d: &Dockerd, what: &str) -> Value {
     let out = d.cli(&["inspect", what]).unwrap_or_else(|e| panic!("{e}"));
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -458,20 +475,7 @@ fn docker_network_without_a_cluster() {
         let e = create_network(&d, "bad", ipam, &full).unwrap_err();
         assert!(e.contains(why), "{why:?} not in: {e}");
     }
-    if let Err(e) = create_network(&d, "green", true, &["--subnet", "10.0.8.0/24"]) {
-        fail(&tb, &d, e);
-    }
-    if let Err(e) = d.cli(&[
-        "run",
-        "-d",
-        "--network",
-        "green",
-        "--name",
-        "db",
-        "bb:test",
-        "sleep",
-        "600",
-    ]) {
+    if let Err(e) = run_db_on_green(&d) {
         fail(&tb, &d, e);
     }
     if !wait_until(Duration::from_secs(10), || {
@@ -557,20 +561,7 @@ fn docker_containers_keep_their_interface_across_a_restart() {
     if let Err(e) = d.import_busybox() {
         fail(&tb, &d, e);
     }
-    if let Err(e) = create_network(&d, "green", true, &["--subnet", "10.0.8.0/24"]) {
-        fail(&tb, &d, e);
-    }
-    if let Err(e) = d.cli(&[
-        "run",
-        "-d",
-        "--network",
-        "green",
-        "--name",
-        "db",
-        "bb:test",
-        "sleep",
-        "600",
-    ]) {
+    if let Err(e) = run_db_on_green(&d) {
         fail(&tb, &d, e);
     }
     if !wait_until(Duration::from_secs(10), || {
