@@ -237,6 +237,20 @@ fn run_db_on_green(d: &Dockerd) -> Result<(), String> {
     .map(|_| ())
 }
 
+/// Detaches container `c` of host 0 (attached with vswitchctl) from network `green`.
+fn detach_from_green(tb: &Testbed, c: usize) -> Result<String, String> {
+    tb.hosts[0].ctl(
+        &tb.bins,
+        &[
+            "detach-namespace",
+            "--network",
+            "green",
+            "--netns",
+            &tb.container(c).name,
+        ],
+    )
+}
+
 fn inspect(d: &Dockerd, what: &str) -> Value {
     let out = d.cli(&["inspect", what]).unwrap_or_else(|e| panic!("{e}"));
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -499,19 +513,7 @@ fn docker_network_without_a_cluster() {
     if got != sent || sent == 0 {
         fail(&tb, &d, format!("c2 → db.green by name: {got} of {sent}"));
     }
-    step!(
-        tb,
-        tb.hosts[0].ctl(
-            &tb.bins,
-            &[
-                "detach-namespace",
-                "--network",
-                "green",
-                "--netns",
-                &tb.container(c).name
-            ]
-        )
-    );
+    step!(tb, detach_from_green(&tb, c));
     if let Err(e) = d.cli(&["rm", "-f", "db"]) {
         fail(&tb, &d, e);
     }
@@ -635,19 +637,7 @@ fn docker_containers_keep_their_interface_across_a_restart() {
     }) {
         fail(&tb, &d, "db's port or record outlived its container".into());
     }
-    step!(
-        tb,
-        tb.hosts[0].ctl(
-            &tb.bins,
-            &[
-                "detach-namespace",
-                "--network",
-                "green",
-                "--netns",
-                &tb.container(c).name
-            ]
-        )
-    );
+    step!(tb, detach_from_green(&tb, c));
     if let Err(e) = d.cli(&["network", "rm", "green"]) {
         fail(&tb, &d, e);
     }
