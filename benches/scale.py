@@ -208,7 +208,9 @@ def main():
                     help="vswitchd's soft open-file limit at start (default 1024)")
     ap.add_argument("--pairs", type=int, default=20, help="random pairs pinged per checkpoint")
     ap.add_argument("--count", type=int, default=10, help="pings per pair")
-    ap.add_argument("--idle-seconds", type=int, default=20)
+    ap.add_argument("--idle-seconds", type=int, default=20, help="at least 2")
+    ap.add_argument("--cycles", type=int, default=1,
+                    help="attach and detach all ports this many times; RSS after each detach")
     ap.add_argument("--target", default="target/release")
     ap.add_argument("--perf", action="store_true",
                     help="record vswitchd with perf during the attaches (perf.data in the run dir)")
@@ -218,6 +220,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
     n = a.ports
+    a.idle_seconds = max(a.idle_seconds, 2)
     if n < 2 or n > 16000:
         raise SystemExit("--ports must be 2..16000")
     binary = os.path.abspath(os.path.join(a.target, "vswitchd"))
@@ -303,6 +306,14 @@ def main():
             perf = None
         time.sleep(2)
         after = {"rss": d.rss_kib(), "fds": d.fds()}
+        cycles = [(after["rss"], after["fds"])]
+        for _ in range(1, a.cycles):
+            timed_loop(attached, attach)
+            timed_loop(attached, lambda i: d.call("detach-namespace", "--network", "blue",
+                                                  "--netns", container(i), check=False,
+                                                  capture_output=True))
+            time.sleep(2)
+            cycles.append((d.rss_kib(), d.fds()))
 
         ok = len(attached)
         at = sorted(attach_times)
@@ -334,6 +345,9 @@ def main():
         dt = detach_times
         report.append(("detach: total", f"{detach_total:.1f} s, p50 {q(dt, 50):.1f} ms, p99 {q(dt, 99):.1f} ms"
                        + (f", {len(detach_failures)} failed" if detach_failures else "")))
+        if len(cycles) > 1:
+            report.append((f"RSS / fds after each of {len(cycles)} attach+detach cycles",
+                           ", ".join(f"{r / 1024:.1f} MiB / {f}" for r, f in cycles)))
         with open("/proc/loadavg") as f:
             report.append(("load average at end (1/5/15 min)", " ".join(f.read().split()[:3])))
         report.append(("machine", f"{os.cpu_count()} CPUs, {os.uname().release}"))

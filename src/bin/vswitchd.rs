@@ -49,6 +49,7 @@ struct Args {
 }
 
 fn main() {
+    vswitch::io::one_heap();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
