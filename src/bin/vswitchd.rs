@@ -597,6 +597,11 @@ fn run(args: Args) -> Result<()> {
         signal = Some(s);
         break;
     }
+    // Whoever asked for the stop (`vswitchctl shutdown`), or anything just before it, gets
+    // the answer before the control plane goes.
+    if !vswitch::control::server::answered(std::time::Duration::from_secs(2)) {
+        tracing::warn!("stopping with control requests still unanswered after 2 s");
+    }
     let keep = keep_ports.load(std::sync::atomic::Ordering::SeqCst);
     if keep {
         // Persistent TAPs stay when their fds close; their records stay in state_dir.

@@ -28,7 +28,7 @@ mod trace;
 
 pub use error::ControlError;
 pub use restart::Adoption;
-pub use socket::{serve, MAX_CONNECTIONS, MAX_REQUEST, REPLY_DEADLINE, REQUEST_DEADLINE};
+pub use socket::{answered, serve, MAX_CONNECTIONS, MAX_REQUEST, REPLY_DEADLINE, REQUEST_DEADLINE};
 
 use super::api::{self, PeerInfo, PortInfo, Request, Response, ShowWhat};
 use super::views;

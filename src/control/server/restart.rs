@@ -122,23 +122,10 @@ impl Server {
         r.keep_ports.store(keep_ports, Ordering::SeqCst);
         let ports = self.topology.ports().count();
         tracing::info!(keep_ports, ports, "stop requested over the control socket");
-        // The stop is vswitchd's main's SIGTERM path. Signalled at once, main could exit before
-        // this answer reaches the client, which then sees the connection closed without one
-        // (seen in CI once the stop got fast). So the signal follows the answer by a moment.
-        // A stop that waits for in-flight answers would be the better fix.
-        let stop = || {
-            // SAFETY: kill(2) of our own pid; signal_hook's handler in vswitchd's main takes it.
-            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-        };
-        let later = std::thread::Builder::new()
-            .name("vswitch-stop".into())
-            .spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                stop();
-            });
-        if later.is_err() {
-            stop();
-        }
+        // The stop is vswitchd's main's SIGTERM path; main waits for this answer to be written
+        // (socket::answered) before it stops anything.
+        // SAFETY: kill(2) of our own pid; signal_hook's handler in vswitchd's main takes it.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
         Ok(serde_json::json!({ "keep_ports": keep_ports, "ports": ports }))
     }
 

@@ -6,8 +6,8 @@ use super::ControlHandle;
 use crate::control::api::{Request, Response};
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// The longest request line taken; a longer one is refused and the connection closed.
 pub const MAX_REQUEST: usize = 1 << 20;
@@ -17,6 +17,51 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 pub const REPLY_DEADLINE: Duration = Duration::from_secs(5);
 /// Connections served at once; more are answered "busy" at once and closed.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Requests read whose answer is not written yet, over every connection: vswitchd's stop waits
+/// for them (`answered`), so a client that asked for the stop (`vswitchctl shutdown`), or asked
+/// anything just before it, gets its answer rather than a closed connection.
+static IN_FLIGHT: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// One request between being read and its answer being written.
+struct InFlight;
+
+impl InFlight {
+    fn begin() -> InFlight {
+        *IN_FLIGHT.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = IN_FLIGHT.0.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            IN_FLIGHT.1.notify_all();
+        }
+    }
+}
+
+/// Waits until every control request read so far has its answer written (or failed to), at
+/// most `timeout`; false if some were still in flight then. New connections are still taken
+/// meanwhile, so call it once the stop is decided.
+pub fn answered(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut n = IN_FLIGHT.0.lock().unwrap_or_else(|e| e.into_inner());
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        n = IN_FLIGHT
+            .1
+            .wait_timeout(n, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
+}
 
 /// Serves the control socket: every connection on a thread of its own, bounded in size and
 /// time (`MAX_REQUEST`, `REQUEST_DEADLINE`, `REPLY_DEADLINE`, `MAX_CONNECTIONS`), so an idle,
@@ -58,11 +103,11 @@ pub fn serve(listener: UnixListener, handle: ControlHandle) {
 
 fn serve_connection(stream: &UnixStream, handle: &ControlHandle) -> io::Result<()> {
     use std::io::Read;
-    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    let deadline = Instant::now() + REQUEST_DEADLINE;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let line = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -87,6 +132,7 @@ fn serve_connection(stream: &UnixStream, handle: &ControlHandle) -> io::Result<(
             return reply(stream, &Response::err("request longer than 1 MiB: refused"));
         }
     };
+    let _answering = InFlight::begin();
     let response = match serde_json::from_slice::<Request>(&line) {
         Ok(req) => handle.call(req),
         Err(e) => Response::err(format!("malformed request: {e}")),
