@@ -8,7 +8,7 @@
 #                         [--network-config 'key = value' ...] [--node-config 'key = value' ...]
 #                         [--metrics tcp1,tcp4,udp,ping,busyping] [--chart FILE.png]
 #                         [--variant 'NAME: SETTINGS' ...] [--compare-workers N,M,...]
-#                         [--underlay-gro]
+#                         [--underlay-tx on|off] [--underlay-gro]
 #
 #   --rounds N            rounds of every measurement; the median is reported (default 3)
 #   --time S              seconds per iperf3 run (default 5)
@@ -42,6 +42,12 @@
 #   --compare-workers N,M,...
 #                         a variant wN with 'workers = N' for each N: the default worker
 #                         policy against fixed counts in the same run (e.g. 1,2)
+#   --underlay-tx on|off  tx offloads (checksum, and with it UDP and TCP segmentation) of every
+#                         testbed's underlay veths (default on, as a veth comes and as
+#                         `vswitchctl doctor` wants them). off makes the veth checksum and
+#                         segment vswitchd's UDP GSO sends in software, one datagram at a time
+#                         to the peer, while the kernel path's tunnel-GSO packets still cross
+#                         whole (tx-udp_tnl-segmentation stays on): see benches/README.md
 #   --underlay-gro        turn GRO on on every testbed's underlay veths: a veth then receives
 #                         through NAPI, as a NIC does, which the kernel's busy-polling
 #                         (VSWITCH_BUSY_POLL=kernel) needs; the kernel testbed gets it too
@@ -124,6 +130,7 @@ NODE_CONFIG=()
 METRICS="tcp1,tcp4,udp,ping,busyping"
 CHART=""
 UNDERLAY_GRO=0
+UNDERLAY_TX=on
 VARIANTS=()                # names, in the order given
 declare -A VARIANT_TOML    # name -> TOML lines for [node]
 declare -A VARIANT_ENV     # name -> K=V words
@@ -169,6 +176,11 @@ while [ $# -gt 0 ]; do
 	--metrics) METRICS=${2:?--metrics needs a list such as tcp1,ping}; shift 2 ;;
 	--chart) CHART=${2:?--chart needs a file name such as results.png}; shift 2 ;;
 	--underlay-gro) UNDERLAY_GRO=1; shift ;;
+	--underlay-tx)
+		UNDERLAY_TX=${2:?--underlay-tx needs on or off}
+		[[ "$UNDERLAY_TX" =~ ^(on|off)$ ]] || die "--underlay-tx: '$UNDERLAY_TX' is neither on nor off"
+		shift 2
+		;;
 	--variant) add_variant "${2:?--variant needs 'NAME: SETTINGS'}"; shift 2 ;;
 	--compare-workers)
 		IFS=, read -r -a ns <<<"${2:?--compare-workers needs counts such as 1,2}"
@@ -343,14 +355,9 @@ make_underlay() {
 		[ "$ns" = "$1" ] && ip=192.0.2.1 || ip=192.0.2.2
 		nsx "$ns" ip addr add "$ip/24" dev ul0
 		nsx "$ns" ip link set ul0 up
-		# A real NIC fills in the checksums the stack left partial; a veth never does, it
-		# only tells the receiving kernel to trust them. The kernel VXLAN device would then
-		# carry inner TCP segments with partial checksums, which vswitch (reading the UDP
-		# payload from a socket) passes on as they are and no container accepts. Turning tx
-		# checksum offload off makes the veth behave like a NIC, as tests/common/testbed.rs
-		# does. Both testbeds get the same underlay, so the kernel reference pays the same
-		# software checksums (and loses the same veth TSO) as vswitch: the ratio stays fair.
-		nsx "$ns" ethtool -K ul0 tx off >/dev/null
+		# As a veth comes (tx offloads on), unless --underlay-tx off. Both testbeds get the
+		# same underlay.
+		nsx "$ns" ethtool -K ul0 tx "$UNDERLAY_TX" >/dev/null
 		if [ "$UNDERLAY_GRO" = 1 ]; then nsx "$ns" ethtool -K ul0 gro on >/dev/null; fi
 	done
 }
@@ -780,7 +787,9 @@ KERNEL=$(uname -r)
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 VARIANTS_STR=$(for v in "${VARIANTS[@]}"; do printf '%s\t%s\n' "$v" "${VARIANT_SPEC[$v]}"; done) \
-	NODE_CONFIG_STR=$(printf '%s; ' "${NODE_CONFIG[@]}") python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
+	NODE_CONFIG_STR=$(printf '%s; ' "${NODE_CONFIG[@]}") \
+	UNDERLAY_STR="veth, tx offloads $UNDERLAY_TX, GRO $([ "$UNDERLAY_GRO" = 1 ] && echo on || echo off)" \
+	python3 - "$SAMPLES" "$ROUNDS" "$TIME" "$NPROC" "$CPU_MODEL" "$KERNEL" "$LOADAVG_START" \
 	"$LOADAVG_END" "$VSWITCH_ENV_STR" "${MTUS:-}" "${NETWORK_CONFIG[@]}" <<'EOF' | tee "$WORK/summary.txt"
 import json, os, statistics, sys
 
@@ -830,6 +839,7 @@ result = {
                 "loadavg_start": load0, "loadavg_end": load1},
     "rounds": int(rounds), "time_s": int(secs),
     "vswitch_env": venv, "network_config": netcfg,
+    "underlay": os.environ.get("UNDERLAY_STR", ""),
     "node_config": os.environ.get("NODE_CONFIG_STR", "").rstrip("; "),
     "metrics": {},
 }
@@ -882,6 +892,7 @@ if enc:
 else:
     print(f"vswitch vs kernel VXLAN: median of {rounds} round(s), {secs} s per iperf3 run")
 print(f"machine: {nproc} CPU(s), {cpu}, kernel {kernel}; load average {load0} at start, {load1} at end")
+print(f"underlay: {os.environ.get('UNDERLAY_STR', '')}")
 if venv:
     print(f"vswitchd environment: {venv}")
 for name, spec in variants.items():

@@ -1090,6 +1090,30 @@ fn detaching_a_port_forgets_the_stations_behind_it() {
     assert_eq!(flood_set(&sw, action), (vec![], vec![VTEP_B, VTEP_C]));
 }
 
+#[test]
+fn attaching_and_detaching_other_ports_keeps_what_was_learned_at_the_rest() {
+    let mut sw = switch_with_endpoint();
+    let _ = sw.process_from_port(T0, P3, &mut frame_of_len(MacAddr::BROADCAST, mac(7), 60));
+    let _ = sw.process_from_port(T0, P2, &mut frame_of_len(MacAddr::BROADCAST, mac(8), 60));
+    let p4 = PortId(4);
+    sw.add_port(p4, "port4", BLUE, None, T0).unwrap();
+    assert!(
+        fdb_entry(&sw, "blue", mac(7)).is_some(),
+        "an attach forgot port 3's station"
+    );
+    sw.remove_port(P2).unwrap();
+    assert!(
+        fdb_entry(&sw, "blue", mac(8)).is_none(),
+        "port 2's station outlived it"
+    );
+    assert!(
+        fdb_entry(&sw, "blue", mac(7)).is_some(),
+        "a detach forgot port 3's station"
+    );
+    let action = sw.process_from_port(T0, p4, &mut frame_of_len(mac(7), mac(9), 60));
+    assert_eq!(action, Action::ToPort(P3));
+}
+
 // ===== two switches over an in-memory underlay =====
 
 const HOST_A: usize = 0;

@@ -619,6 +619,19 @@ impl DatagramRun {
         src_port: 0,
         seg: 0,
     };
+
+    /// Whether the read held several datagrams (a UDP GRO run).
+    pub fn is_gro_run(&self) -> bool {
+        self.seg.max(1) < self.len
+    }
+
+    /// The datagrams of the read, as ranges of the receive buffer whose slot begins at `base`:
+    /// `seg` bytes each, the last one shorter. An empty datagram is still one (a drop to count).
+    pub fn datagrams(&self, base: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (seg, len) = (self.seg.max(1), self.len);
+        let count = len.div_ceil(seg).max(1);
+        (0..count).map(move |i| base + i * seg..base + ((i + 1) * seg).min(len))
+    }
 }
 
 /// Writes an 8-byte UDP header for `payload_len` bytes of payload, checksum 0 (RFC 768 "no
@@ -748,4 +761,35 @@ fn raw_udp_socket(local: Ipv4Addr) -> Result<OwnedFd, UnderlayError> {
         );
     }
     Ok(sock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(len: usize, seg: usize) -> DatagramRun {
+        DatagramRun {
+            len,
+            seg,
+            ..DatagramRun::EMPTY
+        }
+    }
+
+    #[test]
+    fn a_gro_run_is_cut_into_its_datagrams_the_last_one_shorter() {
+        let r = run(3000, 1400);
+        assert!(r.is_gro_run());
+        let got: Vec<_> = r.datagrams(100).collect();
+        assert_eq!(got, vec![100..1500, 1500..2900, 2900..3100]);
+    }
+
+    #[test]
+    fn one_datagram_and_an_empty_one_are_one_each() {
+        let one = run(1450, 1450);
+        assert!(!one.is_gro_run());
+        assert_eq!(one.datagrams(0).collect::<Vec<_>>(), vec![0..1450]);
+        let empty = run(0, 0);
+        assert!(!empty.is_gro_run());
+        assert_eq!(empty.datagrams(7).collect::<Vec<_>>(), vec![7..7]);
+    }
 }

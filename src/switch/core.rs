@@ -143,10 +143,19 @@ impl Switch {
             // table keeps pointing at a host that is gone.
             let mut gone: HashSet<MacAddr> = HashSet::new();
             let ports_changed = old.map(|o| o.ports()) != Some(n.ports());
-            if old.map(|o| (o.ports(), o.vteps())) != Some((n.ports(), n.vteps())) {
+            // Ports and VTEPs are kept in the order they came, so a change that only added
+            // some (every attach) leaves the old ones a prefix: nothing learned can point at
+            // one that went. Otherwise every entry is checked, against a set (with thousands
+            // of ports and entries, a walk of the port list per entry took milliseconds of
+            // the worker's time per attach).
+            let only_added = old.is_some_and(|o| {
+                n.ports().starts_with(o.ports()) && n.vteps().starts_with(o.vteps())
+            });
+            if !only_added {
+                let ports: HashSet<PortId> = n.ports().iter().copied().collect();
                 state.fdb.retain(|mac, at| {
                     let keep = match at {
-                        Location::Port(p) => n.ports().contains(&p),
+                        Location::Port(p) => ports.contains(&p),
                         Location::Vtep(v) => n.vteps().contains(&v),
                     };
                     if !keep && matches!(at, Location::Vtep(_)) {

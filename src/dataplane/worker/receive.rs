@@ -25,25 +25,16 @@ impl Worker {
             };
             taken += n;
             for (k, got) in runs[..n].iter().enumerate() {
-                let base = k * RX_SLOT;
                 // With UDP GRO one read may hold a run of datagrams of `seg` bytes each.
-                // An empty datagram is still one datagram (and a drop to count).
-                let seg = got.seg.max(1);
-                if seg < got.len {
+                if got.is_gro_run() {
                     self.offload.gro_runs += 1;
                 }
-                let mut off = 0;
-                loop {
+                let src = (VtepAddr(got.src), got.src_port);
+                for at in got.datagrams(k * RX_SLOT) {
                     self.load.underlay_datagrams += 1;
-                    let end = (off + seg).min(got.len);
                     let start = Instant::now();
-                    let src = (VtepAddr(got.src), got.src_port);
-                    self.forward_datagram(now, src, base + off..base + end);
+                    self.forward_datagram(now, src, at);
                     self.latency.record(start);
-                    off = end;
-                    if off >= got.len {
-                        break;
-                    }
                 }
             }
             if n < runs.len() {
@@ -95,17 +86,12 @@ impl Worker {
             };
             taken += n;
             for (k, got) in runs[..n].iter().enumerate() {
-                let base = k * RX_SLOT;
                 // With UDP GRO one read may hold a run of ESP datagrams of `seg` bytes each,
                 // all of one sender's source port, so of one lane: each is opened in place.
-                let seg = got.seg.max(1);
-                if seg < got.len {
+                if got.is_gro_run() {
                     self.offload.gro_runs += 1;
                 }
-                let mut off = 0;
-                loop {
-                    let end = (off + seg).min(got.len);
-                    let at = base + off..base + end;
+                for at in got.datagrams(k * RX_SLOT) {
                     if crate::wire::probe::is_probe(&self.buf[at.clone()]) {
                         // A probe to the ESP port (RFC 3948's non-ESP marker first): answered
                         // from it.
@@ -119,10 +105,6 @@ impl Worker {
                         }
                     } else {
                         self.open_esp(now, got.src, at);
-                    }
-                    off = end;
-                    if off >= got.len {
-                        break;
                     }
                 }
             }
