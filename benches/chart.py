@@ -76,7 +76,8 @@ def main():
     fig.suptitle(
         f"benches/iperf.sh: median of {r['rounds']} rounds of {r['time_s']} s — "
         f"{m['nproc']} vCPU {m['cpu']}, Linux {m['kernel']}, "
-        f"load {m['loadavg_start']} → {m['loadavg_end']}",
+        f"load {m['loadavg_start']} → {m['loadavg_end']}"
+        + (f"; underlay {r['underlay']}" if r.get("underlay") else ""),
         fontsize=10)
     fig.tight_layout()
     fig.savefig(sys.argv[2], dpi=110)
