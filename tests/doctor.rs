@@ -370,3 +370,48 @@ fn doctor_names_the_underlay_offload_that_is_off_and_is_happy_once_it_is_on() {
     let (code, out) = doctor(&tb, 0, &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// An underlay address on a bridge: doctor checks the bridge's ports too, since the datagrams
+/// leave through them and `ethtool -K` on the bridge does not change theirs.
+#[test]
+fn doctor_checks_the_ports_of_an_underlay_bridge() {
+    let tb = Testbed::two_hosts(&prefix("br"), bins(), &[BLUE]).unwrap();
+    let ns = &tb.hosts[0].ns;
+    // Host 0's underlay address moves from ul0 to a bridge with ul0 as its port.
+    for cmd in [
+        &["ip", "link", "add", "brul", "type", "bridge"][..],
+        &["ip", "link", "set", "ul0", "master", "brul"],
+        &["ip", "addr", "flush", "dev", "ul0"],
+        &["ip", "addr", "add", "192.0.2.1/24", "dev", "brul"],
+        &["ip", "link", "set", "brul", "up"],
+    ] {
+        step!(tb, ns.exec(cmd));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || doctor(&tb, 0, &[]).0 == 0),
+        "doctor never all good over the bridge\n{}",
+        tb.logs()
+    );
+    let (_, out) = doctor(&tb, 0, &[]);
+    assert!(out.contains("underlay brul: "), "{out}");
+    assert!(
+        out.contains("underlay ul0 (port of brul): tx-checksumming, scatter-gather"),
+        "{out}"
+    );
+
+    step!(tb, ns.exec(&["ethtool", "-K", "ul0", "tx", "off"]));
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out.lines().count(), 1, "only the port's line: {out}");
+    assert!(
+        out.starts_with(
+            "underlay ul0 (port of brul): tx-checksumming is off (tx-udp-segmentation off with it)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("`ethtool -K ul0 tx on`"), "{out}");
+
+    step!(tb, ns.exec(&["ethtool", "-K", "ul0", "tx", "on"]));
+    let (code, out) = doctor(&tb, 0, &[]);
+    assert_eq!(code, 0, "{out}");
+}

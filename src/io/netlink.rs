@@ -62,6 +62,7 @@ mod sys {
     pub const IFLA_ADDRESS: u16 = 1;
     pub const IFLA_IFNAME: u16 = 3;
     pub const IFLA_MTU: u16 = 4;
+    pub const IFLA_MASTER: u16 = 10;
     pub const IFLA_NET_NS_FD: u16 = 28;
 
     // include/uapi/linux/if_addr.h
@@ -244,6 +245,8 @@ pub struct LinkInfo {
     /// `None` for links without a hardware address (e.g. `ip tunnel`s).
     pub mac: Option<MacAddr>,
     pub up: bool,
+    /// The bridge or bond it is a port of (`IFLA_MASTER`), by index.
+    pub master: Option<u32>,
 }
 
 fn parse_link(payload: &[u8]) -> Option<LinkInfo> {
@@ -254,11 +257,13 @@ fn parse_link(payload: &[u8]) -> Option<LinkInfo> {
         mtu: 0,
         mac: None,
         up: u32::from_ne_bytes(hdr[8..12].try_into().ok()?) & libc::IFF_UP as u32 != 0,
+        master: None,
     };
     for (ty, v) in attrs(&payload[IFINFOMSG_LEN..]) {
         match ty {
             IFLA_IFNAME => info.name = attr_string(v),
             IFLA_MTU => info.mtu = attr_u32(v)?,
+            IFLA_MASTER => info.master = attr_u32(v).filter(|m| *m != 0),
             IFLA_ADDRESS if v.len() == 6 => info.mac = Some(MacAddr::from_bytes(v)),
             _ => {}
         }
@@ -444,6 +449,21 @@ impl Netlink {
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The ports of the bridge or bond with index `ifindex` (every link whose master it is),
+    /// by index; none for any other link.
+    pub fn ports_of(&mut self, ifindex: u32) -> Result<Vec<LinkInfo>, IoError> {
+        let req = Request::new(RTM_GETLINK, NLM_F_DUMP).ifinfomsg(0, 0, 0);
+        let replies = self.request(req, &|| "listing interfaces".to_string())?;
+        let mut ports: Vec<LinkInfo> = replies
+            .iter()
+            .filter(|(ty, _)| *ty == RTM_NEWLINK)
+            .filter_map(|(_, p)| parse_link(p))
+            .filter(|l| l.master == Some(ifindex))
+            .collect();
+        ports.sort_by_key(|l| l.index);
+        Ok(ports)
     }
 
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, IoError> {

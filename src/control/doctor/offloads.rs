@@ -2,8 +2,10 @@
 //!
 //! - vswitchd's own: the TAP offloads (checksum and TSO from containers, TUNSETOFFLOAD) and
 //!   UDP GSO/GRO on the underlay sockets, as the daemon found them at start;
-//! - the underlay interface's (the one holding `underlay_ip`), read as `ethtool -k` does
-//!   (crate::io::ethtool). Only what changes vswitchd's traffic is checked, and only what the
+//! - the underlay interface's (the one holding `underlay_ip`), and when that is a bridge or a
+//!   bond, each of its ports' (where the datagrams really leave and arrive: a bridge's or
+//!   bond's own features follow its ports', and `ethtool -K` on it does not change theirs),
+//!   read as `ethtool -k` does (crate::io::ethtool). Only what changes vswitchd's traffic is checked, and only what the
 //!   operator can turn on (a `[fixed]` feature is not reported):
 //!   - `tx-checksumming`: off, the kernel computes every outer checksum in software and, as
 //!     `tx-udp-segmentation` needs it, cuts each UDP GSO packet into datagrams before the
@@ -105,16 +107,22 @@ fn state(o: &Offload, f: &Features) -> State {
     }
 }
 
-/// Adds a finding per offload of `f` that is off and could be on; returns the labels of
-/// those that are on.
-fn underlay(f: &Features, findings: &mut Findings) -> Vec<&'static str> {
+/// Adds a finding per offload of `f` that is off and could be on, about `subject` (the
+/// interface as doctor names it); returns the labels of those that are on. A bridge or bond
+/// with ports (`has_ports`) is not told about an offload it asks for but lacks: that follows
+/// its ports', which get lines of their own.
+fn underlay(
+    f: &Features,
+    subject: &str,
+    has_ports: bool,
+    findings: &mut Findings,
+) -> Vec<&'static str> {
     let states: Vec<(&Offload, State)> = OFFLOADS.iter().map(|o| (o, state(o, f))).collect();
     let off = |label: &str| {
         states
             .iter()
             .any(|(o, s)| o.label == label && *s == State::Off)
     };
-    let subject = format!("underlay {}", f.ifname);
     let mut on = Vec::new();
     for (o, s) in &states {
         match s {
@@ -132,7 +140,7 @@ fn underlay(f: &Features, findings: &mut Findings) -> Vec<&'static str> {
                 };
                 findings.add(
                     "offloads",
-                    &subject,
+                    subject,
                     format!("{} is off{also}: {}", o.label, o.why),
                     format!(
                         "turn it on: `ethtool -K {} {} on` (and in the interface's \
@@ -141,10 +149,10 @@ fn underlay(f: &Features, findings: &mut Findings) -> Vec<&'static str> {
                     ),
                 );
             }
-            State::OffWithAnother if o.needs.is_some_and(off) => {}
+            State::OffWithAnother if has_ports || o.needs.is_some_and(off) => {}
             State::OffWithAnother => findings.add(
                 "offloads",
-                &subject,
+                subject,
                 format!(
                     "{} is off although asked for, because an offload it needs is off: {}",
                     o.label, o.why
@@ -187,9 +195,15 @@ pub(super) fn check(cfg: &ProbeConfig, findings: &mut Findings, passed: &mut Vec
     if own_on {
         passed.push("offloads on (TAP TSO/USO, underlay UDP GSO/GRO)".into());
     }
-    let found = crate::io::Netlink::open().and_then(|mut nl| nl.find_ipv4_addr(cfg.local));
-    let ifname = match found {
-        Ok(Some((_, name, _))) => name,
+    let mut nl = match crate::io::Netlink::open() {
+        Ok(nl) => nl,
+        Err(e) => {
+            passed.push(format!("underlay offloads not checked: {e}"));
+            return;
+        }
+    };
+    let (index, ifname) = match nl.find_ipv4_addr(cfg.local) {
+        Ok(Some((index, name, _))) => (index, name),
         Ok(None) => {
             passed.push(format!(
                 "underlay offloads not checked: no interface here holds {}",
@@ -202,14 +216,27 @@ pub(super) fn check(cfg: &ProbeConfig, findings: &mut Findings, passed: &mut Vec
             return;
         }
     };
-    match crate::io::ethtool::features(&ifname) {
-        Ok(f) => {
-            let on = underlay(&f, findings);
-            if !on.is_empty() {
-                passed.push(format!("underlay {ifname}: {} on", on.join(", ")));
+    let mut subjects = vec![(ifname.clone(), format!("underlay {ifname}"))];
+    match nl.ports_of(index) {
+        Ok(ports) => subjects.extend(ports.into_iter().map(|p| {
+            (
+                p.name.clone(),
+                format!("underlay {} (port of {ifname})", p.name),
+            )
+        })),
+        Err(e) => passed.push(format!("ports of {ifname} not checked: {e}")),
+    }
+    let has_ports = subjects.len() > 1;
+    for (k, (name, subject)) in subjects.iter().enumerate() {
+        match crate::io::ethtool::features(name) {
+            Ok(f) => {
+                let on = underlay(&f, subject, k == 0 && has_ports, findings);
+                if !on.is_empty() {
+                    passed.push(format!("{subject}: {} on", on.join(", ")));
+                }
             }
+            Err(e) => passed.push(format!("{subject}: offloads not checked: {e}")),
         }
-        Err(e) => passed.push(format!("underlay offloads not checked: {e}")),
     }
 }
 
@@ -251,7 +278,7 @@ mod tests {
 
     fn lines(f: &Features) -> (Vec<String>, Vec<&'static str>) {
         let mut found = Findings(Vec::new());
-        let on = underlay(f, &mut found);
+        let on = underlay(f, &format!("underlay {}", f.ifname), false, &mut found);
         let text = found
             .0
             .iter()
