@@ -165,7 +165,7 @@ fn checksum(c: &mut Criterion) {
 fn esp(c: &mut Criterion) {
     use vswitch::crypto::keys::SaKey;
     use vswitch::crypto::sa::{InboundSa, OutboundSa};
-    use vswitch::wire::esp::{packet_len, PREFIX_LEN};
+    use vswitch::wire::esp::packet_len;
     let mut g = quick(c, "esp");
     let plain_len = UDP_HEADER_LEN + 8 + 14 + 1408;
     g.throughput(Throughput::Bytes(plain_len as u64));
