@@ -138,7 +138,7 @@ pub fn set_ipv6_conf(ifname: &str, key: &str, value: &str) -> Result<(), IoError
 /// Makes every thread allocate from one heap. glibc gives each thread that allocates its own
 /// arena (up to eight per core), and an arena keeps its high-water mark: after the detach
 /// reaper's sixteen threads had each freed what they allocated, 4096 ports left ~3 MiB more
-/// than the daemon started with; with one arena the same run leaves ~1 MiB. Workers do not
+/// than the daemon started with; with one arena the same run leaves ~1.5 MiB. Workers do not
 /// allocate per packet (tests/no_alloc.rs), so the shared arena's lock is taken only by control
 /// work. Called at the start of vswitchd, before any thread; `MALLOC_ARENA_MAX` in the
 /// environment still wins.
@@ -151,9 +151,9 @@ pub fn one_heap() {
 }
 
 /// Gives the heap's free memory back to the system. glibc's allocator keeps what threads freed
-/// in its arenas (one per thread that allocated, each worker's included) for later use, so
-/// after thousands of ports went vswitchd's RSS stayed at its peak; `malloc_trim(0)` returns the
-/// free pages of every arena (madvise), not just the top of the main heap. A few milliseconds
+/// for later use, so after thousands of ports went vswitchd's RSS stayed at its peak;
+/// `malloc_trim(0)` returns the free pages of every arena (madvise), not just the top of the
+/// main heap. A few milliseconds
 /// once after a burst of detaches, on the control thread
 /// (crate::control::server).
 pub fn give_back_memory() {

@@ -5,8 +5,8 @@
 //! - the underlay interface's (the one holding `underlay_ip`), and when that is a bridge or a
 //!   bond, each of its ports' (where the datagrams really leave and arrive: a bridge's or
 //!   bond's own features follow its ports', and `ethtool -K` on it does not change theirs),
-//!   read as `ethtool -k` does (crate::io::ethtool). Only what changes vswitchd's traffic is checked, and only what the
-//!   operator can turn on (a `[fixed]` feature is not reported):
+//!   read as `ethtool -k` does (crate::io::ethtool). Only what changes vswitchd's traffic is
+//!   checked, and only what the operator can turn on (a `[fixed]` feature is not reported):
 //!   - `tx-checksumming`: off, the kernel computes every outer checksum in software and, as
 //!     `tx-udp-segmentation` needs it, cuts each UDP GSO packet into datagrams before the
 //!     interface;
