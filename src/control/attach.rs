@@ -143,7 +143,7 @@ fn configure_in_netns(
         "turning router solicitations off on {made_as}"
     )))?;
     let rename = (made_as != ifname.as_str()).then_some(ifname.as_str());
-    nl.configure_link_up(index, rename, req.mac, req.mtu)
+    nl.configure_link_up(index, rename, req.mac, req.mtu, tap_gso_max_size(req.mtu))
         .map_err(in_ns(&format!(
             "setting MTU {} on {ifname} (made as {made_as}, with MAC {}, up)",
             req.mtu, req.mac
@@ -196,6 +196,10 @@ pub fn create_host_port_queues(
         .map_err(step(format!("setting MAC {mac} on {tap_name}")))?;
     nl.set_link_mtu(index, mtu)
         .map_err(step(format!("setting MTU {mtu} on {tap_name}")))?;
+    if let Some(size) = tap_gso_max_size(mtu) {
+        nl.set_link_gso_max_size(index, size)
+            .map_err(step(format!("setting GSO size {size} on {tap_name}")))?;
+    }
     Ok(taps)
 }
 
@@ -307,6 +311,18 @@ pub fn interface_mtu(ifname: &str) -> Result<u32, AttachError> {
         .map_err(step(format!("looking up {ifname}")))?
         .map(|l| l.mtu)
         .ok_or_else(|| AttachError::NoSuchInterface(ifname.to_string()))
+}
+
+/// The container's TAP takes TSO super-frames no larger than one UDP GSO send carries
+/// (crate::offload::tso::tap_gso_max_size), so each leaves in one `sendmsg`, not two.
+/// `VSWITCH_TAP_GSO_MAX_SIZE=N` sets another size, `0` leaves the kernel's 64 KB (for
+/// comparing in `benches/iperf.sh --variant`).
+fn tap_gso_max_size(mtu: u32) -> Option<u32> {
+    match std::env::var("VSWITCH_TAP_GSO_MAX_SIZE").map(|v| v.parse::<u32>()) {
+        Ok(Ok(0)) => None,
+        Ok(Ok(n)) => Some(n),
+        _ => Some(crate::offload::tso::tap_gso_max_size(mtu)),
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ mod sys {
     pub const IFLA_MTU: u16 = 4;
     pub const IFLA_MASTER: u16 = 10;
     pub const IFLA_NET_NS_FD: u16 = 28;
+    pub const IFLA_GSO_MAX_SIZE: u16 = 41;
 
     // include/uapi/linux/if_addr.h
     pub const IFA_ADDRESS: u16 = 1;
@@ -517,16 +518,27 @@ impl Netlink {
         })
     }
 
-    /// Names the link `name` (when given), sets MAC and MTU and brings it up, in one request:
-    /// the kernel renames first (the link is still down), then applies the address and MTU,
-    /// then the flags (rtnetlink's do_setlink), so the link comes up with all of them. One
-    /// round trip instead of four on the attach path.
+    pub fn set_link_gso_max_size(&mut self, ifindex: u32, size: u32) -> Result<(), IoError> {
+        let req = Request::new(RTM_NEWLINK, NLM_F_ACK)
+            .ifinfomsg(ifindex, 0, 0)
+            .attr_u32(IFLA_GSO_MAX_SIZE, size);
+        self.ack(req, &|| {
+            format!("setting the largest GSO packet of interface {ifindex} to {size} bytes")
+        })
+    }
+
+    /// Names the link `name` (when given), sets MAC, MTU and (when given) the largest GSO
+    /// packet the stack may hand it, and brings it up, in one request: the kernel renames
+    /// first (the link is still down), then applies the rest, then the flags (rtnetlink's
+    /// do_setlink), so the link comes up with all of them. One round trip instead of five on
+    /// the attach path.
     pub fn configure_link_up(
         &mut self,
         ifindex: u32,
         name: Option<&str>,
         mac: MacAddr,
         mtu: u32,
+        gso_max_size: Option<u32>,
     ) -> Result<(), IoError> {
         let flag = libc::IFF_UP as u32;
         let mut req = Request::new(RTM_NEWLINK, NLM_F_ACK).ifinfomsg(ifindex, flag, flag);
@@ -534,9 +546,12 @@ impl Netlink {
             check_ifname(name)?;
             req = req.attr_str(IFLA_IFNAME, name);
         }
-        let req = req
+        let mut req = req
             .attr(IFLA_ADDRESS, mac.as_bytes())
             .attr_u32(IFLA_MTU, mtu);
+        if let Some(size) = gso_max_size {
+            req = req.attr_u32(IFLA_GSO_MAX_SIZE, size);
+        }
         self.ack(req, &|| {
             let named = name
                 .map(|n| format!("naming interface {ifindex} {n}, "))

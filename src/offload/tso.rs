@@ -44,6 +44,19 @@ fn l3(frame: &[u8]) -> Option<(usize, u16)> {
     Some((HEADER_LEN + eth.tag_len(), eth.inner_ethertype()?.into()))
 }
 
+/// The largest TSO super-frame a container's TAP should hand us on a network of `mtu` (its
+/// `gso_max_size`): one whose segments all fit in one UDP GSO send, at most 65,507 bytes of
+/// UDP payload (worker::execute::send_gso_run). The kernel's own limit, 64 KB, gives 45
+/// segments at MTU 1450, one more than a send holds, so every super-frame took two sends, the
+/// second with a single datagram. Counted with the largest per-datagram overhead (ESP: 66
+/// bytes over the MTU) and segments of MTU - 40 bytes (IPv4 and TCP without options, the
+/// most a segment carries), so that TCP, which sizes its super-frames below this less its
+/// headers, never makes more segments than a send takes.
+pub fn tap_gso_max_size(mtu: u32) -> u32 {
+    let per_send = 65_507 / (mtu + 66);
+    (per_send * mtu.saturating_sub(40)).min(65_536)
+}
+
 /// Completes the partial checksum the kernel left at `csum_start + csum_offset`.
 pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize) {
     let field = csum_start.saturating_add(csum_offset);
@@ -185,6 +198,21 @@ pub fn segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_super_frame_of_the_tap_gso_limit_fits_one_send() {
+        // Plain and ESP networks on a 1500-byte underlay, and a jumbo one.
+        for (mtu, segs) in [(1450u32, 43u32), (1408, 44), (8950, 7)] {
+            let max = tap_gso_max_size(mtu);
+            assert_eq!(max, segs * (mtu - 40), "mtu {mtu}");
+            // TCP with timestamps (MSS = MTU - 52), as it sizes a TSO frame under the limit.
+            let mss = mtu - 52;
+            let tcp_segments = (max - 1 - 320) / mss;
+            let seg_udp_payload = mtu + 14 + 8;
+            assert!(tcp_segments * seg_udp_payload <= 65_507, "mtu {mtu}");
+        }
+    }
+
     use crate::offload::test_frames::eth_ipv4;
 
     /// An Ethernet + IPv4 + TCP super-frame with `payload` bytes (pattern i % 251), flags
