@@ -278,6 +278,15 @@ fn a_containers_ipv6_chatter_is_not_copied_to_the_other_ports() {
             .trim()
             .to_string();
         assert_eq!(rs, "0", "router solicitations in {}", c.name);
+        // Its TAP takes TCP super-frames no larger than one UDP GSO send carries.
+        let link = step!(tb, c.exec(&["ip", "-d", "-j", "link", "show", "eth0"]));
+        let link: Value = serde_json::from_slice(&link.stdout).unwrap();
+        let mtu = link[0]["mtu"].as_u64().unwrap() as u32;
+        assert_eq!(
+            link[0]["gso_max_size"].as_u64(),
+            vswitch::offload::tso::tap_gso_max_size(mtu).map(u64::from),
+            "{link}"
+        );
         for cmd in [
             &["sysctl", "-qw", "net.ipv6.conf.eth0.router_solicitations=1"][..],
             &["ip", "link", "set", "eth0", "down"],

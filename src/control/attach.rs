@@ -321,7 +321,7 @@ fn tap_gso_max_size(mtu: u32) -> Option<u32> {
     match std::env::var("VSWITCH_TAP_GSO_MAX_SIZE").map(|v| v.parse::<u32>()) {
         Ok(Ok(0)) => None,
         Ok(Ok(n)) => Some(n),
-        _ => Some(crate::offload::tso::tap_gso_max_size(mtu)),
+        _ => crate::offload::tso::tap_gso_max_size(mtu),
     }
 }
 

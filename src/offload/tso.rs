@@ -51,10 +51,11 @@ fn l3(frame: &[u8]) -> Option<(usize, u16)> {
 /// second with a single datagram. Counted with the largest per-datagram overhead (ESP: 66
 /// bytes over the MTU) and segments of MTU - 40 bytes (IPv4 and TCP without options, the
 /// most a segment carries), so that TCP, which sizes its super-frames below this less its
-/// headers, never makes more segments than a send takes.
-pub fn tap_gso_max_size(mtu: u32) -> u32 {
-    let per_send = 65_507 / (mtu + 66);
-    (per_send * mtu.saturating_sub(40)).min(65_536)
+/// headers, never makes more segments than a send takes. `None` (the kernel's 64 KB) for an
+/// MTU so large that a send holds fewer than two segments.
+pub fn tap_gso_max_size(mtu: u32) -> Option<u32> {
+    let per_send = 65_507 / mtu.saturating_add(66);
+    (per_send >= 2).then(|| (per_send * mtu.saturating_sub(40)).min(65_536))
 }
 
 /// Completes the partial checksum the kernel left at `csum_start + csum_offset`.
@@ -203,7 +204,7 @@ mod tests {
     fn a_super_frame_of_the_tap_gso_limit_fits_one_send() {
         // Plain and ESP networks on a 1500-byte underlay, and a jumbo one.
         for (mtu, segs) in [(1450u32, 43u32), (1408, 44), (8950, 7)] {
-            let max = tap_gso_max_size(mtu);
+            let max = tap_gso_max_size(mtu).unwrap();
             assert_eq!(max, segs * (mtu - 40), "mtu {mtu}");
             // TCP with timestamps (MSS = MTU - 52), as it sizes a TSO frame under the limit.
             let mss = mtu - 52;
@@ -211,6 +212,9 @@ mod tests {
             let seg_udp_payload = mtu + 14 + 8;
             assert!(tcp_segments * seg_udp_payload <= 65_507, "mtu {mtu}");
         }
+        // Past ~32 KB a send holds one segment: the kernel's own limit stays.
+        assert_eq!(tap_gso_max_size(40_000), None);
+        assert_eq!(tap_gso_max_size(70_000), None);
     }
 
     use crate::offload::test_frames::eth_ipv4;
