@@ -47,7 +47,8 @@
 #                         `vswitchctl doctor` wants them). off makes the veth checksum and
 #                         segment vswitchd's UDP GSO sends in software, one datagram at a time
 #                         to the peer, while the kernel path's tunnel-GSO packets still cross
-#                         whole (tx-udp_tnl-segmentation stays on): see benches/README.md
+#                         whole (tx-udp_tnl-segmentation stays on) with their checksums done
+#                         in software: see benches/README.md
 #   --underlay-gro        turn GRO on on every testbed's underlay veths: a veth then receives
 #                         through NAPI, as a NIC does, which the kernel's busy-polling
 #                         (VSWITCH_BUSY_POLL=kernel) needs; the kernel testbed gets it too
