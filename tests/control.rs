@@ -329,18 +329,7 @@ fn concurrent_attaches_refuse_exactly_the_duplicates() {
             .map(|i| {
                 let (tb, name) = (&tb, names[i].clone());
                 s.spawn(move || {
-                    let r = tb.hosts[0].ctl(
-                        &tb.bins,
-                        &[
-                            "attach-namespace",
-                            "--network",
-                            "blue",
-                            "--netns",
-                            &name,
-                            "--ip",
-                            &ip(i),
-                        ],
-                    );
+                    let r = tb.hosts[0].attach_namespace(&tb.bins, "blue", &name, &ip(i), &[]);
                     (i, r)
                 })
             })

@@ -380,18 +380,7 @@ fn a_restarted_node_never_reuses_an_spi_or_key_and_traffic_resumes() {
     let ns = tb.container(a).name.clone();
     step!(
         tb,
-        tb.hosts[0].ctl(
-            &tb.bins,
-            &[
-                "attach-namespace",
-                "--network",
-                "blue",
-                "--netns",
-                &ns,
-                "--ip",
-                "10.0.9.2/24"
-            ]
-        )
+        tb.hosts[0].attach_namespace(&tb.bins, "blue", &ns, "10.0.9.2/24", &[])
     );
     assert_eq!(
         ping(tb.container(a), "10.0.9.3", 3, &[]),

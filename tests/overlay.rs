@@ -1051,18 +1051,12 @@ fn port_security_drops_and_counts_what_a_container_forges_unless_relaxed() {
     let r = step!(tb, Netns::new(&format!("{}-r", tb.prefix)));
     step!(
         tb,
-        tb.hosts[0].ctl(
+        tb.hosts[0].attach_namespace(
             &tb.bins,
-            &[
-                "attach-namespace",
-                "--network",
-                "blue",
-                "--netns",
-                &r.name,
-                "--ip",
-                "10.0.9.4/24",
-                "--no-port-security",
-            ],
+            "blue",
+            &r.name,
+            "10.0.9.4/24",
+            &["--no-port-security"]
         )
     );
     r.exec(&["ip", "addr", "add", "10.0.9.98/24", "dev", "eth0"])

@@ -197,18 +197,7 @@ fn a_detached_container_can_be_attached_again_at_once_and_a_stop_removes_every_i
         assert!(!out.status.success(), "eth0 still in {ns} after detach");
         step!(
             tb,
-            tb.hosts[0].ctl(
-                &tb.bins,
-                &[
-                    "attach-namespace",
-                    "--network",
-                    "blue",
-                    "--netns",
-                    &ns,
-                    "--ip",
-                    &ip
-                ]
-            )
+            tb.hosts[0].attach_namespace(&tb.bins, "blue", &ns, &ip, &[])
         );
     }
     let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));

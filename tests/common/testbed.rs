@@ -171,6 +171,28 @@ impl Host {
         run(&full).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
+    /// `vswitchctl attach-namespace --network NETWORK --netns NETNS --ip IP EXTRA...`.
+    pub fn attach_namespace(
+        &self,
+        bins: &Binaries,
+        network: &str,
+        netns: &str,
+        ip: &str,
+        extra: &[&str],
+    ) -> Result<String> {
+        let mut args = vec![
+            "attach-namespace",
+            "--network",
+            network,
+            "--netns",
+            netns,
+            "--ip",
+            ip,
+        ];
+        args.extend_from_slice(extra);
+        self.ctl(bins, &args)
+    }
+
     pub fn show_json(&self, bins: &Binaries, what: &str) -> Result<serde_json::Value> {
         let out = self.ctl(bins, &["show", what, "--json"])?;
         serde_json::from_str(&out)
@@ -425,17 +447,7 @@ impl Testbed {
         extra: &[&str],
     ) -> Result<usize> {
         let ns = Netns::new(&format!("{}-{tag}", self.prefix))?;
-        let mut args = vec![
-            "attach-namespace",
-            "--network",
-            network,
-            "--netns",
-            &ns.name,
-            "--ip",
-            ip,
-        ];
-        args.extend_from_slice(extra);
-        self.hosts[host].ctl(&self.bins, &args)?;
+        self.hosts[host].attach_namespace(&self.bins, network, &ns.name, ip, extra)?;
         self.containers.push(ns);
         Ok(self.containers.len() - 1)
     }
