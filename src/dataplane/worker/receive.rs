@@ -6,35 +6,56 @@
 use super::*;
 
 impl Worker {
+    /// VXLAN from peers, each datagram to the core.
     pub(super) fn drain_underlay(&mut self, now: Timestamp) {
-        self.drain_underlay_batch(now);
+        self.drain_socket(UNDERLAY, |w, got, at| {
+            w.load.underlay_datagrams += 1;
+            let start = Instant::now();
+            w.forward_datagram(now, (VtepAddr(got.src), got.src_port), at);
+            w.latency.record(start);
+        });
         self.flush_coalescer();
     }
 
-    pub(super) fn drain_underlay_batch(&mut self, now: Timestamp) {
+    /// Reads the underlay socket `source` (UNDERLAY or UNDERLAY_ESP) in batches, one recvmmsg
+    /// for up to RECV_BATCH datagrams or GRO runs (slot k at k * RX_SLOT), and hands each
+    /// datagram to `each` with the read it came in. After BUDGET datagrams it leaves the rest
+    /// for the next turn (`pending`); a short batch means the queue is empty.
+    fn drain_socket(
+        &mut self,
+        source: Token,
+        mut each: impl FnMut(&mut Self, &underlay::DatagramRun, std::ops::Range<usize>),
+    ) {
         let mut runs = [underlay::DatagramRun::EMPTY; underlay::RECV_BATCH];
         let mut taken = 0;
         while taken < BUDGET {
-            // One recvmmsg for up to RECV_BATCH datagrams (or GRO runs), slot k at k * RX_SLOT.
-            let n = match self.underlay.recv_many(&mut self.buf, RX_SLOT, &mut runs) {
+            let read = if source == UNDERLAY_ESP {
+                self.underlay
+                    .recv_esp_many(&mut self.buf, RX_SLOT, &mut runs)
+            } else {
+                self.underlay.recv_many(&mut self.buf, RX_SLOT, &mut runs)
+            };
+            let n = match read {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!("underlay receive failed: {e}");
+                    let what = if source == UNDERLAY_ESP {
+                        "ESP"
+                    } else {
+                        "underlay"
+                    };
+                    tracing::warn!("{what} receive failed: {e}");
                     return;
                 }
             };
             taken += n;
             for (k, got) in runs[..n].iter().enumerate() {
-                // With UDP GRO one read may hold a run of datagrams of `seg` bytes each.
+                // With UDP GRO one read may hold a run of datagrams of `seg` bytes each (for
+                // ESP, all of one sender's source port, so of one lane).
                 if got.is_gro_run() {
                     self.offload.gro_runs += 1;
                 }
-                let src = (VtepAddr(got.src), got.src_port);
                 for at in got.datagrams(k * RX_SLOT) {
-                    self.load.underlay_datagrams += 1;
-                    let start = Instant::now();
-                    self.forward_datagram(now, src, at);
-                    self.latency.record(start);
+                    each(self, got, at);
                 }
             }
             if n < runs.len() {
@@ -42,7 +63,7 @@ impl Worker {
                 return;
             }
         }
-        self.pending.push(UNDERLAY);
+        self.pending.push(source);
     }
 
     /// Carries out the core's decision for the plaintext VXLAN datagram at `buf[datagram]`.
@@ -65,55 +86,20 @@ impl Worker {
     /// ESP-in-UDP from peers: verify, decrypt and replay-check in place, then hand the VXLAN
     /// datagram inside to the core, which checks it names the SA's network.
     pub(super) fn drain_esp(&mut self, now: Timestamp) {
-        self.drain_esp_batch(now);
+        self.drain_socket(UNDERLAY_ESP, |w, got, at| {
+            if crate::wire::probe::is_probe(&w.buf[at.clone()]) {
+                // A probe to the ESP port (RFC 3948's non-ESP marker first): answered from it.
+                let action = w
+                    .switch
+                    .process_from_underlay(now, VtepAddr(got.src), &w.buf[at]);
+                if let (Action::Probe { from, request }, Some(esp)) = (action, &w.esp) {
+                    w.answer_probe(from, got.src_port, esp.port, &request);
+                }
+            } else {
+                w.open_esp(now, got.src, at);
+            }
+        });
         self.flush_coalescer();
-    }
-
-    pub(super) fn drain_esp_batch(&mut self, now: Timestamp) {
-        let mut runs = [underlay::DatagramRun::EMPTY; underlay::RECV_BATCH];
-        let mut taken = 0;
-        while taken < BUDGET {
-            // As drain_underlay_batch: one recvmmsg, slot k at k * RX_SLOT.
-            let n = match self
-                .underlay
-                .recv_esp_many(&mut self.buf, RX_SLOT, &mut runs)
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!("ESP receive failed: {e}");
-                    return;
-                }
-            };
-            taken += n;
-            for (k, got) in runs[..n].iter().enumerate() {
-                // With UDP GRO one read may hold a run of ESP datagrams of `seg` bytes each,
-                // all of one sender's source port, so of one lane: each is opened in place.
-                if got.is_gro_run() {
-                    self.offload.gro_runs += 1;
-                }
-                for at in got.datagrams(k * RX_SLOT) {
-                    if crate::wire::probe::is_probe(&self.buf[at.clone()]) {
-                        // A probe to the ESP port (RFC 3948's non-ESP marker first): answered
-                        // from it.
-                        let action = self.switch.process_from_underlay(
-                            now,
-                            VtepAddr(got.src),
-                            &self.buf[at],
-                        );
-                        if let (Action::Probe { from, request }, Some(esp)) = (action, &self.esp) {
-                            self.answer_probe(from, got.src_port, esp.port, &request);
-                        }
-                    } else {
-                        self.open_esp(now, got.src, at);
-                    }
-                }
-            }
-            if n < runs.len() {
-                // The queue was empty: the next datagram is a new edge for the poll.
-                return;
-            }
-        }
-        self.pending.push(UNDERLAY_ESP);
     }
 
     /// Verifies, decrypts and replay-checks the ESP datagram at `buf[at]` in place, then hands
