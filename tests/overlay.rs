@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::bins;
 use common::testbed::{self, ping, run, tcp_transfer, Netns, Testbed, BLUE, RED};
+use common::{bins, kernel_at_least};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -38,24 +38,56 @@ fn offload_env(on: bool) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// How a container's TCP super-frames reach the peer in a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Offloads {
+    /// The default on Linux >= 6.17: whole, through the host's tunnel device, the kernel
+    /// segmenting them (src/io/tunnel.rs).
+    Tunnel,
+    /// Cut into datagrams by the worker and sent in UDP GSO runs (VSWITCH_TUNNEL_GSO=off, or
+    /// an older kernel).
+    Segmented,
+    /// No TAP offloads at all: one frame per MTU from the container.
+    Off,
+}
+
+/// Whether this kernel has UDP-tunnel GSO for TUN/TAP (Linux 6.17).
+fn tunnel_gso_kernel() -> bool {
+    kernel_at_least(6, 17)
+}
+
 #[test]
 fn containers_on_two_hosts_ping_and_transfer_100mb_intact() {
-    two_hosts_ping_and_transfer(true);
+    two_hosts_ping_and_transfer(if tunnel_gso_kernel() {
+        Offloads::Tunnel
+    } else {
+        Offloads::Segmented
+    });
+}
+
+#[test]
+fn containers_on_two_hosts_ping_and_transfer_100mb_intact_segmented_here() {
+    two_hosts_ping_and_transfer(Offloads::Segmented);
 }
 
 #[test]
 fn containers_on_two_hosts_ping_and_transfer_100mb_intact_without_offloads() {
-    two_hosts_ping_and_transfer(false);
+    two_hosts_ping_and_transfer(Offloads::Off);
 }
 
-fn two_hosts_ping_and_transfer(offloads: bool) {
-    let tag = if offloads { "two" } else { "two-nooff" };
-    let mut tb =
-        Testbed::two_hosts_with_env(&prefix(tag), bins(), &[BLUE], offload_env(offloads)).unwrap();
-    let offload_log = if offloads {
-        "TAP offloads: checksum and TSO"
-    } else {
-        "offloads off"
+fn two_hosts_ping_and_transfer(mode: Offloads) {
+    let (tag, env): (&str, &[(&str, &str)]) = match mode {
+        Offloads::Tunnel => ("two", &[]),
+        Offloads::Segmented => ("two-seg", &[("VSWITCH_TUNNEL_GSO", "off")]),
+        Offloads::Off => ("two-nooff", offload_env(false)),
+    };
+    let offloads = mode != Offloads::Off;
+    let mut tb = Testbed::two_hosts_with_env(&prefix(tag), bins(), &[BLUE], env).unwrap();
+    let offload_log = match mode {
+        Offloads::Tunnel => "tunnel GSO: TCP super-frames to peers leave whole",
+        Offloads::Segmented if tunnel_gso_kernel() => "tunnel GSO off (VSWITCH_TUNNEL_GSO=off)",
+        Offloads::Segmented => "TAP offloads: checksum and TSO",
+        Offloads::Off => "offloads off",
     };
     assert!(
         tb.logs().contains(offload_log),
@@ -125,11 +157,34 @@ fn two_hosts_ping_and_transfer(offloads: bool) {
         stats["underlay"]["drops"].as_object().unwrap().is_empty(),
         "unexpected drops: {stats}"
     );
-    // The offloads did the work (or, when off, none of it): the sender cut TSO frames and sent
-    // GSO runs, the receiver wrote coalesced super-frames.
+    // The offloads did the work (or, when off, none of it). Through the tunnel device the
+    // sender handed the kernel whole super-frames, which crossed the veth underlay whole and
+    // which the receiver wrote to its container whole; segmented here, the sender cut TSO
+    // frames and sent GSO runs, and the receiver wrote coalesced super-frames.
     let sender = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
     let o = |s: &Value, k: &str| counter(s, &["offload", k]);
-    if offloads {
+    if mode == Offloads::Tunnel {
+        assert!(o(&sender, "tunnel_frames") > 1000, "{}", sender["offload"]);
+        // The prober found the path through the tunnel device open all along.
+        assert!(
+            !tb.logs().contains("not through its tunnel device"),
+            "{}",
+            tb.logs()
+        );
+        assert_eq!(o(&sender, "tunnel_refused"), 0, "{}", sender["offload"]);
+        assert!(
+            o(&sender, "tso_frames") < o(&sender, "tunnel_frames") / 100,
+            "super-frames cut here: {}",
+            sender["offload"]
+        );
+        assert!(
+            o(&stats, "peer_super_frames") >= o(&sender, "tunnel_frames") / 2,
+            "receiver {} sender {}",
+            stats["offload"],
+            sender["offload"]
+        );
+    } else if offloads {
+        assert_eq!(o(&sender, "tunnel_frames"), 0, "{}", sender["offload"]);
         assert!(
             o(&sender, "tso_frames") > 0 && o(&sender, "gso_sends") > 0,
             "{}",
@@ -138,7 +193,13 @@ fn two_hosts_ping_and_transfer(offloads: bool) {
         assert_eq!(o(&sender, "gso_fallbacks"), 0, "{}", sender["offload"]);
         assert!(o(&stats, "coalesced_frames") > 0, "{}", stats["offload"]);
     } else {
-        for k in ["tso_frames", "gso_sends", "gro_runs", "coalesced_frames"] {
+        for k in [
+            "tso_frames",
+            "gso_sends",
+            "gro_runs",
+            "coalesced_frames",
+            "tunnel_frames",
+        ] {
             assert_eq!(o(&sender, k) + o(&stats, k), 0, "{k} with offloads off");
         }
     }
@@ -403,17 +464,6 @@ fn send_burst(tx: &std::net::UdpSocket, msgs: &[[u8; 64]]) {
     }
 }
 
-/// Whether the running kernel is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (a, b) >= (major, minor)
-}
-
 #[test]
 fn interoperates_with_the_kernel_vxlan_device() {
     kernel_interop(true);
@@ -499,6 +549,16 @@ fn kernel_interop(offloads: bool) {
         )
     );
     assert_eq!(s1, r1, "vswitch -> kernel TCP");
+    // With tunnel GSO, the kernel's VXLAN device took vswitchd's super-frames as the kernel
+    // segmented them: the bytes above arrived intact through it.
+    if offloads && tunnel_gso_kernel() {
+        let sent = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+        assert!(
+            counter(&sent, &["offload", "tunnel_frames"]) > 100,
+            "vswitch -> kernel did not go through the tunnel device: {}",
+            sent["offload"]
+        );
+    }
     let (s2, r2) = step!(
         tb,
         tcp_transfer(

@@ -1040,6 +1040,35 @@ fn frame_larger_than_mtu_plus_ethernet_header_is_dropped_frame_too_big() {
     );
 }
 
+/// A container's TSO super-frame (up to 64 KB, for the kernel to segment on the way out,
+/// crate::offload::tunnel) is decided on its headers and admitted by its longest segment.
+#[test]
+fn a_super_frame_is_admitted_by_its_longest_segment() {
+    let mut sw = switch();
+    let d = vxlan_datagram(42, &frame_of_len(MacAddr::BROADCAST, mac(20), 60));
+    let _ = sw.process_from_underlay(T0, VTEP_B, &d);
+    let super_frame = frame_of_len(mac(20), mac(7), 60_000);
+    let d = sw.decide_super_frame(T0, P1, &super_frame, MTU + 14);
+    assert_eq!(
+        d.action,
+        Action::ToVtep {
+            vtep: VTEP_B,
+            vni: vni(42)
+        }
+    );
+    assert_eq!(d.len, 60_000, "counted as the bytes it carries");
+    assert_eq!(
+        sw.decide_super_frame(T0, P1, &super_frame, MTU + 15).action,
+        Action::Drop(DropReason::FrameTooBig),
+        "segments larger than the network's MTU"
+    );
+    // The same frame decided as one frame is too big for the network.
+    assert_eq!(
+        sw.process_from_port(T0, P1, &mut super_frame.clone()),
+        Action::Drop(DropReason::FrameTooBig)
+    );
+}
+
 #[test]
 fn one_vlan_tag_is_allowed_on_top_of_the_mtu() {
     let mut sw = switch();

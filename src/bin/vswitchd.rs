@@ -174,6 +174,37 @@ fn encryption(cfg: &Config, secrets: Vec<(u32, [u8; 32])>) -> Result<Option<(Esp
 /// a way out should a kernel misbehave). IFF_NAPI only with VSWITCH_TAP_NAPI=on: we coalesce
 /// TCP ourselves, and NAPI's deferred delivery measured worse (ping RTT 0.26 vs 0.16 ms,
 /// TCP 3.1 vs 3.4 Gbit/s in benches/iperf.sh).
+/// Gives every worker a queue of the host's tunnel device, so that containers' TCP
+/// super-frames leave whole and the kernel segments them (vswitch::io::tunnel); or says in
+/// the log why they are segmented here. `VSWITCH_TUNNEL_GSO=off` keeps segmenting. Returns
+/// one more queue of the device, for the prober.
+fn tunnel_offload(underlays: &mut [Underlay]) -> Option<vswitch::io::tunnel::TunnelQueue> {
+    if env_says_off("VSWITCH_TUNNEL_GSO") {
+        tracing::info!("tunnel GSO off (VSWITCH_TUNNEL_GSO=off): super-frames segmented here");
+        return None;
+    }
+    match vswitch::io::tunnel::open(underlays.len() + 1) {
+        Ok(mut queues) => {
+            let probe = queues.pop();
+            for (u, q) in underlays.iter_mut().zip(queues) {
+                u.set_tunnel(Some(q));
+            }
+            tracing::info!(
+                device = vswitch::io::tunnel::NAME,
+                "tunnel GSO: TCP super-frames to peers leave whole, the kernel segments them"
+            );
+            probe
+        }
+        Err(reason) => {
+            tracing::info!(
+                %reason,
+                "no tunnel GSO: TCP super-frames to peers are segmented here"
+            );
+            None
+        }
+    }
+}
+
 fn tap_options() -> TapOptions {
     if env_says_off("VSWITCH_OFFLOADS") {
         tracing::info!(
@@ -188,6 +219,7 @@ fn tap_options() -> TapOptions {
         uso: true,
         napi: std::env::var("VSWITCH_TAP_NAPI").is_ok_and(|v| v == "on"),
         multi_queue: false,
+        udp_tunnel: false,
     };
     match vswitch::io::TapDevice::create_with("vswprobe0", want) {
         Ok(t) => {
@@ -410,6 +442,12 @@ fn run(args: Args) -> Result<()> {
             );
         }
     }
+    // The prober's queue of the tunnel device, to check the path the workers' queues take.
+    let tunnel = if underlay_offloads {
+        tunnel_offload(&mut underlays)
+    } else {
+        None
+    };
     // Every worker seals, with a copy of the table that shares the sequence counters, and
     // every worker opens: the kernel steers each ESP lane (the SPI's top bits) to one worker's
     // socket, and that worker's copy alone opens it, so an SA's one replay window sees all its
@@ -508,9 +546,24 @@ fn run(args: Args) -> Result<()> {
         tap_offloads,
         underlay_offloads,
     };
-    match vswitch::control::probe::Prober::start(probe_cfg, published.clone()) {
+    let tunnel_check = tunnel.map(|queue| {
+        let workers = handle.clone();
+        vswitch::control::probe::TunnelCheck {
+            queue,
+            stop: Box::new(move || workers.stop_tunnel()),
+        }
+    });
+    let tunnel_on = tunnel_check.is_some();
+    match vswitch::control::probe::Prober::start(probe_cfg, published.clone(), tunnel_check) {
         Ok(p) => server = server.with_prober(p),
-        Err(e) => tracing::warn!("peers are not probed (show peers, doctor): {e}"),
+        Err(e) => {
+            tracing::warn!("peers are not probed (show peers, doctor): {e}");
+            if tunnel_on {
+                // Nothing would notice a host that does not forward the device's packets.
+                tracing::warn!("tunnel GSO off: its path cannot be checked without the prober");
+                handle.stop_tunnel();
+            }
+        }
     }
     if let Some(agent) = &cluster {
         let local = vswitch::cluster::reconcile::Local {

@@ -113,6 +113,20 @@ pub fn socket(local: Ipv4Addr) -> io::Result<UdpSocket> {
 /// Sends `probes` from `sock`, each again every `resend` while unanswered, and collects
 /// answers until all are answered or `wait` has passed. Results are in the order of `probes`.
 pub fn round(sock: &UdpSocket, probes: &[Probe], wait: Duration, resend: Duration) -> Vec<Outcome> {
+    round_via(sock, probes, wait, resend, |bytes, p| {
+        sock.send_to(bytes, p.to).map(|_| ())
+    })
+}
+
+/// `round`, each probe sent by `send` (the socket's own address and port as its source, so
+/// that the answer comes back to `sock`).
+fn round_via(
+    sock: &UdpSocket,
+    probes: &[Probe],
+    wait: Duration,
+    resend: Duration,
+    send: impl Fn(&[u8], &Probe) -> io::Result<()>,
+) -> Vec<Outcome> {
     let mut out: Vec<Outcome> = vec![Outcome::NoAnswer; probes.len()];
     let mut sent: HashMap<u64, (usize, Instant, SystemTime)> = HashMap::new();
     let mut buf = vec![0u8; 65536];
@@ -130,8 +144,8 @@ pub fn round(sock: &UdpSocket, probes: &[Probe], wait: Duration, resend: Duratio
                 // Stamped before sending: on a busy host the answer may be in before
                 // send_to returns.
                 let (t0, w0) = (Instant::now(), SystemTime::now());
-                match sock.send_to(&buf[..n], p.to) {
-                    Ok(_) => {
+                match send(&buf[..n], p) {
+                    Ok(()) => {
                         sent.insert(token, (k, t0, w0));
                     }
                     Err(e) => out[k] = Outcome::NotSent(e.kind(), e.raw_os_error()),
@@ -223,26 +237,106 @@ pub struct Prober {
     results: Arc<Mutex<HashMap<(Ipv4Addr, u16), PathStatus>>>,
 }
 
+/// The path through the host's tunnel device (crate::io::tunnel), which the workers hand
+/// whole TCP super-frames to and the kernel forwards: checked by probing peers through it too.
+pub struct TunnelCheck {
+    /// The prober's own queue of the device.
+    pub queue: crate::io::tunnel::TunnelQueue,
+    /// Sends the workers back to segmenting (dataplane::group::Workers::stop_tunnel).
+    pub stop: Box<dyn Fn() + Send>,
+}
+
+/// Rounds in a row in which a peer answered the socket's probe and not the tunnel device's
+/// before the device is given up.
+const TUNNEL_MISSES: u32 = 2;
+
 impl Prober {
-    /// Starts probing the peers of the topology `published` holds, every `INTERVAL`.
-    pub fn start(cfg: ProbeConfig, published: Published) -> io::Result<Prober> {
+    /// Starts probing the peers of the topology `published` holds, every `INTERVAL`; and,
+    /// with `tunnel`, the path through the tunnel device.
+    pub fn start(
+        cfg: ProbeConfig,
+        published: Published,
+        tunnel: Option<TunnelCheck>,
+    ) -> io::Result<Prober> {
         let sock = socket(cfg.local)?;
         let prober = Prober {
             cfg,
             results: Arc::default(),
         };
         let p = prober.clone();
+        let mut tunnel = tunnel.map(|t| (t, 0u32));
         std::thread::Builder::new()
             .name("vswitch-probe".into())
             .spawn(move || loop {
                 let began = Instant::now();
-                p.probe_once(&sock, &published.load());
+                let answered = p.probe_once(&sock, &published.load());
+                if let Some((t, misses)) = &mut tunnel {
+                    match p.check_tunnel(&sock, t, &answered) {
+                        Some(through) if through.len() < answered.len() => *misses += 1,
+                        _ => *misses = 0,
+                    }
+                    if *misses >= TUNNEL_MISSES {
+                        tracing::warn!(
+                            device = crate::io::tunnel::NAME,
+                            "peers answer probes from vswitchd's socket but not through its \
+                             tunnel device: the host does not forward what vswitchd hands the \
+                             kernel there (a firewall FORWARD chain that drops it?). TCP \
+                             super-frames are segmented here from now on. To keep tunnel GSO, \
+                             accept what comes in on {0}, e.g. `iptables -I FORWARD -i {0} -j \
+                             ACCEPT`, and restart vswitchd",
+                            crate::io::tunnel::NAME
+                        );
+                        (t.stop)();
+                        tunnel = None;
+                    }
+                }
                 std::thread::sleep(INTERVAL.saturating_sub(began.elapsed()));
             })?;
         Ok(prober)
     }
 
-    fn probe_once(&self, sock: &UdpSocket, topo: &Topology) {
+    /// Probes the peers in `answered` (VXLAN paths that answered the socket's probe) through
+    /// the tunnel device, from the socket's address and port; returns those that answered
+    /// (`None` when there was nobody to probe).
+    fn check_tunnel(
+        &self,
+        sock: &UdpSocket,
+        t: &TunnelCheck,
+        answered: &[SocketAddrV4],
+    ) -> Option<Vec<SocketAddrV4>> {
+        if answered.is_empty() {
+            return None;
+        }
+        let SocketAddr::V4(from) = sock.local_addr().ok()? else {
+            return None;
+        };
+        let probes: Vec<Probe> = answered
+            .iter()
+            .map(|&to| Probe {
+                to,
+                size: probe::REQUEST_LEN,
+                first_network: 0,
+            })
+            .collect();
+        let outcomes = round_via(
+            sock,
+            &probes,
+            Duration::from_millis(1000),
+            Duration::from_millis(300),
+            |bytes, p| t.queue.send_datagram(from, p.to, bytes),
+        );
+        Some(
+            probes
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, o)| o.answered())
+                .map(|(p, _)| p.to)
+                .collect(),
+        )
+    }
+
+    /// Probes every target once; returns the VXLAN paths that answered.
+    fn probe_once(&self, sock: &UdpSocket, topo: &Topology) -> Vec<SocketAddrV4> {
         let targets = targets(topo, &self.cfg);
         let probes: Vec<Probe> = targets
             .iter()
@@ -256,19 +350,24 @@ impl Prober {
         let outcomes = round(sock, &probes, Duration::from_millis(1000), INTERVAL);
         let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
         results.retain(|k, _| targets.iter().any(|&(ip, port, _)| (ip, port) == *k));
-        for (&(ip, port, _), o) in targets.iter().zip(outcomes) {
+        let mut answered = Vec::new();
+        for (&(ip, port, esp), o) in targets.iter().zip(outcomes) {
             let st = results.entry((ip, port)).or_default();
             match o {
                 Outcome::Answered { rtt, .. } => {
                     st.last_answer = Some(Instant::now());
                     st.rtt = Some(rtt);
                     st.silent_since = None;
+                    if !esp {
+                        answered.push(SocketAddrV4::new(ip, port));
+                    }
                 }
                 _ => {
                     st.silent_since.get_or_insert(sent);
                 }
             }
         }
+        answered
     }
 
     /// The last result for a path, if it was probed.

@@ -404,9 +404,10 @@ pub fn render_stats(s: &Stats) -> String {
     let o = &s.offload;
     let _ = writeln!(
         out,
-        "\noffloads\n  tso {} frames -> {} segments; gso {} sends ({} datagrams, {} refused); gro {} runs; coalesced {} frames <- {} segments; partial checksums completed {}; peer super-frames {}",
+        "\noffloads\n  tso {} frames -> {} segments; gso {} sends ({} datagrams, {} refused); gro {} runs; coalesced {} frames <- {} segments; partial checksums completed {}; peer super-frames {}; tunnel {} frames ({} refused)",
         o.tso_frames, o.tso_segments, o.gso_sends, o.gso_datagrams, o.gso_fallbacks, o.gro_runs,
-        o.coalesced_frames, o.coalesced_segments, o.partial_checksums, o.peer_super_frames
+        o.coalesced_frames, o.coalesced_segments, o.partial_checksums, o.peer_super_frames,
+        o.tunnel_frames, o.tunnel_refused
     );
     if !s.workers.is_empty() {
         out.push_str(

@@ -29,6 +29,11 @@ counter_family! {
         /// TCP super-frames from a peer whose path never segmented them (a Linux sender over a
         /// veth with tx offloads), written whole or cut here (crate::offload::superframe).
         pub peer_super_frames,
+        /// TCP super-frames from containers handed to the kernel whole, as one VXLAN packet for
+        /// it to segment (crate::io::tunnel), and those the tunnel device refused (segmented
+        /// here instead).
+        pub tunnel_frames,
+        pub tunnel_refused,
     }
 }
 

@@ -184,6 +184,13 @@ impl Workers {
         Ok(merged)
     }
 
+    /// Every worker segments TCP super-frames itself again (Command::StopTunnel).
+    pub fn stop_tunnel(&self) {
+        for h in &self.handles {
+            h.send(Command::StopTunnel);
+        }
+    }
+
     pub fn stop(&self) {
         for h in &self.handles {
             h.send(Command::Stop);

@@ -16,6 +16,7 @@ pub mod ethtool;
 pub mod netlink;
 pub mod netns;
 pub mod tap;
+pub mod tunnel;
 pub mod underlay;
 
 pub use af_packet::{Fanout, PacketOptions, PacketSocket, PacketStats, RecvInfo, RxMode};

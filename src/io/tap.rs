@@ -33,11 +33,18 @@ pub struct TapOptions {
     /// consecutive TCP segments before the container's TCP sees them. Dropped silently on
     /// kernels that refuse it (`TapDevice::options` tells what is on).
     pub napi: bool,
+    /// With `offload`: UDP-tunnel GSO writes (`TUN_F_UDP_TUNNEL_GSO`, Linux 6.17) and the
+    /// 24-byte header they are described by (TUNSETVNETHDRSZ; crate::offload::tunnel). For the
+    /// host-side tunnel device (crate::io::tunnel), not container ports: creation fails on
+    /// kernels that refuse it.
+    pub udp_tunnel: bool,
 }
 
 /// include/uapi/linux/if_tun.h (Linux 6.2), not in every libc release.
 const TUN_F_USO4: libc::c_uint = 0x20;
 const TUN_F_USO6: libc::c_uint = 0x40;
+/// include/uapi/linux/if_tun.h (Linux 6.17).
+const TUN_F_UDP_TUNNEL_GSO: libc::c_uint = 0x80;
 
 /// `struct ifreq` as TUNSETIFF reads and writes it: the name, then `ifr_flags` in the union.
 #[repr(C)]
@@ -152,7 +159,21 @@ impl TapDevice {
                     Ok(())
                 }
             };
-            options.uso = options.uso && set_offload(uso).is_ok();
+            if options.udp_tunnel {
+                let size = crate::offload::tunnel::VNET_HDR_LEN as libc::c_int;
+                // SAFETY: TUNSETVNETHDRSZ reads one int.
+                if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &size) } < 0 {
+                    let e = io::Error::last_os_error();
+                    return Err(IoError::sys(format!("{}: TUNSETVNETHDRSZ {size}", op()), e));
+                }
+                set_offload(uso | TUN_F_UDP_TUNNEL_GSO).map_err(|e| {
+                    IoError::sys(
+                        format!("{}: UDP-tunnel GSO (TUNSETOFFLOAD, Linux 6.17)", op()),
+                        e,
+                    )
+                })?;
+            }
+            options.uso = options.uso && (options.udp_tunnel || set_offload(uso).is_ok());
             if !options.uso {
                 set_offload(tso).map_err(|e| {
                     IoError::sys(format!("{}: enabling TSO (TUNSETOFFLOAD)", op()), e)
@@ -161,6 +182,7 @@ impl TapDevice {
         } else {
             options.offload = false;
             options.uso = false;
+            options.udp_tunnel = false;
         }
         Ok(TapDevice {
             fd,
@@ -271,10 +293,16 @@ impl TapDevice {
         hdr: &[u8; crate::offload::vnet::HDR_LEN],
         frame: &[u8],
     ) -> io::Result<usize> {
+        self.write_behind(hdr, frame)
+    }
+
+    /// Writes `head` and `frame` as one frame (a header of the device's size, and what
+    /// follows it): one `writev`, nothing copied here.
+    pub fn write_behind(&self, head: &[u8], frame: &[u8]) -> io::Result<usize> {
         let iov = [
             libc::iovec {
-                iov_base: hdr.as_ptr() as *mut libc::c_void,
-                iov_len: hdr.len(),
+                iov_base: head.as_ptr() as *mut libc::c_void,
+                iov_len: head.len(),
             },
             libc::iovec {
                 iov_base: frame.as_ptr() as *mut libc::c_void,

@@ -68,6 +68,10 @@ pub struct Underlay {
     esp_gro: bool,
     send: OwnedFd,
     port: u16,
+    /// This worker's queue of the host's tunnel device (crate::io::tunnel): whole TCP
+    /// super-frames to peers go there, for the kernel to segment.
+    tunnel: Option<super::tunnel::TunnelQueue>,
+    local: Ipv4Addr,
 }
 
 impl Underlay {
@@ -126,7 +130,53 @@ impl Underlay {
             esp_gro: false,
             send,
             port,
+            tunnel: None,
+            local,
         })
+    }
+
+    /// Gives this underlay its queue of the host's tunnel device (`None`: segment again).
+    pub fn set_tunnel(&mut self, queue: Option<super::tunnel::TunnelQueue>) {
+        self.tunnel = queue;
+    }
+
+    /// Whether TCP super-frames to peers go whole through the tunnel device.
+    pub fn tunnel(&self) -> bool {
+        self.tunnel.is_some()
+    }
+
+    /// Hands the container's TCP super-frame `frame` (read with the TAP header `inner`) to the
+    /// kernel as one VXLAN tunnel GSO packet to `dst` (crate::offload::tunnel): one `writev`
+    /// of the headers and the frame where it lies. `Ok(Err(_))` when the frame is not one the
+    /// kernel can take so (it is then segmented here); `Err` when the device refused it.
+    pub fn send_tunnel(
+        &self,
+        inner: &crate::offload::vnet::Header,
+        frame: &[u8],
+        dst: Ipv4Addr,
+        vni: u32,
+        src_port: u16,
+    ) -> io::Result<Result<(), crate::offload::tunnel::NotTunnelable>> {
+        use crate::offload::tunnel;
+        let Some(q) = &self.tunnel else {
+            return Err(io::Error::from_raw_os_error(libc::ENODEV));
+        };
+        let outer = tunnel::Outer {
+            dst_mac: q.dst_mac,
+            src_mac: q.src_mac,
+            src: self.local,
+            dst,
+            src_port,
+            dst_port: self.port,
+            vni,
+            ttl: 65,
+        };
+        let mut head = [0u8; tunnel::HEADER_LEN];
+        if let Err(e) = tunnel::header(&mut head, inner, frame.len(), &outer) {
+            return Ok(Err(e));
+        }
+        q.tap.write_behind(&head, frame)?;
+        Ok(Ok(()))
     }
 
     /// Turns on UDP GSO for sending runs of equal-size datagrams and UDP GRO for receiving them

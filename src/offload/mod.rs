@@ -6,6 +6,7 @@ pub mod csum;
 pub mod gro;
 pub mod superframe;
 pub mod tso;
+pub mod tunnel;
 pub mod vnet;
 
 /// Frames for the offload tests.

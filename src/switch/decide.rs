@@ -277,16 +277,7 @@ impl Switch {
     pub fn decide(&self, now: Timestamp, ingress: Ingress, bytes: &[u8]) -> Decision {
         let d = Decision::new(ingress, bytes.len());
         match ingress {
-            Ingress::Port(port) => {
-                let Some(p) = self.topology().port(port) else {
-                    return d.drop(DropReason::UnknownPort);
-                };
-                let Some(net) = self.topology().network(p.vni) else {
-                    return d.drop(DropReason::UnknownPort);
-                };
-                let d = self.decide_from_port(now, net, port, bytes, d);
-                self.limit(now, port, p.limits, d)
-            }
+            Ingress::Port(port) => self.decide_port(now, port, bytes, bytes.len()),
             Ingress::Underlay(from) => self.decide_from_underlay(now, from, bytes, None, d),
             Ingress::Decrypted { from, sa_vni } => {
                 self.decide_from_underlay(now, from, bytes, Some(sa_vni), d)
@@ -365,16 +356,50 @@ impl Switch {
         }
     }
 
+    /// `decide` for a TCP super-frame a container handed port `port` to be segmented (TSO,
+    /// crate::offload::tso): decided on its headers, which every segment repeats, and admitted
+    /// by the length of its longest segment, `segment_len`, which is what the network carries.
+    /// Pure, like `decide`.
+    pub fn decide_super_frame(
+        &self,
+        now: Timestamp,
+        port: PortId,
+        frame: &[u8],
+        segment_len: usize,
+    ) -> Decision {
+        self.decide_port(now, port, frame, segment_len)
+    }
+
+    /// A frame from a port, admitted as if it were `admitted_len` bytes long.
+    fn decide_port(
+        &self,
+        now: Timestamp,
+        port: PortId,
+        frame: &[u8],
+        admitted_len: usize,
+    ) -> Decision {
+        let d = Decision::new(Ingress::Port(port), frame.len());
+        let Some(p) = self.topology().port(port) else {
+            return d.drop(DropReason::UnknownPort);
+        };
+        let Some(net) = self.topology().network(p.vni) else {
+            return d.drop(DropReason::UnknownPort);
+        };
+        let d = self.decide_from_port(now, net, port, frame, admitted_len, d);
+        self.limit(now, port, p.limits, d)
+    }
+
     fn decide_from_port(
         &self,
         now: Timestamp,
         net: &NetworkTopo,
         port: PortId,
         frame: &[u8],
+        admitted_len: usize,
         mut d: Decision,
     ) -> Decision {
         d.network = Some(net.vni());
-        let eth = match admit(net, frame) {
+        let eth = match admit(net, frame, admitted_len) {
             Ok(eth) => eth,
             Err(r) => return d.drop(r),
         };
@@ -615,7 +640,7 @@ fn flood(
 /// `admit` for a frame from a peer, which may also be a TCP super-frame a Linux sender's path
 /// left whole (crate::offload::superframe): the executor writes it as one or cuts it.
 fn admit_from_peer<'a>(net: &NetworkTopo, frame: &'a [u8]) -> Result<Frame<&'a [u8]>, DropReason> {
-    match admit(net, frame) {
+    match admit(net, frame, frame.len()) {
         Err(DropReason::FrameTooBig)
             if crate::offload::superframe::peer_super_frame(frame, net.spec.mtu).is_some() =>
         {
@@ -626,13 +651,18 @@ fn admit_from_peer<'a>(net: &NetworkTopo, frame: &'a [u8]) -> Result<Frame<&'a [
 }
 
 /// The checks every frame passes before it is looked at, whichever way it came: a whole
-/// Ethernet header, a source that can be a station, and no larger than the network carries.
-fn admit<'a>(net: &NetworkTopo, frame: &'a [u8]) -> Result<Frame<&'a [u8]>, DropReason> {
+/// Ethernet header, a source that can be a station, and no larger than the network carries
+/// (`len`: the frame's, or its longest segment's for a super-frame to be segmented).
+fn admit<'a>(
+    net: &NetworkTopo,
+    frame: &'a [u8],
+    len: usize,
+) -> Result<Frame<&'a [u8]>, DropReason> {
     let eth = Frame::new_checked(frame).map_err(|_| DropReason::FrameTruncated)?;
     if !eth.src().is_unicast_source() {
         return Err(DropReason::BadSourceMac);
     }
-    if frame.len() > net.max_frame_len(frame) {
+    if len > net.max_frame_len(frame) {
         return Err(DropReason::FrameTooBig);
     }
     Ok(eth)

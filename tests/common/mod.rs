@@ -23,3 +23,15 @@ pub fn bins() -> testbed::Binaries {
         vswitchctl: env!("CARGO_BIN_EXE_vswitchctl").into(),
     }
 }
+
+/// Whether the running kernel is at least `major.minor`.
+#[allow(dead_code)] // only the tests of kernel features ask
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}

@@ -199,6 +199,8 @@ fn help(name: &str, scope: &str) -> String {
         "coalesced_segments" => "segments carried by coalesced super-frames",
         "partial_checksums" => "inner checksums a peer left partial, completed here",
         "peer_super_frames" => "TCP super-frames from a peer whose path never segmented them",
+        "tunnel_frames" => "TCP super-frames from containers handed to the kernel whole (tunnel GSO)",
+        "tunnel_refused" => "TCP super-frames the tunnel device refused (segmented instead)",
         "tcp_connections" => "TCP connections opened to the network's DNS address",
         "queries" => "queries for names the switch does not own, taken from the workers",
         "relayed" => "answers from upstream resolvers relayed to containers",

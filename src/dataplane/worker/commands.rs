@@ -10,6 +10,7 @@ impl Worker {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 Command::Stop => return false,
+                Command::StopTunnel => self.underlay.set_tunnel(None),
                 Command::AddPort {
                     id,
                     device,

@@ -125,8 +125,12 @@ impl Worker {
         hdr: &vnet::Header,
         len: usize,
     ) {
-        // The segments are cut into the slots where earlier frames' datagrams may wait.
+        // The segments are cut into the slots where earlier frames' datagrams may wait; and
+        // what waits in the run was made before this frame.
         self.flush_gso_batch();
+        if self.underlay.tunnel() && self.forward_through_tunnel(now, id, hdr, len) {
+            return;
+        }
         let (read, segs) = self.buf.split_at_mut(READ_SLOT);
         let frame = &read[HEADROOM..HEADROOM + len];
         match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
@@ -139,6 +143,56 @@ impl Worker {
                 }
             }
             Err(_) => self.switch.note_port_drop(id, DropReason::BadOffload),
+        }
+    }
+
+    /// Sends the container's TCP super-frame (in the read slot) to its peer whole, through the
+    /// host's tunnel device (crate::io::tunnel), when the core sends it to one peer of a
+    /// plaintext network: one decision for the frame, whose headers are every segment's,
+    /// committed once the kernel took the packet. False, with nothing committed, when it is
+    /// to be segmented here instead: another decision (a flood, a local port, ESP, a drop,
+    /// which the segments then meet one by one), a frame the kernel cannot take whole, or the
+    /// device refusing it.
+    fn forward_through_tunnel(
+        &mut self,
+        now: Timestamp,
+        id: PortId,
+        hdr: &vnet::Header,
+        len: usize,
+    ) -> bool {
+        let frame = HEADROOM..HEADROOM + len;
+        let Some(segment) = tunnel::segment_len(hdr, &self.buf[frame.clone()]) else {
+            return false;
+        };
+        let d = self
+            .switch
+            .decide_super_frame(now, id, &self.buf[frame.clone()], segment);
+        let Action::ToVtep { vtep, vni } = d.action else {
+            return false;
+        };
+        if self.switch.is_encrypted(vni) {
+            return false;
+        }
+        let src_port = self
+            .underlay
+            .outer_source_port(flow::source_port(&self.buf[frame.clone()]));
+        match self
+            .underlay
+            .send_tunnel(hdr, &self.buf[frame], vtep.0, vni.get(), src_port)
+        {
+            Ok(Ok(())) => {
+                self.switch.commit(now, &d);
+                self.switch
+                    .note_vtep_tx(vni, vtep, UDP_HEADER_LEN + vxlan::HEADER_LEN + len);
+                self.offload.tunnel_frames += 1;
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(e) => {
+                self.tx_errors.count(&e);
+                self.offload.tunnel_refused += 1;
+                false
+            }
         }
     }
 

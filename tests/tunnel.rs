@@ -1,0 +1,92 @@
+//! The host's tunnel device (src/io/tunnel.rs) on the namespace testbed (root required; see
+//! TESTING.md): what a user sees when the host's firewall does not forward what vswitchd
+//! hands the kernel there. The transfers and counters of the default path are in
+//! tests/overlay.rs.
+
+mod common;
+
+use common::bins;
+use common::testbed::{tcp_transfer, Testbed, BLUE};
+use serde_json::Value;
+
+fn prefix(tag: &str) -> String {
+    format!("vst{}-{tag}", std::process::id())
+}
+
+fn offload(v: &Value, k: &str) -> u64 {
+    v["offload"][k].as_u64().unwrap_or(0)
+}
+
+/// A FORWARD chain whose policy is DROP (what dockerd sets) drops the packets vswitchd hands
+/// the kernel through the tunnel device. The prober sees the peer answer its socket's probes
+/// and not those it sends through the device, the daemon says so in its log with the rule
+/// that would let them through, and segments super-frames itself from then on: the transfer
+/// arrives intact, a few seconds late.
+#[test]
+fn a_firewall_that_forwards_nothing_sends_super_frames_back_to_segmentation() {
+    if !common::kernel_at_least(6, 17) {
+        panic!("this test needs UDP-tunnel GSO for TAP devices: Linux 6.17 or later");
+    }
+    let mut tb = Testbed::two_hosts(&prefix("tfw"), bins(), &[BLUE]).unwrap();
+    assert!(
+        tb.logs()
+            .contains("tunnel GSO: TCP super-frames to peers leave whole"),
+        "{}",
+        tb.logs()
+    );
+    let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
+    let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
+    // In host 0's own namespace: gone with it, nothing in the root namespace.
+    step!(
+        tb,
+        tb.hosts[0].ns.exec(&["iptables", "-P", "FORWARD", "DROP"])
+    );
+
+    let (sent, got) = step!(
+        tb,
+        tcp_transfer(
+            tb.container(a),
+            tb.container(b),
+            "10.0.9.3",
+            5001,
+            20 << 20,
+            &tb.dir
+        )
+    );
+    assert_eq!(sent, got, "20 MB transfer arrived changed\n{}", tb.logs());
+    let logs = tb.logs();
+    assert!(
+        logs.contains("peers answer probes from vswitchd's socket but not through its tunnel")
+            && logs.contains("iptables -I FORWARD -i vswgso0 -j ACCEPT"),
+        "no word of the firewall in the log:\n{logs}"
+    );
+    let first = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    assert!(offload(&first, "tunnel_frames") > 0, "{}", first["offload"]);
+    assert!(
+        offload(&first, "tso_frames") > 0 && offload(&first, "gso_sends") > 0,
+        "super-frames were not segmented after the fallback: {}",
+        first["offload"]
+    );
+
+    // From now on nothing goes to the tunnel device.
+    let (sent, got) = step!(
+        tb,
+        tcp_transfer(
+            tb.container(a),
+            tb.container(b),
+            "10.0.9.3",
+            5002,
+            20 << 20,
+            &tb.dir
+        )
+    );
+    assert_eq!(sent, got, "second transfer");
+    let second = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    assert_eq!(
+        offload(&second, "tunnel_frames"),
+        offload(&first, "tunnel_frames"),
+        "{}",
+        second["offload"]
+    );
+    assert!(offload(&second, "tso_frames") > offload(&first, "tso_frames"));
+}
