@@ -172,7 +172,7 @@ impl Underlay {
             ttl: 65,
         };
         let mut head = [0u8; tunnel::HEADER_LEN];
-        if let Err(e) = tunnel::header(&mut head, inner, frame.len(), &outer) {
+        if let Err(e) = tunnel::header(&mut head, inner, frame, &outer) {
             return Ok(Err(e));
         }
         q.tap.write_behind(&head, frame)?;

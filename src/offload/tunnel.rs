@@ -55,20 +55,18 @@ pub enum NotTunnelable {
     TooLong,
 }
 
-/// Writes into `out` what goes in front of the container's super-frame of `frame_len` bytes
-/// whose TAP header was `inner`, to send it to `o.dst` as one tunnel GSO packet.
+/// Writes into `out` what goes in front of the container's super-frame `frame` whose TAP
+/// header was `inner`, to send it to `o.dst` as one tunnel GSO packet.
 pub fn header(
     out: &mut [u8; HEADER_LEN],
     inner: &Header,
-    frame_len: usize,
+    frame: &[u8],
     o: &Outer,
 ) -> Result<(), NotTunnelable> {
-    if inner.gso_kind() != vnet::GSO_TCPV4
-        || inner.flags & vnet::F_NEEDS_CSUM == 0
-        || inner.gso_size == 0
-    {
+    if !is_tcp_v4_super_frame(inner, frame) {
         return Err(NotTunnelable::NotTcpV4);
     }
+    let frame_len = frame.len();
     if 20 + 8 + vxlan::HEADER_LEN + frame_len > usize::from(u16::MAX) {
         return Err(NotTunnelable::TooLong);
     }
@@ -92,6 +90,26 @@ pub fn header(
     write_eth_ip_udp(&mut outer[..42], o, vxlan::HEADER_LEN + frame_len);
     vxlan::emit(&mut outer[42..OUTER_LEN], o.vni);
     Ok(())
+}
+
+/// Whether `frame` is what a peer takes whole (crate::offload::superframe) and the offsets of
+/// the header describe: TCP segmentation with a partial checksum, of Ethernet (no VLAN tag)
+/// and IPv4 without options, DF set, not a fragment, its total length the frame's, the TCP
+/// header where the checksum starts.
+fn is_tcp_v4_super_frame(inner: &Header, frame: &[u8]) -> bool {
+    let Some(ip) = frame.get(14..34) else {
+        return false;
+    };
+    inner.gso_kind() == vnet::GSO_TCPV4
+        && inner.flags & vnet::F_NEEDS_CSUM != 0
+        && inner.gso_size != 0
+        && inner.csum_start == 34
+        && frame[12..14] == [0x08, 0x00]
+        && ip[0] == 0x45
+        && ip[9] == 6
+        && ip[6] & 0x40 != 0
+        && u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff == 0
+        && usize::from(u16::from_be_bytes([ip[2], ip[3]])) == frame.len() - 14
 }
 
 /// Ethernet, IPv4 (DF; ID 0, which the kernel numbers per segment) and UDP headers (no UDP
@@ -166,7 +184,7 @@ mod tests {
     fn header_describes_outer_and_inner_offsets() {
         let frame = eth_ipv4(6, 1, 20 + 1398 * 40);
         let mut out = [0u8; HEADER_LEN];
-        header(&mut out, &tso_v4(), frame.len(), &outer()).unwrap();
+        header(&mut out, &tso_v4(), &frame, &outer()).unwrap();
         let h = Header::parse(&out).unwrap();
         assert_eq!(h.flags, vnet::F_NEEDS_CSUM);
         assert_eq!(h.gso_type, vnet::GSO_TCPV4 | GSO_UDP_TUNNEL_IPV4);
@@ -232,7 +250,7 @@ mod tests {
         let mut h = tso_v4();
         h.gso_type |= vnet::GSO_ECN;
         let mut out = [0u8; HEADER_LEN];
-        header(&mut out, &h, 5000, &outer()).unwrap();
+        header(&mut out, &h, &eth_ipv4(6, 1, 5000), &outer()).unwrap();
         assert_eq!(
             out[1],
             vnet::GSO_ECN | vnet::GSO_TCPV4 | GSO_UDP_TUNNEL_IPV4
@@ -242,28 +260,37 @@ mod tests {
     #[test]
     fn only_ipv4_tcp_segmentation_that_fits_one_packet() {
         let mut out = [0u8; HEADER_LEN];
+        let frame = eth_ipv4(6, 1, 5000);
+        let refused = |h: &Header, f: &[u8]| {
+            let mut out = [0u8; HEADER_LEN];
+            header(&mut out, h, f, &outer()) == Err(NotTunnelable::NotTcpV4)
+        };
         let mut v6 = tso_v4();
         v6.gso_type = vnet::GSO_TCPV6;
-        assert_eq!(
-            header(&mut out, &v6, 5000, &outer()),
-            Err(NotTunnelable::NotTcpV4)
-        );
+        assert!(refused(&v6, &frame));
         let mut full = tso_v4();
         full.flags = 0;
-        assert_eq!(
-            header(&mut out, &full, 5000, &outer()),
-            Err(NotTunnelable::NotTcpV4)
-        );
+        assert!(refused(&full, &frame), "no partial checksum");
         let mut udp = tso_v4();
         udp.gso_type = vnet::GSO_UDP_L4;
-        assert_eq!(
-            header(&mut out, &udp, 5000, &outer()),
-            Err(NotTunnelable::NotTcpV4)
-        );
+        assert!(refused(&udp, &eth_ipv4(17, 1, 5000)));
+        assert!(refused(&tso_v4(), &eth_ipv4(17, 1, 5000)), "not TCP");
+        let mut vlan = frame.clone();
+        vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert!(refused(&tso_v4(), &vlan), "a VLAN tag moves the inner headers");
+        let mut no_df = frame.clone();
+        no_df[14 + 6] = 0;
+        assert!(refused(&tso_v4(), &no_df), "what a peer would not take whole");
+        let mut options = frame.clone();
+        options[14] = 0x46;
+        assert!(refused(&tso_v4(), &options));
+        assert!(refused(&tso_v4(), &frame[..frame.len() - 1]), "IPv4 length is not the frame's");
         // 65,535 - 36 bytes of outer IPv4, UDP and VXLAN headers is the most a frame may be.
-        assert!(header(&mut out, &tso_v4(), 65_535 - 36, &outer()).is_ok());
+        let largest = eth_ipv4(6, 1, 65_535 - 36 - 34);
+        assert!(header(&mut out, &tso_v4(), &largest, &outer()).is_ok());
+        let too_long = eth_ipv4(6, 1, 65_535 - 35 - 34);
         assert_eq!(
-            header(&mut out, &tso_v4(), 65_535 - 35, &outer()),
+            header(&mut out, &tso_v4(), &too_long, &outer()),
             Err(NotTunnelable::TooLong)
         );
     }
