@@ -78,6 +78,12 @@ fn doctor_names_a_peer_whose_vxlan_port_is_blocked_and_is_happy_once_it_opens() 
         out.contains("1 network(s) with the same name, vni"),
         "{out}"
     );
+    if common::kernel_at_least(6, 17) {
+        assert!(
+            out.contains("tunnel GSO on: TCP super-frames to peers leave whole through vswgso0"),
+            "{out}"
+        );
+    }
 
     // The background prober: show peers says reachable, with a round trip time.
     let fresh = wait_until(Duration::from_secs(10), || {

@@ -89,4 +89,23 @@ fn a_firewall_that_forwards_nothing_sends_super_frames_back_to_segmentation() {
         second["offload"]
     );
     assert!(offload(&second, "tso_frames") > offload(&first, "tso_frames"));
+
+    // doctor names it, with the rule that would keep tunnel GSO.
+    let out = std::process::Command::new(&tb.bins.vswitchctl)
+        .arg("--socket")
+        .arg(&tb.hosts[0].socket)
+        .arg("doctor")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("vswitchctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("this host: tunnel GSO was turned off"))
+        .unwrap_or_else(|| panic!("no tunnel finding:\n{text}"));
+    assert!(
+        line.contains("iptables -I FORWARD -i vswgso0 -j ACCEPT"),
+        "{line}"
+    );
 }

@@ -9,6 +9,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 use vswitch::control::config::Config;
+use vswitch::control::probe::TunnelStatus;
 use vswitch::control::server::{self, Server};
 use vswitch::crypto::{load_key_file, EspConfig, EspNetwork, EspTable};
 use vswitch::dataplane::{self, Esp, Worker};
@@ -177,15 +178,15 @@ fn encryption(cfg: &Config, secrets: Vec<(u32, [u8; 32])>) -> Result<Option<(Esp
 /// Gives every worker a queue of the host's tunnel device, so that containers' TCP
 /// super-frames leave whole and the kernel segments them (vswitch::io::tunnel); or says in
 /// the log why they are segmented here. `VSWITCH_TUNNEL_GSO=off` keeps segmenting. Returns
-/// one more queue of the device, for the prober.
-fn tunnel_offload(underlays: &mut [Underlay]) -> Option<vswitch::io::tunnel::TunnelQueue> {
+/// one more queue of the device, for the prober, or why there is none.
+fn tunnel_offload(underlays: &mut [Underlay]) -> Result<vswitch::io::tunnel::TunnelQueue, String> {
     if env_says_off("VSWITCH_TUNNEL_GSO") {
         tracing::info!("tunnel GSO off (VSWITCH_TUNNEL_GSO=off): super-frames segmented here");
-        return None;
+        return Err("VSWITCH_TUNNEL_GSO=off in vswitchd's environment".into());
     }
     match vswitch::io::tunnel::open(underlays.len() + 1) {
         Ok(mut queues) => {
-            let probe = queues.pop();
+            let probe = queues.pop().ok_or("no queue left for the prober")?;
             for (u, q) in underlays.iter_mut().zip(queues) {
                 u.set_tunnel(Some(q));
             }
@@ -193,14 +194,14 @@ fn tunnel_offload(underlays: &mut [Underlay]) -> Option<vswitch::io::tunnel::Tun
                 device = vswitch::io::tunnel::NAME,
                 "tunnel GSO: TCP super-frames to peers leave whole, the kernel segments them"
             );
-            probe
+            Ok(probe)
         }
         Err(reason) => {
             tracing::info!(
                 %reason,
                 "no tunnel GSO: TCP super-frames to peers are segmented here"
             );
-            None
+            Err(reason)
         }
     }
 }
@@ -446,8 +447,12 @@ fn run(args: Args) -> Result<()> {
     let tunnel = if underlay_offloads {
         tunnel_offload(&mut underlays)
     } else {
-        None
+        Err("no UDP GSO on the underlay (VSWITCH_OFFLOADS=off, or the kernel lacks it)".into())
     };
+    let tunnel_status = std::sync::Arc::new(std::sync::Mutex::new(match &tunnel {
+        Ok(_) => TunnelStatus::On,
+        Err(why) => TunnelStatus::Unavailable(why.clone()),
+    }));
     // Every worker seals, with a copy of the table that shares the sequence counters, and
     // every worker opens: the kernel steers each ESP lane (the SPI's top bits) to one worker's
     // socket, and that worker's copy alone opens it, so an SA's one replay window sees all its
@@ -545,8 +550,9 @@ fn run(args: Args) -> Result<()> {
         esp_port,
         tap_offloads,
         underlay_offloads,
+        tunnel: tunnel_status.clone(),
     };
-    let tunnel_check = tunnel.map(|queue| {
+    let tunnel_check = tunnel.ok().map(|queue| {
         let workers = handle.clone();
         vswitch::control::probe::TunnelCheck {
             queue,
@@ -562,6 +568,8 @@ fn run(args: Args) -> Result<()> {
                 // Nothing would notice a host that does not forward the device's packets.
                 tracing::warn!("tunnel GSO off: its path cannot be checked without the prober");
                 handle.stop_tunnel();
+                *tunnel_status.lock().unwrap_or_else(|e| e.into_inner()) =
+                    TunnelStatus::Unavailable("the prober did not start".into());
             }
         }
     }

@@ -41,6 +41,19 @@ pub struct ProbeConfig {
     pub tap_offloads: bool,
     /// UDP GSO/GRO on the underlay sockets.
     pub underlay_offloads: bool,
+    /// Whether the workers hand TCP super-frames to the host's tunnel device (shared: the
+    /// prober turns it off when the host does not forward what the device takes).
+    pub tunnel: Arc<Mutex<TunnelStatus>>,
+}
+
+/// Tunnel GSO on this host (crate::io::tunnel), for `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelStatus {
+    /// Never on: why (the kernel, the host's rp_filter, VSWITCH_TUNNEL_GSO=off).
+    Unavailable(String),
+    On,
+    /// Turned off because peers answered the socket's probes and not the device's.
+    NotForwarded,
 }
 
 /// One probe to send.
@@ -288,6 +301,8 @@ impl Prober {
                         );
                         (t.stop)();
                         tunnel = None;
+                        *p.cfg.tunnel.lock().unwrap_or_else(|e| e.into_inner()) =
+                            TunnelStatus::NotForwarded;
                     }
                 }
                 std::thread::sleep(INTERVAL.saturating_sub(began.elapsed()));

@@ -277,14 +277,23 @@ mod tests {
         assert!(refused(&tso_v4(), &eth_ipv4(17, 1, 5000)), "not TCP");
         let mut vlan = frame.clone();
         vlan[12..14].copy_from_slice(&[0x81, 0x00]);
-        assert!(refused(&tso_v4(), &vlan), "a VLAN tag moves the inner headers");
+        assert!(
+            refused(&tso_v4(), &vlan),
+            "a VLAN tag moves the inner headers"
+        );
         let mut no_df = frame.clone();
         no_df[14 + 6] = 0;
-        assert!(refused(&tso_v4(), &no_df), "what a peer would not take whole");
+        assert!(
+            refused(&tso_v4(), &no_df),
+            "what a peer would not take whole"
+        );
         let mut options = frame.clone();
         options[14] = 0x46;
         assert!(refused(&tso_v4(), &options));
-        assert!(refused(&tso_v4(), &frame[..frame.len() - 1]), "IPv4 length is not the frame's");
+        assert!(
+            refused(&tso_v4(), &frame[..frame.len() - 1]),
+            "IPv4 length is not the frame's"
+        );
         // 65,535 - 36 bytes of outer IPv4, UDP and VXLAN headers is the most a frame may be.
         let largest = eth_ipv4(6, 1, 65_535 - 36 - 34);
         assert!(header(&mut out, &tso_v4(), &largest, &outer()).is_ok());

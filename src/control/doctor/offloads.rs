@@ -23,7 +23,7 @@
 //!   (its socket asks for GRO itself).
 
 use super::Findings;
-use crate::control::probe::ProbeConfig;
+use crate::control::probe::{ProbeConfig, TunnelStatus};
 use crate::io::ethtool::Features;
 
 /// One offload as `ethtool -k` names it, and the kernel features that make it.
@@ -195,6 +195,7 @@ pub(super) fn check(cfg: &ProbeConfig, findings: &mut Findings, passed: &mut Vec
     if own_on {
         passed.push("offloads on (TAP TSO/USO, underlay UDP GSO/GRO)".into());
     }
+    tunnel(cfg, findings, passed);
     let mut nl = match crate::io::Netlink::open() {
         Ok(nl) => nl,
         Err(e) => {
@@ -237,6 +238,33 @@ pub(super) fn check(cfg: &ProbeConfig, findings: &mut Findings, passed: &mut Vec
             }
             Err(e) => passed.push(format!("{subject}: offloads not checked: {e}")),
         }
+    }
+}
+
+/// Tunnel GSO (crate::io::tunnel): a finding when the prober turned it off, a line saying
+/// why it is off otherwise.
+fn tunnel(cfg: &ProbeConfig, findings: &mut Findings, passed: &mut Vec<String>) {
+    let status = cfg.tunnel.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let dev = crate::io::tunnel::NAME;
+    match status {
+        TunnelStatus::On => passed.push(format!(
+            "tunnel GSO on: TCP super-frames to peers leave whole through {dev}"
+        )),
+        TunnelStatus::Unavailable(why) => passed.push(format!("tunnel GSO off: {why}")),
+        TunnelStatus::NotForwarded => findings.add(
+            "offloads",
+            "this host",
+            format!(
+                "tunnel GSO was turned off: peers answered probes from vswitchd's socket but \
+                 not through its tunnel device {dev}, so the host does not forward what \
+                 vswitchd hands the kernel there (a firewall FORWARD chain that drops it?); \
+                 TCP super-frames are segmented here, at about 1.5 times the CPU per byte"
+            ),
+            format!(
+                "accept what comes in on {dev} (`iptables -I FORWARD -i {dev} -j ACCEPT`) and \
+                 restart vswitchd"
+            ),
+        ),
     }
 }
 
