@@ -191,7 +191,8 @@ fn extra_links(h: &Host) -> Vec<String> {
         .lines()
         .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string()))
         .map(|s| s.split('@').next().unwrap_or_default().to_string())
-        .filter(|n| n != "lo" && n != "ul0")
+        // vswgso0: the running daemon's own tunnel device (src/io/tunnel.rs), not a port.
+        .filter(|n| n != "lo" && n != "ul0" && n != "vswgso0")
         .collect()
 }
 

@@ -42,18 +42,22 @@ fn a_firewall_that_forwards_nothing_sends_super_frames_back_to_segmentation() {
         tb.hosts[0].ns.exec(&["iptables", "-P", "FORWARD", "DROP"])
     );
 
-    let (sent, got) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(a),
-            tb.container(b),
-            "10.0.9.3",
-            5001,
-            20 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(sent, got, "20 MB transfer arrived changed\n{}", tb.logs());
+    // 20 MB from a to b, checked on arrival.
+    let transfer = |port: u16| {
+        let (sent, got) = step!(
+            tb,
+            tcp_transfer(
+                tb.container(a),
+                tb.container(b),
+                "10.0.9.3",
+                port,
+                20 << 20,
+                &tb.dir
+            )
+        );
+        assert_eq!(sent, got, "transfer {port} arrived changed\n{}", tb.logs());
+    };
+    transfer(5001);
     let logs = tb.logs();
     assert!(
         logs.contains("peers answer probes from vswitchd's socket but not through its tunnel")
@@ -69,18 +73,7 @@ fn a_firewall_that_forwards_nothing_sends_super_frames_back_to_segmentation() {
     );
 
     // From now on nothing goes to the tunnel device.
-    let (sent, got) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(a),
-            tb.container(b),
-            "10.0.9.3",
-            5002,
-            20 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(sent, got, "second transfer");
+    transfer(5002);
     let second = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
     assert_eq!(
         offload(&second, "tunnel_frames"),
