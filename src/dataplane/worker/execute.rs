@@ -160,6 +160,10 @@ impl Worker {
         hdr: &vnet::Header,
         len: usize,
     ) -> bool {
+        // IPv6 inner TCP is segmented here without a decision for the whole frame first.
+        if hdr.gso_kind() != vnet::GSO_TCPV4 {
+            return false;
+        }
         let frame = HEADROOM..HEADROOM + len;
         let Some(segment) = tunnel::segment_len(hdr, &self.buf[frame.clone()]) else {
             return false;
