@@ -79,9 +79,14 @@ fn doctor_names_a_peer_whose_vxlan_port_is_blocked_and_is_happy_once_it_opens() 
         "{out}"
     );
     if common::kernel_at_least(6, 17) {
+        // Once the peer answered probes sent through the tunnel device.
+        let on = "tunnel GSO on: TCP super-frames to peers leave whole through vswgso0";
         assert!(
-            out.contains("tunnel GSO on: TCP super-frames to peers leave whole through vswgso0"),
-            "{out}"
+            wait_until(Duration::from_secs(10), || doctor(&tb, 0, &[])
+                .1
+                .contains(on)),
+            "{}",
+            tb.logs()
         );
     }
 

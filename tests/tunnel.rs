@@ -6,8 +6,9 @@
 mod common;
 
 use common::bins;
-use common::testbed::{tcp_transfer, Testbed, BLUE};
+use common::testbed::{tcp_transfer, wait_until, Testbed, BLUE};
 use serde_json::Value;
+use std::time::Duration;
 
 fn prefix(tag: &str) -> String {
     format!("vst{}-{tag}", std::process::id())
@@ -17,31 +18,25 @@ fn offload(v: &Value, k: &str) -> u64 {
     v["offload"][k].as_u64().unwrap_or(0)
 }
 
-/// A FORWARD chain whose policy is DROP (what dockerd sets) drops the packets vswitchd hands
-/// the kernel through the tunnel device. The prober sees the peer answer its socket's probes
-/// and not those it sends through the device, the daemon says so in its log with the rule
-/// that would let them through, and segments super-frames itself from then on: the transfer
-/// arrives intact, a few seconds late.
+/// A FORWARD chain whose policy is DROP (what dockerd sets), put in while the workers use the
+/// tunnel device, drops what they hand the kernel there. The prober sees the peer answer its
+/// socket's probes and not those it sends through the device, the daemon says so in its log
+/// with the rule that would let them through, and segments super-frames itself from then on:
+/// the transfers arrive intact.
 #[test]
-fn a_firewall_that_forwards_nothing_sends_super_frames_back_to_segmentation() {
+fn a_firewall_that_stops_forwarding_sends_super_frames_back_to_segmentation() {
     if !common::kernel_at_least(6, 17) {
         panic!("this test needs UDP-tunnel GSO for TAP devices: Linux 6.17 or later");
     }
     let mut tb = Testbed::two_hosts(&prefix("tfw"), bins(), &[BLUE]).unwrap();
     assert!(
         tb.logs()
-            .contains("tunnel GSO: TCP super-frames to peers leave whole"),
+            .contains("tunnel GSO ready: TCP super-frames to peers will leave whole"),
         "{}",
         tb.logs()
     );
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
-    // In host 0's own namespace: gone with it, nothing in the root namespace.
-    step!(
-        tb,
-        tb.hosts[0].ns.exec(&["iptables", "-P", "FORWARD", "DROP"])
-    );
-
     // 20 MB from a to b, checked on arrival.
     let transfer = |port: u16| {
         let (sent, got) = step!(
@@ -57,31 +52,56 @@ fn a_firewall_that_forwards_nothing_sends_super_frames_back_to_segmentation() {
         );
         assert_eq!(sent, got, "transfer {port} arrived changed\n{}", tb.logs());
     };
-    transfer(5001);
-    let logs = tb.logs();
+    let stats = || step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+
+    // The workers (of both hosts) use the device once the peer answered probes sent through it.
+    let on = "tunnel GSO on: peers answer probes sent through the tunnel device";
     assert!(
-        logs.contains("peers answer probes from vswitchd's socket but not through its tunnel")
-            && logs.contains("iptables -I FORWARD -i vswgso0 -j ACCEPT"),
-        "no word of the firewall in the log:\n{logs}"
+        wait_until(Duration::from_secs(10), || tb.logs().matches(on).count()
+            == 2),
+        "{}",
+        tb.logs()
     );
-    let first = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
-    assert!(offload(&first, "tunnel_frames") > 0, "{}", first["offload"]);
+    transfer(5001);
+    let before = stats();
     assert!(
-        offload(&first, "tso_frames") > 0 && offload(&first, "gso_sends") > 0,
-        "super-frames were not segmented after the fallback: {}",
-        first["offload"]
+        offload(&before, "tunnel_frames") > 0,
+        "{}",
+        before["offload"]
     );
 
-    // From now on nothing goes to the tunnel device.
-    transfer(5002);
-    let second = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
-    assert_eq!(
-        offload(&second, "tunnel_frames"),
-        offload(&first, "tunnel_frames"),
-        "{}",
-        second["offload"]
+    // In host 0's own namespace: gone with it, nothing in the root namespace.
+    step!(
+        tb,
+        tb.hosts[0].ns.exec(&["iptables", "-P", "FORWARD", "DROP"])
     );
-    assert!(offload(&second, "tso_frames") > offload(&first, "tso_frames"));
+    // Two probe rounds (2 s apart) in which the peer answers the socket and not the device.
+    let said = "peers answer probes from vswitchd's socket but not through its tunnel";
+    assert!(
+        wait_until(Duration::from_secs(15), || tb.logs().contains(said)),
+        "no word of the firewall in the log:\n{}",
+        tb.logs()
+    );
+    assert!(
+        tb.logs()
+            .contains("iptables -I FORWARD -i vswgso0 -j ACCEPT"),
+        "{}",
+        tb.logs()
+    );
+    // From now on the transfers' super-frames are segmented here, none goes to the device.
+    transfer(5002);
+    let after = stats();
+    assert_eq!(
+        offload(&after, "tunnel_frames"),
+        offload(&before, "tunnel_frames"),
+        "{}",
+        after["offload"]
+    );
+    assert!(
+        offload(&after, "tso_frames") > offload(&before, "tso_frames"),
+        "{}",
+        after["offload"]
+    );
 
     // doctor names it, with the rule that would keep tunnel GSO.
     let out = std::process::Command::new(&tb.bins.vswitchctl)

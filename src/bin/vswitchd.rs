@@ -171,10 +171,6 @@ fn encryption(cfg: &Config, secrets: Vec<(u32, [u8; 32])>) -> Result<Option<(Esp
     Ok(Some((table, port)))
 }
 
-/// TAP offloads: on unless VSWITCH_OFFLOADS is "off", "0" or "false" (for comparison and as
-/// a way out should a kernel misbehave). IFF_NAPI only with VSWITCH_TAP_NAPI=on: we coalesce
-/// TCP ourselves, and NAPI's deferred delivery measured worse (ping RTT 0.26 vs 0.16 ms,
-/// TCP 3.1 vs 3.4 Gbit/s in benches/iperf.sh).
 /// Gives every worker a queue of the host's tunnel device, so that containers' TCP
 /// super-frames leave whole and the kernel segments them (vswitch::io::tunnel); or says in
 /// the log why they are segmented here. `VSWITCH_TUNNEL_GSO=off` keeps segmenting. Returns
@@ -188,11 +184,12 @@ fn tunnel_offload(underlays: &mut [Underlay]) -> Result<vswitch::io::tunnel::Tun
         Ok(mut queues) => {
             let probe = queues.pop().ok_or("no queue left for the prober")?;
             for (u, q) in underlays.iter_mut().zip(queues) {
-                u.set_tunnel(Some(q));
+                u.set_tunnel(q);
             }
             tracing::info!(
                 device = vswitch::io::tunnel::NAME,
-                "tunnel GSO: TCP super-frames to peers leave whole, the kernel segments them"
+                "tunnel GSO ready: TCP super-frames to peers will leave whole, the kernel \
+                 segmenting them, once a peer answers probes sent through the device"
             );
             Ok(probe)
         }
@@ -206,6 +203,10 @@ fn tunnel_offload(underlays: &mut [Underlay]) -> Result<vswitch::io::tunnel::Tun
     }
 }
 
+/// TAP offloads: on unless VSWITCH_OFFLOADS is "off", "0" or "false" (for comparison and as
+/// a way out should a kernel misbehave). IFF_NAPI only with VSWITCH_TAP_NAPI=on: we coalesce
+/// TCP ourselves, and NAPI's deferred delivery measured worse (ping RTT 0.26 vs 0.16 ms,
+/// TCP 3.1 vs 3.4 Gbit/s in benches/iperf.sh).
 fn tap_options() -> TapOptions {
     if env_says_off("VSWITCH_OFFLOADS") {
         tracing::info!(
@@ -450,7 +451,7 @@ fn run(args: Args) -> Result<()> {
         Err("no UDP GSO on the underlay (VSWITCH_OFFLOADS=off, or the kernel lacks it)".into())
     };
     let tunnel_status = std::sync::Arc::new(std::sync::Mutex::new(match &tunnel {
-        Ok(_) => TunnelStatus::On,
+        Ok(_) => TunnelStatus::Unverified,
         Err(why) => TunnelStatus::Unavailable(why.clone()),
     }));
     // Every worker seals, with a copy of the table that shares the sequence counters, and
@@ -556,7 +557,7 @@ fn run(args: Args) -> Result<()> {
         let workers = handle.clone();
         vswitch::control::probe::TunnelCheck {
             queue,
-            stop: Box::new(move || workers.stop_tunnel()),
+            set: Box::new(move |on| workers.tunnel(on)),
         }
     });
     let tunnel_on = tunnel_check.is_some();
@@ -565,9 +566,9 @@ fn run(args: Args) -> Result<()> {
         Err(e) => {
             tracing::warn!("peers are not probed (show peers, doctor): {e}");
             if tunnel_on {
-                // Nothing would notice a host that does not forward the device's packets.
+                // Nothing would check that the host forwards the device's packets.
                 tracing::warn!("tunnel GSO off: its path cannot be checked without the prober");
-                handle.stop_tunnel();
+                handle.tunnel(false);
                 *tunnel_status.lock().unwrap_or_else(|e| e.into_inner()) =
                     TunnelStatus::Unavailable("the prober did not start".into());
             }

@@ -51,6 +51,9 @@ pub struct ProbeConfig {
 pub enum TunnelStatus {
     /// Never on: why (the kernel, the host's rp_filter, VSWITCH_TUNNEL_GSO=off).
     Unavailable(String),
+    /// The device is there, and no peer has answered a probe sent through it yet (a kernel
+    /// VXLAN peer never answers probes): super-frames are segmented until one does.
+    Unverified,
     On,
     /// Turned off because peers answered the socket's probes and not the device's.
     NotForwarded,
@@ -251,17 +254,42 @@ pub struct Prober {
 }
 
 /// The path through the host's tunnel device (crate::io::tunnel), which the workers hand
-/// whole TCP super-frames to and the kernel forwards: checked by probing peers through it too.
+/// whole TCP super-frames to and the kernel forwards: checked by probing peers through it
+/// too. The workers use it once a peer has answered through it (so a host that never
+/// forwards loses nothing), and stop for good when peers answer the socket's probes and not
+/// the device's (a firewall that began to drop).
 pub struct TunnelCheck {
     /// The prober's own queue of the device.
     pub queue: crate::io::tunnel::TunnelQueue,
-    /// Sends the workers back to segmenting (dataplane::group::Workers::stop_tunnel).
-    pub stop: Box<dyn Fn() + Send>,
+    /// Turns the workers' use of the device on, or off for good
+    /// (dataplane::group::Workers::tunnel).
+    pub set: Box<dyn Fn(bool) + Send>,
 }
 
 /// Rounds in a row in which a peer answered the socket's probe and not the tunnel device's
 /// before the device is given up.
 const TUNNEL_MISSES: u32 = 2;
+
+/// What one round of tunnel probes says, given the peers that answered the socket's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelVerdict {
+    /// Nobody to compare with: no peer answered the socket.
+    Unknown,
+    /// Every peer that answered the socket answered through the device too.
+    Forwarded,
+    /// Some peer answered the socket and not the device.
+    Missed,
+}
+
+/// The verdict of a round in which `via_socket` peers answered the socket's probes and
+/// `via_tunnel` of them answered those sent through the device.
+pub fn tunnel_verdict(via_socket: usize, via_tunnel: usize) -> TunnelVerdict {
+    match (via_socket, via_tunnel) {
+        (0, _) => TunnelVerdict::Unknown,
+        (s, t) if t >= s => TunnelVerdict::Forwarded,
+        _ => TunnelVerdict::Missed,
+    }
+}
 
 impl Prober {
     /// Starts probing the peers of the topology `published` holds, every `INTERVAL`; and,
@@ -284,9 +312,22 @@ impl Prober {
                 let began = Instant::now();
                 let answered = p.probe_once(&sock, &published.load());
                 if let Some((t, misses)) = &mut tunnel {
-                    match p.check_tunnel(&sock, t, &answered) {
-                        Some(through) if through.len() < answered.len() => *misses += 1,
-                        _ => *misses = 0,
+                    let through = p.check_tunnel(&sock, t, &answered);
+                    match tunnel_verdict(answered.len(), through) {
+                        TunnelVerdict::Unknown => {}
+                        TunnelVerdict::Forwarded => {
+                            *misses = 0;
+                            if p.set_tunnel_status(TunnelStatus::On) {
+                                tracing::info!(
+                                    device = crate::io::tunnel::NAME,
+                                    peers = answered.len(),
+                                    "tunnel GSO on: peers answer probes sent through the \
+                                     tunnel device, so TCP super-frames to peers leave whole"
+                                );
+                                (t.set)(true);
+                            }
+                        }
+                        TunnelVerdict::Missed => *misses += 1,
                     }
                     if *misses >= TUNNEL_MISSES {
                         tracing::warn!(
@@ -299,10 +340,9 @@ impl Prober {
                              ACCEPT`, and restart vswitchd",
                             crate::io::tunnel::NAME
                         );
-                        (t.stop)();
+                        (t.set)(false);
                         tunnel = None;
-                        *p.cfg.tunnel.lock().unwrap_or_else(|e| e.into_inner()) =
-                            TunnelStatus::NotForwarded;
+                        p.set_tunnel_status(TunnelStatus::NotForwarded);
                     }
                 }
                 std::thread::sleep(INTERVAL.saturating_sub(began.elapsed()));
@@ -310,21 +350,23 @@ impl Prober {
         Ok(prober)
     }
 
+    /// Records the tunnel device's status; whether it changed.
+    fn set_tunnel_status(&self, status: TunnelStatus) -> bool {
+        let mut s = self.cfg.tunnel.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *s != status;
+        *s = status;
+        changed
+    }
+
     /// Probes the peers in `answered` (VXLAN paths that answered the socket's probe) through
-    /// the tunnel device, from the socket's address and port; returns those that answered
-    /// (`None` when there was nobody to probe).
-    fn check_tunnel(
-        &self,
-        sock: &UdpSocket,
-        t: &TunnelCheck,
-        answered: &[SocketAddrV4],
-    ) -> Option<Vec<SocketAddrV4>> {
-        if answered.is_empty() {
-            return None;
-        }
-        let SocketAddr::V4(from) = sock.local_addr().ok()? else {
-            return None;
+    /// the tunnel device, from the socket's address and port; returns how many answered.
+    fn check_tunnel(&self, sock: &UdpSocket, t: &TunnelCheck, answered: &[SocketAddrV4]) -> usize {
+        let Ok(SocketAddr::V4(from)) = sock.local_addr() else {
+            return 0;
         };
+        if answered.is_empty() {
+            return 0;
+        }
         let probes: Vec<Probe> = answered
             .iter()
             .map(|&to| Probe {
@@ -340,14 +382,7 @@ impl Prober {
             Duration::from_millis(300),
             |bytes, p| t.queue.send_datagram(from, p.to, bytes),
         );
-        Some(
-            probes
-                .iter()
-                .zip(outcomes)
-                .filter(|(_, o)| o.answered())
-                .map(|(p, _)| p.to)
-                .collect(),
-        )
+        outcomes.iter().filter(|o| o.answered()).count()
     }
 
     /// Probes every target once; returns the VXLAN paths that answered.
@@ -417,5 +452,22 @@ fn path_info(st: &PathStatus, port: u16) -> crate::control::api::ProbeInfo {
         rtt_ms: st.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
         last_answer_secs: st.last_answer.map(|t| t.elapsed().as_secs()),
         silent_for_secs: st.silent_since.map(|t| t.elapsed().as_secs()),
+    }
+}
+
+#[cfg(test)]
+mod tunnel_tests {
+    use super::*;
+
+    #[test]
+    fn the_tunnel_is_judged_only_against_peers_that_answer_the_socket() {
+        assert_eq!(
+            tunnel_verdict(0, 0),
+            TunnelVerdict::Unknown,
+            "kernel peers only"
+        );
+        assert_eq!(tunnel_verdict(2, 2), TunnelVerdict::Forwarded);
+        assert_eq!(tunnel_verdict(2, 1), TunnelVerdict::Missed);
+        assert_eq!(tunnel_verdict(1, 0), TunnelVerdict::Missed);
     }
 }

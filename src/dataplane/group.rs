@@ -184,10 +184,15 @@ impl Workers {
         Ok(merged)
     }
 
-    /// Every worker segments TCP super-frames itself again (Command::StopTunnel).
-    pub fn stop_tunnel(&self) {
+    /// Every worker hands TCP super-frames to the tunnel device (Command::StartTunnel), or
+    /// (`on` false) segments them itself again, for good (Command::StopTunnel).
+    pub fn tunnel(&self, on: bool) {
         for h in &self.handles {
-            h.send(Command::StopTunnel);
+            h.send(if on {
+                Command::StartTunnel
+            } else {
+                Command::StopTunnel
+            });
         }
     }
 

@@ -12,9 +12,11 @@
 //! (`all.rp_filter = 1`) cannot forward these packets: no tunnel device then. These are
 //! settings of this device alone; nothing host-wide changes (not `ip_forward`, no firewall
 //! rule). A FORWARD chain that drops what it does not know (Docker sets its policy to DROP)
-//! drops these packets too: the prober sends its probes to peers through this device as well
-//! as from its socket, and when peers answer the socket's and not the device's, the workers
-//! go back to segmenting (crate::control::probe).
+//! drops these packets too. So the workers use the device only once the prober, which sends
+//! its probes to peers through this device as well as from its socket, has seen a peer
+//! answer through it; and when peers answer the socket's probes and not the device's, the
+//! workers go back to segmenting for good (crate::control::probe). A kernel VXLAN peer never
+//! answers probes: with only such peers the device stays unused.
 //!
 //! Linux 6.17 or later (UDP-tunnel GSO for TUN/TAP); on older kernels [`open`] fails and the
 //! workers segment as before.

@@ -69,8 +69,10 @@ pub struct Underlay {
     send: OwnedFd,
     port: u16,
     /// This worker's queue of the host's tunnel device (crate::io::tunnel): whole TCP
-    /// super-frames to peers go there, for the kernel to segment.
+    /// super-frames to peers go there, for the kernel to segment, once `tunnel_on` (the
+    /// prober saw a peer answer through the device).
     tunnel: Option<super::tunnel::TunnelQueue>,
+    tunnel_on: bool,
     local: Ipv4Addr,
 }
 
@@ -131,18 +133,32 @@ impl Underlay {
             send,
             port,
             tunnel: None,
+            tunnel_on: false,
             local,
         })
     }
 
-    /// Gives this underlay its queue of the host's tunnel device (`None`: segment again).
-    pub fn set_tunnel(&mut self, queue: Option<super::tunnel::TunnelQueue>) {
-        self.tunnel = queue;
+    /// Gives this underlay its queue of the host's tunnel device, not used until
+    /// `start_tunnel`.
+    pub fn set_tunnel(&mut self, queue: super::tunnel::TunnelQueue) {
+        self.tunnel = Some(queue);
+    }
+
+    /// From now on TCP super-frames to peers go whole through the tunnel device (if this
+    /// underlay has a queue of it).
+    pub fn start_tunnel(&mut self) {
+        self.tunnel_on = self.tunnel.is_some();
+    }
+
+    /// Segment again, for good: the queue is closed.
+    pub fn stop_tunnel(&mut self) {
+        self.tunnel = None;
+        self.tunnel_on = false;
     }
 
     /// Whether TCP super-frames to peers go whole through the tunnel device.
     pub fn tunnel(&self) -> bool {
-        self.tunnel.is_some()
+        self.tunnel_on
     }
 
     /// Hands the container's TCP super-frame `frame` (read with the TAP header `inner`) to the

@@ -251,6 +251,10 @@ fn tunnel(cfg: &ProbeConfig, findings: &mut Findings, passed: &mut Vec<String>) 
             "tunnel GSO on: TCP super-frames to peers leave whole through {dev}"
         )),
         TunnelStatus::Unavailable(why) => passed.push(format!("tunnel GSO off: {why}")),
+        TunnelStatus::Unverified => passed.push(format!(
+            "tunnel GSO not yet on: no peer has answered a probe sent through {dev} (kernel \
+             VXLAN peers never answer probes); TCP super-frames are segmented here until one does"
+        )),
         TunnelStatus::NotForwarded => findings.add(
             "offloads",
             "this host",

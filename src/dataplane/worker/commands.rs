@@ -10,7 +10,8 @@ impl Worker {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 Command::Stop => return false,
-                Command::StopTunnel => self.underlay.set_tunnel(None),
+                Command::StartTunnel => self.underlay.start_tunnel(),
+                Command::StopTunnel => self.underlay.stop_tunnel(),
                 Command::AddPort {
                     id,
                     device,

@@ -125,8 +125,11 @@ pub enum Command {
         secrets: bool,
         reply: Sender<View>,
     },
-    /// Stop handing super-frames to the host's tunnel device (crate::io::tunnel): segment
-    /// them here again, and close this worker's queue of the device.
+    /// Hand TCP super-frames to the host's tunnel device (crate::io::tunnel) from now on: a
+    /// peer answered probes sent through it.
+    StartTunnel,
+    /// Stop handing super-frames to the host's tunnel device: segment them here again, and
+    /// close this worker's queue of the device.
     StopTunnel,
     Stop,
 }
