@@ -134,23 +134,7 @@ fn two_hosts_ping_and_transfer(mode: Offloads) {
             tb.logs()
         );
     }
-    let (sent, got) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(a),
-            tb.container(b),
-            "10.0.9.3",
-            5001,
-            100 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(
-        sent,
-        got,
-        "100 MB TCP transfer arrived changed\n{}",
-        tb.logs()
-    );
+    tb.transfer_intact(a, b, "10.0.9.3", 5001, 100 << 20, "100 MB TCP transfer");
 
     // The tables show what happened: each host learned the other's container behind its VTEP.
     let fdb = step!(tb, tb.hosts[0].show_json(&tb.bins, "fdb"));
@@ -550,18 +534,7 @@ fn kernel_interop(offloads: bool) {
         (2, 2),
         "full-size DF ping to kernel"
     );
-    let (s1, r1) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(a),
-            tb.container(k),
-            "10.0.9.3",
-            5002,
-            20 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(s1, r1, "vswitch -> kernel TCP");
+    tb.transfer_intact(a, k, "10.0.9.3", 5002, 20 << 20, "vswitch -> kernel TCP");
     // A kernel VXLAN peer never answers vswitchd's probes, so the tunnel device is never
     // found to work and super-frames to it are segmented here (src/control/probe.rs).
     if offloads && tunnel_gso_kernel() {
@@ -578,18 +551,7 @@ fn kernel_interop(offloads: bool) {
             sent["offload"]
         );
     }
-    let (s2, r2) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(k),
-            tb.container(a),
-            "10.0.9.2",
-            5003,
-            20 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(s2, r2, "kernel -> vswitch TCP");
+    tb.transfer_intact(k, a, "10.0.9.2", 5003, 20 << 20, "kernel -> vswitch TCP");
     // The kernel's underlay is a veth with tx offloads on, as the testbed leaves it: its TCP
     // arrived as tunnel-GSO super-datagrams that vswitchd wrote whole (offloads on) or cut
     // (offloads off) rather than dropped.
@@ -904,30 +866,8 @@ fn af_packet_port(ring: bool) {
     assert!(tb.logs().contains(path), "no {path:?} in\n{}", tb.logs());
     // TCP both ways: the container's veth end has TSO on (the default), so its super-frames
     // arrive whole on the packet socket and are segmented here; what comes back is coalesced.
-    let (sent, got) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(x),
-            tb.container(b),
-            "10.0.9.3",
-            5021,
-            20 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(sent, got, "af_packet -> tap TCP\n{}", tb.logs());
-    let (sent, got) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(b),
-            tb.container(x),
-            "10.0.9.5",
-            5022,
-            20 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(sent, got, "tap -> af_packet TCP\n{}", tb.logs());
+    tb.transfer_intact(x, b, "10.0.9.3", 5021, 20 << 20, "af_packet -> tap TCP");
+    tb.transfer_intact(b, x, "10.0.9.5", 5022, 20 << 20, "tap -> af_packet TCP");
     let ports = step!(tb, tb.hosts[0].show_json(&tb.bins, "ports"));
     let p = ports
         .as_array()

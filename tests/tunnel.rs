@@ -6,7 +6,7 @@
 mod common;
 
 use common::bins;
-use common::testbed::{tcp_transfer, wait_until, Testbed, BLUE};
+use common::testbed::{wait_until, Testbed, BLUE};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -38,20 +38,7 @@ fn a_firewall_that_stops_forwarding_sends_super_frames_back_to_segmentation() {
     let a = step!(tb, tb.add_container(0, "a", "blue", "10.0.9.2/24"));
     let b = step!(tb, tb.add_container(1, "b", "blue", "10.0.9.3/24"));
     // 20 MB from a to b, checked on arrival.
-    let transfer = |port: u16| {
-        let (sent, got) = step!(
-            tb,
-            tcp_transfer(
-                tb.container(a),
-                tb.container(b),
-                "10.0.9.3",
-                port,
-                20 << 20,
-                &tb.dir
-            )
-        );
-        assert_eq!(sent, got, "transfer {port} arrived changed\n{}", tb.logs());
-    };
+    let transfer = |port: u16| tb.transfer_intact(a, b, "10.0.9.3", port, 20 << 20, "20 MB");
     let stats = || step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
 
     // The workers (of both hosts) use the device once the peer answered probes sent through it.

@@ -6,7 +6,7 @@
 mod common;
 
 use common::bins;
-use common::testbed::{ping, tcp_transfer, udp_in, Testbed, BLUE};
+use common::testbed::{ping, udp_in, Testbed, BLUE};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
@@ -98,18 +98,7 @@ fn two_pinned_workers_two_queues_flows_spread_and_stay_in_order() {
         "{}",
         tb.logs()
     );
-    let (sent, got) = step!(
-        tb,
-        tcp_transfer(
-            tb.container(a),
-            tb.container(b),
-            "10.0.9.3",
-            5001,
-            20 << 20,
-            &tb.dir
-        )
-    );
-    assert_eq!(sent, got, "TCP transfer arrived changed\n{}", tb.logs());
+    tb.transfer_intact(a, b, "10.0.9.3", 5001, 20 << 20, "TCP transfer");
 
     // Many flows: FLOWS UDP source ports, PER_FLOW numbered datagrams each, interleaved.
     let rx = udp_in(&tb.container(b).name, "10.0.9.3:7000");

@@ -475,6 +475,33 @@ impl Testbed {
         &self.containers[idx]
     }
 
+    /// Sends `bytes` (whole MiB) of random data over TCP from container `from` to container
+    /// `to`, which listens on `to_ip:port`, and panics with the daemons' logs unless it
+    /// arrived unchanged; `what` names the transfer in the message.
+    #[allow(dead_code)] // not every test binary moves TCP
+    pub fn transfer_intact(
+        &self,
+        from: usize,
+        to: usize,
+        to_ip: &str,
+        port: u16,
+        bytes: usize,
+        what: &str,
+    ) {
+        let moved = tcp_transfer(
+            self.container(from),
+            self.container(to),
+            to_ip,
+            port,
+            bytes,
+            &self.dir,
+        );
+        match moved {
+            Ok((sent, got)) => assert_eq!(sent, got, "{what} arrived changed\n{}", self.logs()),
+            Err(e) => panic!("{what}: {e}\n{}", self.logs()),
+        }
+    }
+
     /// Everything the daemons logged, for a failure message.
     pub fn logs(&self) -> String {
         self.hosts
