@@ -108,4 +108,33 @@ fn a_firewall_that_stops_forwarding_sends_super_frames_back_to_segmentation() {
         line.contains("iptables -I FORWARD -i vswgso0 -j ACCEPT"),
         "{line}"
     );
+
+    // The rule it names is enough: with it in place, the daemon restarted (keeping its ports)
+    // uses the device again and the next transfer goes through it.
+    step!(
+        tb,
+        tb.hosts[0]
+            .ns
+            .exec(&["iptables", "-I", "FORWARD", "-i", "vswgso0", "-j", "ACCEPT"])
+    );
+    step!(tb, tb.hosts[0].ctl(&tb.bins, &["shutdown", "--keep-ports"]));
+    let mut d = tb.hosts[0].daemon.take().expect("host 0's daemon");
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .child
+            .try_wait()
+            .is_ok_and(|st| st.is_some())),
+        "vswitchd did not exit after shutdown"
+    );
+    step!(tb, tb.start_daemon(0));
+    // Host 0's log starts again with the new daemon.
+    let both_on = || tb.logs().matches(on).count() == 2;
+    assert!(
+        wait_until(Duration::from_secs(10), both_on),
+        "{}",
+        tb.logs()
+    );
+    tb.transfer_intact(a, b, "10.0.9.3", 5003, 20 << 20, "20 MB");
+    let again = step!(tb, tb.hosts[0].show_json(&tb.bins, "stats"));
+    assert!(offload(&again, "tunnel_frames") > 0, "{}", again["offload"]);
 }
