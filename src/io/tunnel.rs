@@ -43,6 +43,28 @@ pub struct TunnelQueue {
 }
 
 impl TunnelQueue {
+    /// Hands the container's TCP super-frame `frame` (read with the TAP header `inner`) to the
+    /// kernel as one VXLAN tunnel GSO packet from `src` to `dst` (crate::offload::tunnel): one
+    /// `writev` of the headers and the frame where it lies. `Ok(Err(_))` when the frame is not
+    /// one the kernel can take so (it is then segmented by the worker); `Err` when the device
+    /// refused it.
+    pub fn send_super_frame(
+        &self,
+        inner: &crate::offload::vnet::Header,
+        frame: &[u8],
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        vni: u32,
+    ) -> io::Result<Result<(), crate::offload::tunnel::NotTunnelable>> {
+        use crate::offload::tunnel;
+        let mut head = [0u8; tunnel::HEADER_LEN];
+        if let Err(e) = tunnel::header(&mut head, inner, frame, &self.outer(src, dst, vni)) {
+            return Ok(Err(e));
+        }
+        self.tap.write_behind(&head, frame)?;
+        Ok(Ok(()))
+    }
+
     /// Writes one plain UDP datagram of `payload` from `src` to `dst` through the device: the
     /// path the workers' super-frames take, which the prober checks (crate::control::probe).
     pub fn send_datagram(
@@ -51,19 +73,29 @@ impl TunnelQueue {
         dst: SocketAddrV4,
         payload: &[u8],
     ) -> io::Result<()> {
-        let outer = crate::offload::tunnel::Outer {
+        let b = crate::offload::tunnel::datagram(&self.outer(src, dst, 0), payload);
+        let hdr = crate::offload::tunnel::VNET_HDR_LEN;
+        self.tap.write_behind(&b[..hdr], &b[hdr..]).map(|_| ())
+    }
+
+    /// The outer headers from `src` to `dst`, addressed to the device itself, TTL 65 (the
+    /// forwarding takes one off).
+    fn outer(
+        &self,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        vni: u32,
+    ) -> crate::offload::tunnel::Outer {
+        crate::offload::tunnel::Outer {
             dst_mac: self.dst_mac,
             src_mac: self.src_mac,
             src: *src.ip(),
             dst: *dst.ip(),
             src_port: src.port(),
             dst_port: dst.port(),
-            vni: 0,
+            vni,
             ttl: 65,
-        };
-        let b = crate::offload::tunnel::datagram(&outer, payload);
-        let hdr = crate::offload::tunnel::VNET_HDR_LEN;
-        self.tap.write_behind(&b[..hdr], &b[hdr..]).map(|_| ())
+        }
     }
 }
 
