@@ -166,15 +166,16 @@ impl TapDevice {
                     let e = io::Error::last_os_error();
                     return Err(IoError::sys(format!("{}: TUNSETVNETHDRSZ {size}", op()), e));
                 }
+                // The kernel takes tunnel GSO beside the plain offloads, USO included.
                 set_offload(uso | TUN_F_UDP_TUNNEL_GSO).map_err(|e| {
                     IoError::sys(
                         format!("{}: UDP-tunnel GSO (TUNSETOFFLOAD, Linux 6.17)", op()),
                         e,
                     )
                 })?;
-            }
-            options.uso = options.uso && (options.udp_tunnel || set_offload(uso).is_ok());
-            if !options.uso {
+                options.uso = true;
+            } else if !(options.uso && set_offload(uso).is_ok()) {
+                options.uso = false;
                 set_offload(tso).map_err(|e| {
                     IoError::sys(format!("{}: enabling TSO (TUNSETOFFLOAD)", op()), e)
                 })?;

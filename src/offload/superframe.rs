@@ -20,20 +20,29 @@ use std::net::Ipv4Addr;
 const ETH: usize = 14;
 const IP: usize = 20;
 
+/// Whether `frame` is what Linux's GRO would have merged and so what a receiver takes whole:
+/// Ethernet without a VLAN tag, IPv4 without options, DF set, not a fragment, its total length
+/// the frame's, TCP. Also what a sender hands the kernel whole (crate::offload::tunnel), so
+/// that the peer's receiver takes it.
+pub fn is_whole_ipv4_tcp(frame: &[u8]) -> bool {
+    let Some(ip) = frame.get(ETH..ETH + IP) else {
+        return false;
+    };
+    frame[12..14] == [0x08, 0x00]
+        && ip[0] == 0x45
+        && ip[9] == 6
+        && ip[6] & 0x40 != 0 // DF
+        && u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff == 0 // no MF, offset 0
+        && usize::from(u16::from_be_bytes([ip[2], ip[3]])) == frame.len() - ETH
+}
+
 /// The virtio_net_hdr to write `frame` with, if it is a peer's TCP super-frame for a network
 /// of `mtu` (see the module documentation); `None` for anything else.
 pub fn peer_super_frame(frame: &[u8], mtu: u32) -> Option<Header> {
     if frame.len() <= ETH + mtu as usize || frame.len() < ETH + IP + 20 {
         return None;
     }
-    let ip = &frame[ETH..];
-    let ok_ip = frame[12..14] == [0x08, 0x00]
-        && ip[0] == 0x45
-        && ip[9] == 6
-        && ip[6] & 0x40 != 0 // DF
-        && u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff == 0 // no MF, offset 0
-        && usize::from(u16::from_be_bytes([ip[2], ip[3]])) == frame.len() - ETH;
-    if !ok_ip {
+    if !is_whole_ipv4_tcp(frame) {
         return None;
     }
     let tcp_hl = usize::from(frame[ETH + IP + 12] >> 4) * 4;

@@ -92,24 +92,15 @@ pub fn header(
     Ok(())
 }
 
-/// Whether `frame` is what a peer takes whole (crate::offload::superframe) and the offsets of
-/// the header describe: TCP segmentation with a partial checksum, of Ethernet (no VLAN tag)
-/// and IPv4 without options, DF set, not a fragment, its total length the frame's, the TCP
+/// Whether `frame` is what a peer takes whole (crate::offload::superframe::is_whole_ipv4_tcp)
+/// and the offsets of the header describe: TCP segmentation with a partial checksum, the TCP
 /// header where the checksum starts.
 fn is_tcp_v4_super_frame(inner: &Header, frame: &[u8]) -> bool {
-    let Some(ip) = frame.get(14..34) else {
-        return false;
-    };
     inner.gso_kind() == vnet::GSO_TCPV4
         && inner.flags & vnet::F_NEEDS_CSUM != 0
         && inner.gso_size != 0
         && inner.csum_start == 34
-        && frame[12..14] == [0x08, 0x00]
-        && ip[0] == 0x45
-        && ip[9] == 6
-        && ip[6] & 0x40 != 0
-        && u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff == 0
-        && usize::from(u16::from_be_bytes([ip[2], ip[3]])) == frame.len() - 14
+        && super::superframe::is_whole_ipv4_tcp(frame)
 }
 
 /// Ethernet, IPv4 (DF; ID 0, which the kernel numbers per segment) and UDP headers (no UDP
