@@ -34,11 +34,13 @@
 #                         also build a vswitch testbed NAME (lower case letters and digits,
 #                         up to 8) whose daemons get SETTINGS on top of the others: items
 #                         separated by ';', each a TOML line for [node] ('workers = 1'),
-#                         'env K=V' for vswitchd's environment, or 'bin DIR' to run the
+#                         'env K=V' for vswitchd's environment, 'bin DIR' to run the
 #                         vswitchd and vswitchctl in DIR (another build: an A/B comparison in
-#                         one run); it is measured alternately with the others and reported
+#                         one run), or 'encrypted' for network blue encrypted as in the esp
+#                         testbed; it is measured alternately with the others and reported
 #                         with its own column and NAME/kernel ratio (e.g. --variant 'nospin:
-#                         env VSWITCH_BUSY_POLL_US=0', --variant 'before: bin /tmp/old')
+#                         env VSWITCH_BUSY_POLL_US=0', --variant 'before: bin /tmp/old',
+#                         with --encrypted --variant 'espold: encrypted; bin /tmp/old')
 #   --compare-workers N,M,...
 #                         a variant wN with 'workers = N' for each N: the default worker
 #                         policy against fixed counts in the same run (e.g. 1,2)
@@ -137,6 +139,7 @@ declare -A VARIANT_TOML    # name -> TOML lines for [node]
 declare -A VARIANT_ENV     # name -> K=V words
 declare -A VARIANT_SPEC    # name -> SETTINGS as given
 declare -A VARIANT_BIN     # name -> directory of its vswitchd and vswitchctl
+declare -A VARIANT_ENC     # name -> 1 when network blue is encrypted
 add_variant() {
 	local spec=$1 name settings item
 	[[ "$spec" =~ ^([a-z][a-z0-9]{0,7}):(.*)$ ]] ||
@@ -159,6 +162,8 @@ add_variant() {
 			VARIANT_BIN[$name]=${BASH_REMATCH[1]}
 			[ -x "${VARIANT_BIN[$name]}/vswitchd" ] && [ -x "${VARIANT_BIN[$name]}/vswitchctl" ] ||
 				die "--variant $name: no vswitchd and vswitchctl in ${VARIANT_BIN[$name]}"
+		elif [ "$item" = encrypted ]; then
+			VARIANT_ENC[$name]=1
 		else
 			VARIANT_TOML[$name]+="$item"$'\n'
 		fi
@@ -415,7 +420,9 @@ write_config() {
 		[ -n "${3:-}" ] && printf '%s' "${VARIANT_TOML[$3]}"
 		printf '\n[[peer]]\nname = "%s"\nunderlay_ip = "%s"\n\n' "$peer_name" "$peer"
 		printf '[[network]]\nname = "blue"\nvni = 42\nsubnet = "10.0.9.0/24"\n'
-		[ "$l" = e ] && printf 'encrypted = true\nkey_file = "%s"\n' "$WORK/blue.key"
+		if [ "$l" = e ] || [ -n "${3:+${VARIANT_ENC[$3]:-}}" ]; then
+			printf 'encrypted = true\nkey_file = "%s"\n' "$WORK/blue.key"
+		fi
 		for line in "${NETWORK_CONFIG[@]}"; do printf '%s\n' "$line"; done
 	} >"$WORK/${l}h$i.toml"
 }
@@ -472,7 +479,7 @@ build_vswitchd_testbed() {
 	CA[$tb]=$PFX-${l}ca
 	CB[$tb]=$PFX-${l}cb
 	# Encrypted traffic never takes the tunnel device (and is not probed on the VXLAN port).
-	[ "$tb" = esp ] || wait_tunnel_gso "$l"
+	[ "$tb" = esp ] || [ -n "${VARIANT_ENC[$tb]:-}" ] || wait_tunnel_gso "$l"
 }
 
 # Tunnel GSO (README, Performance) starts a probe round or two after the daemons, once the
@@ -496,9 +503,15 @@ build_vswitch() { build_vswitchd_testbed vswitch v; }
 
 # The same with network blue encrypted: one key for both hosts (mode 0600, in $WORK).
 build_esp() {
+	blue_key
+	build_vswitchd_testbed esp e
+}
+
+# The key of encrypted network blue, made once for every testbed that encrypts it.
+blue_key() {
+	[ -e "$WORK/blue.key" ] && return
 	"$VSWITCHCTL" gen-key --out "$WORK/blue.key" 2>/dev/null ||
 		die "vswitchctl gen-key --out $WORK/blue.key failed"
-	build_vswitchd_testbed esp e
 }
 
 # The iperf3 server in container b, persistent for the whole run; waits until it listens.
@@ -753,7 +766,10 @@ for tb in "${TESTBEDS[@]}"; do
 	echo "== building the $tb testbed ($PFX-*)" >&2
 	case "$tb" in
 	kernel | vswitch | esp) "build_$tb" ;;
-	*) build_vswitchd_testbed "$tb" "${LETTER[$tb]}" ;;
+	*)
+		[ -z "${VARIANT_ENC[$tb]:-}" ] || blue_key
+		build_vswitchd_testbed "$tb" "${LETTER[$tb]}"
+		;;
 	esac
 	start_server "$tb"
 	# Connectivity, ARP and (vswitch) MAC learning before anything is timed.

@@ -29,8 +29,8 @@ use super::keys::{self, SaKey};
 use super::sa::{InboundSa, OpenError, OutboundSa, SealError, SeqCounter};
 use super::wireshark;
 use crate::wire::{esp, vxlan};
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -267,12 +267,12 @@ impl EspTable {
             local: config.local_ip,
             boot: config.boot,
             interval: config.rekey_interval_secs,
-            networks: HashMap::new(),
+            networks: HashMap::default(),
             out_epoch: 0,
-            outbound: HashMap::new(),
-            inbound: HashMap::new(),
-            retired: HashMap::new(),
-            buckets: HashMap::new(),
+            outbound: HashMap::default(),
+            inbound: HashMap::default(),
+            retired: HashMap::default(),
+            buckets: HashMap::default(),
             installs: 0,
             receiver: 0,
             receivers: 1,
@@ -287,7 +287,7 @@ impl EspTable {
     /// under the new key; a removed network's SA waits, unused, in case it comes back), so no
     /// (key, nonce) is ever used twice.
     pub fn set_networks(&mut self, networks: Vec<EspNetwork>) -> Result<(), EspConfigError> {
-        let mut by_id: HashMap<u16, Net> = HashMap::new();
+        let mut by_id: HashMap<u16, Net> = HashMap::default();
         for n in networks {
             let id = keys::net_id(n.vni);
             if let Some(other) = by_id.get(&id) {

@@ -117,7 +117,9 @@ impl Worker {
     }
 
     /// Cuts a TSO super-frame (in the read slot) into MSS-sized segments in the segment slots
-    /// and forwards each one as if the container had sent it.
+    /// and forwards them: a TCP super-frame the core sends to one peer with one decision for
+    /// all its segments (whose headers are the frame's), anything else segment by segment as
+    /// if the container had sent each one.
     pub(super) fn forward_super_frame(
         &mut self,
         now: Timestamp,
@@ -133,16 +135,52 @@ impl Worker {
         }
         let (read, segs) = self.buf.split_at_mut(READ_SLOT);
         let frame = &read[HEADROOM..HEADROOM + len];
-        match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
-            Ok(n) => {
-                self.offload.tso_frames += 1;
-                self.offload.tso_segments += n as u64;
-                // Datagrams to one peer are collected (drain_port) and sent as one UDP GSO run.
-                for k in 0..n {
-                    self.forward_local_frame(now, id, READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
+        let n = match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
+            Ok(n) => n,
+            Err(_) => return self.switch.note_port_drop(id, DropReason::BadOffload),
+        };
+        self.offload.tso_frames += 1;
+        self.offload.tso_segments += n as u64;
+        if matches!(hdr.gso_kind(), vnet::GSO_TCPV4 | vnet::GSO_TCPV6) {
+            let longest = self.seg_lens[..n].iter().copied().max().unwrap_or(0);
+            let frame = HEADROOM..HEADROOM + len;
+            let d = self
+                .switch
+                .decide_super_frame(now, id, &self.buf[frame.clone()], longest);
+            if let Action::ToVtep { vtep, vni } = d.action {
+                self.switch.commit(now, &d);
+                let flow = flow::source_port(&self.buf[frame]);
+                return self.segments_to_vtep(n, vtep, vni, self.underlay.outer_source_port(flow));
+            }
+        }
+        // Datagrams to one peer are collected (drain_port) and sent as one UDP GSO run.
+        for k in 0..n {
+            self.forward_local_frame(now, id, READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
+        }
+    }
+
+    /// Sends the `n` segments in the segment slots, decided together, to `vtep`: each behind
+    /// its VXLAN header (one flow, so one outer source port), sealed for an encrypted network,
+    /// into the GSO run.
+    fn segments_to_vtep(&mut self, n: usize, vtep: VtepAddr, vni: Vni, src_port: u16) {
+        let encrypted = self.switch.is_encrypted(vni);
+        let port = self.underlay.vxlan_port();
+        for k in 0..n {
+            let (base, len) = (READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
+            self.underlay.write_vxlan_headers(
+                &mut self.buf[base + VXLAN_START..base + HEADROOM],
+                len,
+                vni.get(),
+                src_port,
+            );
+            if encrypted {
+                self.seal_to_vtep(base, vtep, vni, len, src_port, false);
+            } else {
+                let vxlan = base + HEADROOM - vxlan::HEADER_LEN..base + HEADROOM + len;
+                if !self.batch_for_gso(vtep, vni, port, src_port, vxlan) {
+                    self.send_to_vtep(base, vtep, vni, len);
                 }
             }
-            Err(_) => self.switch.note_port_drop(id, DropReason::BadOffload),
         }
     }
 

@@ -41,7 +41,7 @@ use crate::wire::{flow, vxlan, MacAddr};
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -380,7 +380,7 @@ impl Worker {
             poll,
             switch,
             underlay,
-            ports: HashMap::new(),
+            ports: HashMap::default(),
             commands,
             started: Instant::now(),
             buf: vec![0u8; WORK_LEN],
