@@ -163,8 +163,6 @@ impl Worker {
     /// its VXLAN header (one flow, so one outer source port), sealed for an encrypted network,
     /// into the GSO run.
     fn segments_to_vtep(&mut self, n: usize, vtep: VtepAddr, vni: Vni, src_port: u16) {
-        let encrypted = self.switch.is_encrypted(vni);
-        let port = self.underlay.vxlan_port();
         for k in 0..n {
             let (base, len) = (READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
             self.underlay.write_vxlan_headers(
@@ -173,14 +171,27 @@ impl Worker {
                 vni.get(),
                 src_port,
             );
-            if encrypted {
-                self.seal_to_vtep(base, vtep, vni, len, src_port, false);
-            } else {
-                let vxlan = base + HEADROOM - vxlan::HEADER_LEN..base + HEADROOM + len;
-                if !self.batch_for_gso(vtep, vni, port, src_port, vxlan) {
-                    self.send_to_vtep(base, vtep, vni, len);
-                }
-            }
+            self.send_encapsulated(base, vtep, vni, len, src_port);
+        }
+    }
+
+    /// Sends the frame at `buf[base + HEADROOM..][..len]`, its VXLAN headers written in front,
+    /// to `vtep`: sealed for an encrypted network, into the GSO run where it can join one.
+    fn send_encapsulated(
+        &mut self,
+        base: usize,
+        vtep: VtepAddr,
+        vni: Vni,
+        len: usize,
+        src_port: u16,
+    ) {
+        if self.switch.is_encrypted(vni) {
+            return self.seal_to_vtep(base, vtep, vni, len, src_port, false);
+        }
+        let vxlan = base + HEADROOM - vxlan::HEADER_LEN..base + HEADROOM + len;
+        let port = self.underlay.vxlan_port();
+        if !self.batch_for_gso(vtep, vni, port, src_port, vxlan) {
+            self.send_to_vtep(base, vtep, vni, len);
         }
     }
 
@@ -397,15 +408,7 @@ impl Worker {
             Action::Probe { .. } => {}
             Action::ToVtep { vtep, vni } => {
                 let src_port = self.encap_headers(base, len, vni);
-                if self.switch.is_encrypted(vni) {
-                    self.seal_to_vtep(base, vtep, vni, len, src_port, false);
-                } else {
-                    let vxlan = base + HEADROOM - vxlan::HEADER_LEN..base + HEADROOM + len;
-                    let port = self.underlay.vxlan_port();
-                    if !self.batch_for_gso(vtep, vni, port, src_port, vxlan) {
-                        self.send_to_vtep(base, vtep, vni, len);
-                    }
-                }
+                self.send_encapsulated(base, vtep, vni, len, src_port);
             }
             Action::Flood {
                 network,
