@@ -189,7 +189,8 @@ fn tunnel_offload(underlays: &mut [Underlay]) -> Result<vswitch::io::tunnel::Tun
             tracing::info!(
                 device = vswitch::io::tunnel::NAME,
                 "tunnel GSO ready: TCP super-frames to peers will leave whole, the kernel \
-                 segmenting them, once a peer answers probes sent through the device"
+                 segmenting them, once the device is found to work (a peer answers probes \
+                 sent through it, or, where none answers probes, they leave the host)"
             );
             Ok(probe)
         }

@@ -51,8 +51,9 @@ pub struct ProbeConfig {
 pub enum TunnelStatus {
     /// Never on: why (the kernel, the host's rp_filter, VSWITCH_TUNNEL_GSO=off).
     Unavailable(String),
-    /// The device is there, and no peer has answered a probe sent through it yet (a kernel
-    /// VXLAN peer never answers probes): super-frames are segmented until one does.
+    /// The device is there, and not yet found to work: no peer has answered a probe sent
+    /// through it, nor (where no peer answers probes: kernel VXLAN) was one seen leaving the
+    /// host. Super-frames are segmented until then.
     Unverified,
     On,
     /// Turned off because peers answered the socket's probes and not the device's.
@@ -255,9 +256,11 @@ pub struct Prober {
 
 /// The path through the host's tunnel device (crate::io::tunnel), which the workers hand
 /// whole TCP super-frames to and the kernel forwards: checked by probing peers through it
-/// too. The workers use it once a peer has answered through it (so a host that never
-/// forwards loses nothing), and stop for good when peers answer the socket's probes and not
-/// the device's (a firewall that began to drop).
+/// too, or, when no peer answers probes (kernel VXLAN peers), by watching the probes written
+/// to it leave the host (crate::io::egress). The workers use it once a check passed (so a
+/// host that never forwards loses nothing), and stop for good after two rounds in a row in
+/// which peers answer the socket's probes and not the device's, or the device's never leave
+/// the host (a firewall that began to drop).
 pub struct TunnelCheck {
     /// The prober's own queue of the device.
     pub queue: crate::io::tunnel::TunnelQueue,
@@ -269,6 +272,10 @@ pub struct TunnelCheck {
 /// Rounds in a row in which a peer answered the socket's probe and not the tunnel device's
 /// before the device is given up.
 const TUNNEL_MISSES: u32 = 2;
+/// Silent peers (kernel VXLAN) whose probes are watched leaving the host, per round.
+const EGRESS_PATHS: usize = 4;
+/// How long a probe may take to leave the host (it is forwarded as it is written).
+const EGRESS_WAIT: Duration = Duration::from_millis(300);
 
 /// What one round of tunnel probes says, given the peers that answered the socket's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +298,40 @@ pub fn tunnel_verdict(via_socket: usize, via_tunnel: usize) -> TunnelVerdict {
     }
 }
 
+/// How a round of tunnel checks found out whether the host forwards what the device takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    /// Peers answered probes sent through the device (vswitchd peers answer probes).
+    PeerAnswers,
+    /// The probes sent through the device were seen leaving the host (crate::io::egress):
+    /// where no peer answers probes, as kernel VXLAN peers never do.
+    Egress,
+}
+
+impl Evidence {
+    fn forwarded(self) -> &'static str {
+        match self {
+            Evidence::PeerAnswers => "peers answer probes sent through the tunnel device",
+            Evidence::Egress => {
+                "probes sent through the tunnel device leave the host toward peers that do \
+                 not answer probes (kernel VXLAN)"
+            }
+        }
+    }
+
+    fn missed(self) -> &'static str {
+        match self {
+            Evidence::PeerAnswers => {
+                "peers answer probes from vswitchd's socket but not through its tunnel device"
+            }
+            Evidence::Egress => {
+                "probes vswitchd sends from its socket leave the host, those it sends through \
+                 its tunnel device do not"
+            }
+        }
+    }
+}
+
 impl Prober {
     /// Starts probing the peers of the topology `published` holds, every `INTERVAL`; and,
     /// with `tunnel`, the path through the tunnel device.
@@ -310,19 +351,28 @@ impl Prober {
             .name("vswitch-probe".into())
             .spawn(move || loop {
                 let began = Instant::now();
-                let answered = p.probe_once(&sock, &published.load());
+                let (answered, silent) = p.probe_once(&sock, &published.load());
                 if let Some((t, misses)) = &mut tunnel {
-                    let through = p.check_tunnel(&sock, t, &answered);
-                    match tunnel_verdict(answered.len(), through) {
+                    // Peers that answer the socket's probes are asked through the device too;
+                    // where none does (kernel VXLAN peers), the host is watched sending the
+                    // socket's probes and the device's.
+                    let (evidence, asked, through) = if answered.is_empty() {
+                        let (asked, through) = p.check_egress(&sock, t, &silent).unwrap_or((0, 0));
+                        (Evidence::Egress, asked, through)
+                    } else {
+                        let through = p.check_tunnel(&sock, t, &answered);
+                        (Evidence::PeerAnswers, answered.len(), through)
+                    };
+                    match tunnel_verdict(asked, through) {
                         TunnelVerdict::Unknown => {}
                         TunnelVerdict::Forwarded => {
                             *misses = 0;
                             if p.set_tunnel_status(TunnelStatus::On) {
                                 tracing::info!(
                                     device = crate::io::tunnel::NAME,
-                                    peers = answered.len(),
-                                    "tunnel GSO on: peers answer probes sent through the \
-                                     tunnel device, so TCP super-frames to peers leave whole"
+                                    peers = asked,
+                                    "tunnel GSO on: {}, so TCP super-frames to peers leave whole",
+                                    evidence.forwarded()
                                 );
                                 (t.set)(true);
                             }
@@ -332,12 +382,12 @@ impl Prober {
                     if *misses >= TUNNEL_MISSES {
                         tracing::warn!(
                             device = crate::io::tunnel::NAME,
-                            "peers answer probes from vswitchd's socket but not through its \
-                             tunnel device: the host does not forward what vswitchd hands the \
-                             kernel there (a firewall FORWARD chain that drops it?). TCP \
-                             super-frames are segmented here from now on. To keep tunnel GSO, \
-                             accept what comes in on {0}, e.g. `iptables -I FORWARD -i {0} -j \
-                             ACCEPT`, and restart vswitchd",
+                            "{}: the host does not forward what vswitchd hands the kernel \
+                             there (a firewall FORWARD chain that drops it?). TCP super-frames \
+                             are segmented here from now on. To keep tunnel GSO, accept what \
+                             comes in on {1}, e.g. `iptables -I FORWARD -i {1} -j ACCEPT`, and \
+                             restart vswitchd",
+                            evidence.missed(),
                             crate::io::tunnel::NAME
                         );
                         (t.set)(false);
@@ -385,8 +435,55 @@ impl Prober {
         outcomes.iter().filter(|o| o.answered()).count()
     }
 
-    /// Probes every target once; returns the VXLAN paths that answered.
-    fn probe_once(&self, sock: &UdpSocket, topo: &Topology) -> Vec<SocketAddrV4> {
+    /// For each of `paths` (VXLAN paths whose peer did not answer the socket; the first
+    /// `EGRESS_PATHS`), sends a probe from the socket and one through the tunnel device from
+    /// the socket's address and port, and watches the host send them on. Returns how many of
+    /// the socket's left the host and, of those peers, how many of the device's did too; `None`
+    /// when it cannot be watched here. The socket's are the reference: a peer whose address
+    /// does not resolve on the underlay stops both, a firewall's FORWARD chain only the
+    /// device's.
+    fn check_egress(
+        &self,
+        sock: &UdpSocket,
+        t: &TunnelCheck,
+        paths: &[SocketAddrV4],
+    ) -> Option<(usize, usize)> {
+        let Ok(SocketAddr::V4(from)) = sock.local_addr() else {
+            return None;
+        };
+        if paths.is_empty() {
+            return None;
+        }
+        let watch = match crate::io::egress::EgressWatch::open(from, self.cfg.vxlan_port) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!("cannot watch what leaves the host ({e}): tunnel not checked");
+                return None;
+            }
+        };
+        let mut buf = [0u8; probe::REQUEST_LEN];
+        let mut leaves = |send: &dyn Fn(&[u8]) -> io::Result<()>, to: SocketAddrV4| {
+            let n = probe::emit_request(&mut buf, next_token(), 0, probe::REQUEST_LEN);
+            send(&buf[..n]).is_ok() && watch.seen(to, &buf[..n], EGRESS_WAIT)
+        };
+        let (mut via_socket, mut via_tunnel) = (0, 0);
+        for &to in paths.iter().take(EGRESS_PATHS) {
+            if leaves(&|b| sock.send_to(b, to).map(|_| ()), to) {
+                via_socket += 1;
+                if leaves(&|b| t.queue.send_datagram(from, to, b), to) {
+                    via_tunnel += 1;
+                }
+            }
+        }
+        Some((via_socket, via_tunnel))
+    }
+
+    /// Probes every target once; returns the VXLAN paths that answered, and those that did not.
+    fn probe_once(
+        &self,
+        sock: &UdpSocket,
+        topo: &Topology,
+    ) -> (Vec<SocketAddrV4>, Vec<SocketAddrV4>) {
         let targets = targets(topo, &self.cfg);
         let probes: Vec<Probe> = targets
             .iter()
@@ -400,7 +497,7 @@ impl Prober {
         let outcomes = round(sock, &probes, Duration::from_millis(1000), INTERVAL);
         let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
         results.retain(|k, _| targets.iter().any(|&(ip, port, _)| (ip, port) == *k));
-        let mut answered = Vec::new();
+        let (mut answered, mut silent) = (Vec::new(), Vec::new());
         for (&(ip, port, esp), o) in targets.iter().zip(outcomes) {
             let st = results.entry((ip, port)).or_default();
             match o {
@@ -412,12 +509,15 @@ impl Prober {
                         answered.push(SocketAddrV4::new(ip, port));
                     }
                 }
-                _ => {
+                o => {
                     st.silent_since.get_or_insert(sent);
+                    if !esp && matches!(o, Outcome::NoAnswer) {
+                        silent.push(SocketAddrV4::new(ip, port));
+                    }
                 }
             }
         }
-        answered
+        (answered, silent)
     }
 
     /// The last result for a path, if it was probed.

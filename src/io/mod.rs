@@ -6,12 +6,15 @@
 //! - `af_packet`: AF_PACKET sockets bound to an existing interface.
 //! - `underlay`: the underlay UDP socket.
 //! - `ethtool`: an interface's offload features, as `ethtool -k` shows them.
+//! - `tunnel`: the host's tunnel device, which takes whole VXLAN super-frames.
+//! - `egress`: seeing which datagrams leave the host (the tunnel device's check).
 //!
 //! Packet-path calls (`TapDevice::read`, `PacketSocket::recv`, ...) return `std::io::Result` so a
 //! worker can match `WouldBlock` cheaply; setup calls return [`IoError`], which names the operation.
 
 pub mod af_packet;
 pub mod cpu;
+pub mod egress;
 pub mod ethtool;
 pub mod netlink;
 pub mod netns;

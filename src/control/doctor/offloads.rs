@@ -252,17 +252,20 @@ fn tunnel(cfg: &ProbeConfig, findings: &mut Findings, passed: &mut Vec<String>) 
         )),
         TunnelStatus::Unavailable(why) => passed.push(format!("tunnel GSO off: {why}")),
         TunnelStatus::Unverified => passed.push(format!(
-            "tunnel GSO not yet on: no peer has answered a probe sent through {dev} (kernel \
-             VXLAN peers never answer probes); TCP super-frames are segmented here until one does"
+            "tunnel GSO not yet on: no peer has answered a probe sent through {dev}, nor was \
+             one seen leaving the host (the prober checks every 2 s); TCP super-frames are \
+             segmented here until then"
         )),
         TunnelStatus::NotForwarded => findings.add(
             "offloads",
             "this host",
             format!(
-                "tunnel GSO was turned off: peers answered probes from vswitchd's socket but \
-                 not through its tunnel device {dev}, so the host does not forward what \
-                 vswitchd hands the kernel there (a firewall FORWARD chain that drops it?); \
-                 TCP super-frames are segmented here, at about 1.5 times the CPU per byte"
+                "tunnel GSO was turned off: the host does not forward what vswitchd hands the \
+                 kernel on its tunnel device {dev} (peers answered probes from vswitchd's \
+                 socket but not through the device, or, where peers do not answer probes, \
+                 those sent through it never left the host: a firewall FORWARD chain that \
+                 drops them?); TCP super-frames are segmented here, at about 1.5 times the CPU \
+                 per byte"
             ),
             format!(
                 "accept what comes in on {dev} (`iptables -I FORWARD -i {dev} -j ACCEPT`) and \
