@@ -35,3 +35,23 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (a, b) >= (major, minor)
 }
+
+/// The number at `path` in a `vswitchctl show ... --json` document (0 when absent).
+#[allow(dead_code)] // not every test binary reads counters
+pub fn counter(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+/// The daemons' environment for a run with TAP offloads on (the default) or off.
+#[allow(dead_code)] // only the tests that run both ways
+pub fn offload_env(on: bool) -> &'static [(&'static str, &'static str)] {
+    if on {
+        &[]
+    } else {
+        &[("VSWITCH_OFFLOADS", "off")]
+    }
+}
