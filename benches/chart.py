@@ -71,7 +71,9 @@ def main():
         ax.set_xticklabels([label for _, label in keys])
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    # Below the panels, where no bar or label can be under it.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(beds), fontsize=8, frameon=False)
     m = r["machine"]
     fig.suptitle(
         f"benches/iperf.sh: median of {r['rounds']} rounds of {r['time_s']} s — "
@@ -79,7 +81,7 @@ def main():
         f"load {m['loadavg_start']} → {m['loadavg_end']}"
         + (f"; underlay {r['underlay']}" if r.get("underlay") else ""),
         fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(sys.argv[2], dpi=110)
     print(f"chart.py: wrote {sys.argv[2]}")
 
