@@ -116,10 +116,11 @@ impl Worker {
         }
     }
 
-    /// Cuts a TSO super-frame (in the read slot) into MSS-sized segments in the segment slots
-    /// and forwards them: a TCP super-frame the core sends to one peer with one decision for
-    /// all its segments (whose headers are the frame's), anything else segment by segment as
-    /// if the container had sent each one.
+    /// Forwards a TSO super-frame (in the read slot). A TCP super-frame the core sends to one
+    /// peer is decided once, on its headers (which every segment repeats), admitted by its
+    /// longest segment: it goes through the host's tunnel device whole where it can, else is
+    /// cut into MSS-sized segments in the segment slots that go to the peer together. Anything
+    /// else is cut and each segment forwarded as if the container had sent it.
     pub(super) fn forward_super_frame(
         &mut self,
         now: Timestamp,
@@ -130,28 +131,41 @@ impl Worker {
         // The segments are cut into the slots where earlier frames' datagrams may wait; and
         // what waits in the run was made before this frame.
         self.flush_gso_batch();
-        if self.underlay.tunnel() && self.forward_through_tunnel(now, id, hdr, len) {
-            return;
+        let frame = HEADROOM..HEADROOM + len;
+        let to_peer = matches!(hdr.gso_kind(), vnet::GSO_TCPV4 | vnet::GSO_TCPV6)
+            .then(|| tunnel::segment_len(hdr, &self.buf[frame.clone()]))
+            .flatten()
+            .map(|longest| {
+                self.switch
+                    .decide_super_frame(now, id, &self.buf[frame.clone()], longest)
+            })
+            .and_then(|d| match d.action {
+                Action::ToVtep { vtep, vni } => Some((d, vtep, vni)),
+                _ => None,
+            });
+        if let Some((d, vtep, vni)) = &to_peer {
+            if self.forward_through_tunnel(hdr, len, *vtep, *vni) {
+                return self.switch.commit(now, d);
+            }
         }
         let (read, segs) = self.buf.split_at_mut(READ_SLOT);
-        let frame = &read[HEADROOM..HEADROOM + len];
-        let n = match tso::segment(hdr, frame, segs, SEG_SLOT, HEADROOM, &mut self.seg_lens) {
+        let n = match tso::segment(
+            hdr,
+            &read[frame.clone()],
+            segs,
+            SEG_SLOT,
+            HEADROOM,
+            &mut self.seg_lens,
+        ) {
             Ok(n) => n,
             Err(_) => return self.switch.note_port_drop(id, DropReason::BadOffload),
         };
         self.offload.tso_frames += 1;
         self.offload.tso_segments += n as u64;
-        if matches!(hdr.gso_kind(), vnet::GSO_TCPV4 | vnet::GSO_TCPV6) {
-            let longest = self.seg_lens[..n].iter().copied().max().unwrap_or(0);
-            let frame = HEADROOM..HEADROOM + len;
-            let d = self
-                .switch
-                .decide_super_frame(now, id, &self.buf[frame.clone()], longest);
-            if let Action::ToVtep { vtep, vni } = d.action {
-                self.switch.commit(now, &d);
-                let flow = flow::source_port(&self.buf[frame]);
-                return self.segments_to_vtep(n, vtep, vni, self.underlay.outer_source_port(flow));
-            }
+        if let Some((d, vtep, vni)) = to_peer {
+            self.switch.commit(now, &d);
+            let flow = flow::source_port(&self.buf[frame]);
+            return self.segments_to_vtep(n, vtep, vni, self.underlay.outer_source_port(flow));
         }
         // Datagrams to one peer are collected (drain_port) and sent as one UDP GSO run.
         for k in 0..n {
@@ -195,37 +209,25 @@ impl Worker {
         }
     }
 
-    /// Sends the container's TCP super-frame (in the read slot) to its peer whole, through the
-    /// host's tunnel device (crate::io::tunnel), when the core sends it to one peer of a
-    /// plaintext network: one decision for the frame, whose headers are every segment's,
-    /// committed once the kernel took the packet. False, with nothing committed, when it is
-    /// to be segmented here instead: another decision (a flood, a local port, ESP, a drop,
-    /// which the segments then meet one by one), a frame the kernel cannot take whole, or the
-    /// device refusing it.
+    /// Sends the container's TCP super-frame (in the read slot), decided for `vtep` on network
+    /// `vni`, whole through the host's tunnel device (crate::io::tunnel), when the workers use
+    /// it and the network is plaintext: whether the kernel took it. False when it is to be
+    /// segmented here instead: no device, ESP, IPv6 inner TCP, a frame the kernel cannot take
+    /// whole, or the device refusing it.
     fn forward_through_tunnel(
         &mut self,
-        now: Timestamp,
-        id: PortId,
         hdr: &vnet::Header,
         len: usize,
+        vtep: VtepAddr,
+        vni: Vni,
     ) -> bool {
-        // IPv6 inner TCP is segmented here without a decision for the whole frame first.
-        if hdr.gso_kind() != vnet::GSO_TCPV4 {
+        if !self.underlay.tunnel()
+            || hdr.gso_kind() != vnet::GSO_TCPV4
+            || self.switch.is_encrypted(vni)
+        {
             return false;
         }
         let frame = HEADROOM..HEADROOM + len;
-        let Some(segment) = tunnel::segment_len(hdr, &self.buf[frame.clone()]) else {
-            return false;
-        };
-        let d = self
-            .switch
-            .decide_super_frame(now, id, &self.buf[frame.clone()], segment);
-        let Action::ToVtep { vtep, vni } = d.action else {
-            return false;
-        };
-        if self.switch.is_encrypted(vni) {
-            return false;
-        }
         let src_port = self
             .underlay
             .outer_source_port(flow::source_port(&self.buf[frame.clone()]));
@@ -234,7 +236,6 @@ impl Worker {
             .send_tunnel(hdr, &self.buf[frame], vtep.0, vni.get(), src_port)
         {
             Ok(Ok(())) => {
-                self.switch.commit(now, &d);
                 self.switch
                     .note_vtep_tx(vni, vtep, UDP_HEADER_LEN + vxlan::HEADER_LEN + len);
                 self.offload.tunnel_frames += 1;
