@@ -178,17 +178,7 @@ fn kernel_peer_behind_a_forward_drop(tb: &mut Testbed, a: usize, k: usize, befor
     );
     let said = "probes vswitchd sends from its socket leave the host, those it sends through its \
                 tunnel device do not";
-    assert!(
-        testbed::wait_until(Duration::from_secs(15), || tb.logs().contains(said)),
-        "no word of the firewall in the log:\n{}",
-        tb.logs()
-    );
-    assert!(
-        tb.logs()
-            .contains("iptables -I FORWARD -i vswgso0 -j ACCEPT"),
-        "{}",
-        tb.logs()
-    );
+    tb.expect_tunnel_firewall_warning(said);
     tb.transfer_intact(
         a,
         k,

@@ -65,17 +65,7 @@ fn a_firewall_that_stops_forwarding_sends_super_frames_back_to_segmentation() {
     );
     // Two probe rounds (2 s apart) in which the peer answers the socket and not the device.
     let said = "peers answer probes from vswitchd's socket but not through its tunnel";
-    assert!(
-        wait_until(Duration::from_secs(15), || tb.logs().contains(said)),
-        "no word of the firewall in the log:\n{}",
-        tb.logs()
-    );
-    assert!(
-        tb.logs()
-            .contains("iptables -I FORWARD -i vswgso0 -j ACCEPT"),
-        "{}",
-        tb.logs()
-    );
+    tb.expect_tunnel_firewall_warning(said);
     // From now on the transfers' super-frames are segmented here, none goes to the device.
     transfer(5002);
     let after = stats();

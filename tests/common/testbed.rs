@@ -502,6 +502,20 @@ impl Testbed {
         }
     }
 
+    /// Waits (at most 15 s: two probe rounds and their checks) for a daemon to log `said`, the
+    /// tunnel device given up because the host does not forward what it takes, and checks the
+    /// log names the rule that would let it through.
+    #[allow(dead_code)] // only the tunnel-GSO tests
+    pub fn expect_tunnel_firewall_warning(&self, said: &str) {
+        assert!(
+            wait_until(Duration::from_secs(15), || self.logs().contains(said)),
+            "no word of the firewall in the log:\n{}",
+            self.logs()
+        );
+        let rule = "iptables -I FORWARD -i vswgso0 -j ACCEPT";
+        assert!(self.logs().contains(rule), "{}", self.logs());
+    }
+
     /// Everything the daemons logged, for a failure message.
     pub fn logs(&self) -> String {
         self.hosts
