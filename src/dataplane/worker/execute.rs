@@ -132,17 +132,7 @@ impl Worker {
         // what waits in the run was made before this frame.
         self.flush_gso_batch();
         let frame = HEADROOM..HEADROOM + len;
-        let to_peer = matches!(hdr.gso_kind(), vnet::GSO_TCPV4 | vnet::GSO_TCPV6)
-            .then(|| tunnel::segment_len(hdr, &self.buf[frame.clone()]))
-            .flatten()
-            .map(|longest| {
-                self.switch
-                    .decide_super_frame(now, id, &self.buf[frame.clone()], longest)
-            })
-            .and_then(|d| match d.action {
-                Action::ToVtep { vtep, vni } => Some((d, vtep, vni)),
-                _ => None,
-            });
+        let to_peer = self.decided_for_one_peer(now, id, hdr, frame.clone());
         if let Some((d, vtep, vni)) = &to_peer {
             if self.forward_through_tunnel(hdr, len, *vtep, *vni) {
                 return self.switch.commit(now, d);
@@ -170,6 +160,29 @@ impl Worker {
         // Datagrams to one peer are collected (drain_port) and sent as one UDP GSO run.
         for k in 0..n {
             self.forward_local_frame(now, id, READ_SLOT + k * SEG_SLOT, self.seg_lens[k]);
+        }
+    }
+
+    /// The core's decision for the TCP super-frame at `buf[frame]`, made on its headers and
+    /// admitted by its longest segment, when it sends the frame to one peer: with that peer
+    /// and network. `None` for anything else (UDP super-frames, floods, local ports, drops).
+    fn decided_for_one_peer(
+        &self,
+        now: Timestamp,
+        id: PortId,
+        hdr: &vnet::Header,
+        frame: std::ops::Range<usize>,
+    ) -> Option<(crate::switch::Decision, VtepAddr, Vni)> {
+        if !matches!(hdr.gso_kind(), vnet::GSO_TCPV4 | vnet::GSO_TCPV6) {
+            return None;
+        }
+        let longest = tunnel::segment_len(hdr, &self.buf[frame.clone()])?;
+        let d = self
+            .switch
+            .decide_super_frame(now, id, &self.buf[frame], longest);
+        match d.action {
+            Action::ToVtep { vtep, vni } => Some((d, vtep, vni)),
+            _ => None,
         }
     }
 
