@@ -71,7 +71,7 @@
 //! one read cursor: `recv` is for one thread at a time; a `recv` that finds another thread inside
 //! `recv` on the same socket returns `WouldBlock` rather than wait.
 
-use super::{ifindex_of, IoError};
+use super::{bpf, ifindex_of, IoError};
 use std::cell::UnsafeCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -99,14 +99,6 @@ mod sys {
 
     pub const TP_STATUS_KERNEL: u32 = 0;
     pub const TP_STATUS_USER: u32 = 1;
-
-    /// `skb->pkt_type` of a frame the host sends (include/uapi/linux/if_packet.h).
-    pub const PACKET_OUTGOING: u32 = 4;
-    /// Classic BPF: `ld [SKF_AD_OFF + SKF_AD_PKTTYPE]`, `jeq #k`, `ret #k`.
-    pub const BPF_LD_W_ABS: u16 = 0x20;
-    pub const BPF_JEQ_K: u16 = 0x15;
-    pub const BPF_RET_K: u16 = 0x06;
-    pub const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
 
     /// struct packet_mreq
     #[repr(C)]
@@ -272,29 +264,32 @@ fn getsockopt<T>(
     Ok(())
 }
 
-const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
+const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
 
 /// Drops every frame: on a socket that is about to join a fanout group, between bind and join.
-const DROP_ALL: [libc::sock_filter; 1] = [bpf(sys::BPF_RET_K, 0, 0, 0)];
+const DROP_ALL: [libc::sock_filter; 1] = [bpf::ins(RET_K, 0, 0, 0)];
 
 /// Drops frames the host sends (`PACKET_OUTGOING`), which a fanout group delivers even to
 /// members with `PACKET_IGNORE_OUTGOING` on kernels without `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`.
 const DROP_OUTGOING: [libc::sock_filter; 4] = [
-    bpf(sys::BPF_LD_W_ABS, 0, 0, sys::SKF_AD_PKTTYPE),
-    bpf(sys::BPF_JEQ_K, 0, 1, sys::PACKET_OUTGOING),
-    bpf(sys::BPF_RET_K, 0, 0, 0),
-    bpf(sys::BPF_RET_K, 0, 0, u32::MAX),
+    bpf::ins(
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        0,
+        0,
+        bpf::AD_PKTTYPE,
+    ),
+    bpf::ins(
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        0,
+        1,
+        bpf::PACKET_OUTGOING,
+    ),
+    bpf::ins(RET_K, 0, 0, 0),
+    bpf::ins(RET_K, 0, 0, u32::MAX),
 ];
 
 fn attach_filter(fd: &OwnedFd, prog: &[libc::sock_filter]) -> io::Result<()> {
-    let fprog = libc::sock_fprog {
-        len: prog.len() as libc::c_ushort,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // The kernel copies the program; `prog` need not outlive the call.
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    bpf::attach(fd.as_raw_fd(), libc::SO_ATTACH_FILTER, prog)
 }
 
 /// Joins group `id` (or makes it), or with `None` a new group with an id the kernel picks, on

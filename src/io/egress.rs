@@ -6,55 +6,49 @@
 //!
 //! Thread-safety: one control thread (the prober's); opened for one check and closed after.
 
+use super::bpf::{self, ins};
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-const PACKET_OUTGOING: u32 = 4;
-const SKF_AD_PROTOCOL: u32 = 0xffff_f000;
-const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
 const ETH_P_IP: u32 = 0x0800;
 const IPPROTO_UDP: u32 = 17;
-
-const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
 
 /// The classic BPF program that keeps only datagrams the host sends (`PACKET_OUTGOING`) that
 /// are IPv4 UDP, unfragmented, from `src` to port `dst_port`. On a `SOCK_DGRAM` packet socket
 /// the offsets count from the IP header.
 fn program(src: SocketAddrV4, dst_port: u16) -> [libc::sock_filter; 17] {
-    const LD_W_ABS: u16 = 0x20;
-    const LD_H_ABS: u16 = 0x28;
-    const LD_B_ABS: u16 = 0x30;
-    const LD_H_IND: u16 = 0x48;
-    const LDX_B_MSH: u16 = 0xb1;
-    const JEQ_K: u16 = 0x15;
-    const JSET_K: u16 = 0x45;
-    const RET_K: u16 = 0x06;
+    use libc::{BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD};
+    use libc::{BPF_LDX, BPF_MSH, BPF_RET, BPF_W};
+    const LD_W: u32 = BPF_LD | BPF_W | BPF_ABS;
+    const LD_H: u32 = BPF_LD | BPF_H | BPF_ABS;
+    const LD_B: u32 = BPF_LD | BPF_B | BPF_ABS;
+    const JEQ: u32 = BPF_JMP | BPF_JEQ | BPF_K;
     // Jumps count the instructions skipped: `to_drop(i)` from instruction i to the last.
     const fn to_drop(i: u8) -> u8 {
         16 - i - 1
     }
     [
-        bpf(LD_W_ABS, 0, 0, SKF_AD_PKTTYPE),
-        bpf(JEQ_K, 0, to_drop(1), PACKET_OUTGOING),
-        bpf(LD_W_ABS, 0, 0, SKF_AD_PROTOCOL),
-        bpf(JEQ_K, 0, to_drop(3), ETH_P_IP),
-        bpf(LD_B_ABS, 0, 0, 9),
-        bpf(JEQ_K, 0, to_drop(5), IPPROTO_UDP),
-        bpf(LD_W_ABS, 0, 0, 12),
-        bpf(JEQ_K, 0, to_drop(7), u32::from_be_bytes(src.ip().octets())),
-        bpf(LD_H_ABS, 0, 0, 6),
-        bpf(JSET_K, to_drop(9), 0, 0x3fff),
-        bpf(LDX_B_MSH, 0, 0, 0),
-        bpf(LD_H_IND, 0, 0, 0),
-        bpf(JEQ_K, 0, to_drop(12), u32::from(src.port())),
-        bpf(LD_H_IND, 0, 0, 2),
-        bpf(JEQ_K, 0, to_drop(14), u32::from(dst_port)),
-        bpf(RET_K, 0, 0, 0xffff),
-        bpf(RET_K, 0, 0, 0),
+        ins(LD_W, 0, 0, bpf::AD_PKTTYPE),
+        ins(JEQ, 0, to_drop(1), bpf::PACKET_OUTGOING),
+        ins(LD_W, 0, 0, bpf::AD_PROTOCOL),
+        ins(JEQ, 0, to_drop(3), ETH_P_IP),
+        ins(LD_B, 0, 0, 9),
+        ins(JEQ, 0, to_drop(5), IPPROTO_UDP),
+        ins(LD_W, 0, 0, 12),
+        ins(JEQ, 0, to_drop(7), u32::from_be_bytes(src.ip().octets())),
+        // Not a fragment: no more-fragments flag, offset 0.
+        ins(LD_H, 0, 0, 6),
+        ins(BPF_JMP | BPF_JSET | BPF_K, to_drop(9), 0, 0x3fff),
+        // X = the IP header's length; then the UDP ports.
+        ins(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0),
+        ins(BPF_LD | BPF_H | BPF_IND, 0, 0, 0),
+        ins(JEQ, 0, to_drop(12), u32::from(src.port())),
+        ins(BPF_LD | BPF_H | BPF_IND, 0, 0, 2),
+        ins(JEQ, 0, to_drop(14), u32::from(dst_port)),
+        ins(BPF_RET | BPF_K, 0, 0, 0xffff),
+        ins(BPF_RET | BPF_K, 0, 0, 0),
     ]
 }
 
@@ -77,24 +71,11 @@ impl EgressWatch {
         }
         // SAFETY: `raw` is a descriptor we own from here on.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let prog = program(src, dst_port);
-        let fprog = libc::sock_fprog {
-            len: prog.len() as libc::c_ushort,
-            filter: prog.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: setsockopt with a sock_fprog that lives across the call (the kernel copies it).
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&fprog as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        bpf::attach(
+            fd.as_raw_fd(),
+            libc::SO_ATTACH_FILTER,
+            &program(src, dst_port),
+        )?;
         // SAFETY: sockaddr_ll is plain data; all zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;

@@ -4,6 +4,7 @@
 //! - `netlink`: a small synchronous rtnetlink client (links and IPv4 addresses).
 //! - `tap`: TAP devices (`/dev/net/tun`).
 //! - `af_packet`: AF_PACKET sockets bound to an existing interface.
+//! - `bpf`: classic BPF programs for sockets (filters, SO_REUSEPORT steering).
 //! - `underlay`: the underlay UDP socket.
 //! - `ethtool`: an interface's offload features, as `ethtool -k` shows them.
 //! - `tunnel`: the host's tunnel device, which takes whole VXLAN super-frames.
@@ -13,6 +14,7 @@
 //! worker can match `WouldBlock` cheaply; setup calls return [`IoError`], which names the operation.
 
 pub mod af_packet;
+pub mod bpf;
 pub mod cpu;
 pub mod egress;
 pub mod ethtool;

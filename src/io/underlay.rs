@@ -518,20 +518,17 @@ fn enable_gro(sock: &UdpSocket) -> bool {
 /// returns 0 (socket 0, which counts it as truncated). An index out of range would fall back
 /// to the kernel's hash; `n` is the group's size, so none is.
 pub fn lane_steering_program(n: u32) -> [libc::sock_filter; 4] {
-    let op = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
+    use super::bpf::ins;
     [
-        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-        op(
+        ins(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        ins(
             libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K,
+            0,
+            0,
             crate::crypto::keys::LANE_SHIFT,
         ),
-        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n.max(1)),
-        op(libc::BPF_RET | libc::BPF_A, 0),
+        ins(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, 0, 0, n.max(1)),
+        ins(libc::BPF_RET | libc::BPF_A, 0, 0, 0),
     ]
 }
 
@@ -539,18 +536,12 @@ pub fn lane_steering_program(n: u32) -> [libc::sock_filter; 4] {
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 
 fn attach_lane_steering(fd: RawFd, n: u32) -> Result<(), UnderlayError> {
-    let prog = lane_steering_program(n);
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    setsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        SO_ATTACH_REUSEPORT_CBPF,
-        &fprog,
-        "SO_ATTACH_REUSEPORT_CBPF",
-    )
+    super::bpf::attach(fd, SO_ATTACH_REUSEPORT_CBPF, &lane_steering_program(n)).map_err(|source| {
+        UnderlayError::SockOpt {
+            what: "SO_ATTACH_REUSEPORT_CBPF",
+            source,
+        }
+    })
 }
 
 /// Writes an 8-byte UDP header for `payload_len` bytes of payload, checksum 0 (RFC 768 "no
