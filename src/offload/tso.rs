@@ -72,6 +72,16 @@ pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize
     frame[field..field + 2].copy_from_slice(&csum.to_be_bytes());
 }
 
+/// The length of the longest segment the TCP super-frame `frame` (TAP header `hdr`) is cut
+/// into, here or by the kernel when it goes through the tunnel device whole: its headers and
+/// one MSS (or the whole frame, if shorter). What the network must carry, so what the core
+/// admits the frame by (Switch::decide_super_frame).
+pub fn longest_segment(hdr: &Header, frame: &[u8]) -> Option<usize> {
+    let tcp = usize::from(hdr.csum_start);
+    let tcp_hl = usize::from(frame.get(tcp + 12)? >> 4) * 4;
+    Some((tcp + tcp_hl + usize::from(hdr.gso_size)).min(frame.len()))
+}
+
 /// Splits the super-frame `frame` described by `hdr` into segments. Segment `k` is written to
 /// `out[k * slot + headroom ..]` and its length to `lens[k]`; returns how many there are.
 pub fn segment(
@@ -218,6 +228,22 @@ mod tests {
     }
 
     use crate::offload::test_frames::eth_ipv4;
+
+    #[test]
+    fn the_longest_segment_is_the_headers_and_one_mss() {
+        let mut frame = super_frame_v4(1386 * 10 + 12);
+        frame[34 + 12] = 8 << 4; // 32-byte TCP header (timestamps)
+        let h = hdr_v4(1386);
+        assert_eq!(longest_segment(&h, &frame), Some(14 + 20 + 32 + 1386));
+        // A frame shorter than one MSS is its own segment.
+        assert_eq!(longest_segment(&h, &frame[..500]), Some(500));
+        assert_eq!(longest_segment(&h, &frame[..40]), None);
+        // Every segment the cut makes is at most that long.
+        let mut out = vec![0u8; 16 * 2048];
+        let mut lens = [0usize; 16];
+        let n = segment(&h, &frame, &mut out, 2048, 0, &mut lens).unwrap();
+        assert_eq!(lens[..n].iter().max(), longest_segment(&h, &frame).as_ref());
+    }
 
     /// An Ethernet + IPv4 + TCP super-frame with `payload` bytes (pattern i % 251), flags
     /// PSH|ACK|FIN, a partial checksum as the kernel leaves it.

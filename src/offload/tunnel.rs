@@ -133,15 +133,6 @@ pub fn datagram(o: &Outer, payload: &[u8]) -> Vec<u8> {
     b
 }
 
-/// The length of the longest segment the kernel will cut the container's TCP super-frame
-/// `frame` (TAP header `inner`) into: its headers and one MSS. What the network must carry,
-/// so what the core admits the frame by (Switch::decide_super_frame).
-pub fn segment_len(inner: &Header, frame: &[u8]) -> Option<usize> {
-    let tcp = usize::from(inner.csum_start);
-    let tcp_hl = usize::from(frame.get(tcp + 12)? >> 4) * 4;
-    Some((tcp + tcp_hl + usize::from(inner.gso_size)).min(frame.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,18 +197,6 @@ mod tests {
         assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, total - 20);
         assert_eq!(&udp[6..8], &[0, 0], "no outer UDP checksum (RFC 7348)");
         assert_eq!(&o[42..50], &[0x08, 0, 0, 0, 0, 0, 42, 0]);
-    }
-
-    #[test]
-    fn segment_len_is_headers_and_one_mss() {
-        let mut frame = eth_ipv4(6, 1, 32 + 1386 * 10);
-        frame[34 + 12] = 8 << 4; // 32-byte TCP header (timestamps)
-        let mut h = tso_v4();
-        h.gso_size = 1386;
-        assert_eq!(segment_len(&h, &frame), Some(14 + 20 + 32 + 1386));
-        // A frame shorter than one MSS is its own segment.
-        assert_eq!(segment_len(&h, &frame[..500]), Some(500));
-        assert_eq!(segment_len(&h, &frame[..40]), None);
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl Worker {
         if !matches!(hdr.gso_kind(), vnet::GSO_TCPV4 | vnet::GSO_TCPV6) {
             return None;
         }
-        let longest = tunnel::segment_len(hdr, &self.buf[frame.clone()])?;
+        let longest = tso::longest_segment(hdr, &self.buf[frame.clone()])?;
         let d = self
             .switch
             .decide_super_frame(now, id, &self.buf[frame], longest);

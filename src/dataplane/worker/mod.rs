@@ -32,7 +32,7 @@ use crate::dataplane::sync::SyncLinks;
 use crate::dataplane::view::{EspDrops, PortRow, SwitchViews, View};
 use crate::io::underlay::{self, Underlay, UDP_HEADER_LEN, VXLAN_HEADERS_LEN};
 use crate::offload::gro::Coalescer;
-use crate::offload::{superframe, tso, tunnel, vnet};
+use crate::offload::{superframe, tso, vnet};
 use crate::switch::topology::Output;
 use crate::switch::DropReason;
 use crate::switch::{garp, Action, Answer, PortId, Published, Switch, Timestamp, Vni, VtepAddr};
