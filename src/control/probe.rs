@@ -357,7 +357,7 @@ impl Prober {
                     // where none does (kernel VXLAN peers), the host is watched sending the
                     // socket's probes and the device's.
                     let (evidence, asked, through) = if answered.is_empty() {
-                        let (asked, through) = p.check_egress(&sock, t, &silent).unwrap_or((0, 0));
+                        let (asked, through) = p.check_egress(&sock, t, &silent);
                         (Evidence::Egress, asked, through)
                     } else {
                         let through = p.check_tunnel(&sock, t, &answered);
@@ -438,8 +438,8 @@ impl Prober {
     /// For each of `paths` (VXLAN paths whose peer did not answer the socket; the first
     /// `EGRESS_PATHS`), sends a probe from the socket and one through the tunnel device from
     /// the socket's address and port, and watches the host send them on. Returns how many of
-    /// the socket's left the host and, of those peers, how many of the device's did too; `None`
-    /// when it cannot be watched here. The socket's are the reference: a peer whose address
+    /// the socket's left the host and, of those peers, how many of the device's did too (none,
+    /// no verdict, when it cannot be watched here). The socket's are the reference: a peer whose address
     /// does not resolve on the underlay stops both, a firewall's FORWARD chain only the
     /// device's.
     fn check_egress(
@@ -447,18 +447,18 @@ impl Prober {
         sock: &UdpSocket,
         t: &TunnelCheck,
         paths: &[SocketAddrV4],
-    ) -> Option<(usize, usize)> {
+    ) -> (usize, usize) {
         let Ok(SocketAddr::V4(from)) = sock.local_addr() else {
-            return None;
+            return (0, 0);
         };
         if paths.is_empty() {
-            return None;
+            return (0, 0);
         }
         let watch = match crate::io::egress::EgressWatch::open(from, self.cfg.vxlan_port) {
             Ok(w) => w,
             Err(e) => {
                 tracing::debug!("cannot watch what leaves the host ({e}): tunnel not checked");
-                return None;
+                return (0, 0);
             }
         };
         let mut buf = [0u8; probe::REQUEST_LEN];
@@ -475,7 +475,7 @@ impl Prober {
                 }
             }
         }
-        Some((via_socket, via_tunnel))
+        (via_socket, via_tunnel)
     }
 
     /// Probes every target once; returns the VXLAN paths that answered, and those that did not.

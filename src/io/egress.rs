@@ -62,7 +62,7 @@ impl EgressWatch {
     /// CAP_NET_RAW). The filter is in place before the socket takes any packet.
     pub fn open(src: SocketAddrV4, dst_port: u16) -> io::Result<EgressWatch> {
         // Protocol 0: no packet reaches the socket until bind names one, after the filter.
-        // That is ETH_P_ALL: only taps for every protocol see what the host sends.
+        // Bind names ETH_P_ALL, since only taps of every protocol see what the host sends.
         // SAFETY: plain socket(2); the descriptor is owned below.
         let raw =
             unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
